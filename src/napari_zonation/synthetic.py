@@ -1,0 +1,4 @@
+"""Placeholder: being written."""
+class SyntheticSample: ...
+def make_thin_section(*a, **k):
+    raise NotImplementedError
