@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh Debian machine (system packages, a virtual
+# environment with the project and its testing extra), then lint, validate the napari
+# manifest and run the whole test suite, GUI tests under Xvfb.
+# Usage: bash scripts/test.sh [pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-system-deps.sh
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".[testing]"
+export QT_API=pyqt6 PYTEST_QT_API=pyqt6 QT_QPA_PLATFORM=xcb
+XDG_RUNTIME_DIR=$(mktemp -d); export XDG_RUNTIME_DIR
+chmod 700 "$XDG_RUNTIME_DIR"
+NAPARI_ZONATION_CACHE_DIR=$(mktemp -d); export NAPARI_ZONATION_CACHE_DIR
+"$VENV/bin/ruff" check src tests benchmarks docs
+"$VENV/bin/npe2" validate napari-zonation
+# pytest exits 5 when it collects no test: set -e turns that into a failure
+xvfb-run -a -s "-screen 0 1280x1024x24 -nolisten tcp" \
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

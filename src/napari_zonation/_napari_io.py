@@ -1,0 +1,111 @@
+"""npe2 reader and sample-data contributions (see napari.yaml).
+
+These functions return napari LayerData tuples; they import nothing from napari at module
+level, so the core stays importable without Qt.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from .io import read_sem_tiff
+
+DATA_DIR = Path(__file__).parent / "data"
+PLAGIOCLASE_TIFF = DATA_DIR / "CGI_ns8_1-1.tif"
+#: estimated, not measured (+-5 %): see data/README_plagioclase.md
+PLAGIOCLASE_PIXEL_SIZE_UM = 1.18
+
+
+def ask_pixel_size(name: str) -> float | None:
+    """Ask the user for a pixel size in a dialog; None if cancelled or there is no GUI."""
+    try:
+        from qtpy.QtWidgets import QApplication, QInputDialog
+    except Exception:  # pragma: no cover - no Qt
+        return None
+    if QApplication.instance() is None:
+        return None
+    value, ok = QInputDialog.getDouble(
+        None,
+        "Pixel size",
+        f"{name} carries no pixel size in its metadata.\n"
+        "Micrometres per pixel (from the SEM's scale bar or data bar):",
+        1.0,
+        1e-4,
+        1e4,
+        4,
+    )
+    return float(value) if ok else None
+
+
+def _read(path: str, ask=ask_pixel_size):
+    image, px, info = read_sem_tiff(path)
+    name = Path(path).stem
+    meta = {"napari_zonation": {"pixel_size_source": info["pixel_size_source"]}}
+    if px is None:
+        px = ask(Path(path).name)
+        if px is None:
+            warnings.warn(
+                f"{Path(path).name}: no pixel size in the metadata; the layer's scale is 1 "
+                "(pixels). Set it in the Segment crystals widget before measuring in um.",
+                UserWarning,
+                stacklevel=2,
+            )
+            meta["napari_zonation"]["pixel_size_source"] = "missing"
+        else:
+            meta["napari_zonation"]["pixel_size_source"] = "entered by the user"
+    if px is not None:
+        meta["napari_zonation"]["pixel_size_um"] = px
+    kwargs = {"name": name, "metadata": meta, "colormap": "gray"}
+    if px is not None:
+        kwargs["scale"] = (px, px)
+        kwargs["units"] = ("um", "um")
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        kwargs.pop("colormap")
+        kwargs["rgb"] = True
+    return [(image, kwargs, "image")]
+
+
+def get_reader(path):
+    """npe2 reader: SEM TIFFs with their pixel size (asked for when absent)."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not str(path).lower().endswith((".tif", ".tiff")):
+        return None
+    return lambda p: _read(p[0] if isinstance(p, list) else p)
+
+
+def synthetic_sample(seed: int = 0):
+    """Sample data: a synthetic BSE thin section and, hidden, its ground-truth labels."""
+    import pandas as pd
+
+    from .synthetic import make_thin_section
+
+    s = make_thin_section((768, 768), n_crystals=20, seed=seed)
+    px = s.pixel_size_um
+    meta = {"napari_zonation": {"pixel_size_um": px, "pixel_size_source": "synthetic"}}
+    truth = s.truth.copy()
+    for col in truth.columns:
+        if truth[col].map(lambda x: isinstance(x, tuple)).any():
+            truth[col] = truth[col].map(lambda x: ", ".join(f"{v:.1f}" for v in x))
+    truth.insert(0, "index", truth["label"])
+    return [
+        (s.image, {"name": "synthetic BSE", "scale": (px, px), "units": ("um", "um"),
+                   "colormap": "gray", "metadata": meta}, "image"),
+        (s.labels, {"name": "synthetic BSE ground truth", "scale": (px, px),
+                    "units": ("um", "um"), "visible": False,
+                    "features": pd.DataFrame(truth),
+                    "metadata": {"napari_zonation": {"ground_truth": True}}}, "labels"),
+    ]
+
+
+def plagioclase_sample():
+    """Sample data: the real plagioclase BSE image (Lubbers et al. 2022, MIT)."""
+    image, _, _ = read_sem_tiff(PLAGIOCLASE_TIFF)
+    px = PLAGIOCLASE_PIXEL_SIZE_UM
+    meta = {"napari_zonation": {"pixel_size_um": px,
+                                "pixel_size_source": "estimated (+-5 %), see data README"}}
+    return [(image, {"name": "CGI_ns8_1-1 plagioclase", "scale": (px, px),
+                     "units": ("um", "um"), "colormap": "gray", "metadata": meta}, "image")]

@@ -1,0 +1,200 @@
+"""Profiles against scikit-image and the synthetic ground truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage as ndi
+from skimage.measure import profile_line
+
+from napari_zonation import ZonationInputError, line_profiles, rim_profiles
+from napari_zonation.profiles import (
+    apply_calibration,
+    calibrate,
+    place_traverses,
+    rim_distance,
+)
+from napari_zonation.synthetic import make_thin_section
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_thin_section((512, 512), n_crystals=12, seed=7, noise=0.02)
+
+
+@pytest.mark.parametrize("width_um", [1.0, 3.0, 5.0])
+def test_straight_line_matches_profile_line(sample, width_um):
+    img = sample.image.astype(float)
+    start, end = (12.3, 40.0), (300.0, 410.7)
+    prof = line_profiles(img, [np.array([start, end])], 0.5, width_um=width_um)
+    ref = profile_line(img, start, end, linewidth=int(round(width_um / 0.5)), order=1)
+    np.testing.assert_allclose(prof["value"].to_numpy(), ref, rtol=0, atol=1e-9)
+    # distances in um: the line's length at 0.5 um per pixel
+    length = np.hypot(end[0] - start[0], end[1] - start[1]) * 0.5
+    assert prof["distance_um"].iloc[0] == 0
+    assert prof["distance_um"].iloc[-1] == pytest.approx(length)
+    assert (prof["label"] == 1).all() and (prof["source"] == "shape").all()
+
+
+def test_path_is_the_segments_joined(sample):
+    img = sample.image.astype(float)
+    path = np.array([[50.0, 50.0], [50.0, 150.0], [200.0, 150.0]])
+    prof = line_profiles(img, [path], 1.0, width_um=1.0)
+    a = profile_line(img, path[0], path[1], order=1)
+    b = profile_line(img, path[1], path[2], order=1)
+    np.testing.assert_allclose(prof["value"], np.concatenate([a, b[1:]]))
+    assert prof["distance_um"].iloc[-1] == pytest.approx(250.0)
+    assert np.all(np.diff(prof["distance_um"]) > 0)
+
+
+def test_bad_shapes_are_reported_and_others_kept(sample):
+    img = sample.image
+    good = np.array([[10.0, 10.0], [60.0, 60.0]])
+    outside = np.array([[-500.0, -500.0], [-400.0, -450.0]])
+    zero = np.array([[30.0, 30.0], [30.0, 30.0]])
+    one_vertex = np.array([[5.0, 5.0]])
+    with pytest.warns(UserWarning, match="3 profile"):
+        prof = line_profiles(img, [good, outside, zero, one_vertex], 1.0)
+    assert set(prof["label"]) == {1}
+    reasons = prof.attrs["failures"].set_index("label")["reason"]
+    assert "outside the image" in reasons[2]
+    assert "zero length" in reasons[3]
+    assert "2 vertices" in reasons[4]
+    with pytest.raises(ZonationInputError, match="no lines"):
+        line_profiles(img, [], 1.0)
+
+
+def test_rim_distance_against_edt_for_separate_crystals():
+    lab = np.zeros((40, 60), int)
+    lab[5:25, 5:30] = 1
+    lab[10:35, 40:55] = 2
+    d = rim_distance(lab)
+    ref = ndi.distance_transform_edt(lab > 0) - 0.5
+    np.testing.assert_allclose(d[lab > 0], ref[lab > 0])
+
+
+def test_rim_distance_separates_touching_crystals():
+    lab = np.zeros((40, 60), int)
+    lab[5:35, 5:30] = 1
+    lab[5:35, 30:55] = 2  # shares the column boundary 29|30
+    d = rim_distance(lab)
+    # pixels next to the shared boundary are on each crystal's rim
+    assert d[20, 29] == pytest.approx(0.5) and d[20, 30] == pytest.approx(0.5)
+    assert d[20, 27] == pytest.approx(2.5)
+
+
+def test_shell_profiles_follow_the_truth(sample):
+    """Distance-to-rim profiles vs the generator's noise-free zoning (blur and drift included
+    in the image, so a tolerance of half the noise on the median error)."""
+    prof = rim_profiles(sample.image, sample.labels, sample.pixel_size_um)
+    assert set(prof["label"]) <= set(sample.truth["label"])
+    assert {"label", "distance_um", "value", "sigma", "n_pixels", "source"} <= set(prof.columns)
+    assert (prof["source"] == "rim").all()
+    errors = []
+    for _, row in sample.truth.iterrows():
+        p = prof[prof["label"] == row.label]
+        if p.empty or row.touches_border:
+            continue
+        # compare beyond 2 um from the rim (probe blur) on the clean image's own shells
+        truth_v = sample.true_profile(row.label, p["distance_um"].to_numpy())
+        sel = p["distance_um"].to_numpy() > 2.0
+        errors.append(np.median(np.abs(p["value"].to_numpy()[sel] - truth_v[sel])))
+    assert len(errors) >= 5
+    assert np.median(errors) < 0.5 * sample.noise_dn + 0.04 * 110  # + drift (<= 3 %)
+
+
+def test_shell_profile_step_position_on_a_clean_crystal():
+    """A sharp step drawn at a known depth is found within one pixel."""
+    yy, xx = np.mgrid[:120, :120]
+    lab = ((np.abs(yy - 60) < 50) & (np.abs(xx - 60) < 40)).astype(int)
+    depth = rim_distance(lab)
+    img = np.where(depth < 12.0, 180.0, 120.0) * (lab > 0) + 60 * (lab == 0)
+    prof = rim_profiles(img, lab, 1.0, skip_rim_um=0)
+    p = prof.sort_values("distance_um")
+    crossing = p["distance_um"][p["value"] < 150].min()
+    assert crossing == pytest.approx(12.0, abs=1.0)
+
+
+def test_shells_ignore_cracks_and_inclusions():
+    yy, xx = np.mgrid[:100, :100]
+    lab = ((np.abs(yy - 50) < 40) & (np.abs(xx - 50) < 40)).astype(int)
+    img = np.full(lab.shape, 150.0)
+    img[lab == 0] = 100
+    img[:, 48:50] = 10.0  # a crack right across
+    img[40:46, 30:36] = 250.0  # an inclusion
+    prof = rim_profiles(img, lab, 1.0)
+    np.testing.assert_allclose(prof["value"], 150.0)
+
+
+def test_multichannel_and_channel_names(sample):
+    stack = np.stack([sample.image, 255 - sample.image]).astype(float)
+    prof = rim_profiles(stack, sample.labels, 1.0, channel_names=["Fe", "Mg"])
+    assert set(prof["channel"]) == {"Fe", "Mg"}
+    fe = prof[prof.channel == "Fe"].set_index(["label", "distance_um"])["value"]
+    mg = prof[prof.channel == "Mg"].set_index(["label", "distance_um"])["value"]
+    np.testing.assert_allclose(fe + mg, 255.0)
+
+
+def test_traverse_is_perpendicular_to_the_long_face_of_a_lath():
+    yy, xx = np.mgrid[:200, :200]
+    lab = ((np.abs(yy - 100) < 20) & (np.abs(xx - 100) < 80)).astype(int)  # long faces horizontal
+    trav = place_traverses(lab, 1.0)
+    t = trav.iloc[0]
+    assert t.status == "ok"
+    # the traverse runs vertically (perpendicular to the long horizontal face), rim to core
+    assert abs(t.rim_col - t.core_col) < 2.0
+    assert abs(t.rim_row - t.core_row) == pytest.approx(19.5, abs=1.5)
+
+
+def test_traverse_avoids_a_face_shared_with_a_neighbour():
+    lab = np.zeros((200, 200), int)
+    lab[80:120, 20:180] = 1
+    lab[120:160, 20:180] = 2  # crystal 2 covers crystal 1's lower long face
+    trav = place_traverses(lab, 1.0).set_index("label")
+    assert trav.loc[1, "rim_row"] < trav.loc[1, "core_row"]  # goes up, to the free face
+    assert trav.loc[2, "rim_row"] > trav.loc[2, "core_row"]
+
+
+def test_traverse_profiles_run_rim_to_core(sample):
+    prof, trav = rim_profiles(sample.image, sample.labels, 1.0, method="traverse",
+                              return_traverses=True)
+    assert set(trav["label"]) == set(sample.truth["label"])
+    assert (prof["source"] == "traverse").all()
+    for lab_id, p in prof.groupby("label"):
+        t = trav.set_index("label").loc[lab_id]
+        assert p["distance_um"].iloc[-1] == pytest.approx(t.length_um, rel=1e-6)
+
+
+def test_calibration_recovers_a_linear_law():
+    grey = np.array([100.0, 120.0, 140.0, 160.0])
+    fo = 90 - 0.25 * (grey - 100)
+    cal = calibrate(grey, fo, name="Fo (mol%)")
+    assert cal.slope == pytest.approx(-0.25) and cal.intercept == pytest.approx(115.0)
+    assert cal.r2 == pytest.approx(1.0)
+    prof = pd.DataFrame({"label": 1, "distance_um": [0.0, 1.0], "value": [100.0, 140.0],
+                         "sigma": [2.0, 2.0]})
+    out = apply_calibration(prof, cal)
+    np.testing.assert_allclose(out["value"], [90.0, 80.0])
+    np.testing.assert_allclose(out["sigma"], [0.5, 0.5])
+    assert (out["quantity"] == "Fo (mol%)").all() and "value_grey" in out
+    with pytest.raises(ZonationInputError, match="two reference points"):
+        calibrate([100.0], [90.0])
+
+
+def test_bad_inputs_give_clear_errors(sample):
+    with pytest.raises(ZonationInputError, match="labels have shape"):
+        rim_profiles(sample.image, sample.labels[:10], 1.0)
+    with pytest.raises(ZonationInputError, match="pixel size is missing"):
+        rim_profiles(sample.image, sample.labels, None)
+    with pytest.raises(ZonationInputError, match="1D"):
+        rim_profiles(np.arange(10), np.arange(10), 1.0)
+
+
+def test_tiny_crystal_is_reported_and_others_kept():
+    lab = np.zeros((60, 60), int)
+    lab[10:40, 10:40] = 1
+    lab[50, 50] = 2  # one pixel
+    img = np.full(lab.shape, 100.0)
+    with pytest.warns(UserWarning, match="skipped"):
+        prof = rim_profiles(img, lab, 1.0)
+    assert set(prof["label"]) == {1}
+    assert 2 in set(prof.attrs["failures"]["label"])
