@@ -80,10 +80,11 @@ def rim_distance(labels: np.ndarray) -> np.ndarray:
         diff = (a[1:] != a[:-1]) & (a[1:] > 0) & (a[:-1] > 0)
         s[1:] |= diff
         s[:-1] |= diff
-    d = ndi.distance_transform_edt(inner & ~seam)
-    # a seam pixel is on its crystal's rim; everything is measured from the pixel edge
-    d[seam] = 1.0
-    d[inner] -= 0.5
+    # distances from pixel centres to the pixel edges where the crystal ends: half a pixel
+    # beyond the last crystal pixel toward the background, half a pixel beyond a seam pixel
+    d = ndi.distance_transform_edt(inner) - 0.5
+    if seam.any():
+        np.minimum(d, ndi.distance_transform_edt(~seam) + 0.5, out=d)
     d[~inner] = 0.0
     return d
 
