@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages that Qt, OpenGL and a virtual X server (Xvfb) need to run napari headless
-# (see docs/headless.md). Installs only what is missing; needs root or sudo.
+# (see README.md and tests/test_widgets.py). Installs only what is missing; needs root or sudo.
 set -euo pipefail
 pkgs=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglib2.0-0 libfontconfig1 libdbus-1-3
       libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0
