@@ -1,3 +1,485 @@
-"""Placeholder: being written."""
-def cluster_crystals(*a, **k):
-    raise NotImplementedError
+"""Clustering crystals by their zoning: crystal table -> ``cluster`` column, label colours.
+
+Features
+--------
+By default each crystal is described by :data:`DEFAULT_FEATURES`, standardised (zero mean,
+unit variance; columns that do not vary are dropped):
+
+- ``rel_contrast`` (rim minus core over core: the one signed feature, so normal and reverse
+  zoning part only where the sign is the main difference),
+- ``n_plateaus``, ``n_steps``, ``max_slope_per_um``,
+- ``n_oscillations``, ``osc_amplitude``,
+- ``first_step_frac`` and ``core_start_frac``: the first step's position and the depth where
+  the core plateau starts, divided by the profile length (0 at the rim, 1 at the core; a
+  profile without a step gets 1 = "no step before the core"),
+- ``zoning_type``: the offline verdict, one-hot encoded, each category ``category_weight``
+  (5) standard deviations from the others, so that crystals of one type stay together
+  unless their numbers differ by more than that.
+
+More signed features (``contrast``, ``mean_slope_per_um``, ``monotonicity``) split gradients
+and multi-step profiles by the sign of their zoning; pass ``features=`` to use them.
+
+With ``profiles``, a profile-shape embedding is appended: each profile, mean-binned on its
+normalised depth (0 at the rim, 1 at the deepest point) into ``shape_points`` bins, minus its
+core value (the deepest bin), divided by one *global* spread (the median over crystals of
+each profile's 5-95 % range). A global scale, rather than each profile's own range, keeps an
+unzoned crystal flat instead of blowing its noise up to full scale, and keeps weak and strong
+zoning apart; the block is weighted so that its total variance equals that of the descriptor
+block (or is used alone when ``features=[]``).
+
+Rows whose ``describe_status`` is not ``"ok"`` get ``cluster = -1`` (unclustered). Missing
+(NaN) feature values of the other rows are replaced by the column median.
+
+Measured on ``make_profiles(n_per_type=20, phase="mixed")`` (6 types, seeds 0-2), adjusted
+Rand index between clusters and the true zoning type with automatic k (k-means, silhouette):
+0.86 at noise 0.01 of full scale, 0.75 at 0.015, 0.61 at 0.02, equal to the ARI of the
+offline ``zoning_type`` itself (the clusters inherit its errors). Profile shape alone
+(``features=[]``, k-means with the true k = 6) gives 0.29, 0.24 and 0.22: step positions,
+signs and periods vary within a type, so raw shapes do not group by type.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ._validation import ZonationInputError, check_profiles
+
+__all__ = ["cluster_crystals", "cluster_colors", "DEFAULT_FEATURES", "METHODS"]
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "rel_contrast",
+    "n_plateaus",
+    "n_steps",
+    "max_slope_per_um",
+    "n_oscillations",
+    "osc_amplitude",
+    "first_step_frac",
+    "core_start_frac",
+    "zoning_type",
+)
+METHODS: tuple[str, ...] = ("kmeans", "gmm", "agglomerative", "hdbscan")
+CATEGORICAL: tuple[str, ...] = ("zoning_type", "interpretation", "phase", "best_model")
+UNCLUSTERED_RGBA: tuple[float, float, float, float] = (0.5, 0.5, 0.5, 1.0)
+
+_TAB10 = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+_TAB20 = (
+    "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896",
+    "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7",
+    "#bcbd22", "#dbdb8d", "#17becf", "#9edae5",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# public API
+
+
+def cluster_crystals(
+    table: pd.DataFrame,
+    n_clusters: int | None = None,
+    *,
+    method: str = "kmeans",
+    features: list[str] | None = None,
+    profiles: pd.DataFrame | None = None,
+    shape_points: int = 32,
+    random_state: int = 0,
+    max_clusters: int = 8,
+    category_weight: float = 5.0,
+) -> pd.DataFrame:
+    """Group crystals with similar zoning.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Crystal table from :func:`describe_zoning` (one row per ``label``).
+    n_clusters : int, optional
+        Number of clusters. ``None`` chooses it: the best silhouette over 2..``max_clusters``
+        for ``kmeans`` and ``agglomerative``, the lowest BIC over 1..``max_clusters`` for
+        ``gmm``; ``hdbscan`` always picks its own (``n_clusters`` is then ignored).
+    method : {"kmeans", "gmm", "agglomerative", "hdbscan"}
+        scikit-learn ``KMeans``, ``GaussianMixture`` (diagonal covariances),
+        ``AgglomerativeClustering`` (Ward) or ``HDBSCAN`` (points it calls noise get -1).
+    features : list of str, optional
+        Table columns to use; default :data:`DEFAULT_FEATURES` (those present). Numeric
+        columns are standardised; ``first_step_frac`` and ``core_start_frac`` are derived
+        from ``step_positions_um``, ``core_start_um`` and ``length_um``; the categorical
+        columns ``zoning_type``, ``interpretation``, ``phase`` and ``best_model`` are one-hot
+        encoded. ``[]`` with ``profiles`` clusters on profile shape alone.
+    profiles : pandas.DataFrame, optional
+        The long profiles table; adds the profile-shape embedding (see the module notes).
+    shape_points : int
+        Bins of the profile-shape embedding.
+    random_state : int
+        Seed of the k-means / mixture initialisations.
+    max_clusters : int
+        Largest number of clusters tried when choosing it automatically.
+    category_weight : float
+        Distance, in standard deviations, between two categories of a one-hot feature.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``table`` with ``cluster`` (int; 0 is the largest cluster, -1 unclustered)
+        and ``cluster_confidence`` (0-1: the posterior probability for ``gmm``, HDBSCAN's
+        membership strength, and ``1 - d1 / d2`` for ``kmeans`` and ``agglomerative``, where
+        ``d1`` and ``d2`` are the distances to the nearest and second-nearest cluster
+        centre; 1 for a single cluster; NaN when unclustered). The input is not modified.
+
+    Raises
+    ------
+    ZonationInputError
+        For a table without ``label``, an unknown method or feature, or no usable feature.
+    """
+    if not isinstance(table, pd.DataFrame) or "label" not in table.columns:
+        raise ZonationInputError(
+            "table must be a crystal table (DataFrame with a 'label' column); "
+            "run describe_zoning first."
+        )
+    if method not in METHODS:
+        raise ZonationInputError(f"method={method!r} is unknown; choose one of {METHODS}.")
+    if n_clusters is not None and int(n_clusters) < 1:
+        raise ZonationInputError(f"n_clusters={n_clusters!r}; give a positive integer or None.")
+    if int(max_clusters) < 1:
+        raise ZonationInputError("max_clusters must be at least 1.")
+    if int(shape_points) < 2:
+        raise ZonationInputError("shape_points must be at least 2.")
+
+    out = table.copy()
+    out["cluster"] = -1
+    out["cluster_confidence"] = np.nan
+    usable = np.ones(len(out), dtype=bool)
+    if "describe_status" in out.columns:
+        usable &= (out["describe_status"] == "ok").to_numpy()
+    idx = np.flatnonzero(usable)
+    if idx.size == 0:
+        return out
+
+    x = _feature_matrix(
+        out.iloc[idx], features, profiles, int(shape_points), float(category_weight)
+    )
+    n = x.shape[0]
+    if n == 1 or x.shape[1] == 0 or np.allclose(x, x[0]):
+        if n_clusters is not None and int(n_clusters) > 1 and method != "hdbscan":
+            warnings.warn(
+                f"n_clusters={n_clusters} but all {n} crystals are alike (1 distinct); "
+                "using one cluster.",
+                UserWarning,
+                stacklevel=2,
+            )
+        labels, conf = np.zeros(n, dtype=int), np.ones(n)
+    else:
+        labels, conf = _run(x, n_clusters, method, int(random_state), int(max_clusters))
+    labels = _order_by_size(labels)
+    col_c = out.columns.get_loc("cluster")
+    col_p = out.columns.get_loc("cluster_confidence")
+    out.iloc[idx, col_c] = labels
+    out.iloc[idx, col_p] = np.where(labels >= 0, conf, np.nan)
+    out["cluster"] = out["cluster"].astype(int)
+    return out
+
+
+def cluster_colors(
+    table: pd.DataFrame, cmap: str = "tab10"
+) -> dict[int, tuple[float, float, float, float]]:
+    """RGBA colour of every crystal label by its cluster, for napari's ``DirectLabelColormap``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Crystal table with ``label`` and ``cluster`` (from :func:`cluster_crystals`).
+    cmap : str
+        ``"tab10"`` or ``"tab20"`` (built in), or any matplotlib colormap name (matplotlib is
+        then imported, without a GUI backend). Cluster ``i`` takes colour ``i``; clusters
+        beyond the colormap's colours get further distinct hues.
+
+    Returns
+    -------
+    dict
+        ``{label: (r, g, b, a)}`` with floats in 0-1; unclustered crystals (cluster -1 or NaN)
+        are grey :data:`UNCLUSTERED_RGBA`. Add ``None``/``0`` (background) entries yourself
+        when building a napari colormap.
+    """
+    if not isinstance(table, pd.DataFrame) or not {"label", "cluster"} <= set(table.columns):
+        raise ZonationInputError(
+            "table needs 'label' and 'cluster' columns; run cluster_crystals first."
+        )
+    clusters = pd.to_numeric(table["cluster"], errors="coerce")
+    ids = sorted({int(c) for c in clusters.dropna() if c >= 0})
+    palette = _palette(cmap, (max(ids) + 1) if ids else 0)
+    colours = {}
+    for lab, c in zip(table["label"], clusters, strict=True):
+        if pd.isna(lab):
+            continue
+        colours[int(lab)] = UNCLUSTERED_RGBA if pd.isna(c) or c < 0 else palette[int(c)]
+    return colours
+
+
+# --------------------------------------------------------------------------------------
+# features
+
+
+def _feature_matrix(
+    tab: pd.DataFrame,
+    features: list[str] | None,
+    profiles: pd.DataFrame | None,
+    shape_points: int,
+    category_weight: float,
+) -> np.ndarray:
+    tab = tab.copy()
+    _derive(tab)
+    explicit = features is not None
+    names = list(DEFAULT_FEATURES if features is None else features)
+    if explicit:
+        missing = [f for f in names if f not in tab.columns]
+        if missing:
+            raise ZonationInputError(
+                f"feature(s) {missing} are not columns of the table; available: "
+                f"{sorted(tab.columns)}."
+            )
+    names = [f for f in names if f in tab.columns]
+    blocks = []
+    numeric = [f for f in names if f not in CATEGORICAL]
+    if numeric:
+        num = tab[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        num = _standardise(_impute(num))
+        if num.shape[1]:
+            blocks.append(num)
+    for f in (f for f in names if f in CATEGORICAL):
+        cats = tab[f].astype("string").fillna("<NA>")
+        onehot = pd.get_dummies(cats).to_numpy(dtype=float)
+        if onehot.shape[1] > 1:
+            blocks.append(onehot * category_weight / np.sqrt(2.0))
+    desc = np.hstack(blocks) if blocks else np.empty((len(tab), 0))
+    if profiles is not None:
+        shape = _shape_embedding(profiles, tab["label"].to_numpy(), shape_points)
+        shape = _impute(shape)
+        if desc.shape[1]:
+            var_d = float(np.sum(np.var(desc, axis=0)))
+            var_s = float(np.sum(np.var(shape, axis=0)))
+            if var_s > 0:
+                shape = shape * np.sqrt(var_d / var_s)
+        desc = np.hstack([desc, shape])
+    if not names and profiles is None:
+        raise ZonationInputError(
+            "no usable feature: the table has none of the descriptor columns "
+            f"{list(DEFAULT_FEATURES)}; run describe_zoning first, pass features=[...], "
+            "or pass profiles=."
+        )
+    return desc
+
+
+def _derive(tab: pd.DataFrame) -> None:
+    """Add first_step_frac and core_start_frac (position / profile length) in place."""
+    if "length_um" not in tab.columns:
+        return
+    length = pd.to_numeric(tab["length_um"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "step_positions_um" in tab.columns and "first_step_frac" not in tab.columns:
+            first = np.array(
+                [
+                    float(p[0]) if isinstance(p, (tuple, list, np.ndarray)) and len(p) else np.nan
+                    for p in tab["step_positions_um"]
+                ]
+            )
+            tab["first_step_frac"] = np.where(np.isfinite(first), first / length, 1.0)
+        if "core_start_um" in tab.columns and "core_start_frac" not in tab.columns:
+            cs = pd.to_numeric(tab["core_start_um"], errors="coerce").to_numpy(dtype=float)
+            tab["core_start_frac"] = cs / length
+
+
+def _impute(x: np.ndarray) -> np.ndarray:
+    x = np.array(x, dtype=float)
+    keep = np.any(np.isfinite(x), axis=0)
+    x = x[:, keep]
+    if x.size:
+        med = np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0)
+        bad = ~np.isfinite(x)
+        x[bad] = np.take(med, np.nonzero(bad)[1])
+    return x
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    sd = x.std(axis=0)
+    keep = sd > 1e-12 * np.maximum(np.abs(x).max(axis=0), 1e-300)
+    return (x[:, keep] - x[:, keep].mean(axis=0)) / sd[keep]
+
+
+def _shape_embedding(profiles: pd.DataFrame, labels: np.ndarray, points: int) -> np.ndarray:
+    """Profiles binned on normalised depth, minus the core, over one global spread."""
+    check_profiles(profiles)
+    prof = profiles
+    if "channel" in prof.columns and prof["channel"].notna().any():
+        prof = prof[prof["channel"] == pd.unique(prof["channel"].dropna())[0]]
+    groups = {k: g for k, g in prof.groupby("label", sort=False)}
+    rows, ranges = [], []
+    edges = np.linspace(0.0, 1.0, points + 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    for lab in labels:
+        g = groups.get(lab)
+        row = np.full(points, np.nan)
+        if g is not None:
+            d = pd.to_numeric(g["distance_um"], errors="coerce").to_numpy(dtype=float)
+            v = pd.to_numeric(g["value"], errors="coerce").to_numpy(dtype=float)
+            ok = np.isfinite(d) & np.isfinite(v)
+            d, v = d[ok], v[ok]
+            if d.size >= 2 and np.ptp(d) > 0:
+                t = (d - d.min()) / np.ptp(d)
+                b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
+                sums = np.bincount(b, weights=v, minlength=points)
+                cnt = np.bincount(b, minlength=points)
+                filled = cnt > 0
+                row = np.interp(centres, centres[filled], sums[filled] / cnt[filled])
+                row = row - row[-1]
+                ranges.append(np.subtract(*np.percentile(v, [95, 5])))
+        rows.append(row)
+    emb = np.vstack(rows) if rows else np.empty((0, points))
+    spread = float(np.median(ranges)) if ranges else 0.0
+    return emb / spread if spread > 0 else emb
+
+
+# --------------------------------------------------------------------------------------
+# clustering
+
+
+def _run(
+    x: np.ndarray, n_clusters: int | None, method: str, seed: int, max_clusters: int
+) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.metrics import silhouette_score
+
+    n = x.shape[0]
+    if method == "hdbscan":
+        from sklearn.cluster import HDBSCAN
+
+        if n < 3:
+            return np.zeros(n, dtype=int), np.ones(n)
+        model = HDBSCAN(min_cluster_size=max(3, min(5, n // 2)), copy=True).fit(x)
+        return model.labels_.astype(int), np.asarray(model.probabilities_, dtype=float)
+
+    n_distinct = len(np.unique(np.round(x, 12), axis=0))
+    if n_clusters is not None:
+        k = int(n_clusters)
+        if k > n_distinct:
+            warnings.warn(
+                f"n_clusters={k} but only {n_distinct} distinct crystals; using {n_distinct}.",
+                UserWarning,
+                stacklevel=3,
+            )
+            k = n_distinct
+        return _fit_k(x, k, method, seed)
+
+    kmax = min(max_clusters, n_distinct, n - 1) if method != "gmm" else min(max_clusters, n)
+    if method == "gmm":
+        best = None
+        for k in range(1, max(kmax, 1) + 1):
+            gm = _gmm(x, k, seed)
+            bic = gm.bic(x)
+            if best is None or bic < best[0]:
+                best = (bic, gm)
+        gm = best[1]
+        return gm.predict(x), gm.predict_proba(x).max(axis=1)
+    if kmax < 2:
+        return np.zeros(n, dtype=int), np.ones(n)
+    best = None
+    for k in range(2, kmax + 1):
+        lab, conf = _fit_k(x, k, method, seed)
+        if len(np.unique(lab)) < 2:
+            continue
+        s = silhouette_score(x, lab)
+        if best is None or s > best[0] + 1e-12:
+            best = (s, lab, conf)
+    if best is None:
+        return np.zeros(n, dtype=int), np.ones(n)
+    return best[1], best[2]
+
+
+def _gmm(x: np.ndarray, k: int, seed: int):
+    from sklearn.mixture import GaussianMixture
+
+    return GaussianMixture(
+        k, covariance_type="diag", n_init=3, random_state=seed, reg_covar=1e-4
+    ).fit(x)
+
+
+def _fit_k(x: np.ndarray, k: int, method: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = x.shape[0]
+    if k <= 1:
+        return np.zeros(n, dtype=int), np.ones(n)
+    if method == "gmm":
+        gm = _gmm(x, k, seed)
+        return gm.predict(x), gm.predict_proba(x).max(axis=1)
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        km = KMeans(k, n_init=10, random_state=seed).fit(x)
+        lab, centres = km.labels_, km.cluster_centers_
+    else:
+        from sklearn.cluster import AgglomerativeClustering
+
+        lab = AgglomerativeClustering(k, linkage="ward").fit_predict(x)
+        centres = np.vstack([x[lab == c].mean(axis=0) for c in range(k)])
+    dist = np.sqrt(((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
+    dist.sort(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conf = np.where(dist[:, 1] > 0, 1.0 - dist[:, 0] / dist[:, 1], 1.0)
+    return lab.astype(int), conf
+
+
+def _order_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters 0, 1, ... by decreasing size (first appearance breaks ties)."""
+    labels = np.asarray(labels, dtype=int)
+    ids = [c for c in pd.unique(labels) if c >= 0]
+    ids.sort(key=lambda c: -int(np.sum(labels == c)))
+    mapping = {c: i for i, c in enumerate(ids)}
+    return np.array([mapping.get(c, -1) for c in labels], dtype=int)
+
+
+# --------------------------------------------------------------------------------------
+# colours
+
+
+def _hex_rgba(h: str) -> tuple[float, float, float, float]:
+    h = h.lstrip("#")
+    return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, 1.0)
+
+
+def _palette(cmap: str, n: int) -> list[tuple[float, float, float, float]]:
+    if cmap == "tab10":
+        base = [_hex_rgba(h) for h in _TAB10]
+    elif cmap == "tab20":
+        base = [_hex_rgba(h) for h in _TAB20]
+    else:
+        try:
+            import matplotlib
+
+            cm = matplotlib.colormaps[cmap]
+        except (ImportError, KeyError) as exc:
+            raise ZonationInputError(
+                f"cmap={cmap!r} is not a known colormap; use 'tab10', 'tab20' or a "
+                "matplotlib colormap name."
+            ) from exc
+        count = getattr(cm, "N", 256)
+        if count <= 20:  # qualitative: its own colours in order
+            base = [tuple(float(c) for c in cm(i)) for i in range(count)]
+        else:
+            base = [tuple(float(c) for c in cm(t)) for t in np.linspace(0, 1, max(n, 1))]
+    # never reuse grey for a cluster: it means "unclustered"
+    base = [c for c in base if not _is_grey(c)]
+    colours = list(base[:n])
+    i = 0
+    while len(colours) < n:  # more clusters than colours: golden-ratio hues
+        hue = (0.13 + 0.618033988749895 * i) % 1.0
+        sat, val = (0.65, 0.95) if (i // len(_TAB10)) % 2 == 0 else (0.9, 0.7)
+        colours.append((*colorsys.hsv_to_rgb(hue, sat, val), 1.0))
+        i += 1
+    return colours
+
+
+def _is_grey(c) -> bool:
+    r, g, b = c[:3]
+    return max(r, g, b) - min(r, g, b) < 0.02

@@ -1,3 +1,919 @@
-"""Placeholder: being written."""
-def describe_zoning(*a, **k):
-    raise NotImplementedError
+"""Numeric zoning descriptors: profiles table -> one row per crystal.
+
+Each core-to-rim profile is compared with four physical models of zoning, each fitted by
+least squares to the whole profile and scored by the Bayesian information criterion
+``BIC = n ln(RSS / n) + k ln n`` (Gaussian noise of unknown variance: no threshold depends on
+the image's brightness, bit depth or units):
+
+``constant``
+    one plateau (``k = 1``).
+``steps<K>``, ``K = 2 .. max_plateaus``
+    ``K`` plateaus joined by error-function steps, the shape growth then diffusion gives
+    (``value = a + (b - a) (1 + erf((d - p) / w)) / 2`` per step, ``w = 2 sqrt(D t)``;
+    ``k = 3K - 2``). The starting step positions are those of the optimal ``K``-segment
+    piecewise-constant partition (segment-neighbourhood dynamic programming, Auger &
+    Lawrence 1989), so a diffused step is fitted as one wide step, not a staircase.
+``gradient``
+    a core plateau, then a straight slope to the rim (a hinge, ``k = 3``), by exhaustive
+    search over the hinge position.
+``oscillatory``
+    a core plateau, then a sinusoidal mantle of at least two periods (``k = 6``), by a grid
+    search over mantle depth and frequency (linear least squares at each node), then refined.
+
+A model can only win when it is what its name says:
+
+- every plateau of a step model spans at least ``min_plateau_points`` points, and differs
+  from its neighbours by at least ``merge_sigmas`` noise sigmas (else they are one plateau);
+  a step's outer plateau is reached before the rim (``p - rim >= 1.5 w``, the erf is 98 %
+  complete), else the "step" is a slope to the rim;
+- a gradient is long (its slope covers at least ``min_gradient_fraction`` of the profile; a
+  shorter ramp at the rim is a diffused step) and must beat the best step model by
+  ``gradient_evidence`` (positive evidence on the Kass & Raftery 1995 scale: growth makes
+  plateaus joined by steps, a continuous slope is the claim that needs support);
+- an oscillatory mantle must beat every other model by ``osc_evidence`` (strong evidence:
+  the search over the period finds some fit in pure noise).
+
+The lowest BIC among the eligible models gives ``zoning_type``; a winner that leaves
+structured residuals (residual RMS above ``complex_ratio`` times the point-to-point noise) is
+reported as ``complex``.
+
+Measured on ``make_profiles(n_per_type=20, phase="mixed")``, 3 seeds (360 profiles per
+noise level): ``zoning_type`` right for 94 % at noise 0.01 of full scale, 89 % at 0.015 and
+82 % at 0.02; most errors are steps <-> gradient at low contrast-to-noise.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from scipy import optimize, stats
+from scipy.special import erf
+
+from ._validation import ZonationInputError, check_profiles
+
+__all__ = ["describe_zoning", "ZONING_TYPES", "DESCRIPTOR_COLUMNS"]
+
+ZONING_TYPES: tuple[str, ...] = (
+    "unzoned",
+    "rim_brighter",
+    "rim_darker",
+    "gradient",
+    "oscillatory",
+    "multi_step",
+    "complex",
+)
+
+#: descriptor columns, in output order (after ``label`` and, when present, ``channel``)
+DESCRIPTOR_COLUMNS: tuple[str, ...] = (
+    "n_points",
+    "n_nan_dropped",
+    "length_um",
+    "core_value",
+    "rim_value",
+    "contrast",
+    "rel_contrast",
+    "noise_sigma",
+    "n_plateaus",
+    "plateau_levels",
+    "plateau_extents_um",
+    "n_steps",
+    "step_positions_um",
+    "step_heights",
+    "step_widths_um",
+    "max_slope_per_um",
+    "mean_slope_per_um",
+    "gradient_slope_per_um",
+    "monotonicity",
+    "n_oscillations",
+    "osc_period_um",
+    "osc_amplitude",
+    "core_start_um",
+    "best_model",
+    "misfit_ratio",
+    "zoning_type",
+    "interpretation",
+    "describe_status",
+    "describe_error",
+)
+
+# Minerals whose BSE brightness follows Fe (Fe-Mg solid solutions) and plagioclase (Ca-Na).
+_FEMG = {"olivine", "clinopyroxene", "orthopyroxene"}
+_PHASE_ALIASES = {
+    "ol": "olivine",
+    "olv": "olivine",
+    "olivine": "olivine",
+    "cpx": "clinopyroxene",
+    "clinopyroxene": "clinopyroxene",
+    "augite": "clinopyroxene",
+    "diopside": "clinopyroxene",
+    "opx": "orthopyroxene",
+    "orthopyroxene": "orthopyroxene",
+    "enstatite": "orthopyroxene",
+    "pl": "plagioclase",
+    "plg": "plagioclase",
+    "plag": "plagioclase",
+    "plagioclase": "plagioclase",
+}
+
+#: a step's outer plateau must be reached before the rim: p - rim >= this many widths w
+_RIM_PLATEAU_WIDTHS = 1.5
+
+_OFFLINE_OPTIONS = {
+    "quantity": "grey",
+    "max_plateaus": 5,
+    "min_points": 5,
+    "complex_ratio": 1.6,
+    "osc_threshold": 2.5,
+    "osc_evidence": 6.0,
+    "min_gradient_fraction": 0.2,
+    "min_plateau_points": 3,
+    "merge_sigmas": 1.0,
+    "shared_width": False,
+    "gradient_evidence": 2.0,
+}
+
+
+# --------------------------------------------------------------------------------------
+# public API
+
+
+def describe_zoning(
+    prof: pd.DataFrame,
+    backend: str = "offline",
+    *,
+    crystals: pd.DataFrame | None = None,
+    phase: str | None = None,
+    channel: str | None = None,
+    **options,
+) -> pd.DataFrame:
+    """Describe the zoning of every profile: plateaus, steps, slopes, oscillations, type.
+
+    Parameters
+    ----------
+    prof : pandas.DataFrame
+        Long profiles table (``label``, ``distance_um``, ``value``; optional ``channel``,
+        ``sigma``, ``source``). ``distance_um`` is 0 at the rim and grows toward the core; for
+        drawn lines the start point is taken as the rim. Rows with a NaN distance or value
+        are dropped and counted (``n_nan_dropped``).
+    backend : {"offline", "openai"}
+        ``"offline"``: the numeric descriptors below. ``"openai"``: the numeric descriptors,
+        then :func:`napari_zonation.llm.describe_llm` adds ``llm_`` columns; the remaining
+        ``options`` (``model``, ``image``, ``labels``, ...) are forwarded to it. Choosing it
+        is the user's consent to send the profiles (and crops) to the API.
+    crystals : pandas.DataFrame, optional
+        Crystal table with a ``label`` column (and ``phase`` for the interpretation). It is
+        merged on ``label``: every crystal of the table gets a row (``describe_status``
+        ``"no_profile"`` when it has no profile) and its columns are kept, except those the
+        descriptors recompute (``core_value``, ``zoning_type``, ...), which are replaced.
+    phase : str, optional
+        Mineral of every profile (``"olivine"``, ``"clinopyroxene"``, ``"orthopyroxene"``,
+        ``"plagioclase"`` or a short alias such as ``"ol"``, ``"cpx"``, ``"plag"``);
+        overrides the ``phase`` column of ``crystals``.
+    channel : str, optional
+        When ``prof`` has a ``channel`` column, the channel to describe. By default the first
+        channel in the table is described (a ``UserWarning`` says which when there are
+        several).
+    **options
+        Offline options:
+
+        ``quantity`` : {"grey", "composition"}, default ``"grey"``
+            What ``value`` is. In grey (BSE), a brighter olivine / pyroxene rim (Fe-richer) is
+            normal zoning and a brighter plagioclase rim (An-richer) reverse zoning. In
+            composition (Fo, Mg#, An) a rim *lower* than the core is normal zoning for all
+            three minerals, so the reading of olivine and pyroxene flips relative to grey.
+        ``max_plateaus`` : int, default 5
+            Most plateaus tried in the step model.
+        ``min_points`` : int, default 5
+            Profiles with fewer valid points get ``describe_status="too_few_points"``.
+        ``min_plateau_points`` : int, default 3
+            Shortest plateau, in points.
+        ``merge_sigmas`` : float, default 1.0
+            Neighbouring plateaus closer than this many noise sigmas are one plateau.
+        ``min_gradient_fraction`` : float, default 0.2
+            Shortest gradient, as a fraction of the profile length.
+        ``gradient_evidence``, ``osc_evidence`` : float, default 2.0 and 6.0
+            BIC margins a gradient / an oscillatory mantle must win by (module notes).
+        ``shared_width`` : bool, default False
+            Fit one width for all the steps of a profile (one ``sqrt(D t)`` per crystal).
+        ``complex_ratio`` : float, default 1.6
+            A best model whose residual RMS exceeds this multiple of the point-to-point noise
+            leaves structure unexplained; the profile is then ``complex``.
+        ``osc_threshold`` : float, default 2.5
+            Turns of the lightly smoothed residual count toward ``n_oscillations`` when they
+            reverse by more than this many noise sigmas.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label: ``label`` (``channel``), then :data:`DESCRIPTOR_COLUMNS`, then
+        ``phase``. Values are in the profile's units; lengths in micrometres; slopes per
+        micrometre toward the core (``d value / d distance``). Notable columns:
+
+        - ``core_value``, ``rim_value``: the best model at the deepest point and at the rim;
+          ``contrast = rim_value - core_value``; ``rel_contrast = contrast / |core_value|``.
+        - ``noise_sigma``: robust 1-sigma noise, ``1.4826 MAD(diff(r)) / sqrt(2)`` of the first
+          differences of the residual ``r`` from the best model (plain first differences of
+          the data would count steep zoning as noise).
+        - ``n_plateaus``: unzoned 1, one step 2, multi-step 3+; gradient and oscillatory 1
+          (their core plateau); ``plateau_levels`` and ``plateau_extents_um`` rim first.
+        - ``step_positions_um`` (from the rim), ``step_heights`` (rim side minus core side,
+          so they add up to the contrast), ``step_widths_um`` (``w = 2 sqrt(D t)`` of each
+          erf step; ``sqrt(D t) = w / 2``).
+        - ``max_slope_per_um`` (steepest absolute slope of the best model),
+          ``mean_slope_per_um`` (least-squares slope of the data), ``gradient_slope_per_um``
+          (the ramp of a ``gradient``; else NaN), ``monotonicity`` (Spearman rho of value vs
+          distance), ``core_start_um`` (depth where the core plateau begins).
+        - ``n_oscillations``: alternating extremum pairs (turns / 2, rounded up) of the
+          residual from the best non-oscillatory model, smoothed by a one-point Gaussian,
+          that reverse by more than ``osc_threshold`` noise sigmas;
+          ``osc_period_um`` and ``osc_amplitude`` (half peak-to-peak) of the fitted mantle for
+          ``oscillatory`` profiles (NaN and 0 otherwise).
+        - ``best_model`` (``constant``, ``steps<K>``, ``gradient``, ``oscillatory``) and
+          ``misfit_ratio`` (residual RMS / noise_sigma).
+        - ``zoning_type``: ``unzoned``, ``rim_brighter``, ``rim_darker``, ``gradient``,
+          ``oscillatory``, ``multi_step``, ``complex``. ``rim_brighter`` / ``rim_darker``
+          name the BSE brightness of the rim: in grey, a higher value at the rim; in
+          composition, a higher value for plagioclase (An) but a *lower* value for olivine
+          and pyroxenes (Fo, Mg# fall as Fe rises), so that a crystal gets the same type
+          from its BSE image and from its analyses. With no known mineral, composition
+          profiles are named by value (higher at the rim = ``rim_brighter``).
+        - ``interpretation``: ``normal``, ``reverse``, ``unzoned``, ``oscillatory``, or
+          ``unknown`` when the mineral is not known.
+        - ``describe_status``: ``ok``, ``too_few_points``, ``no_profile`` or ``error``;
+          ``describe_error`` holds the message.
+
+    Raises
+    ------
+    ZonationInputError
+        For a table that is not a profiles table, an unknown backend, channel, quantity or
+        option, or a crystal table without ``label``.
+    """
+    if backend not in ("offline", "openai"):
+        raise ZonationInputError(
+            f"backend={backend!r} is unknown; use 'offline' (numeric descriptors) or 'openai' "
+            "(numeric + LLM descriptors)."
+        )
+    offline = {k: options.pop(k) for k in list(options) if k in _OFFLINE_OPTIONS}
+    if backend == "offline" and options:
+        raise ZonationInputError(
+            f"unknown option(s) {sorted(options)} for describe_zoning(backend='offline'); "
+            f"known options: {sorted(_OFFLINE_OPTIONS)}."
+        )
+    table = _describe_offline(prof, crystals=crystals, phase=phase, channel=channel, **offline)
+    if backend == "offline":
+        return table
+    try:
+        from .llm import describe_llm
+    except ImportError as exc:
+        raise ImportError(
+            "backend='openai' needs napari_zonation.llm.describe_llm, which could not be "
+            f"imported ({exc}); use backend='offline' or update napari-zonation."
+        ) from exc
+    return describe_llm(prof, table, **options)
+
+
+# --------------------------------------------------------------------------------------
+# table level
+
+
+def _describe_offline(
+    prof: pd.DataFrame,
+    *,
+    crystals: pd.DataFrame | None,
+    phase: str | None,
+    channel: str | None,
+    **opts,
+) -> pd.DataFrame:
+    opts = {**_OFFLINE_OPTIONS, **opts}
+    if opts["quantity"] not in ("grey", "composition"):
+        raise ZonationInputError(
+            f"quantity={opts['quantity']!r}; use 'grey' (BSE grey levels) or 'composition' "
+            "(Fo, Mg#, An)."
+        )
+    if int(opts["max_plateaus"]) < 2:
+        raise ZonationInputError("max_plateaus must be at least 2.")
+    check_profiles(prof)
+    prof, chan = _select_channel(prof, channel)
+    if crystals is not None:
+        if not isinstance(crystals, pd.DataFrame) or "label" not in crystals.columns:
+            raise ZonationInputError(
+                "crystals must be a crystal table (DataFrame) with a 'label' column; "
+                "see crystal_table."
+            )
+
+    rows = []
+    for lab, grp in prof.groupby("label", sort=True):
+        row = {"label": lab}
+        if chan is not None:
+            row["channel"] = chan
+        row.update(_describe_group(grp, opts))
+        rows.append(row)
+    cols = ["label"] + (["channel"] if chan is not None else []) + list(DESCRIPTOR_COLUMNS)
+    table = pd.DataFrame(rows, columns=cols)
+
+    if crystals is not None:
+        keep = [c for c in crystals.columns if c == "label" or c not in table.columns]
+        cry = crystals[keep].drop_duplicates("label")
+        table = cry.merge(table, on="label", how="outer", sort=True)
+        missing = table["describe_status"].isna()
+        table.loc[missing, "describe_status"] = "no_profile"
+        table.loc[missing, "describe_error"] = "no profile points for this label"
+        table.loc[missing, "zoning_type"] = None
+    if phase is not None:
+        table["phase"] = phase
+    elif "phase" not in table.columns:
+        table["phase"] = None
+    if opts["quantity"] == "composition":
+        # name the profile by its BSE brightness, as for grey: Fo and Mg# fall as Fe (grey)
+        # rises, so a Fe-Mg mineral's rim of higher value is darker
+        swap = {"rim_brighter": "rim_darker", "rim_darker": "rim_brighter"}
+        femg = table["phase"].map(lambda p: _normalise_phase(p) in _FEMG).astype(bool)
+        table.loc[femg, "zoning_type"] = table.loc[femg, "zoning_type"].map(
+            lambda z: swap.get(z, z)
+        )
+    table["interpretation"] = [
+        _interpret(z, c, p, opts["quantity"]) if s == "ok" else None
+        for z, c, p, s in zip(
+            table["zoning_type"],
+            table["contrast"],
+            table["phase"],
+            table["describe_status"],
+            strict=True,
+        )
+    ]
+    int_cols = ["n_points", "n_nan_dropped", "n_plateaus", "n_steps", "n_oscillations"]
+    for c in int_cols:
+        table[c] = table[c].astype("Int64")
+    return table.reset_index(drop=True)
+
+
+def _select_channel(prof: pd.DataFrame, channel: str | None) -> tuple[pd.DataFrame, object]:
+    if "channel" not in prof.columns:
+        if channel is not None:
+            raise ZonationInputError(
+                f"channel={channel!r} was asked for, but the profiles have no 'channel' column."
+            )
+        return prof, None
+    chans = list(pd.unique(prof["channel"].dropna()))
+    if not chans:
+        return prof, None
+    if channel is None:
+        channel = chans[0]
+        if len(chans) > 1:
+            warnings.warn(
+                f"profiles have {len(chans)} channels {chans}; describing the first, "
+                f"{channel!r}. Pass channel= to choose another.",
+                UserWarning,
+                stacklevel=4,
+            )
+    elif channel not in chans:
+        raise ZonationInputError(
+            f"channel={channel!r} is not in the profiles; available channels: {chans}."
+        )
+    return prof[prof["channel"] == channel], channel
+
+
+def _normalise_phase(phase) -> str | None:
+    if phase is None or (isinstance(phase, float) and np.isnan(phase)):
+        return None
+    return _PHASE_ALIASES.get(str(phase).strip().lower())
+
+
+def _interpret(zoning_type, contrast, phase, quantity: str) -> str | None:
+    """Petrological reading of a zoning type for a mineral (DESIGN.md)."""
+    if zoning_type is None or (isinstance(zoning_type, float) and np.isnan(zoning_type)):
+        return None
+    if zoning_type == "unzoned":
+        return "unzoned"
+    if zoning_type == "oscillatory":
+        return "oscillatory"
+    mineral = _normalise_phase(phase)
+    if mineral is None:
+        return "unknown"
+    if not np.isfinite(contrast) or contrast == 0:
+        return "unzoned"
+    higher_rim = contrast > 0
+    if quantity == "composition":
+        # Fo, Mg# and An all fall toward the rim in normal zoning
+        return "reverse" if higher_rim else "normal"
+    if mineral in _FEMG:  # brighter = Fe-richer
+        return "normal" if higher_rim else "reverse"
+    return "reverse" if higher_rim else "normal"  # plagioclase: brighter = An-richer
+
+
+# --------------------------------------------------------------------------------------
+# one profile
+
+
+def _empty_descriptors(n_points: int, n_nan: int, status: str, error: str) -> dict:
+    out = dict.fromkeys(DESCRIPTOR_COLUMNS, np.nan)
+    out.update(
+        n_points=n_points,
+        n_nan_dropped=n_nan,
+        plateau_levels=(),
+        plateau_extents_um=(),
+        step_positions_um=(),
+        step_heights=(),
+        step_widths_um=(),
+        best_model=None,
+        zoning_type=None,
+        interpretation=None,
+        describe_status=status,
+        describe_error=error,
+    )
+    return out
+
+
+def _describe_group(grp: pd.DataFrame, opts: dict) -> dict:
+    d = pd.to_numeric(grp["distance_um"], errors="coerce").to_numpy(dtype=float)
+    v = pd.to_numeric(grp["value"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(d) & np.isfinite(v)
+    n_nan = int((~ok).sum())
+    d, v = d[ok], v[ok]
+    order = np.argsort(d, kind="stable")
+    d, v = d[order], v[order]
+    n = d.size
+    if n < int(opts["min_points"]):
+        return _empty_descriptors(
+            n,
+            n_nan,
+            "too_few_points",
+            f"{n} valid points (< min_points={opts['min_points']}); measure a longer profile.",
+        )
+    try:
+        out = _describe_arrays(d, v, opts)
+    except Exception as exc:  # one crystal's failure must not stop the others
+        return _empty_descriptors(n, n_nan, "error", f"{type(exc).__name__}: {exc}")
+    out["n_nan_dropped"] = n_nan
+    return out
+
+
+def _robust_sigma_diff(r: np.ndarray) -> float:
+    """1-sigma of white noise from the MAD of first differences."""
+    if r.size < 3:
+        return 0.0
+    dr = np.diff(r)
+    return float(1.4826 * np.median(np.abs(dr - np.median(dr))) / np.sqrt(2.0))
+
+
+def _bic(rss: float, n: int, k: int, floor: float) -> float:
+    return n * np.log(max(rss / n, floor)) + k * np.log(n)
+
+
+def _describe_arrays(d: np.ndarray, v: np.ndarray, opts: dict) -> dict:
+    n = d.size
+    d0, d1 = float(d[0]), float(d[-1])
+    length = d1 - d0
+    spacing = float(np.median(np.diff(d))) if n > 1 else 1.0
+    spacing = spacing if spacing > 0 else max(length / max(n - 1, 1), 1e-9)
+    scale = float(np.ptp(v))
+    base = dict(n_points=n, length_um=length, describe_status="ok", describe_error="")
+
+    slope = float(np.polyfit(d, v, 1)[0]) if length > 0 else 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = float(stats.spearmanr(d, v).statistic) if scale > 0 and length > 0 else 0.0
+    rho = 0.0 if not np.isfinite(rho) else rho
+
+    if scale == 0 or length == 0:
+        level = float(np.mean(v))
+        return _assemble(
+            base,
+            d,
+            v,
+            model=_constant_model(v),
+            noise=0.0,
+            mean_slope=0.0,
+            rho=0.0,
+            n_osc=0,
+            opts=opts,
+            misfit=1.0,
+            level_override=level,
+        )
+
+    candidates = _fit_candidates(d, v, spacing, opts)
+    best = min((c for c in candidates if c["eligible"]), key=lambda c: c["bic"])
+
+    resid = v - best["predict"](d)
+    noise = _robust_sigma_diff(resid)
+    rms = float(np.sqrt(np.mean(resid**2)))
+    misfit = rms / noise if noise > 0 else (1.0 if rms <= 1e-9 * scale else np.inf)
+
+    # oscillations: alternating extrema of the residual from the best non-oscillatory model
+    non_osc = min(
+        (c for c in candidates if c["name"] != "oscillatory" and c["eligible"]),
+        key=lambda c: c["bic"],
+    )
+    n_osc = _count_oscillations(v - non_osc["predict"](d), noise, opts["osc_threshold"])
+    return _assemble(
+        base,
+        d,
+        v,
+        model=best,
+        noise=noise,
+        mean_slope=slope,
+        rho=rho,
+        n_osc=n_osc,
+        opts=opts,
+        misfit=misfit,
+    )
+
+
+def _fit_candidates(d: np.ndarray, v: np.ndarray, spacing: float, opts: dict) -> list[dict]:
+    """Fit every model to one profile and score it by BIC."""
+    n = d.size
+    floor = (1e-6 * float(np.ptp(v))) ** 2
+    candidates = [_constant_model(v)]
+    kmax = int(min(opts["max_plateaus"], n // 3))
+    partitions = _segment_neighbourhood(v, kmax, 2) if kmax >= 2 else []
+    for k in range(2, kmax + 1):
+        fit = _fit_steps(d, v, partitions[k - 1], spacing, bool(opts["shared_width"]))
+        if fit is not None:
+            candidates.append(fit)
+    for fit in (_fit_hinge(d, v), _fit_oscillatory(d, v, spacing)):
+        if fit is not None:
+            candidates.append(fit)
+    length = float(d[-1] - d[0])
+    for c in candidates:
+        c["bic"] = _bic(c["rss"], n, c["k"], floor)
+        # a gradient is a *long* slope; a short ramp at the rim is a diffused step
+        c["eligible"] = c["name"] != "gradient" or (
+            c["hinge"] - d[0] >= float(opts["min_gradient_fraction"]) * length
+        )
+        if "steps" in c:
+            # every plateau spans a few points and stands out from its neighbours by a few
+            # noise sigmas (else the two are one plateau)
+            cuts = np.searchsorted(d, c["steps"][0])
+            points = np.diff(np.concatenate([[0], cuts, [d.size]]))
+            sig = _robust_sigma_diff(v - c["predict"](d))
+            c["eligible"] = bool(
+                np.all(points >= int(opts["min_plateau_points"]))
+                and np.all(np.abs(c["steps"][1]) >= float(opts["merge_sigmas"]) * sig)
+            )
+    # growth makes plateaus joined by steps: a slope must beat the steps by positive
+    # evidence (Delta BIC >= gradient_evidence; Kass & Raftery 1995) to be called a gradient
+    steps = [c for c in candidates if "steps" in c and c["eligible"]]
+    grad = [c for c in candidates if c["name"] == "gradient"]
+    if steps and grad:
+        best_step = min(c["bic"] for c in steps)
+        grad[0]["bic_margin"] = best_step - grad[0]["bic"]
+        if best_step - grad[0]["bic"] < float(opts["gradient_evidence"]):
+            grad[0]["eligible"] = False
+    # the search over the period finds some fit in pure noise: an oscillatory mantle must
+    # beat every other eligible model by strong evidence (Delta BIC >= osc_evidence)
+    osc = [c for c in candidates if c["name"] == "oscillatory"]
+    others = [c["bic"] for c in candidates if c["name"] != "oscillatory" and c["eligible"]]
+    if osc and others and min(others) - osc[0]["bic"] < float(opts["osc_evidence"]):
+        osc[0]["eligible"] = False
+    return candidates
+
+
+def _assemble(
+    base: dict,
+    d: np.ndarray,
+    v: np.ndarray,
+    *,
+    model: dict,
+    noise: float,
+    mean_slope: float,
+    rho: float,
+    n_osc: int,
+    opts: dict,
+    misfit: float,
+    level_override: float | None = None,
+) -> dict:
+    d0, d1 = float(d[0]), float(d[-1])
+    pred = model["predict"]
+    rim = float(pred(np.array([d0]))[0]) if level_override is None else level_override
+    core = float(pred(np.array([d1]))[0]) if level_override is None else level_override
+    fine = np.linspace(d0, d1, max(4 * d.size, 16))
+    grad = np.gradient(pred(fine), fine) if d1 > d0 else np.zeros(1)
+    out = dict(base)
+    out.update(
+        core_value=core,
+        rim_value=rim,
+        contrast=rim - core,
+        rel_contrast=(rim - core) / abs(core) if core != 0 else np.nan,
+        noise_sigma=noise,
+        max_slope_per_um=float(np.max(np.abs(grad))),
+        mean_slope_per_um=mean_slope,
+        gradient_slope_per_um=np.nan,
+        monotonicity=rho,
+        n_oscillations=int(n_osc),
+        osc_period_um=np.nan,
+        osc_amplitude=0.0,
+        best_model=model["name"],
+        misfit_ratio=float(misfit),
+        n_steps=0,
+        step_positions_um=(),
+        step_heights=(),
+        step_widths_um=(),
+    )
+    name = model["name"]
+    if name == "constant":
+        level = core
+        out.update(
+            n_plateaus=1,
+            plateau_levels=(level,),
+            plateau_extents_um=(d1 - d0,),
+            core_start_um=d0,
+            zoning_type="unzoned",
+            max_slope_per_um=0.0,
+        )
+    elif name == "gradient":
+        h = model["hinge"]
+        out.update(
+            n_plateaus=1,
+            plateau_levels=(float(model["core"]),),
+            plateau_extents_um=(d1 - h,),
+            core_start_um=h,
+            gradient_slope_per_um=float(model["slope"]),
+            zoning_type="gradient",
+        )
+    elif name == "oscillatory":
+        h = model["hinge"]
+        out.update(
+            n_plateaus=1,
+            plateau_levels=(float(model["core"]),),
+            plateau_extents_um=(d1 - h,),
+            core_start_um=h,
+            osc_period_um=float(model["period"]),
+            osc_amplitude=float(model["amplitude"]),
+            zoning_type="oscillatory",
+        )
+    else:  # steps
+        pos, heights, widths, levels = model["steps"]
+        bounds = np.concatenate([[d0], np.clip(pos, d0, d1), [d1]])
+        n_plat = len(levels)
+        out.update(
+            n_plateaus=n_plat,
+            plateau_levels=tuple(float(x) for x in levels),
+            plateau_extents_um=tuple(float(x) for x in np.diff(bounds)),
+            n_steps=len(pos),
+            step_positions_um=tuple(float(x) for x in pos),
+            step_heights=tuple(float(x) for x in heights),
+            step_widths_um=tuple(float(x) for x in widths),
+            core_start_um=float(bounds[-2]),
+            zoning_type=(
+                ("rim_brighter" if levels[0] > levels[-1] else "rim_darker")
+                if n_plat == 2
+                else "multi_step"
+            ),
+        )
+    if np.isfinite(misfit) and misfit > float(opts["complex_ratio"]) and name != "constant":
+        out["zoning_type"] = "complex"
+    elif not np.isfinite(misfit):
+        out["zoning_type"] = "complex"
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# models
+
+
+def _constant_model(v: np.ndarray) -> dict:
+    m = float(np.mean(v))
+    return {
+        "name": "constant",
+        "k": 1,
+        "rss": float(np.sum((v - m) ** 2)),
+        "predict": lambda x, m=m: np.full(np.shape(x), m, dtype=float),
+    }
+
+
+def _segment_neighbourhood(y: np.ndarray, kmax: int, min_size: int) -> list[np.ndarray]:
+    """Optimal piecewise-constant partitions with 1..kmax segments (least squares).
+
+    Returns, for each K, the indices where segments 2..K start.
+    """
+    n = y.size
+    s1 = np.concatenate([[0.0], np.cumsum(y)])
+    s2 = np.concatenate([[0.0], np.cumsum(y * y)])
+    s = np.arange(n + 1)[:, None]
+    t = np.arange(n + 1)[None, :]
+    length = (t - s).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = (s2[t] - s2[s]) - (s1[t] - s1[s]) ** 2 / length
+    cost[length < min_size] = np.inf
+    c = cost[0].copy()
+    backs = []
+    out = [np.array([], dtype=int)]
+    for _ in range(2, kmax + 1):
+        tot = c[:, None] + cost
+        arg = np.argmin(tot, axis=0)
+        c = tot[arg, np.arange(n + 1)]
+        backs.append(arg)
+        cuts, tt = [], n
+        for b in reversed(backs):
+            tt = int(b[tt])
+            cuts.append(tt)
+        out.append(np.array(sorted(cuts), dtype=int))
+    return out
+
+
+def _erf_steps(d, level0, deltas, pos, widths):
+    out = np.full(np.shape(d), level0, dtype=float)
+    for dl, p, w in zip(deltas, pos, widths, strict=True):
+        out = out + dl * 0.5 * (1.0 + erf((d - p) / w))
+    return out
+
+
+def _fit_steps(
+    d: np.ndarray, v: np.ndarray, cuts: np.ndarray, spacing: float, shared_width: bool = False
+) -> dict | None:
+    """Fit plateaus joined by erf steps, starting from a piecewise-constant partition.
+
+    ``cuts`` are the indices where the 2nd, 3rd, ... segment starts. With ``shared_width``
+    every step has the same width (one ``sqrt(D t)`` for the crystal).
+    """
+    k = len(cuts) + 1
+    if k < 2:
+        return None
+    seg = np.split(v, cuts)
+    means = np.array([s.mean() for s in seg])
+    p0 = 0.5 * (d[cuts - 1] + d[cuts])
+    m = k - 1
+    nw = 1 if shared_width else m
+    d0 = float(d[0])
+    # A step is flanked by plateaus: its outer plateau is reached before the rim,
+    # p - d0 >= c w (the erf is 98 % complete at the rim for c = 1.5). Without this a wide
+    # "step" centred near the rim is a slope to the rim in disguise. Parameters: level,
+    # jumps, q = log(p - d0 - c w), u = log(w), so that Levenberg-Marquardt runs unbounded.
+    c = _RIM_PLATEAU_WIDTHS
+    w0 = 2.0 * spacing
+    q0 = np.log(np.maximum(p0 - d0 - c * w0, 0.5 * spacing))
+    x0 = np.concatenate([[means[0]], np.diff(means), q0, np.full(nw, np.log(w0))])
+
+    def unpack(x):
+        w = np.broadcast_to(np.exp(np.clip(x[1 + 2 * m :], -30.0, 30.0)), (m,))
+        return x[0], x[1 : 1 + m], d0 + c * w + np.exp(np.clip(x[1 + m : 1 + 2 * m], -30, 30)), w
+
+    def resid(x):
+        a, dl, p, w = unpack(x)
+        return _erf_steps(d, a, dl, p, w) - v
+
+    def jac(x):
+        a, dl, p, w = unpack(x)
+        jm = np.empty((d.size, 1 + 2 * m + nw))
+        jm[:, 0] = 1.0
+        z = (d[:, None] - p[None, :]) / w[None, :]
+        phi = np.exp(-(z**2)) / np.sqrt(np.pi)
+        jm[:, 1 : 1 + m] = 0.5 * (1.0 + erf(z))
+        d_p = -dl[None, :] * phi / w[None, :]
+        jm[:, 1 + m : 1 + 2 * m] = d_p * (p - d0 - c * w)[None, :]
+        d_u = (-dl[None, :] * phi * z / w[None, :] + c * d_p) * w[None, :]
+        jm[:, 1 + 2 * m :] = d_u.sum(axis=1, keepdims=True) if shared_width else d_u
+        return jm
+
+    res = optimize.least_squares(resid, x0, jac=jac, method="lm", xtol=1e-6, ftol=1e-6)
+    a, dl, p, w = unpack(res.x)
+    order = np.argsort(p)
+    dl, p, w = dl[order], p[order], np.array(w[order])
+    levels = a + np.concatenate([[0.0], np.cumsum(dl)])
+    rss = float(np.sum(res.fun**2))
+
+    def predict(x, a=a, dl=dl, p=p, w=w):
+        return _erf_steps(np.asarray(x, dtype=float), a, dl, p, w)
+
+    return {
+        "name": f"steps{k}",
+        "k": 2 * k - 1 + nw,
+        "rss": rss,
+        "predict": predict,
+        "steps": (p, -dl, w, levels),
+    }
+
+
+def _fit_hinge(d: np.ndarray, v: np.ndarray) -> dict | None:
+    """Core plateau beyond ``h``, a straight line from the rim to ``h`` (exhaustive in h)."""
+    n = d.size
+    if n < 4:
+        return None
+    hs = d[2:]  # at least three points on the ramp
+    x = np.minimum(d[None, :] - hs[:, None], 0.0)  # (H, n)
+    sx, sxx = x.sum(1), (x * x).sum(1)
+    sy, sxy = v.sum(), (x * v[None, :]).sum(1)
+    det = n * sxx - sx**2
+    ok = det > 1e-12 * max(float(np.max(det)), 1e-300)
+    if not np.any(ok):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (n * sxy - sx * sy) / det
+        core = (sy - slope * sx) / n
+    rss = np.sum((v[None, :] - core[:, None] - slope[:, None] * x) ** 2, axis=1)
+    rss[~ok] = np.inf
+    i = int(np.argmin(rss))
+    h, c, s = float(hs[i]), float(core[i]), float(slope[i])
+    return {
+        "name": "gradient",
+        "k": 3,
+        "rss": float(rss[i]),
+        "predict": lambda q, h=h, c=c, s=s: c + s * np.minimum(np.asarray(q, float) - h, 0.0),
+        "hinge": h,
+        "core": c,
+        "slope": s,
+    }
+
+
+def _osc_design(d, h, f):
+    mantle = (d < h).astype(float)
+    ang = 2 * np.pi * f * d
+    return np.stack([1.0 - mantle, mantle, mantle * np.sin(ang), mantle * np.cos(ang)], axis=-1)
+
+
+def _fit_oscillatory(d: np.ndarray, v: np.ndarray, spacing: float) -> dict | None:
+    """Core plateau beyond ``h``, ``m + A sin(2 pi d / P + phi)`` in the mantle (>= 2 periods)."""
+    d0, d1 = float(d[0]), float(d[-1])
+    length = d1 - d0
+    p_min = 3.0 * spacing
+    if length < 2 * p_min or d.size < 12:
+        return None
+    # frequencies at a quarter of the Rayleigh resolution; mantle depths on a coarse grid
+    f = np.arange(1.0 / (length / 2.0), 1.0 / p_min, 0.25 / length)
+    # the core plateau keeps at least three points
+    hs = np.unique(np.quantile(d[:-2], np.linspace(0.3, 1.0, 12)))
+    hh, ff = np.meshgrid(hs, f, indexing="ij")
+    hh, ff = hh.ravel(), ff.ravel()
+    keep = (hh - d0) * ff >= 2.0
+    hh, ff = hh[keep], ff[keep]
+    if hh.size == 0:
+        return None
+    mantle = (d[None, :] < hh[:, None]).astype(float)
+    ang = 2 * np.pi * ff[:, None] * d[None, :]
+    x = np.stack([1.0 - mantle, mantle, mantle * np.sin(ang), mantle * np.cos(ang)], axis=-1)
+    xt = np.swapaxes(x, 1, 2)
+    xtx = xt @ x
+    xty = xt @ v
+    ridge = 1e-9 * np.trace(xtx, axis1=1, axis2=2)[:, None, None] * np.eye(4)
+    beta = np.linalg.solve(xtx + ridge, xty[..., None])[..., 0]
+    rss = float(v @ v) - 2 * np.einsum("gi,gi->g", beta, xty)
+    rss += np.einsum("gi,gij,gj->g", beta, xtx, beta)
+    i = int(np.argmin(rss))
+    x0 = np.array([beta[i, 0], beta[i, 1], beta[i, 2], beta[i, 3], hh[i], ff[i]])
+
+    def model(x, q):
+        c, m, a, b, h, fr = x
+        ang = 2 * np.pi * fr * q
+        # a smooth switch (one point wide) keeps the fit differentiable in h
+        w = 0.5 * (1.0 - erf((q - h) / spacing))
+        return c + w * (m - c + a * np.sin(ang) + b * np.cos(ang))
+
+    res = optimize.least_squares(lambda x: model(x, d) - v, x0, method="lm", xtol=1e-6, ftol=1e-6)
+    xs = res.x
+    n_core = int(np.sum(d > xs[4]))
+    if not (
+        np.all(np.isfinite(xs))
+        and (xs[4] - d0) * xs[5] >= 2.0
+        and xs[5] * p_min <= 1.0
+        and n_core >= 3
+    ):
+        return None
+    c, m, a, b, h, fr = xs
+    return {
+        "name": "oscillatory",
+        "k": 6,
+        "rss": float(np.sum(res.fun**2)),
+        "predict": lambda q, xs=xs: model(xs, np.asarray(q, dtype=float)),
+        "hinge": float(h),
+        "core": float(c),
+        "period": float(1.0 / fr),
+        "amplitude": float(np.hypot(a, b)),
+    }
+
+
+def _count_oscillations(r: np.ndarray, noise: float, k: float) -> int:
+    """Alternating extremum pairs of a lightly smoothed residual above ``k`` noise sigmas."""
+    if noise <= 0 or r.size < 5:
+        return 0
+    sm = ndi.gaussian_filter1d(r, 1.0, mode="nearest")
+    # the smoothing (one point) keeps 0.53 of the white noise's sigma; the hysteresis is
+    # k sigmas of the raw noise, i.e. about 4.7 k sigmas of the smoothed noise
+    thr = k * noise
+    return (_zigzag_turns(sm, thr) + 1) // 2
+
+
+def _zigzag_turns(x: np.ndarray, thr: float) -> int:
+    """Turning points of ``x`` that reverse by more than ``thr`` (hysteresis)."""
+    turns, direction = 0, 0
+    hi = lo = ext = float(x[0])
+    for val in x[1:]:
+        if direction == 0:
+            hi, lo = max(hi, val), min(lo, val)
+            if val - lo > thr:
+                direction, ext = 1, val
+            elif hi - val > thr:
+                direction, ext = -1, val
+        elif direction == 1:
+            if val > ext:
+                ext = val
+            elif ext - val > thr:
+                direction, ext, turns = -1, val, turns + 1
+        else:
+            if val < ext:
+                ext = val
+            elif val - ext > thr:
+                direction, ext, turns = 1, val, turns + 1
+    return turns

@@ -1,0 +1,148 @@
+"""cluster_crystals and cluster_colors.
+
+The ARI threshold: with automatic k on make_profiles(n_per_type=20, noise=0.01, phase mixed),
+k-means reaches ARI 0.81-0.88 against the true zoning_type (seeds 0-2), which is also the
+ARI of the offline zoning_type itself; the clusters cannot beat the descriptors they are
+built on. The fixture below uses 60 profiles, so the test asks for 0.7.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from napari_zonation._validation import ZonationInputError
+from napari_zonation.cluster import UNCLUSTERED_RGBA, cluster_colors, cluster_crystals
+from napari_zonation.descriptors import describe_zoning
+from napari_zonation.synthetic import make_profiles
+
+
+@pytest.fixture(scope="module")
+def described():
+    prof, truth = make_profiles(n_per_type=10, noise=0.01, seed=3, phase="mixed")
+    tab = describe_zoning(prof, crystals=truth[["label", "phase"]])
+    return prof, truth, tab
+
+
+def _blobs(n_per=12, seed=0):
+    """A descriptor table with three well-separated kinds of crystal (independent of
+    describe_zoning)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind, (contrast, n_plat, n_osc, zt) in enumerate(
+        [(0.0, 1, 0, "unzoned"), (15.0, 2, 0, "rim_brighter"), (-5.0, 1, 5, "oscillatory")]
+    ):
+        for _ in range(n_per):
+            rows.append(
+                {
+                    "label": len(rows) + 1,
+                    "kind": kind,
+                    "rel_contrast": contrast / 100 + rng.normal(0, 0.005),
+                    "n_plateaus": n_plat,
+                    "n_steps": n_plat - 1,
+                    "max_slope_per_um": abs(contrast) / 5 + rng.normal(0, 0.1),
+                    "n_oscillations": n_osc,
+                    "osc_amplitude": 6.0 * (n_osc > 0) + rng.normal(0, 0.2),
+                    "zoning_type": zt,
+                    "describe_status": "ok",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm", "agglomerative", "hdbscan"])
+def test_recovers_separated_groups(method):
+    tab = _blobs()
+    out = cluster_crystals(tab, method=method)
+    assert adjusted_rand_score(tab["kind"], out["cluster"]) == pytest.approx(1.0)
+    assert out["cluster"].dtype.kind == "i"
+    assert out["cluster_confidence"].between(0, 1).all()
+
+
+def test_ari_on_synthetic_profiles(described):
+    _, truth, tab = described
+    out = cluster_crystals(tab)
+    m = out.merge(truth[["label", "zoning_type"]], on="label", suffixes=("", "_true"))
+    ari = adjusted_rand_score(m["zoning_type_true"], m["cluster"])
+    assert ari >= 0.7
+    assert 4 <= m["cluster"].nunique() <= 8
+    # the plain recipe runs: profile shapes alone, k given
+    prof = described[0]
+    shape = cluster_crystals(tab, 6, features=[], profiles=prof)
+    assert shape["cluster"].nunique() == 6
+    both = cluster_crystals(tab, profiles=prof, method="gmm")
+    assert (both["cluster"] >= 0).all()
+
+
+def test_input_not_mutated_and_copy_returned(described):
+    tab = described[2]
+    before = tab.copy()
+    out = cluster_crystals(tab, method="agglomerative")
+    pd.testing.assert_frame_equal(tab, before)
+    assert "cluster" not in tab.columns and "cluster" in out.columns
+    assert list(out["label"]) == list(tab["label"])
+
+
+def test_one_crystal_and_all_alike():
+    one = _blobs().iloc[:1]
+    for method in ("kmeans", "gmm", "agglomerative", "hdbscan"):
+        out = cluster_crystals(one, method=method)
+        assert list(out["cluster"]) == [0]
+    alike = pd.concat([_blobs().iloc[:1]] * 7, ignore_index=True)
+    alike["label"] = np.arange(1, 8)
+    for method in ("kmeans", "gmm", "agglomerative", "hdbscan"):
+        out = cluster_crystals(alike, method=method)
+        assert (out["cluster"] == 0).all()
+        assert (out["cluster_confidence"] == 1).all()
+    with pytest.warns(UserWarning, match="distinct"):
+        assert (cluster_crystals(alike, n_clusters=3)["cluster"] == 0).all()
+
+
+def test_failed_rows_unclustered_and_nan_imputed():
+    tab = _blobs()
+    tab.loc[0, "describe_status"] = "too_few_points"
+    tab.loc[1, "rel_contrast"] = np.nan  # imputed with the median, still clustered
+    out = cluster_crystals(tab)
+    assert out.loc[0, "cluster"] == -1 and np.isnan(out.loc[0, "cluster_confidence"])
+    assert out.loc[1, "cluster"] >= 0
+    assert adjusted_rand_score(tab["kind"][1:], out["cluster"][1:]) == pytest.approx(1.0)
+
+
+def test_explicit_k_and_bad_input():
+    tab = _blobs()
+    out = cluster_crystals(tab, 2, method="kmeans")
+    assert sorted(out["cluster"].unique()) == [0, 1]
+    # 0 is the largest cluster
+    assert (out["cluster"] == 0).sum() >= (out["cluster"] == 1).sum()
+    with pytest.raises(ZonationInputError, match="method"):
+        cluster_crystals(tab, method="dbscan")
+    with pytest.raises(ZonationInputError, match="not columns"):
+        cluster_crystals(tab, features=["nope"])
+    with pytest.raises(ZonationInputError, match="label"):
+        cluster_crystals(tab.drop(columns="label"))
+    with pytest.raises(ZonationInputError, match="no usable feature"):
+        cluster_crystals(tab[["label"]])
+    with pytest.raises(ZonationInputError, match="n_clusters"):
+        cluster_crystals(tab, 0)
+
+
+def test_cluster_colors():
+    tab = pd.DataFrame({"label": [1, 2, 3, 4, 5], "cluster": [0, 0, 1, -1, np.nan]})
+    colours = cluster_colors(tab)
+    assert set(colours) == {1, 2, 3, 4, 5}
+    assert colours[4] == UNCLUSTERED_RGBA and colours[5] == UNCLUSTERED_RGBA
+    assert colours[1] == colours[2] != colours[3]
+    assert colours[1] != UNCLUSTERED_RGBA and colours[3] != UNCLUSTERED_RGBA
+    assert all(len(c) == 4 and all(0 <= x <= 1 for x in c) for c in colours.values())
+    # more clusters than tab10 has colours: still all distinct, none grey
+    many = pd.DataFrame({"label": np.arange(1, 16), "cluster": np.arange(15)})
+    cols = cluster_colors(many)
+    assert len(set(cols.values())) == 15 and UNCLUSTERED_RGBA not in cols.values()
+    viridis = cluster_colors(many, cmap="viridis")
+    assert len(set(viridis.values())) == 15
+    with pytest.raises(ZonationInputError, match="colormap"):
+        cluster_colors(many, cmap="no-such-map")
+    with pytest.raises(ZonationInputError, match="cluster"):
+        cluster_colors(many.drop(columns="cluster"))

@@ -1,0 +1,314 @@
+"""describe_zoning against the synthetic generator's ground truth (make_profiles).
+
+Thresholds come from measurements on 360 profiles per noise level (3 seeds x 6 types x 20,
+phase mixed): at noise 0.01 of full scale the type is right for 94 % and n_plateaus for 94 %;
+the tests ask for 85 % on 60 profiles, about three binomial standard deviations below.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import erf
+
+from napari_zonation._validation import ZonationInputError
+from napari_zonation.descriptors import describe_zoning
+from napari_zonation.synthetic import make_profiles
+
+NOISE = 0.01
+SIGMA_DN = NOISE * 255.0
+
+
+@pytest.fixture(scope="module")
+def grey_run():
+    prof, truth = make_profiles(n_per_type=10, noise=NOISE, seed=7, phase="mixed")
+    tab = describe_zoning(prof, crystals=truth[["label", "phase"]])
+    merged = tab.merge(truth.drop(columns="phase"), on="label", suffixes=("", "_true"))
+    return prof, truth, tab, merged
+
+
+def _erf_profile(rim, core, step_um, sqrt_dt_um, length_um=80.0, noise=0.0, seed=0):
+    """An independent one-step profile, a + (b - a) (1 + erf((d - p) / 2 sqrt(Dt))) / 2."""
+    d = np.arange(0.0, length_um + 1e-9, 1.0)
+    v = rim + (core - rim) * 0.5 * (1 + erf((d - step_um) / (2 * sqrt_dt_um)))
+    v = v + np.random.default_rng(seed).normal(0, noise, d.size) if noise else v
+    return d, v
+
+
+def _table(*profiles):
+    frames = [
+        pd.DataFrame({"label": lab, "distance_um": d, "value": v}) for lab, (d, v) in profiles
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+# ------------------------------------------------------------------------------ accuracy
+
+
+def test_one_row_per_label_and_status(grey_run):
+    prof, truth, tab, _ = grey_run
+    assert list(tab["label"]) == sorted(truth["label"])
+    assert (tab["describe_status"] == "ok").all()
+    for col in (
+        "core_value",
+        "rim_value",
+        "contrast",
+        "noise_sigma",
+        "n_plateaus",
+        "step_positions_um",
+        "zoning_type",
+        "interpretation",
+        "phase",
+    ):
+        assert col in tab.columns
+
+
+def test_zoning_type_accuracy(grey_run):
+    m = grey_run[3]
+    acc = (m["zoning_type"] == m["zoning_type_true"]).mean()
+    assert acc >= 0.85, pd.crosstab(m["zoning_type_true"], m["zoning_type"])
+    # the easy types are nearly always right
+    for zt in ("unzoned", "oscillatory"):
+        sub = m[m["zoning_type_true"] == zt]
+        assert (sub["zoning_type"] == zt).mean() >= 0.9
+
+
+def test_n_plateaus_accuracy(grey_run):
+    m = grey_run[3]
+    assert (m["n_plateaus"] == m["n_plateaus_true"]).mean() >= 0.85
+
+
+def test_step_positions_within_tolerance(grey_run):
+    m = grey_run[3]
+    sub = m[
+        m["zoning_type_true"].isin(["rim_brighter", "rim_darker", "multi_step"])
+        & (m["n_steps"] == m["step_positions_um_true"].map(len))
+    ]
+    assert len(sub) >= 20
+    errors = np.concatenate(
+        [
+            np.abs(np.subtract(a, b))
+            for a, b in zip(sub["step_positions_um"], sub["step_positions_um_true"], strict=True)
+        ]
+    )
+    # measured: median 0.8 um, 95 % within 2.4 um at 1 um spacing
+    assert np.median(errors) <= 1.5
+    assert np.mean(errors <= 4.0) >= 0.9
+    # positions are reported from the rim, increasing
+    assert all(list(p) == sorted(p) for p in sub["step_positions_um"])
+
+
+def test_step_widths_track_sqrt_dt(grey_run):
+    m = grey_run[3]
+    sub = m[
+        m["zoning_type_true"].isin(["rim_brighter", "rim_darker"])
+        & (m["zoning_type"] == m["zoning_type_true"])
+    ]
+    ratio = np.array(
+        [w[0] / (2 * s) for w, s in zip(sub["step_widths_um"], sub["sqrt_dt_um"], strict=True)]
+    )
+    assert 0.6 <= np.median(ratio) <= 1.4
+
+
+def test_rim_and_core_values(grey_run):
+    m = grey_run[3]
+    ok = m["zoning_type"] == m["zoning_type_true"]
+    core_err = np.abs(m["core_value"] - m["core_value_true"]) / SIGMA_DN
+    rim_err = np.abs(m["rim_value"] - m["rim_value_true"])[ok] / SIGMA_DN
+    assert np.quantile(core_err, 0.9) <= 0.6
+    assert np.quantile(rim_err, 0.9) <= 1.0
+    # contrast is rim - core, with the truth's sign where the zoning is clear
+    clear = ok & (np.abs(m["rim_value_true"] - m["core_value_true"]) > 3 * SIGMA_DN)
+    assert (
+        np.sign(m["contrast"][clear]) == np.sign(m["rim_value_true"] - m["core_value_true"])[clear]
+    ).all()
+
+
+def test_noise_sigma_estimate(grey_run):
+    m = grey_run[3]
+    ratio = m["noise_sigma"] / SIGMA_DN
+    assert 0.9 <= ratio.median() <= 1.1
+    assert ratio.between(0.6, 1.5).all()
+
+
+def test_gradient_and_oscillation_parameters(grey_run):
+    m = grey_run[3]
+    g = m[(m["zoning_type_true"] == "gradient") & (m["zoning_type"] == "gradient")]
+    assert len(g) >= 6
+    assert np.allclose(g["gradient_slope_per_um"], g["slope_per_um"], rtol=0.35)
+    assert (g["n_plateaus"] == 1).all() and (g["n_steps"] == 0).all()
+    o = m[(m["zoning_type_true"] == "oscillatory") & (m["zoning_type"] == "oscillatory")]
+    assert len(o) >= 8
+    assert np.allclose(o["osc_period_um"], o["osc_period_um_true"], rtol=0.05)
+    assert np.allclose(o["osc_amplitude"], o["osc_amplitude_true"], rtol=0.3)
+    assert (o["n_oscillations"] >= 2).mean() >= 0.8
+    # no oscillation counted in most profiles without one
+    assert (m.loc[m["zoning_type_true"] != "oscillatory", "n_oscillations"] <= 1).mean() >= 0.8
+
+
+# ------------------------------------------------------------------------------ interpretation
+
+
+def _clear(m):
+    """Rows typed right whose truth has a definite rim-core sign (alternating multi-steps
+    can end with rim ~ core, where the truth's normal/reverse is a coin toss)."""
+    ok = m["zoning_type"] == m["zoning_type_true"]
+    clear = (np.abs(m["rim_value_true"] - m["core_value_true"]) > 3 * m["noise_sigma"]) | m[
+        "zoning_type_true"
+    ].isin(["unzoned", "oscillatory"])
+    return m[ok & clear]
+
+
+def test_interpretation_grey_per_mineral(grey_run):
+    m = _clear(grey_run[3])
+    assert set(m["phase"]) == {"olivine", "clinopyroxene", "plagioclase"}
+    assert (m["interpretation"] == m["interpretation_true"]).all()
+
+
+@pytest.mark.parametrize("phase", ["olivine", "plagioclase"])
+def test_interpretation_composition(phase):
+    prof, truth = make_profiles(
+        n_per_type=3,
+        noise=0.003,
+        seed=2,
+        phase=phase,
+        quantity="composition",
+        zoning_types=("unzoned", "rim_brighter", "rim_darker", "gradient"),
+    )
+    tab = describe_zoning(prof, phase=phase, quantity="composition")
+    m = _clear(tab.merge(truth.drop(columns="phase"), on="label", suffixes=("", "_true")))
+    assert len(m) >= 9
+    assert (m["interpretation"] == m["interpretation_true"]).all()
+
+
+def test_interpretation_rules_independent():
+    d, bright_rim = _erf_profile(150.0, 130.0, 20.0, 2.0, noise=1.0)
+    _, dark_rim = _erf_profile(130.0, 150.0, 20.0, 2.0, noise=1.0, seed=1)
+    prof = _table((1, (d, bright_rim)), (2, (d, dark_rim)))
+    crystals = pd.DataFrame({"label": [1, 2], "phase": ["olivine", "plagioclase"], "area_um2": 5.0})
+    tab = describe_zoning(prof, crystals=crystals).set_index("label")
+    assert tab.loc[1, "zoning_type"] == "rim_brighter" and tab.loc[1, "interpretation"] == "normal"
+    assert tab.loc[2, "zoning_type"] == "rim_darker" and tab.loc[2, "interpretation"] == "normal"
+    assert (tab["area_um2"] == 5.0).all()  # crystal columns are kept
+    flip = describe_zoning(prof, phase="ol").set_index("label")["interpretation"]
+    assert list(flip) == ["normal", "reverse"]
+    plag = describe_zoning(prof, phase="plagioclase").set_index("label")["interpretation"]
+    assert list(plag) == ["reverse", "normal"]
+    comp = describe_zoning(prof, phase="olivine", quantity="composition")["interpretation"]
+    assert list(comp) == ["reverse", "normal"]  # Fo higher at the rim = reverse
+    comp_pl = describe_zoning(prof, phase="plagioclase", quantity="composition")
+    assert list(comp_pl["interpretation"]) == ["reverse", "normal"]  # An higher at rim = reverse
+    unknown = describe_zoning(prof)  # no mineral given
+    assert list(unknown["interpretation"]) == ["unknown", "unknown"]
+    quartz = describe_zoning(prof, phase="quartz")
+    assert list(quartz["interpretation"]) == ["unknown", "unknown"]
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def test_constant_short_and_nan_profiles():
+    d, v = _erf_profile(120.0, 100.0, 25.0, 2.0, noise=1.0)
+    const = (np.arange(40.0), np.full(40, 77.0))
+    short = (np.arange(3.0), np.array([1.0, 2.0, 3.0]))
+    with_nan = v.copy()
+    with_nan[[5, 30, 60]] = np.nan
+    prof = _table((1, const), (2, short), (3, (d, with_nan)))
+    tab = describe_zoning(prof, phase="olivine").set_index("label")
+    assert tab.loc[1, "describe_status"] == "ok"
+    assert tab.loc[1, "zoning_type"] == "unzoned" and tab.loc[1, "interpretation"] == "unzoned"
+    assert tab.loc[1, "noise_sigma"] == 0 and tab.loc[1, "n_plateaus"] == 1
+    assert tab.loc[1, "core_value"] == 77.0 and tab.loc[1, "contrast"] == 0
+    assert tab.loc[2, "describe_status"] == "too_few_points"
+    assert "3 valid points" in tab.loc[2, "describe_error"]
+    assert pd.isna(tab.loc[2, "zoning_type"])
+    assert tab.loc[3, "describe_status"] == "ok" and tab.loc[3, "n_nan_dropped"] == 3
+    assert tab.loc[3, "n_points"] == d.size - 3
+    assert tab.loc[3, "zoning_type"] == "rim_brighter"
+    assert tab.loc[3, "step_positions_um"][0] == pytest.approx(25.0, abs=2.0)
+
+
+def test_noise_free_step_is_exact():
+    d, v = _erf_profile(200.0, 150.0, 30.0, 3.0)
+    tab = describe_zoning(_table((1, (d, v)))).iloc[0]
+    assert tab["zoning_type"] == "rim_brighter" and tab["n_plateaus"] == 2
+    assert tab["step_positions_um"][0] == pytest.approx(30.0, abs=0.05)
+    assert tab["step_widths_um"][0] == pytest.approx(6.0, rel=0.02)  # 2 sqrt(D t)
+    assert tab["rim_value"] == pytest.approx(200.0, abs=0.05)
+    assert tab["core_value"] == pytest.approx(150.0, abs=0.05)
+
+
+def test_bad_input_raises():
+    prof = _table((1, (np.arange(10.0), np.arange(10.0))))
+    with pytest.raises(ZonationInputError, match="distance_um"):
+        describe_zoning(prof.rename(columns={"distance_um": "d"}))
+    with pytest.raises(ZonationInputError, match="DataFrame"):
+        describe_zoning(np.zeros((3, 3)))
+    with pytest.raises(ZonationInputError, match="backend"):
+        describe_zoning(prof, backend="magic")
+    with pytest.raises(ZonationInputError, match="unknown option"):
+        describe_zoning(prof, max_plateau=3)
+    with pytest.raises(ZonationInputError, match="quantity"):
+        describe_zoning(prof, quantity="counts")
+    with pytest.raises(ZonationInputError, match="label"):
+        describe_zoning(prof, crystals=pd.DataFrame({"phase": ["olivine"]}))
+
+
+def test_channels():
+    d, v = _erf_profile(120.0, 100.0, 25.0, 2.0, noise=0.5)
+    a = pd.DataFrame({"label": 1, "distance_um": d, "value": v, "channel": "Fe"})
+    b = pd.DataFrame({"label": 1, "distance_um": d, "value": np.full(d.size, 5.0), "channel": "Ca"})
+    prof = pd.concat([a, b], ignore_index=True)
+    with pytest.warns(UserWarning, match="first"):
+        first = describe_zoning(prof)
+    assert first.loc[0, "channel"] == "Fe" and first.loc[0, "zoning_type"] == "rim_brighter"
+    ca = describe_zoning(prof, channel="Ca")
+    assert ca.loc[0, "channel"] == "Ca" and ca.loc[0, "zoning_type"] == "unzoned"
+    with pytest.raises(ZonationInputError, match="channel"):
+        describe_zoning(prof, channel="Mg")
+
+
+def test_crystals_merge_and_input_untouched():
+    d, v = _erf_profile(120.0, 100.0, 25.0, 2.0, noise=0.5)
+    prof = _table((1, (d, v)))
+    crystals = pd.DataFrame(
+        {
+            "label": [1, 2],
+            "phase": ["olivine", "olivine"],
+            "touches_border": [False, True],
+            "zoning_type": ["x", "y"],
+        }
+    )
+    prof_before, cry_before = prof.copy(), crystals.copy()
+    tab = describe_zoning(prof, crystals=crystals).set_index("label")
+    pd.testing.assert_frame_equal(prof, prof_before)
+    pd.testing.assert_frame_equal(crystals, cry_before)
+    assert tab.loc[1, "zoning_type"] == "rim_brighter"  # recomputed, not the stale "x"
+    assert tab.loc[2, "describe_status"] == "no_profile"
+    assert bool(tab.loc[2, "touches_border"]) is True
+
+
+def test_openai_backend_forwards(monkeypatch):
+    calls = {}
+
+    def describe_llm(prof, table, **options):
+        calls["options"] = options
+        out = table.copy()
+        out["llm_zoning_type"] = out["zoning_type"]
+        return out
+
+    fake = types.ModuleType("napari_zonation.llm")
+    fake.describe_llm = describe_llm
+    monkeypatch.setitem(sys.modules, "napari_zonation.llm", fake)
+    d, v = _erf_profile(120.0, 100.0, 25.0, 2.0, noise=0.5)
+    tab = describe_zoning(_table((1, (d, v))), backend="openai", model="m", quantity="grey")
+    assert calls["options"] == {"model": "m"}
+    assert tab.loc[0, "llm_zoning_type"] == "rim_brighter"
+
+    monkeypatch.setitem(sys.modules, "napari_zonation.llm", types.ModuleType("x"))
+    with pytest.raises(ImportError, match="describe_llm"):
+        describe_zoning(_table((1, (d, v))), backend="openai")
