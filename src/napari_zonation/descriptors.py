@@ -180,10 +180,12 @@ def describe_zoning(
         Offline options:
 
         ``quantity`` : {"grey", "composition"}, default ``"grey"``
-            What ``value`` is. In grey (BSE), a brighter olivine / pyroxene rim (Fe-richer) is
-            normal zoning and a brighter plagioclase rim (An-richer) reverse zoning. In
-            composition (Fo, Mg#, An) a rim *lower* than the core is normal zoning for all
-            three minerals, so the reading of olivine and pyroxene flips relative to grey.
+            What ``value`` is. ``zoning_type`` always names the profile in the measured
+            quantity (``rim_brighter`` = rim value above the core's; DESIGN.md), whatever
+            the mineral; only ``interpretation`` depends on it. In grey (BSE), a brighter
+            olivine / pyroxene rim (Fe-richer) is normal zoning and a brighter plagioclase
+            rim (An-richer) reverse zoning. In composition (Fo, Mg#, An) a rim *lower* than
+            the core is normal zoning for all three minerals.
         ``max_plateaus`` : int, default 5
             Most plateaus tried in the step model.
         ``min_points`` : int, default 5
@@ -326,14 +328,6 @@ def _describe_offline(
         table["phase"] = phase
     elif "phase" not in table.columns:
         table["phase"] = None
-    if opts["quantity"] == "composition":
-        # name the profile by its BSE brightness, as for grey: Fo and Mg# fall as Fe (grey)
-        # rises, so a Fe-Mg mineral's rim of higher value is darker
-        swap = {"rim_brighter": "rim_darker", "rim_darker": "rim_brighter"}
-        femg = table["phase"].map(lambda p: _normalise_phase(p) in _FEMG).astype(bool)
-        table.loc[femg, "zoning_type"] = table.loc[femg, "zoning_type"].map(
-            lambda z: swap.get(z, z)
-        )
     table["interpretation"] = [
         _interpret(z, c, p, opts["quantity"]) if s == "ok" else None
         for z, c, p, s in zip(

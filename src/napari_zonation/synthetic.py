@@ -302,7 +302,13 @@ def make_profiles(
                      "source": "synthetic"}
                 )
             )
-            rows.append(_truth_row(label, ph, z, 255.0, quantity))
+            row = _truth_row(label, ph, z, 255.0, quantity)
+            if quantity == "composition" and ph != "plagioclase":
+                # zoning_type names the profile in the measured quantity (DESIGN.md): Fo and
+                # Mg# fall as grey rises, so a brighter rim is a lower-value rim
+                swap = {"rim_brighter": "rim_darker", "rim_darker": "rim_brighter"}
+                row["zoning_type"] = swap.get(row["zoning_type"], row["zoning_type"])
+            rows.append(row)
     prof = pd.concat(frames, ignore_index=True)
     return prof, pd.DataFrame(rows)
 
