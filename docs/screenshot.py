@@ -1,0 +1,191 @@
+"""Render the napari viewer with the napari-zonation widgets docked, for the docs.
+
+Runs the synthetic sample through the widgets (Segment crystals -> Profiles -> Describe
+zoning -> Cluster -> Diffusion timescales) and saves
+
+- ``docs/images/viewer.png``: the whole window with the docks;
+- ``docs/images/clusters.png``: the crystals coloured by cluster beside the Cluster dock
+  (legend and per-cluster profiles).
+
+Needs a display; headless, run it under Xvfb::
+
+    QT_API=pyqt6 QT_QPA_PLATFORM=xcb XDG_RUNTIME_DIR=$(mktemp -d) \\
+        xvfb-run -a -s "-screen 0 2200x1300x24 -nolisten tcp" \\
+        .venv/bin/python docs/screenshot.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+WINDOW = (2100, 1180)
+
+
+def _settle(app, seconds: float = 0.5) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _run(widget, app) -> None:
+    """Run a widget's job through its thread worker and wait for it."""
+    worker = widget.run()
+    if worker is None:
+        raise RuntimeError(f"{widget.title}: {widget.status.text()}")
+    t0 = time.time()
+    while widget.busy:
+        app.processEvents()
+        time.sleep(0.02)
+        if time.time() - t0 > 600:
+            raise TimeoutError(widget.title)
+    _settle(app, 0.3)
+    text = widget.status.text()
+    print(f"{widget.title}: {text}")
+    if "rror" in text:
+        raise RuntimeError(text)
+
+
+def _qimage_to_array(image) -> np.ndarray:
+    from qtpy.QtGui import QImage
+
+    image = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h = image.width(), image.height()
+    buf = image.constBits()
+    buf.setsize(h * image.bytesPerLine())
+    arr = np.frombuffer(buf, np.uint8).reshape(h, image.bytesPerLine() // 4, 4)
+    return arr[:, :w].copy()
+
+
+def _save(arr: np.ndarray, path: Path) -> None:
+    from qtpy.QtGui import QImage
+
+    arr = np.ascontiguousarray(
+        arr[..., :4]
+        if arr.shape[-1] == 4
+        else np.dstack([arr, np.full(arr.shape[:2], 255, np.uint8)])
+    )
+    h, w = arr.shape[:2]
+    QImage(arr.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy().save(str(path))
+    print(f"saved {path} ({w}x{h})")
+
+
+def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_zonation.widgets.cluster_widget import ClusterWidget
+    from napari_zonation.widgets.describe_widget import DescribeWidget
+    from napari_zonation.widgets.diffusion_widget import DiffusionWidget
+    from napari_zonation.widgets.profiles_widget import ProfilesWidget
+    from napari_zonation.widgets.segment_widget import SegmentWidget
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-zonation")
+    app = QApplication.instance()
+    viewer.window.resize(*WINDOW)
+    viewer.open_sample("napari-zonation", "synthetic")
+    image = viewer.layers["synthetic BSE"]
+
+    # the same classes the manifest registers; docked two by two in tabs on the right
+    seg = SegmentWidget(viewer)
+    prw = ProfilesWidget(viewer)
+    dsw = DescribeWidget(viewer)
+    clw = ClusterWidget(viewer)
+    dfw = DiffusionWidget(viewer)
+    from qtpy.QtCore import Qt
+
+    win = viewer.window
+    # two columns on the right: [Segment | Describe | Diffusion tabs over Profiles] [Cluster]
+    d_seg = win.add_dock_widget(seg, name="Segment crystals", area="right")
+    d_clu = win.add_dock_widget(clw, name="Cluster", area="right")
+    d_pro = win.add_dock_widget(prw, name="Profiles", area="right")
+    qt_main = win._qt_window
+    qt_main.splitDockWidget(d_seg, d_clu, Qt.Orientation.Horizontal)
+    qt_main.splitDockWidget(d_seg, d_pro, Qt.Orientation.Vertical)
+    d_dsw = win.add_dock_widget(dsw, name="Describe zoning", area="right")
+    d_dfw = win.add_dock_widget(dfw, name="Diffusion timescales", area="right")
+    qt_main.tabifyDockWidget(d_seg, d_dsw)
+    qt_main.tabifyDockWidget(d_seg, d_dfw)
+    d_seg.raise_()
+    qt_main.resizeDocks([d_seg, d_clu], [400, 420], Qt.Orientation.Horizontal)
+    qt_main.resizeDocks([d_seg, d_pro], [430, 720], Qt.Orientation.Vertical)
+    _settle(app)
+
+    seg.image_combo.value = image
+    _run(seg, app)
+    crystals = viewer.layers["synthetic BSE crystals"]
+    prw.labels_combo.value = crystals
+    prw.image_combo.value = image
+    prw.method.setCurrentText("shells")  # robust to cracks and inclusions
+    _run(prw, app)
+    dsw.labels_combo.value = crystals
+    _run(dsw, app)
+    clw.labels_combo.value = crystals
+    _run(clw, app)
+    dfw.source_combo.value = crystals
+    dfw.mineral.setCurrentText("other")
+    dfw.diffusivity.setValue(1e-3)
+    _run(dfw, app)
+
+    # show one well-described crystal in the Profiles plot, as a click would
+    feats = crystals.features
+    pick = feats[feats["zoning_type"].isin(["rim_brighter", "rim_darker", "multi_step"])]
+    label = int((pick if len(pick) else feats).sort_values("area_um2").iloc[-1]["label"])
+    prw.show_crystal(crystals, label)
+    for name in ("synthetic BSE boundaries", "synthetic BSE phases"):
+        viewer.layers[name].visible = False
+    viewer.layers["synthetic BSE flagged"].visible = False  # toggled in the Segment dock
+    seg.show_flagged.setChecked(False)
+    crystals.opacity = 0.55
+    viewer.layers.selection.active = crystals
+    viewer.reset_view()
+    _settle(app, 1.0)
+
+    qt_main.resizeDocks([d_seg, d_pro], [420, 760], Qt.Orientation.Vertical)
+    _settle(app, 0.5)
+    for plot in (prw.plot, clw.plot, dfw.plot):  # render at the docks' final sizes
+        plot.canvas.draw()
+    _settle(app, 0.3)
+    viewer_png = out_dir / "viewer.png"
+    _save(_qimage_to_array(win._qt_window.grab().toImage()), viewer_png)
+
+    # clusters: the canvas (crystals by cluster) beside the Cluster dock
+    for name in ("synthetic BSE flagged", "synthetic BSE traverses"):
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
+    crystals.opacity = 0.8
+    _settle(app, 0.5)
+    canvas = viewer.screenshot(canvas_only=True, flash=False)
+    # crop the canvas's black letterbox around the image
+    lit = canvas[..., :3].max(axis=-1) > 8
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    if rows.size and cols.size:
+        canvas = canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    dock = _qimage_to_array(clw.grab().toImage())
+    bottom = clw.plot.mapTo(clw, clw.plot.rect().bottomLeft()).y()
+    dock = dock[: bottom + 12]  # the legend and the plots, not the empty dock below
+    h = max(canvas.shape[0], dock.shape[0])
+    bg = np.array([38, 41, 48, 255], np.uint8)
+
+    def pad(a):
+        a = a if a.shape[-1] == 4 else np.dstack([a, np.full(a.shape[:2], 255, np.uint8)])
+        out = np.tile(bg, (h, a.shape[1], 1))
+        out[: a.shape[0]] = a
+        return out
+
+    clusters_png = out_dir / "clusters.png"
+    _save(np.hstack([pad(canvas), pad(dock)]), clusters_png)
+    viewer.close()
+    return viewer_png, clusters_png
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE / "images")
+    main(parser.parse_args().out)

@@ -1,0 +1,363 @@
+"""Segment crystals: image -> ``<image> crystals`` Labels (features = crystal table) + QA layers.
+
+QA layers (plugin-owned, updated in place on re-run, each shown or hidden from the widget):
+``<image> boundaries`` (crystal outlines), ``<image> phases`` (coloured per phase, legend in
+the widget) and ``<image> flagged`` (points at the centroids of crystals with a QA flag).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import segment
+from .._validation import ZonationInputError, check_pixel_size
+from ._common import (
+    QA_FLAGS,
+    TRANSPARENT,
+    ZonationWidget,
+    find_owned,
+    layer_combo,
+    layer_image,
+    legend_html,
+    phase_color,
+    pixel_size_of,
+    upsert_layer,
+    with_index,
+    zmeta,
+)
+
+BOUNDARY_COLOR = (1.0, 0.85, 0.1, 1.0)
+FLAG_COLOR = "#ff8c1a"
+
+
+def _spin(value: float, lo: float, hi: float, step: float, decimals: int = 2, suffix: str = ""):
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    if suffix:
+        box.setSuffix(suffix)
+    return box
+
+
+def phase_codes(table: pd.DataFrame) -> tuple[dict[int, int], list[str]]:
+    """Label -> phase code (1..k) and the phase names in code order (``unknown`` for NaN)."""
+    if "phase" not in table.columns:
+        names = ["unknown"]
+        return {int(lab): 1 for lab in table["label"]}, names
+    phases = table["phase"].where(table["phase"].notna(), "unknown").astype(str)
+    names = sorted(phases.unique(), key=lambda p: (p == "unknown", p))
+    code = {name: i + 1 for i, name in enumerate(names)}
+    return {int(lab): code[ph] for lab, ph in zip(table["label"], phases, strict=True)}, names
+
+
+def flagged_table(table: pd.DataFrame, labels: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """Centroids (row, col) and flags of the crystals with any QA flag."""
+    flags = [c for c in QA_FLAGS if c in table.columns]
+    if not flags or table.empty:
+        return np.empty((0, 2)), pd.DataFrame({"label": pd.Series([], dtype=int), "flags": []})
+    fl = table[flags].fillna(False).astype(bool)
+    sel = fl.any(axis=1).to_numpy()
+    sub = table.loc[sel]
+    if {"centroid_row", "centroid_col"} <= set(table.columns):
+        pts = sub[["centroid_row", "centroid_col"]].to_numpy(float)
+    else:
+        from scipy import ndimage as ndi
+
+        ids = sub["label"].astype(int).to_numpy()
+        pts = np.asarray(ndi.center_of_mass(labels > 0, labels, ids), float).reshape(-1, 2)
+    feats = pd.DataFrame({"label": sub["label"].astype(int).to_numpy()})
+    for c in flags:
+        feats[c] = fl.loc[sel, c].to_numpy()
+    feats["flags"] = [
+        ", ".join(c.replace("_", " ") for c in flags if row[c]) for _, row in fl.loc[sel].iterrows()
+    ]
+    return pts, feats
+
+
+class SegmentWidget(ZonationWidget):
+    """Dock widget: segment the crystals of a BSE image into a Labels layer."""
+
+    title = "Segment crystals"
+    run_text = "Segment crystals"
+
+    def __init__(self, napari_viewer, parent=None) -> None:
+        super().__init__(napari_viewer, parent)
+        from napari.layers import Image
+
+        self.image_combo = self._add_combo(layer_combo(self.viewer, (Image,), "Image"))
+        self.pixel_size = _spin(1.0, 1e-4, 1e4, 0.1, decimals=4, suffix=" µm/px")
+        self.pixel_size.setToolTip(
+            "Micrometres per pixel. Read from the image layer's scale or metadata; edit it when "
+            "the SEM file carried none. The image layer's scale is set to it on Run."
+        )
+        self.pixel_source = QLabel("")
+        self.pixel_source.setWordWrap(True)
+        self.pixel_source.setStyleSheet("font-size: 8pt;")
+        self._form.addRow("Pixel size", self.pixel_size)
+        self._form.addRow(self.pixel_source)
+        self.min_area = _spin(400.0, 0.0, 1e8, 50.0, decimals=1, suffix=" µm²")
+        self.min_area.setToolTip("Smallest crystal kept (smaller ones are groundmass).")
+        self._form.addRow("Min. area", self.min_area)
+        self.smooth = _spin(1.5, 0.0, 1e3, 0.5, suffix=" µm")
+        self.smooth.setToolTip("Gaussian smoothing (sigma) against pixel noise.")
+        self._form.addRow("Smoothing", self.smooth)
+        self.contrast = _spin(0.0, 0.0, 1.0, 0.01, decimals=3)
+        self.contrast.setSpecialValueText("auto")
+        self.contrast.setToolTip(
+            "Smallest grey deviation from the groundmass that counts as crystal, as a fraction "
+            "of the grey range; 'auto' sets it from the groundmass and the noise."
+        )
+        self._form.addRow("Contrast", self.contrast)
+        self.close_um = _spin(3.0, 0.0, 1e3, 0.5, suffix=" µm")
+        self.close_um.setToolTip("Cracks and gaps narrower than about twice this are bridged.")
+        self._form.addRow("Close gaps", self.close_um)
+        self.background = QComboBox()
+        self.background.addItems(["auto", "groundmass", "masked"])
+        self.background.setToolTip(
+            "groundmass: crystals differ from a dominant groundmass grey; masked: the background "
+            "was masked black."
+        )
+        self._form.addRow("Background", self.background)
+        self.split = QCheckBox("split touching crystals")
+        self.split.setChecked(True)
+        self._form.addRow("", self.split)
+
+        qa = QWidget()
+        qa_row = QVBoxLayout(qa)
+        qa_row.setContentsMargins(0, 0, 0, 0)
+        qa_row.setSpacing(2)
+        self.show_boundaries = QCheckBox("boundaries")
+        self.show_boundaries.setChecked(True)
+        self.show_phases = QCheckBox("phases")
+        self.show_phases.setChecked(False)
+        self.show_flagged = QCheckBox("flagged")
+        self.show_flagged.setChecked(True)
+        for box, role in (
+            (self.show_boundaries, "boundaries"),
+            (self.show_phases, "phases"),
+            (self.show_flagged, "flagged"),
+        ):
+            box.setToolTip(f"Show the '<image> {role}' QA layer.")
+            box.toggled.connect(lambda on, role=role: self._set_visible(role, on))
+            qa_row.addWidget(box)
+        self._form.addRow("QA layers", qa)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self._finish_layout(stretch=False)
+        self._layout.addWidget(self.legend)
+        self._layout.addStretch(1)
+
+        self.image_combo.changed.connect(self._on_image_changed)
+        self._on_image_changed(self.image_combo.value)
+
+    # ------------------------------------------------------------------ pixel size
+    def _on_image_changed(self, layer=None) -> None:
+        layer = self.image_combo.value if layer is None else layer
+        if layer is None:
+            self.pixel_source.setText("")
+            return
+        px, source = pixel_size_of(layer)
+        if px is None:
+            self.pixel_size.setValue(1.0)
+            self.pixel_source.setText(
+                "⚠ no pixel size in this layer: set µm per pixel (from the SEM scale bar)."
+            )
+        else:
+            self.pixel_size.setValue(px)
+            src = zmeta(layer, create=False).get("pixel_size_source")
+            self.pixel_source.setText(
+                f"Pixel size from the layer's {source}" + (f" ({src})" if src else "") + "."
+            )
+
+    def _set_visible(self, role: str, on: bool) -> None:
+        image = self.image_combo.value
+        if image is None:
+            return
+        layer = find_owned(self.viewer, role, image)
+        if layer is not None:
+            layer.visible = bool(on)
+
+    # ------------------------------------------------------------------ job
+    def _collect(self) -> dict:
+        image = self.image_combo.value
+        if image is None:
+            raise ZonationInputError("no image layer: open a BSE image (File > Open) first.")
+        px = check_pixel_size(self.pixel_size.value())
+        contrast = self.contrast.value()
+        return {
+            "layer": image,
+            "image": layer_image(image),
+            "rgb": bool(getattr(image, "rgb", False)),
+            "pixel_size_um": px,
+            "options": {
+                "min_area_um2": self.min_area.value(),
+                "smooth_um": self.smooth.value(),
+                "contrast": None if contrast <= 0 else contrast,
+                "close_um": self.close_um.value(),
+                "split_touching": self.split.isChecked(),
+                "background": self.background.currentText(),
+            },
+        }
+
+    def _steps(self, params: dict) -> int:
+        return 3
+
+    def _work(self, p: dict):
+        img, px = p["image"], p["pixel_size_um"]
+        labels = segment.segment_crystals(img, px, **p["options"])
+        labels = np.asarray(labels, dtype=np.int32)
+        n = int(len(np.unique(labels[labels > 0])))
+        self.check_cancel()
+        yield f"{n} crystals found; measuring them…"
+        table = segment.crystal_table(img, labels, px)
+        self.check_cancel()
+        yield "Building the QA layers…"
+        from skimage.segmentation import find_boundaries
+
+        boundaries = (find_boundaries(labels, mode="inner") * labels).astype(np.int32)
+        code_of, names = phase_codes(table)
+        lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+        for lab, code in code_of.items():
+            if 0 < lab < lut.size:
+                lut[lab] = code
+        phases = lut[labels]
+        pts, flag_feats = flagged_table(table, labels)
+        yield "Done."
+        return {
+            "labels": labels,
+            "table": table,
+            "boundaries": boundaries,
+            "phases": phases,
+            "phase_names": names,
+            "points": pts,
+            "flags": flag_feats,
+        }
+
+    def _apply(self, p: dict, r: dict) -> None:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        image = p["layer"]
+        px = p["pixel_size_um"]
+        if image not in self.viewer.layers:
+            raise ZonationInputError(f"the image layer '{image.name}' was removed meanwhile.")
+        nd = image.ndim - (1 if p["rgb"] else 0)
+        # the image carries the pixel size (edited here or not): results line up with it
+        old_scale = np.asarray(image.scale, float)
+        if not np.allclose(old_scale[-2:], px):
+            image.scale = tuple(old_scale[:-2]) + (px, px) if nd > 2 else (px, px)
+        md = zmeta(image)
+        if md.get("pixel_size_um") != px:
+            md["pixel_size_um"] = px
+            md.setdefault("pixel_size_source", "entered in Segment crystals")
+        scale = tuple(float(s) for s in image.scale[-2:])
+        translate = tuple(float(t) for t in image.translate[-2:])
+        geom = {"scale": scale, "translate": translate}
+        units = getattr(image, "units", None)
+        if units is not None:
+            geom["units"] = tuple(units)[-2:]
+        name = image.name
+        table = r["table"]
+
+        stale = find_owned(self.viewer, "traverses", image)
+        if stale is not None:  # traverses of the previous crystals: ours, and now wrong
+            self.viewer.layers.remove(stale)
+        crystals = find_owned(self.viewer, "crystals", image)
+        if crystals is not None:
+            cmd = zmeta(crystals)
+            for key in ("profiles", "traverses", "profile_options"):
+                cmd.pop(key, None)
+            if cmd.pop("cluster_colored", False):
+                from napari.utils.colormaps import label_colormap
+
+                crystals.colormap = label_colormap()
+        crystals = upsert_layer(
+            self.viewer,
+            "labels",
+            r["labels"],
+            role="crystals",
+            source=image,
+            name=f"{name} crystals",
+            meta={"pixel_size_um": px},
+            features=with_index(table),
+            **geom,
+        )
+
+        boundary_cmap = DirectLabelColormap(
+            color_dict={None: BOUNDARY_COLOR, 0: TRANSPARENT}, name="boundaries"
+        )
+        upsert_layer(
+            self.viewer,
+            "labels",
+            r["boundaries"],
+            role="boundaries",
+            source=image,
+            name=f"{name} boundaries",
+            meta={"pixel_size_um": px},
+            colormap=boundary_cmap,
+            visible=self.show_boundaries.isChecked(),
+            **geom,
+        )
+
+        names = r["phase_names"]
+        colors = {None: TRANSPARENT, 0: TRANSPARENT}
+        colors.update({i + 1: phase_color(ph) for i, ph in enumerate(names)})
+        phase_feats = pd.DataFrame({"index": np.arange(1, len(names) + 1), "phase": names})
+        upsert_layer(
+            self.viewer,
+            "labels",
+            r["phases"],
+            role="phases",
+            source=image,
+            name=f"{name} phases",
+            meta={"pixel_size_um": px, "phase_names": list(names)},
+            features=phase_feats,
+            colormap=DirectLabelColormap(color_dict=colors, name="phases"),
+            opacity=0.55,
+            visible=self.show_phases.isChecked(),
+            **geom,
+        )
+
+        pts, flags = r["points"], r["flags"]
+        size = max(8.0 * px, 6.0 * px)
+        text = {"string": "{flags}", "size": 8, "color": FLAG_COLOR, "anchor": "upper_left"}
+        upsert_layer(
+            self.viewer,
+            "points",
+            pts,
+            role="flagged",
+            source=image,
+            name=f"{name} flagged",
+            meta={"pixel_size_um": px},
+            features=flags,
+            face_color="transparent",
+            border_color=FLAG_COLOR,
+            border_width=0.2,
+            size=size * 2,
+            text=text,
+            visible=self.show_flagged.isChecked(),
+            **geom,
+        )
+
+        # legend of the phases layer, with counts
+        counts = table["phase"].fillna("unknown").value_counts() if "phase" in table else {}
+        self.legend.setText(
+            "<b>Phases</b><br>"
+            + legend_html((phase_color(ph), f"{ph} ({int(counts.get(ph, 0))})") for ph in names)
+        )
+        n_flag = len(flags)
+        self.viewer.layers.selection.active = crystals
+        self.set_status(
+            f"{len(table)} crystals in '{crystals.name}' ({n_flag} flagged), "
+            f"{px:g} µm/px. Next: Profiles."
+        )

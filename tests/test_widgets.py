@@ -1,0 +1,516 @@
+"""Dock widgets in a real napari viewer (run under Xvfb with QT_QPA_PLATFORM=xcb).
+
+QT_API=pyqt6 PYTEST_QT_API=pyqt6 QT_QPA_PLATFORM=xcb XDG_RUNTIME_DIR=$(mktemp -d) \
+    xvfb-run -a -s "-screen 0 1280x1024x24 -nolisten tcp" \
+    .venv/bin/python -m pytest tests/test_widgets.py -q
+
+Expected values come from the synthetic generator's ground truth, from scikit-image
+(``profile_line``, ``find_boundaries``) and from the core functions called directly (to check
+that the widgets pass the right data and pixel size and merge the results without loss).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.gui
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_zonation import cluster, descriptors, profiles, segment  # noqa: E402
+from napari_zonation.synthetic import make_profiles, make_thin_section  # noqa: E402
+
+PX = 1.5  # um per pixel of the test image: not 1, so a lost scale shows
+TIMEOUT_MS = 60_000
+WIDGETS = {
+    "Segment crystals": "SegmentWidget",
+    "Profiles": "ProfilesWidget",
+    "Describe zoning": "DescribeWidget",
+    "Cluster": "ClusterWidget",
+    "Diffusion timescales": "DiffusionWidget",
+}
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=PX)
+
+
+def dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-zonation", name)
+    return widget
+
+
+def run_and_wait(qtbot, widget):
+    """Start the widget's thread worker and wait until it has finished and applied."""
+    worker = widget.run()
+    assert worker is not None, widget.status.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    return worker
+
+
+def add_image(viewer, sample, **kwargs):
+    # pixel size only in the layer's scale (no plugin metadata): the widgets must read it
+    return viewer.add_image(sample.image, name="bse", scale=(PX, PX), **kwargs)
+
+
+def segmented(viewer, sample):
+    """Image + crystals (segmented through the widget, blocking)."""
+    image = add_image(viewer, sample)
+    seg = dock(viewer, "Segment crystals")
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    return image, viewer.layers["bse crystals"], seg
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_widget_docks_from_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for name, cls in WIDGETS.items():
+        widget = dock(viewer, name)
+        assert type(widget).__name__ == cls
+        # napari hands plugins a public-only proxy of the viewer
+        assert getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
+    # layer pickers follow the layer list
+    seg = viewer.window.dock_widgets["Segment crystals (napari-zonation)"]
+    assert seg.image_combo.value is None
+    layer = viewer.add_image(np.zeros((8, 8)), name="late image")
+    assert seg.image_combo.value is layer
+    layer.name = "renamed"
+    assert seg.image_combo.native.currentText() == "renamed"
+
+
+def test_pipeline_through_thread_workers(make_napari_viewer, qtbot, sample):
+    from skimage.segmentation import find_boundaries
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, sample)
+
+    # --- segment
+    seg = dock(viewer, "Segment crystals")
+    assert seg.pixel_size.value() == pytest.approx(PX)
+    run_and_wait(qtbot, seg)
+    crystals = viewer.layers["bse crystals"]
+    md = crystals.metadata["napari_zonation"]
+    assert md["owned"] is True and md["image_layer"] == "bse"
+    assert md["pixel_size_um"] == pytest.approx(PX)
+    np.testing.assert_allclose(crystals.scale, (PX, PX))
+    lab = np.asarray(crystals.data)
+    np.testing.assert_array_equal(lab, segment.segment_crystals(sample.image, PX))
+    ids = np.unique(lab[lab > 0])
+    feats = crystals.features
+    assert sorted(feats["index"]) == sorted(ids)
+    assert (feats["index"] == feats["label"]).all()
+    assert "phase" in feats and "area_um2" in feats
+
+    bounds = viewer.layers["bse boundaries"]
+    np.testing.assert_array_equal(bounds.data, find_boundaries(lab, mode="inner") * lab)
+    np.testing.assert_allclose(bounds.scale, (PX, PX))
+    phases = viewer.layers["bse phases"]
+    names = dict(zip(phases.features["index"], phases.features["phase"], strict=True))
+    for row in feats.itertuples():
+        codes = np.unique(phases.data[lab == row.label])
+        assert len(codes) == 1
+        assert names[codes[0]] == (row.phase if isinstance(row.phase, str) else "unknown")
+    flags = [c for c in ("low_contrast", "cracked", "touching", "touches_border") if c in feats]
+    n_flagged = int(feats[flags].fillna(False).astype(bool).any(axis=1).sum())
+    flagged = viewer.layers["bse flagged"]
+    assert len(flagged.data) == n_flagged
+    for (r, c), lab_id in zip(flagged.data, flagged.features["label"], strict=True):
+        rows, cols = np.nonzero(lab == lab_id)
+        assert abs(r - rows.mean()) < 1.5 and abs(c - cols.mean()) < 1.5
+    for layer in (bounds, phases, flagged):
+        assert layer.metadata["napari_zonation"]["owned"] is True
+
+    # --- profiles of all crystals (shells)
+    prw = dock(viewer, "Profiles")
+    assert prw.labels_combo.value is crystals and prw.image_combo.value is image
+    run_and_wait(qtbot, prw)
+    prof = crystals.metadata["napari_zonation"]["profiles"]
+    expected = profiles.rim_profiles(sample.image, lab, PX)
+    assert set(prof["label"]) == set(expected["label"])
+    assert set(prof["label"]) >= set(ids) - set(expected.attrs["failures"]["label"])
+    pd.testing.assert_frame_equal(prof.reset_index(drop=True), expected.reset_index(drop=True))
+    assert len(prw.plot.figure.axes[0].lines) == prof["label"].nunique()
+
+    # clicking a crystal shows its profile and its row
+    target = int(prof["label"].iloc[0])
+    rows, cols = np.nonzero(lab == target)
+    k = len(rows) // 2
+    world = crystals.data_to_world((rows[k], cols[k]))
+    click = SimpleNamespace(
+        type="mouse_press", position=world, view_direction=None, dims_displayed=[0, 1]
+    )
+    prw._on_click(crystals, click)
+    assert f"crystal {target}" in prw.info.text()
+    assert f"crystal {target}" in prw.plot.figure.axes[0].get_title()
+
+    # --- describe (offline); results equal one call of the core on the whole table
+    before = crystals.features[["label", "phase", "area_um2"]].copy()
+    dsw = dock(viewer, "Describe zoning")
+    assert dsw.labels_combo.value is crystals
+    run_and_wait(qtbot, dsw)
+    feats = crystals.features
+    assert "zoning_type" in feats and feats["zoning_type"].notna().all()
+    assert (feats["index"] == feats["label"]).all()
+    pd.testing.assert_frame_equal(
+        feats[["label", "phase", "area_um2"]].reset_index(drop=True), before
+    )
+    direct = descriptors.describe_zoning(
+        prof, "offline", crystals=segment.crystal_table(sample.image, lab, PX)
+    )
+    merged = feats.set_index("label").loc[direct["label"]]
+    assert list(merged["zoning_type"]) == list(direct["zoning_type"])
+    np.testing.assert_allclose(merged["core_value"], direct["core_value"], equal_nan=True)
+
+    # --- cluster: every crystal takes its cluster's colour
+    clw = dock(viewer, "Cluster")
+    clw.n_clusters.setValue(2)
+    original = crystals.colormap
+    run_and_wait(qtbot, clw)
+    feats = crystals.features
+    assert "cluster" in feats and feats["cluster"].notna().all()
+    colors = cluster.cluster_colors(feats.drop(columns=["index"]))
+    for lab_id, rgba in colors.items():
+        np.testing.assert_allclose(crystals.colormap.map(np.array([lab_id]))[0], rgba, atol=1e-6)
+    np.testing.assert_allclose(crystals.colormap.map(np.array([0]))[0][3], 0.0)
+    assert "cluster" in clw.legend.text()
+    n_clusters = int((feats["cluster"].unique() >= 0).sum())
+    assert len([ax for ax in clw.plot.figure.axes if ax.get_visible()]) == n_clusters
+    clw.restore_colors()
+    assert type(crystals.colormap) is type(original)
+    some = np.asarray(sorted(colors))
+    np.testing.assert_allclose(crystals.colormap.map(some), original.map(some))
+
+    # --- diffusion with a plain D: t = (sqrt Dt)^2 / D
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    dfw.mineral.setCurrentText("other")
+    d_um2_s = 0.01
+    dfw.diffusivity.setValue(d_um2_s)
+    run_and_wait(qtbot, dfw)
+    feats = crystals.features
+    for col in ("sqrt_dt_um", "sqrt_dt_err_um", "timescale_days", "fit_status"):
+        assert col in feats
+    ok = feats[feats["fit_status"] == "ok"]
+    assert len(ok) > 0
+    np.testing.assert_allclose(
+        ok["timescale_days"], ok["sqrt_dt_um"] ** 2 / d_um2_s / 86400.0, rtol=1e-9
+    )
+    assert "zoning_type" in feats and "cluster" in feats  # earlier results kept
+
+
+def test_drawn_line_profile_equals_skimage_profile_line(make_napari_viewer, qtbot, sample):
+    from skimage.measure import profile_line
+
+    viewer = make_napari_viewer()
+    translate = (10.0, 20.0)
+    image = add_image(viewer, sample, translate=translate)
+    prw = dock(viewer, "Profiles")
+    # shapes in world units (scale 1): vertices must be mapped to the image's pixels
+    shapes = viewer.add_shapes(name="my lines", ndim=2)
+    prw.shapes_combo.value = shapes
+    prw.line_image_combo.value = image
+    prw.line_width.setValue(PX)  # one pixel wide
+
+    def world(rc):
+        return np.asarray(rc, float) * PX + np.asarray(translate)
+
+    start, end = np.array([50.0, 60.0]), np.array([300.0, 250.0])
+    shapes.add_lines([world([start, end])])
+    qtbot.waitUntil(lambda: "length_um" in shapes.features, timeout=TIMEOUT_MS)
+
+    expected = profile_line(sample.image.astype(float), start, end, linewidth=1, order=1)
+    prof = shapes.metadata["napari_zonation"]["profiles"]
+    np.testing.assert_allclose(prof["value"], expected, rtol=1e-9)
+    length = np.hypot(*(end - start)) * PX
+    np.testing.assert_allclose(prof["distance_um"].iloc[-1], length)
+    row = shapes.features.iloc[0]
+    assert row["label"] == 1
+    np.testing.assert_allclose(row["length_um"], length)
+    np.testing.assert_allclose(row["start_value"], expected[0])
+    np.testing.assert_allclose(row["mean_value"], expected.mean())
+    # the plot line has the shape's edge colour
+    from matplotlib.colors import to_hex
+
+    line = prw.plot.figure.axes[0].lines[0]
+    assert to_hex(line.get_color()) == to_hex(shapes.edge_color[0][:3])
+    np.testing.assert_allclose(line.get_ydata(), expected)
+
+    # moving a vertex updates the profile live (events.data, throttled)
+    new_end = np.array([200.0, 330.0])
+    shapes.data = [world([start, new_end])]
+    new_length = np.hypot(*(new_end - start)) * PX
+    qtbot.waitUntil(
+        lambda: np.isclose(shapes.features["length_um"].iloc[0], new_length), timeout=TIMEOUT_MS
+    )
+    expected = profile_line(sample.image.astype(float), start, new_end, linewidth=1, order=1)
+    np.testing.assert_allclose(
+        shapes.metadata["napari_zonation"]["profiles"]["value"], expected, rtol=1e-9
+    )
+    # the Run button path (thread worker) gives the same table
+    prw.tabs.setCurrentIndex(1)
+    run_and_wait(qtbot, prw)
+    np.testing.assert_allclose(
+        shapes.metadata["napari_zonation"]["profiles"]["value"], expected, rtol=1e-9
+    )
+
+
+def test_user_layers_are_never_overwritten(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    image = add_image(viewer, sample)
+    mine = np.zeros(sample.image.shape, dtype=np.int32)
+    mine[10:20, 10:20] = 7
+    user = viewer.add_labels(mine.copy(), name="bse crystals")
+    seg = dock(viewer, "Segment crystals")
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    assert viewer.layers["bse crystals"] is user
+    np.testing.assert_array_equal(user.data, mine)
+    owned = [
+        lay
+        for lay in viewer.layers
+        if lay.metadata.get("napari_zonation", {}).get("role") == "crystals"
+    ]
+    assert len(owned) == 1 and owned[0] is not user and owned[0].name != "bse crystals"
+    n_layers = len(viewer.layers)
+    # a re-run updates the plugin's layers in place
+    seg.min_area.setValue(4000.0)
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    assert len(viewer.layers) == n_layers
+    again = [
+        lay
+        for lay in viewer.layers
+        if lay.metadata.get("napari_zonation", {}).get("role") == "crystals"
+    ]
+    assert again == owned
+    np.testing.assert_array_equal(
+        again[0].data, segment.segment_crystals(sample.image, PX, min_area_um2=4000.0)
+    )
+    np.testing.assert_array_equal(user.data, mine)
+    assert image.metadata["napari_zonation"]["pixel_size_um"] == pytest.approx(PX)
+
+
+def test_pixel_size_typed_in_segment_becomes_the_scale(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(sample.image, name="bse")  # no pixel size anywhere
+    seg = dock(viewer, "Segment crystals")
+    assert "no pixel size" in seg.pixel_source.text()
+    seg.pixel_size.setValue(PX)
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    crystals = viewer.layers["bse crystals"]
+    np.testing.assert_allclose(image.scale, (PX, PX))
+    np.testing.assert_allclose(crystals.scale, (PX, PX))
+    assert image.metadata["napari_zonation"]["pixel_size_um"] == pytest.approx(PX)
+    np.testing.assert_array_equal(crystals.data, segment.segment_crystals(sample.image, PX))
+
+
+def test_core_errors_go_to_the_status_line(make_napari_viewer, qtbot, sample):
+    viewer = make_napari_viewer()
+    _, crystals, _ = segmented(viewer, sample)
+    prw = dock(viewer, "Profiles")
+    assert prw.run(blocking=True) is not None
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    dfw.mineral.setCurrentText("olivine")  # grey profiles without XFe: the core refuses
+    run_and_wait(qtbot, dfw)
+    assert "xfe" in dfw.status.text().lower()
+    assert "timescale_days" not in crystals.features
+    # nothing to work on: a message, no exception
+    empty = make_napari_viewer()
+    seg = dock(empty, "Segment crystals")
+    assert seg.run() is None
+    assert "no image" in seg.status.text().lower()
+
+
+def test_editing_a_traverse_reprofiles_its_crystal(make_napari_viewer, qtbot, sample):
+    from skimage.measure import profile_line
+
+    viewer = make_napari_viewer()
+    image, crystals, _ = segmented(viewer, sample)
+    prw = dock(viewer, "Profiles")
+    prw.method.setCurrentText("traverse")
+    width_um = 3.0
+    prw.width_um.setValue(width_um)
+    assert prw.run(blocking=True) is not None, prw.status.text()
+    trav_layer = viewer.layers["bse traverses"]
+    trav = crystals.metadata["napari_zonation"]["traverses"]
+    assert trav_layer.metadata["napari_zonation"]["owned"] is True
+    assert list(trav_layer.features["label"]) == list(trav["label"])
+    np.testing.assert_allclose(
+        trav_layer.data[0],
+        [
+            [trav.rim_row.iloc[0], trav.rim_col.iloc[0]],
+            [trav.core_row.iloc[0], trav.core_col.iloc[0]],
+        ],
+    )
+    # move the core end of the first traverse
+    label = int(trav["label"].iloc[0])
+    rim = trav[["rim_row", "rim_col"]].to_numpy(float)[0]
+    core = trav[["core_row", "core_col"]].to_numpy(float)[0]
+    new_core = rim + 0.6 * (core - rim) + np.array([2.0, -2.0])
+    data = list(trav_layer.data)
+    data[0] = np.array([rim, new_core])
+    trav_layer.data = data
+    rim, new_core = (np.asarray(v, float) for v in trav_layer.data[0])  # as napari stores them
+
+    def updated():
+        t = crystals.metadata["napari_zonation"]["traverses"]
+        return np.allclose(
+            t.loc[t["label"] == label, ["core_row", "core_col"]].to_numpy(), new_core
+        )
+
+    qtbot.waitUntil(updated, timeout=TIMEOUT_MS)
+    prof = crystals.metadata["napari_zonation"]["profiles"]
+    got = prof[prof["label"] == label].sort_values("distance_um")
+    lw = max(1, round(width_um / PX))
+    expected = profile_line(sample.image.astype(float), rim, new_core, linewidth=lw, order=1)
+    np.testing.assert_allclose(got["value"], expected, rtol=1e-9)
+    np.testing.assert_allclose(got["distance_um"].iloc[-1], np.hypot(*(new_core - rim)) * PX)
+    # the other crystals' profiles are untouched
+    other = int(trav["label"].iloc[1])
+    assert (prof["label"] == other).sum() > 0
+
+
+def test_imported_csv_profiles_feed_diffusion(make_napari_viewer, qtbot, tmp_path):
+    from napari_zonation.widgets._common import profile_store
+
+    prof, truth = make_profiles(n_per_type=3, zoning_types=("rim_brighter",), noise=0.003, seed=3)
+    csv = tmp_path / "traverses.csv"
+    prof.rename(columns={"distance_um": "Distance (um)", "value": "grey", "label": "grain"}).to_csv(
+        csv, index=False
+    )
+    viewer = make_napari_viewer()
+    prw = dock(viewer, "Profiles")
+    prw.tabs.setCurrentIndex(2)
+    prw.path_edit.setText(str(csv))
+    prw.value_col.setText("grey")
+    prw.label_col.setText("grain")
+    run_and_wait(qtbot, prw)
+    stored = profile_store.tables(viewer)["traverses"]
+    assert sorted(stored["label"].unique()) == sorted(truth["label"])
+    dfw = dock(viewer, "Diffusion timescales")
+    choice = "imported: traverses"
+    assert choice in dfw.source_combo.choices
+    dfw.source_combo.value = choice
+    dfw.mineral.setCurrentText("other")
+    dfw.diffusivity.setValue(0.001)
+    run_and_wait(qtbot, dfw)
+    res = profile_store.results(viewer)["traverses"].set_index("label")
+    truth = truth.set_index("label")
+    ok = res["fit_status"] == "ok"
+    assert ok.sum() >= 2
+    # the widths match the generator's erf relaxation (distance column read in um)
+    np.testing.assert_allclose(
+        res.loc[ok, "sqrt_dt_um"], truth.loc[ok[ok].index, "sqrt_dt_um"], rtol=0.35
+    )
+    assert dfw.plot.figure.axes and dfw.plot.figure.axes[0].lines
+
+
+# --------------------------------------------------------------------------------------------
+# LLM backend against the fake OpenAI-compatible server
+
+
+@pytest.fixture
+def llm_server():
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from llm_server import FakeOpenAIServer
+    except ImportError:  # pragma: no cover
+        pytest.skip("tests/llm_server.py is not available")
+    finally:
+        sys.path.pop(0)
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+def test_describe_with_the_llm_backend(
+    make_napari_viewer, qtbot, sample, llm_server, monkeypatch, tmp_path
+):
+    from napari_zonation.widgets import describe_widget
+
+    monkeypatch.setenv("NAPARI_ZONATION_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    viewer = make_napari_viewer()
+    _, crystals, _ = segmented(viewer, sample)
+    dsw = dock(viewer, "Describe zoning")
+    dsw.backend.setCurrentText("openai")
+    dsw.base_url.setText(llm_server.base_url)
+    secret = "sk-test-never-stored-123"
+    dsw.api_key.setText(secret)
+    dsw.criteria.setPlainText("has a bright rim\n\nis unzoned\n")
+
+    # no consent: nothing is sent
+    monkeypatch.setattr(describe_widget, "_CONSENT_GIVEN", False)
+    from qtpy.QtWidgets import QMessageBox
+
+    monkeypatch.setattr(
+        QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No)
+    )
+    assert dsw.run() is None
+    assert llm_server.n_requests == 0
+    assert "consent" in dsw.status.text()
+
+    monkeypatch.setattr(describe_widget, "_CONSENT_GIVEN", True)
+    # Cancel while answers arrive: the job stops, the features are left as they were
+    monkeypatch.setenv("NAPARI_ZONATION_CACHE_DIR", str(tmp_path / "cache-cancelled"))
+    llm_server.delay_s = 0.4
+    before = crystals.features.copy()
+    assert dsw.run() is not None
+    qtbot.waitUntil(lambda: "LLM: " in dsw.status.text(), timeout=TIMEOUT_MS)
+    dsw.cancel()
+    qtbot.waitUntil(lambda: not dsw.busy, timeout=TIMEOUT_MS)
+    assert dsw.status.text() == "Cancelled."
+    pd.testing.assert_frame_equal(crystals.features, before)
+    llm_server.delay_s = 0.0
+
+    # pick a reference crystal by clicking it
+    ids = np.unique(crystals.data[crystals.data > 0])
+    ref = int(ids[len(ids) // 2])
+    rows, cols = np.nonzero(crystals.data == ref)
+    k = len(rows) // 2
+    dsw.pick_button.setChecked(True)
+    click = SimpleNamespace(
+        type="mouse_press",
+        position=crystals.data_to_world((rows[k], cols[k])),
+        view_direction=None,
+        dims_displayed=[0, 1],
+    )
+    for callback in list(crystals.mouse_drag_callbacks):
+        callback(crystals, click)
+    assert dsw.reference.value() == ref and not dsw.pick_button.isChecked()
+
+    monkeypatch.setenv("NAPARI_ZONATION_CACHE_DIR", str(tmp_path / "cache"))
+    run_and_wait(qtbot, dsw)
+    feats = crystals.features
+    prof = crystals.metadata["napari_zonation"]["profiles"]  # computed first (shells)
+    described = feats[feats["label"].isin(prof["label"].unique())]
+    assert (described["llm_status"] == "ok").all(), dsw.status.text()
+    assert described["llm_zoning_type"].notna().all()
+    assert "zoning_type" in feats  # numeric descriptors as well
+    assert "llm_matches_reference" in feats
+    assert (
+        len(
+            [
+                c
+                for c in feats.columns
+                if c.startswith("criterion_") and not c.endswith("_rationale")
+            ]
+        )
+        == 2
+    )
+    assert llm_server.problems == []
+    # the typed key reached the server but is stored nowhere
+    assert any(secret in str(r["headers"].get("authorization", "")) for r in llm_server.requests)
+    assert secret not in repr(crystals.metadata)
+    assert not feats.astype(str).apply(lambda col: col.str.contains(secret)).any().any()
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="ignore")
