@@ -19,8 +19,9 @@ def report_figure(
     pixel_size_um: float = 1.0,
     title: str = "",
 ) -> Path:
-    """Save a PNG: left, the image with crystals coloured by cluster; right, each cluster's
-    profiles (thin) and median profile (thick) against the distance from the rim.
+    """Save a PNG: left, the image with crystals coloured by cluster; right, one panel per
+    cluster with its members' profiles relative to their core value (thin) and their median
+    (thick, over the depth every member reaches) against the distance from the rim.
 
     Uses matplotlib's Agg backend (no display needed).
     """
@@ -28,7 +29,6 @@ def report_figure(
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
     from skimage.segmentation import find_boundaries
 
     from .cluster import cluster_colors
@@ -48,8 +48,12 @@ def report_figure(
     overlay[edges, 3] = 1.0
 
     clusters = sorted(crystals["cluster"].dropna().unique()) if "cluster" in crystals else []
-    fig = Figure(figsize=(13, 6), dpi=100, layout="constrained")
-    ax_img = fig.add_subplot(1, 2, 1)
+    n_panels = max(len(clusters), 1)
+    n_cols = 2 if n_panels > 1 else 1
+    n_rows = int(np.ceil(n_panels / n_cols))
+    fig = Figure(figsize=(14, max(6, 2.2 * n_rows)), dpi=100, layout="constrained")
+    grid_spec = fig.add_gridspec(n_rows, 1 + n_cols, width_ratios=[2 * n_cols] + [1] * n_cols)
+    ax_img = fig.add_subplot(grid_spec[:, 0])
     h, w = img.shape
     extent = (0, w * pixel_size_um, h * pixel_size_um, 0)
     ax_img.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=extent)
@@ -57,32 +61,41 @@ def report_figure(
     ax_img.set_xlabel("x (um)")
     ax_img.set_ylabel("y (um)")
     ax_img.set_title(title or f"{len(crystals)} crystals, {len(clusters)} cluster(s)")
-    ax = fig.add_subplot(1, 2, 2)
     prof = profiles
     if "channel" in prof and prof["channel"].nunique() > 1:
         prof = prof[prof["channel"] == prof["channel"].iloc[0]]
-    handles = []
-    for c in clusters:
+    core = crystals.set_index("label")["core_value"].dropna().to_dict() if (
+        "core_value" in crystals) else {}
+    first = None
+    for i, c in enumerate(clusters):
+        ax = fig.add_subplot(grid_spec[i // n_cols, 1 + i % n_cols], sharex=first)
+        first = first or ax
         members = crystals.loc[crystals["cluster"] == c, "label"]
-        color = colors[int(members.iloc[0])] if len(members) else (0.5, 0.5, 0.5, 1)
-        sub = prof[prof["label"].isin(members)]
-        grid = np.arange(0, sub["distance_um"].quantile(0.9) + pixel_size_um, pixel_size_um)
-        curves = []
-        for _, p in sub.groupby("label"):
-            ax.plot(p["distance_um"], p["value"], color=color, lw=0.6, alpha=0.35)
-            curves.append(np.interp(grid, p["distance_um"], p["value"], right=np.nan))
-        if curves:
-            ax.plot(grid, np.nanmedian(np.vstack(curves), axis=0), color=color, lw=2.5)
+        color = colors.get(int(members.iloc[0]), (0.5, 0.5, 0.5, 1)) if len(members) else (
+            0.5, 0.5, 0.5, 1)
+        curves, depth = [], []
+        for lab, p in prof[prof["label"].isin(members)].groupby("label"):
+            # crystals of one zoning pattern may be of different phases (grey levels):
+            # compare shapes, relative to each crystal's core
+            p = p.assign(value=p["value"] - core.get(lab, p["value"].iloc[-5:].median()))
+            ax.plot(p["distance_um"], p["value"], color=color, lw=0.7, alpha=0.45)
+            curves.append(p)
+            depth.append(p["distance_um"].max())
+        if len(curves) > 1:
+            # the median only where every member has data, so it shows no artificial steps
+            grid = np.arange(0, min(depth) + 1e-9, pixel_size_um)
+            stack = np.vstack([np.interp(grid, p["distance_um"], p["value"]) for p in curves])
+            ax.plot(grid, np.median(stack, axis=0), color=color, lw=2.5)
         name = "unclustered" if c < 0 else f"cluster {int(c)}"
-        types = crystals.loc[crystals["cluster"] == c, "zoning_type"] if (
+        types = crystals.loc[crystals["cluster"] == c, "zoning_type"].dropna() if (
             "zoning_type" in crystals) else pd.Series(dtype=str)
-        common = f", mostly {types.mode().iloc[0]}" if len(types) else ""
-        handles.append(Patch(color=color, label=f"{name} (n={len(members)}{common})"))
-    ax.set_xlabel("distance from rim (um)")
-    ax.set_ylabel("value")
-    ax.set_title("profiles per cluster (thick: median)")
-    if handles:
-        ax.legend(handles=handles, fontsize=8, loc="best")
+        common = f": {types.mode().iloc[0]}" if len(types) else ""
+        ax.set_title(f"{name} (n={len(members)}){common}", fontsize=9, color=color)
+        ax.tick_params(labelsize=7)
+        if i // n_cols == n_rows - 1 or i + n_cols >= len(clusters):
+            ax.set_xlabel("distance from rim (um)", fontsize=8)
+        if i % n_cols == 0:
+            ax.set_ylabel("value − core value", fontsize=8)
     out = Path(path)
     fig.savefig(out)
     return out
