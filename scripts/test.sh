@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
 VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[testing]"
+pipq() { "$VENV/bin/python" -m pip install -q "$@" 2> >(grep -v "WARNING: Location" >&2); }
+pipq --upgrade pip
+pipq -e ".[testing]"
 export QT_API=pyqt6 PYTEST_QT_API=pyqt6 QT_QPA_PLATFORM=xcb
 XDG_RUNTIME_DIR=$(mktemp -d); export XDG_RUNTIME_DIR
 chmod 700 "$XDG_RUNTIME_DIR"

@@ -261,7 +261,7 @@ def place_traverses(
     angles = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
     img = None if image is None else as_image(image, allow_channels=False)
     rows = []
-    for lab_id, (r0, c0) in zip(ids, cores):
+    for lab_id, (r0, c0) in zip(ids, cores, strict=True):
         sl = slices[lab_id - 1]
         pad = 2
         r_lo, c_lo = max(sl[0].start - pad, 0), max(sl[1].start - pad, 0)
@@ -381,7 +381,7 @@ def _lines(stack, names, lines, px, width_um, ids):
     H, W = stack.shape[1:]
     linewidth = max(1, int(round(width_um / px)))
     frames, failures = [], []
-    for lab_id, verts in zip(ids, lines):
+    for lab_id, verts in zip(ids, lines, strict=True):
         v = np.asarray(verts, dtype=float)
         if v.ndim != 2 or v.shape[1] < 2 or v.shape[0] < 2:
             failures.append((lab_id, f"needs at least 2 vertices, got {len(v)}"))
