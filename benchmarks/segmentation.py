@@ -1,0 +1,195 @@
+"""Segmentation benchmark: napari-zonation against a plain scikit-image recipe.
+
+For each synthetic scene (seeds x detector noise 1-5 % x 8/16-bit x pixel sizes 0.5-2 um) it
+prints, for ``segment_crystals`` and for the recipe, in the same process: instance precision,
+recall and F1 at IoU >= 0.5 against the generator's ground truth, the mean IoU of the matched
+crystals, the speed (megapixels per second of wall time, best of ``--repeat`` runs) and the peak
+memory (tracemalloc, a separate run). Then medians per scene class and overall, and the speed
+ratio. The project's goals: F1 >= 0.95 and matched IoU >= 0.92 per scene class, >= 3 x the
+recipe's speed.
+
+    python benchmarks/segmentation.py            # full grid, 54 scenes (about 20 minutes)
+    python benchmarks/segmentation.py --quick    # 9 scenes, one per class (under 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage import feature, filters, measure, morphology, segmentation
+
+from napari_zonation import make_thin_section, segment_crystals
+
+
+def match(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> dict:
+    """One-to-one instance matching at IoU >= iou_min, from the contingency table."""
+    t = truth.ravel().astype(np.int64)
+    p = pred.ravel().astype(np.int64)
+    n_p = int(p.max()) + 1
+    area_t = np.bincount(t)
+    area_p = np.bincount(p, minlength=n_p)
+    both = (t > 0) & (p > 0)
+    key, inter = np.unique(t[both] * n_p + p[both], return_counts=True)
+    ti, pi = np.divmod(key, n_p)
+    iou = inter / (area_t[ti] + area_p[pi] - inter)
+    ok = iou >= iou_min
+    n_true = int(np.count_nonzero(area_t[1:]))
+    n_pred = int(np.count_nonzero(area_p[1:]))
+    tp = int(ok.sum())
+    return {
+        "precision": tp / n_pred if n_pred else 0.0,
+        "recall": tp / n_true if n_true else 0.0,
+        "f1": 2 * tp / (n_true + n_pred) if n_true + n_pred else 1.0,
+        "iou": float(iou[ok].mean()) if tp else 0.0,
+    }
+
+
+def recipe(image: np.ndarray, pixel_size_um: float, min_area_um2: float = 400.0) -> np.ndarray:
+    """The plain scikit-image recipe, with the same pixel size and size limit.
+
+    Gaussian smoothing (1.5 um), deviation from the dominant grey mode (the groundmass) with
+    an Otsu threshold, opening (2 um), size filter, hole filling, and a watershed of the
+    distance transform from its peaks (at least 10 um apart).
+    """
+    px = pixel_size_um
+    img = image.astype(np.float64)
+    smooth = filters.gaussian(img, sigma=1.5 / px, preserve_range=True)
+    hist, edges = np.histogram(smooth, bins=256)
+    mode = 0.5 * (edges[np.argmax(hist)] + edges[np.argmax(hist) + 1])
+    dev = np.abs(smooth - mode)
+    mask = dev > filters.threshold_otsu(dev)
+    mask = ndi.binary_opening(mask, structure=morphology.disk(max(1, round(2.0 / px))))
+    lab = measure.label(mask)
+    area = np.bincount(lab.ravel())
+    keep = area >= min_area_um2 / px**2
+    keep[0] = False
+    mask = ndi.binary_fill_holes(keep[lab])
+    dist = ndi.distance_transform_edt(mask)
+    lab = measure.label(mask)
+    peaks = feature.peak_local_max(dist, min_distance=max(1, round(10.0 / px)), labels=lab)
+    markers = np.zeros(mask.shape, dtype=np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return segmentation.watershed(-dist, markers, mask=mask).astype(np.int32)
+
+
+METHODS = {
+    "napari-zonation": lambda img, px: segment_crystals(img, px),
+    "skimage recipe": recipe,
+}
+
+
+def run_one(fn, image, px, repeat: int):
+    best = np.inf
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn(image, px)
+        best = min(best, time.perf_counter() - t0)
+    tracemalloc.start()
+    fn(image, px)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return out, best, peak
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 2-minute subset of the grid")
+    parser.add_argument("--size", type=int, default=768, help="scene side in pixels")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per method (best)")
+    parser.add_argument("--csv", default=None, help="also write the per-scene table here")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        # every noise x pixel-size class once, 8 and 16 bits alternating, at 640 x 640
+        grid = [
+            (k % 3, noise, 8 if k % 2 == 0 else 16, px)
+            for k, (noise, px) in enumerate(
+                (n, p) for n in (0.01, 0.03, 0.05) for p in (0.5, 1.0, 2.0)
+            )
+        ]
+        size, repeat = min(args.size, 640), 1
+    else:
+        grid = [
+            (seed, noise, bits, px)
+            for seed in (0, 1, 2)
+            for noise in (0.01, 0.03, 0.05)
+            for bits in (8, 16)
+            for px in (0.5, 1.0, 2.0)
+        ]
+        size, repeat = args.size, args.repeat
+
+    rows = []
+    header = (
+        f"{'seed':>4} {'noise':>5} {'bits':>4} {'px_um':>5} {'n':>3}  {'method':<16}"
+        f"{'P':>6} {'R':>6} {'F1':>6} {'IoU':>6} {'MPix/s':>7} {'peak_MB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for seed, noise, bits, px in grid:
+        n = int(20 * (size * px / 768) ** 2) + 3  # about the generator's default density
+        s = make_thin_section(
+            (size, size), n_crystals=n, pixel_size_um=px, noise=noise, bit_depth=bits, seed=seed
+        )
+        mpix = s.image.size / 1e6
+        for name, fn in METHODS.items():
+            lab, seconds, peak = run_one(fn, s.image, px, repeat)
+            m = match(s.labels, lab)
+            row = {
+                "seed": seed,
+                "noise": noise,
+                "bits": bits,
+                "px_um": px,
+                "n_true": len(s.truth),
+                "method": name,
+                **m,
+                "mpix_s": mpix / seconds,
+                "peak_mb": peak / 2**20,
+            }
+            rows.append(row)
+            print(
+                f"{seed:>4} {noise:>5.2f} {bits:>4} {px:>5.1f} {len(s.truth):>3}  {name:<16}"
+                f"{m['precision']:>6.3f} {m['recall']:>6.3f} {m['f1']:>6.3f} {m['iou']:>6.3f}"
+                f"{row['mpix_s']:>7.2f} {row['peak_mb']:>8.1f}",
+                flush=True,
+            )
+    df = pd.DataFrame(rows)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+
+    cols = ["precision", "recall", "f1", "iou", "mpix_s", "peak_mb"]
+    pd.set_option("display.width", 160)
+    print("\nMedians per scene class (noise x pixel size), napari-zonation:")
+    ours = df[df.method == "napari-zonation"]
+    print(ours.groupby(["noise", "px_um"])[cols].median().round(3).to_string())
+    print("\nMedians per bit depth, napari-zonation:")
+    print(ours.groupby("bits")[cols].median().round(3).to_string())
+    print("\nOverall medians:")
+    summary = df.groupby("method")[cols].median()
+    print(summary.round(3).to_string())
+    speed = summary.loc["napari-zonation", "mpix_s"] / summary.loc["skimage recipe", "mpix_s"]
+    per_scene = (
+        ours.set_index(["seed", "noise", "bits", "px_um"])["mpix_s"]
+        / df[df.method == "skimage recipe"].set_index(["seed", "noise", "bits", "px_um"])["mpix_s"]
+    )
+    print(
+        f"\nspeed ratio (median MPix/s, ours / recipe): {speed:.2f}x; per scene "
+        f"{per_scene.min():.2f}x .. {per_scene.max():.2f}x"
+    )
+    classes = ours.groupby(["noise", "px_um"])[["f1", "iou"]].median()
+    ok_f1 = (classes.f1 >= 0.95).mean()
+    ok_iou = (classes.iou >= 0.92).mean()
+    print(
+        f"goals: F1 >= 0.95 in {ok_f1:.0%} of scene classes, matched IoU >= 0.92 in "
+        f"{ok_iou:.0%}, speed >= 3x recipe: {'yes' if speed >= 3 else 'no'} ({speed:.2f}x)"
+    )
+    return df
+
+
+if __name__ == "__main__":
+    main()
