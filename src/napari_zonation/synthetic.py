@@ -515,8 +515,6 @@ def make_thin_section(
         local = np.zeros((r1 - r0, c1 - c0), dtype=bool)
         rr, cc = polygon(v[:, 0] - r0, v[:, 1] - c0, shape=local.shape)
         local[rr, cc] = True
-        # distance to this crystal's own boundary, on its full polygon (also beyond the edge)
-        dist_um = ndi.distance_transform_edt(local) * px
         rr_g, cc_g = rr + r0, cc + c0
         inside = (rr_g >= 0) & (rr_g < H) & (cc_g >= 0) & (cc_g < W)
         if inside.sum() < 0.3 * rr.size or inside.sum() * px * px < 1500:
@@ -535,12 +533,16 @@ def make_thin_section(
             if host_hit.sum() > 0.3 * host["rr"].size:
                 continue
         else:
+            if occ.any():  # cheap test first: the crystal itself overlaps another
+                continue
             grown = ndi.binary_dilation(local, iterations=gap)
             gr, gc = np.nonzero(grown)
             gr, gc = gr + r0, gc + c0
             ok = (gr >= 0) & (gr < H) & (gc >= 0) & (gc < W)
             if occupied[gr[ok], gc[ok]].any():
                 continue
+        # distance to this crystal's own boundary, on its full polygon (also beyond the edge)
+        dist_um = ndi.distance_transform_edt(local) * px
         zt = str(rng.choice(zoning_types))
         depth = float(dist_um.max())
         z = random_zoning(zt, phase, depth, rng)
