@@ -7,6 +7,9 @@ zoning -> Cluster -> Diffusion timescales) and saves
 - ``docs/images/clusters.png``: the crystals coloured by cluster beside the Cluster dock
   (legend and per-cluster profiles).
 
+With ``--profiles``, only ``docs/images/profiles.png``: a line drawn across a zoned crystal
+of the synthetic sample and the Profiles dock's live plot of it.
+
 Needs a display; headless, run it under Xvfb::
 
     QT_API=pyqt6 QT_QPA_PLATFORM=xcb XDG_RUNTIME_DIR=$(mktemp -d) \\
@@ -185,7 +188,68 @@ def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
     return viewer_png, clusters_png
 
 
+def profiles_main(out_dir: Path = HERE / "images") -> Path:
+    """A drawn line across a zoned crystal and the Profiles dock's live plot of it."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_zonation.synthetic import make_thin_section
+    from napari_zonation.widgets.profiles_widget import ProfilesWidget
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = make_thin_section((768, 768), n_crystals=20, seed=0)  # the napari sample
+    px = s.pixel_size_um
+    viewer = napari.Viewer(title="napari-zonation")
+    app = QApplication.instance()
+    viewer.window.resize(1500, 860)
+    viewer.add_image(s.image, name="synthetic BSE", scale=(px, px), units=("um", "um"))
+    prw = ProfilesWidget(viewer)
+    viewer.window.add_dock_widget(prw, name="Profiles", area="right")
+    _settle(app)
+
+    # the largest clean crystal with a step (olivine first): a line from the groundmass
+    # through its centre, along its short axis (perpendicular to its long faces)
+    t = s.truth
+    clean = ~t["touches_border"] & ~t["touching"] & ~t["cracked"] & (t["n_inclusions"] == 0)
+    pick = t[clean & t["zoning_type"].isin(["multi_step", "rim_brighter", "rim_darker"])]
+    if (pick["phase"] == "olivine").any():
+        pick = pick[pick["phase"] == "olivine"]
+    row = (pick if len(pick) else t).sort_values("area_um2").iloc[-1]
+    rr, cc = np.nonzero(s.labels == row["label"])
+    centre = np.array([rr.mean(), cc.mean()])
+    w, v = np.linalg.eigh(np.cov(np.stack([rr, cc])))
+    axis = v[:, 0]
+    half = 1.9 * np.sqrt(w[0]) + 8  # a uniform slab's half-width is 1.73 sigma
+    start, end = centre - axis * half, centre + axis * half
+    shapes = prw.new_shapes_layer()
+    prw.line_width.setValue(3.0)
+    shapes.add_lines([np.array([start, end]) * px])
+    t0 = time.time()
+    while "length_um" not in shapes.features and time.time() - t0 < 30:
+        app.processEvents()
+        time.sleep(0.02)
+    shapes.edge_width = 2.5
+    shapes.mode = "pan_zoom"
+    viewer.reset_view()  # the whole image fills the canvas; then zoom onto the crystal
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.zoom *= 0.7 * max(s.image.shape) / (2.0 * np.sqrt(w[1]) * 2.0 + 20)
+    camera.center = tuple(centre * px)
+    _settle(app, 1.0)
+    prw.plot.canvas.draw()
+    _settle(app, 0.3)
+    path = out_dir / "profiles.png"
+    _save(_qimage_to_array(viewer.window._qt_window.grab().toImage()), path)
+    print(f"profiled crystal {int(row['label'])} ({row['zoning_type']}); {prw.status.text()}")
+    viewer.close()
+    return path
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "images")
-    main(parser.parse_args().out)
+    parser.add_argument("--profiles", action="store_true", help="only docs/images/profiles.png")
+    args = parser.parse_args()
+    if args.profiles:
+        profiles_main(args.out)
+    else:
+        main(args.out)

@@ -67,26 +67,91 @@ def rim_distance(labels: np.ndarray) -> np.ndarray:
     """Distance (pixels) of every crystal pixel to its own crystal's boundary.
 
     The boundary is crossed between a crystal pixel and any pixel of another label
-    (background or a touching crystal), so touching crystals each get their own rim. A pixel
-    on the rim is 0.5 pixel from it; 0 outside crystals.
+    (background or a touching crystal), so touching crystals each get their own rim: the
+    distance is that from the pixel's centre to the nearest centre of a pixel of another label,
+    less half a pixel (the boundary runs along pixel edges). A pixel on the rim is 0.5 pixel
+    from it; 0 outside crystals. The image edge is not a rim (a crystal cut by it is measured
+    from its other faces).
+
+    One Euclidean distance transform per crystal, on its bounding box grown by one pixel:
+    the work follows the crystals' area, not the image's.
     """
     lab = np.asarray(labels)
-    inner = lab > 0
-    # pixels with a 4-neighbour of a different crystal become the seam
-    seam = np.zeros_like(inner)
-    for axis in (0, 1):
-        a = np.swapaxes(lab, 0, axis)
-        s = np.swapaxes(seam, 0, axis)
-        diff = (a[1:] != a[:-1]) & (a[1:] > 0) & (a[:-1] > 0)
-        s[1:] |= diff
-        s[:-1] |= diff
-    # distances from pixel centres to the pixel edges where the crystal ends: half a pixel
-    # beyond the last crystal pixel toward the background, half a pixel beyond a seam pixel
-    d = ndi.distance_transform_edt(inner) - 0.5
-    if seam.any():
-        np.minimum(d, ndi.distance_transform_edt(~seam) + 0.5, out=d)
-    d[~inner] = 0.0
+    d = np.zeros(lab.shape, dtype=np.float64)
+    for _, r0, c0, mask, e in _crystal_distances(lab):
+        view = d[r0 : r0 + mask.shape[0], c0 : c0 + mask.shape[1]]
+        view[mask] = e[mask] - 0.5
     return d
+
+
+def _crystal_distances(lab: np.ndarray):
+    """Per crystal: ``(label, r0, c0, mask, edt)`` on its bounding box grown by one pixel
+    (clipped to the image, whose edge is therefore not a rim)."""
+    H, W = lab.shape
+    far = float(np.hypot(H, W))
+    for i, sl in enumerate(ndi.find_objects(lab)):
+        if sl is None:
+            continue
+        r0, r1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, H)
+        c0, c1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, W)
+        mask = lab[r0:r1, c0:c1] == i + 1
+        if mask.all():  # the crystal fills the image: no boundary inside it
+            e = np.full(mask.shape, far)
+        else:
+            e = ndi.distance_transform_edt(mask)
+        yield i + 1, r0, c0, mask, e
+
+
+def _grouped_median(
+    key: np.ndarray, v: np.ndarray, counts: np.ndarray, scale: float | None = None
+) -> np.ndarray:
+    """Median of ``v`` per group ``key`` (ints indexing ``counts``), for every key present
+    (``counts > 0``), in ascending key order.
+
+    One sort: data that are integers once multiplied by ``scale`` (1 for integer images, 2
+    for deviations from their medians; checked when ``scale`` is None) are packed with their
+    key into one int64 and sorted in place; other data go through :func:`numpy.lexsort`.
+    """
+    present = np.flatnonzero(counts)
+    n = counts[present]
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    lo, hi = starts + (n - 1) // 2, starts + n // 2
+    if not v.size:
+        return np.zeros(0)
+    vmin, vmax = float(v.min()), float(v.max())
+    scales = (scale,) if scale is not None else (1.0, 2.0)
+    for sc in scales:
+        span = int(round((vmax - vmin) * sc)) + 1
+        if span * counts.size >= 2**62:
+            continue
+        if scale is None and not np.array_equal(v * sc, np.round(v * sc)):
+            continue
+        packed = key.astype(np.int64) * span
+        packed += np.rint((v - vmin) * sc).astype(np.int64)
+        packed.sort()
+        packed %= span
+        return 0.5 * (packed[lo] + packed[hi]) / sc + vmin
+    order = np.lexsort((v, key))
+    vs = v[order]
+    return 0.5 * (vs[lo] + vs[hi])
+
+
+def _shell_stats(
+    key: np.ndarray, d: np.ndarray, v: np.ndarray, n_keys: int, integer: bool = False
+) -> pd.DataFrame:
+    """Per (crystal, shell) key: pixel count, mean distance, median and MAD of the values."""
+    counts = np.bincount(key, minlength=n_keys)
+    present = np.flatnonzero(counts)
+    med = _grouped_median(key, v, counts, 1.0 if integer else None)
+    dsum = np.bincount(key, weights=d, minlength=n_keys)
+    med_of = np.zeros(n_keys)
+    med_of[present] = med
+    dev = np.abs(v - med_of[key])
+    mad = _grouped_median(key, dev, counts, 2.0 if integer else None)
+    n = counts[present]
+    return pd.DataFrame(
+        {"key": present, "distance_um": dsum[present] / n, "value": med, "mad": mad, "n_pixels": n}
+    )
 
 
 def rim_profiles(
@@ -143,7 +208,15 @@ def rim_profiles(
         ``source`` (``"rim"`` or ``"traverse"``).
     """
     px = check_pixel_size(pixel_size_um)
-    stack, names = _channels(image, channel_names)
+    raw = np.asarray(image)
+    integer = method == "shells" and np.issubdtype(raw.dtype, np.integer) and raw.ndim in (2, 3)
+    if integer and (raw.ndim == 2 or raw.shape[0] <= 32):
+        # integer images are read as they are (no float copy of the whole image)
+        stack = raw[None] if raw.ndim == 2 else raw
+        _, names = _channels(raw[..., :1, :1], channel_names)
+    else:
+        integer = False
+        stack, names = _channels(image, channel_names)
     lab = check_labels(labels, stack.shape[1:])
     if method == "traverse":
         trav = place_traverses(lab, px, image=stack[0])
@@ -156,47 +229,63 @@ def rim_profiles(
     if shell <= 0:
         raise ZonationInputError("shell_um must be positive (micrometres).")
 
-    d_px = rim_distance(lab)
-    sel = lab > 0
-    labs = lab[sel]
-    d_um = d_px[sel] * px
+    W = lab.shape[1]
+    parts_idx, parts_d, parts_k = [], [], []
+    present = []
+    for lab_id, r0, c0, mask, e in _crystal_distances(lab):
+        rr, cc = np.nonzero(mask)
+        parts_idx.append((rr + r0) * W + (cc + c0))
+        parts_d.append(e[mask])  # row-major, as np.nonzero
+        parts_k.append(np.full(rr.size, len(present), dtype=np.int64))
+        present.append(lab_id)
+    present = np.asarray(present, dtype=np.int64)
+    if not present.size:
+        return _finish([], [], "rim")
+    idx = np.concatenate(parts_idx)
+    d_um = (np.concatenate(parts_d) - 0.5) * px
+    compact = np.concatenate(parts_k)
+    del parts_idx, parts_d, parts_k
     keep = d_um >= skip
-    labs, d_um = labs[keep], d_um[keep]
+    idx, d_um, compact = idx[keep], d_um[keep], compact[keep]
     bins = np.floor((d_um - skip) / shell).astype(np.int64)
+    n_bins = int(bins.max()) + 1 if bins.size else 1
+    key = compact * n_bins + bins  # (crystal, shell), sorted like (label, bin)
+    del compact, bins
+    n_keys = present.size * n_bins
+    key_ids = None
+    if n_keys > 4 * max(key.size, 1):  # sparse keys: number them densely
+        key_ids, key = np.unique(key, return_inverse=True)
+        n_keys = key_ids.size
     frames, failures = [], []
-    present = np.unique(lab[sel])
     for ci, name in enumerate(names):
-        vals = stack[ci][sel][keep]
+        vals = stack[ci].ravel()[idx].astype(np.float64)
         ok = np.isfinite(vals)
-        df = pd.DataFrame({"label": labs[ok], "bin": bins[ok], "d": d_um[ok], "v": vals[ok]})
-        g = df.groupby(["label", "bin"], sort=True)
-        med = g["v"].median()
-        n = g["v"].size()
-        dist = g["d"].mean()
-        dev = (df["v"] - med.reindex(pd.MultiIndex.from_frame(df[["label", "bin"]])).to_numpy())
-        df["absdev"] = np.abs(dev)
-        mad = df.groupby(["label", "bin"], sort=True)["absdev"].median()
+        k, d, v = (key, d_um, vals) if ok.all() else (key[ok], d_um[ok], vals[ok])
+        st = _shell_stats(k, d, v, n_keys, integer=integer)
+        full_key = st["key"].to_numpy() if key_ids is None else key_ids[st["key"].to_numpy()]
+        n = st["n_pixels"].to_numpy()
         out = pd.DataFrame(
             {
-                "distance_um": dist,
-                "value": med,
-                "sigma": 1.4826 * mad * np.sqrt(np.pi / 2) / np.sqrt(n),
+                "label": present[full_key // n_bins].astype(lab.dtype),
+                "distance_um": st["distance_um"].to_numpy(),
+                "value": st["value"].to_numpy(),
+                "sigma": 1.4826 * st["mad"].to_numpy() * np.sqrt(np.pi / 2) / np.sqrt(n),
                 "n_pixels": n,
             }
-        ).reset_index()
+        )
         out = out[out["n_pixels"] >= min_pixels]
         out["channel"] = name
-        frames.append(out.drop(columns="bin"))
+        frames.append(out)
     prof = pd.concat(frames, ignore_index=True)
-    counts = prof.groupby("label").size() / len(names)
-    for lab_id in present:
-        n_pts = int(counts.get(lab_id, 0))
-        if n_pts < 3:
-            failures.append(
-                (int(lab_id), f"only {n_pts} shell(s) of >= {min_pixels} px: too small or thin")
-            )
+    counts = np.bincount(prof["label"].to_numpy(), minlength=int(present.max()) + 1) / len(names)
+    for lab_id in present[counts[present] < 3]:
+        n_pts = int(counts[lab_id])
+        failures.append(
+            (int(lab_id), f"only {n_pts} shell(s) of >= {min_pixels} px: too small or thin")
+        )
     bad = {f[0] for f in failures}
-    prof = prof[~prof["label"].isin(bad)]
+    if bad:
+        prof = prof[~prof["label"].isin(bad)]
     return _finish([prof], failures, "rim")
 
 
@@ -253,8 +342,17 @@ def place_traverses(
     ids = np.unique(lab[lab > 0])
     if ids.size == 0:
         return pd.DataFrame(
-            columns=["label", "rim_row", "rim_col", "core_row", "core_col", "length_um",
-                     "face_length_um", "angle_deg", "status"]
+            columns=[
+                "label",
+                "rim_row",
+                "rim_col",
+                "core_row",
+                "core_col",
+                "length_um",
+                "face_length_um",
+                "angle_deg",
+                "status",
+            ]
         )
     cores = ndi.maximum_position(d, lab, ids)
     slices = ndi.find_objects(lab)
@@ -272,8 +370,10 @@ def place_traverses(
         rr_end = r0 + np.sin(angles) * length
         cc_end = c0 + np.cos(angles) * length
         truly_edge = (
-            (np.round(rr_end) <= 0) | (np.round(rr_end) >= lab.shape[0] - 1)
-            | (np.round(cc_end) <= 0) | (np.round(cc_end) >= lab.shape[1] - 1)
+            (np.round(rr_end) <= 0)
+            | (np.round(rr_end) >= lab.shape[0] - 1)
+            | (np.round(cc_end) <= 0)
+            | (np.round(cc_end) >= lab.shape[1] - 1)
         )
         beyond = np.where(at_edge & ~truly_edge, 0, beyond)
         bad = (beyond != 0) | (length * px < min_length_um)
@@ -290,10 +390,8 @@ def place_traverses(
             sig = 1.4826 * np.median(np.abs(vals - med)) + 1e-9
             for k in minima:
                 t = np.arange(0, length[k], 0.5)
-                pr = np.clip(np.round(r0 + np.sin(angles[k]) * t).astype(int), 0,
-                             lab.shape[0] - 1)
-                pc = np.clip(np.round(c0 + np.cos(angles[k]) * t).astype(int), 0,
-                             lab.shape[1] - 1)
+                pr = np.clip(np.round(r0 + np.sin(angles[k]) * t).astype(int), 0, lab.shape[0] - 1)
+                pc = np.clip(np.round(c0 + np.cos(angles[k]) * t).astype(int), 0, lab.shape[1] - 1)
                 crack_pen[k] = np.mean(img[pr, pc] < med - 4 * sig)
         for k in minima:
             L0 = length[k]
@@ -313,8 +411,10 @@ def place_traverses(
             # no clean face: take the shortest ray that ends in background, else any
             cand = np.nonzero(beyond == 0)[0]
             best = cand[np.argmin(length[cand])] if cand.size else int(np.argmin(length))
-            status = "no clean face; shortest ray to the groundmass" if cand.size else (
-                "no face against the groundmass; shortest ray"
+            status = (
+                "no clean face; shortest ray to the groundmass"
+                if cand.size
+                else ("no face against the groundmass; shortest ray")
             )
         a = angles[best]
         L = length[best]
@@ -362,8 +462,9 @@ def traverse_profiles(
 
 def _sample_segment(img, p0, p1, linewidth):
     """profile_line with NaN outside the image; also the per-point std across the width."""
-    vals = profile_line(img, p0, p1, linewidth=linewidth, order=1, mode="constant",
-                        cval=np.nan, reduce_func=None)
+    vals = profile_line(
+        img, p0, p1, linewidth=linewidth, order=1, mode="constant", cval=np.nan, reduce_func=None
+    )
     vals = np.atleast_2d(vals)
     if vals.ndim == 2 and vals.shape[0] != 1 and linewidth == 1:
         vals = vals.reshape(-1, 1)
@@ -371,8 +472,10 @@ def _sample_segment(img, p0, p1, linewidth):
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(vals, axis=1) if vals.ndim == 2 else vals
         n = np.sum(np.isfinite(vals), axis=1) if vals.ndim == 2 else np.ones_like(vals)
-        sd = np.nanstd(vals, axis=1, ddof=1) if vals.ndim == 2 and vals.shape[1] > 1 else (
-            np.full(mean.shape, np.nan)
+        sd = (
+            np.nanstd(vals, axis=1, ddof=1)
+            if vals.ndim == 2 and vals.shape[1] > 1
+            else (np.full(mean.shape, np.nan))
         )
     return mean, sd / np.sqrt(np.maximum(n, 1)), n
 
@@ -397,8 +500,11 @@ def _lines(stack, names, lines, px, width_um, ids):
         lo, hi = v.min(0), v.max(0)
         if hi[0] < -0.5 or hi[1] < -0.5 or lo[0] > H - 0.5 or lo[1] > W - 0.5:
             failures.append(
-                (lab_id, f"lies outside the image (rows 0-{H - 1}, cols 0-{W - 1}); draw it "
-                 "over the image, or check the Shapes layer's scale")
+                (
+                    lab_id,
+                    f"lies outside the image (rows 0-{H - 1}, cols 0-{W - 1}); draw it "
+                    "over the image, or check the Shapes layer's scale",
+                )
             )
             continue
         for ci, name in enumerate(names):
@@ -490,6 +596,62 @@ def line_profiles(
 # calibration
 
 
+def spot_values(image, points_rc, pixel_size_um: float = 1.0, radius_um: float = 1.5) -> np.ndarray:
+    """Median grey of an image in a small disk around each reference spot.
+
+    Parameters
+    ----------
+    image : array-like
+        2D image.
+    points_rc : array-like of shape (n, 2)
+        Spot centres in (row, col) pixel coordinates (fractional allowed).
+    pixel_size_um : float
+        Micrometres per pixel.
+    radius_um : float
+        Radius of the disk (micrometres), e.g. half the analysed spot's diameter. Pixels
+        whose centre lies within it count; the pixel under the centre always counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        One median per spot (float); NaN for a spot outside the image or whose disk holds
+        no finite value.
+    """
+    px = check_pixel_size(pixel_size_um)
+    img = as_image(image, allow_channels=False)
+    pts = np.asarray(points_rc, dtype=float)
+    if pts.size == 0:
+        return np.zeros(0)
+    if pts.ndim != 2 or pts.shape[1] < 2:
+        raise ZonationInputError(
+            f"points_rc has shape {pts.shape}; give an (n, 2) array of (row, col) pixel "
+            "coordinates."
+        )
+    if not np.isfinite(radius_um) or radius_um < 0:
+        raise ZonationInputError(f"radius_um={radius_um!r} must be zero or a positive number.")
+    pts = pts[:, -2:]
+    rad = float(radius_um) / px
+    H, W = img.shape
+    out = np.full(len(pts), np.nan)
+    for i, (r, c) in enumerate(pts):
+        if not (np.isfinite(r) and np.isfinite(c)):
+            continue
+        r0, r1 = max(int(np.floor(r - rad)), 0), min(int(np.ceil(r + rad)) + 1, H)
+        c0, c1 = max(int(np.floor(c - rad)), 0), min(int(np.ceil(c + rad)) + 1, W)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        inside = (rr - r) ** 2 + (cc - c) ** 2 <= rad**2
+        nr, nc = int(np.round(r)), int(np.round(c))
+        if 0 <= nr < H and 0 <= nc < W:
+            inside[nr - r0, nc - c0] = True
+        vals = img[r0:r1, c0:c1][inside]
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            out[i] = float(np.median(vals))
+    return out
+
+
 @dataclass
 class Calibration:
     """A linear grey-to-composition calibration ``composition = slope * grey + intercept``.
@@ -516,8 +678,24 @@ class Calibration:
         return self.slope * np.asarray(grey, dtype=float) + self.intercept
 
     def as_dict(self) -> dict:
-        return {"slope": self.slope, "intercept": self.intercept, "r2": self.r2,
-                "residuals": [float(r) for r in self.residuals], "name": self.name}
+        return {
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "r2": self.r2,
+            "residuals": [float(r) for r in self.residuals],
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Calibration:
+        """The calibration stored by :meth:`as_dict`."""
+        return cls(
+            float(d["slope"]),
+            float(d["intercept"]),
+            float(d.get("r2", np.nan)),
+            np.asarray(d.get("residuals", []), dtype=float),
+            str(d.get("name", "composition")),
+        )
 
 
 def calibrate(grey, composition, name: str = "composition") -> Calibration:
