@@ -146,3 +146,40 @@ def test_cluster_colors():
         cluster_colors(many, cmap="no-such-map")
     with pytest.raises(ZonationInputError, match="cluster"):
         cluster_colors(many.drop(columns="cluster"))
+
+
+def test_embed_crystals_is_pca_of_standardised_features():
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    from napari_zonation.cluster import embed_crystals
+
+    tab = _blobs()
+    tab.loc[0, "describe_status"] = "error"  # left out of the map
+    numeric = ["rel_contrast", "max_slope_per_um", "osc_amplitude"]
+    emb = embed_crystals(tab, features=numeric)
+    assert list(emb.columns[:3]) == ["label", "pc1", "pc2"]
+    assert list(emb["label"]) == list(tab["label"].iloc[1:])
+    x = StandardScaler().fit_transform(tab[numeric].iloc[1:])
+    ref = PCA(2).fit_transform(x)
+    for k in range(2):  # a principal axis is defined up to its sign
+        sign = np.sign(np.dot(ref[:, k], emb[f"pc{k + 1}"]))
+        np.testing.assert_allclose(sign * emb[f"pc{k + 1}"], ref[:, k], atol=1e-9)
+    # with the default features the three kinds sit apart on the map
+    full = embed_crystals(_blobs())
+    pts = full[["pc1", "pc2"]].to_numpy()
+    kind = _blobs()["kind"].to_numpy()
+    centres = np.array([pts[kind == k].mean(axis=0) for k in range(3)])
+    within = max(np.linalg.norm(pts[kind == k] - centres[k], axis=1).max() for k in range(3))
+    between = min(
+        np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)
+    )
+    assert between > 3 * within
+    # cluster column carried along; a constant table maps to the origin
+    out = embed_crystals(cluster_crystals(_blobs()))
+    assert "cluster" in out.columns
+    alike = pd.concat([_blobs().iloc[:1]] * 4, ignore_index=True)
+    alike["label"] = np.arange(1, 5)
+    assert (embed_crystals(alike)[["pc1", "pc2"]].to_numpy() == 0).all()
+    with pytest.raises(ZonationInputError, match="label"):
+        embed_crystals(tab.drop(columns="label"))

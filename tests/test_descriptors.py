@@ -312,3 +312,38 @@ def test_openai_backend_forwards(monkeypatch):
     monkeypatch.setitem(sys.modules, "napari_zonation.llm", types.ModuleType("x"))
     with pytest.raises(ImportError, match="describe_llm"):
         describe_zoning(_table((1, (d, v))), backend="openai")
+
+
+# ------------------------------------------------------------------ image-like profiles
+
+
+def test_quantised_shell_medians_of_unzoned_crystal_are_unzoned():
+    # shell medians of an 8-bit image: sub-DN noise rounded to whole DN, so that most first
+    # differences are 0 (the points' sigma says 0.4 DN)
+    rng = np.random.default_rng(2)
+    d = np.arange(1.5, 61.5, 1.0)
+    flat = np.round(150.3 + rng.normal(0, 0.4, d.size))
+    prof = pd.DataFrame({"label": 1, "distance_um": d, "value": flat, "sigma": 0.4})
+    row = describe_zoning(prof).iloc[0]
+    assert row["zoning_type"] == "unzoned", row[["best_model", "misfit_ratio"]].to_dict()
+    assert row["n_plateaus"] == 1
+    assert row["noise_sigma"] >= 0.4 - 1e-9
+
+
+def test_noisy_core_tail_with_large_sigma_adds_no_step():
+    # one 12 DN step at 15 um; the deepest 8 shells hold few pixels: large sigma, and a
+    # crack moves two of them by several DN
+    rng = np.random.default_rng(3)
+    d, v = _erf_profile(rim=160.0, core=148.0, step_um=15.0, sqrt_dt_um=1.5, length_um=59)
+    sigma = np.full(d.size, 0.4)
+    sigma[-8:] = np.linspace(1.0, 3.0, 8)
+    v = v + rng.normal(0, sigma)
+    v[-5:-3] -= 6.0
+    prof = pd.DataFrame({"label": 1, "distance_um": d, "value": v, "sigma": sigma})
+    row = describe_zoning(prof).iloc[0]
+    assert row["zoning_type"] == "rim_brighter"
+    assert row["n_plateaus"] == 2
+    assert row["step_positions_um"][0] == pytest.approx(15.0, abs=1.5)
+    # without the sigmas, the same tail looks like more zoning
+    plain = describe_zoning(prof.drop(columns="sigma")).iloc[0]
+    assert plain["n_plateaus"] != 2 or plain["zoning_type"] != "rim_brighter"

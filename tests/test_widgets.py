@@ -514,3 +514,116 @@ def test_describe_with_the_llm_backend(
     for path in (tmp_path / "cache").rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="ignore")
+
+
+def test_cluster_map_click_selects_crystal_and_back(make_napari_viewer, qtbot):
+    from matplotlib.backend_bases import MouseEvent
+
+    # 24 crystals (squares) carrying synthetic profiles and their descriptors
+    prof, truth = make_profiles(n_per_type=4, noise=0.01, seed=5, phase="mixed")
+    table = descriptors.describe_zoning(prof, crystals=truth[["label", "phase"]])
+    lab = np.zeros((5 * 20, 5 * 20), dtype=np.int32)
+    for i, lab_id in enumerate(truth["label"]):
+        r, c = divmod(i, 5)
+        lab[r * 20 + 2 : r * 20 + 18, c * 20 + 2 : c * 20 + 18] = lab_id
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.features = table.assign(index=table["label"])
+    crystals.metadata["napari_zonation"] = {"profiles": prof}
+
+    clw = dock(viewer, "Cluster")
+    clw.labels_combo.value = crystals
+    run_and_wait(qtbot, clw)
+    emb = clw.embedding
+    assert sorted(emb["label"]) == sorted(truth["label"])
+    clustered = cluster.cluster_crystals(table, profiles=prof)
+    expected = cluster.embed_crystals(clustered, profiles=prof)
+    np.testing.assert_allclose(
+        emb.sort_values("label")[["pc1", "pc2"]], expected.sort_values("label")[["pc1", "pc2"]]
+    )
+    # points take their crystal's cluster colour
+    colors = cluster.cluster_colors(crystals.features.drop(columns=["index"]))
+    drawn = clw.map_plot.figure.axes[0].collections[0].get_facecolors()
+    for row, rgba in zip(emb.itertuples(), drawn, strict=True):
+        np.testing.assert_allclose(rgba, colors[int(row.label)], atol=1e-6)
+
+    # a click on a point (a real matplotlib event through the canvas) selects its crystal
+    target = int(emb["label"].iloc[len(emb) // 2])
+    ax = clw.map_plot.figure.axes[0]
+    clw.map_plot.canvas.draw()
+    xy = emb.loc[emb["label"] == target, ["pc1", "pc2"]].to_numpy(float)[0]
+    px, py = ax.transData.transform(xy)
+    event = MouseEvent("button_press_event", clw.map_plot.canvas, px, py, button=1)
+    clw.map_plot.canvas.callbacks.process("button_press_event", event)
+    assert crystals.selected_label == target
+    assert crystals.show_selected_label
+    assert clw.highlighted_label == target
+
+    # selecting a crystal in the viewer rings its point
+    other = int(emb["label"].iloc[0])
+    crystals.selected_label = other
+    assert clw.highlighted_label == other
+    ring = clw.map_plot.figure.axes[0].collections[-1]
+    np.testing.assert_allclose(
+        ring.get_offsets()[0], emb.loc[emb["label"] == other, ["pc1", "pc2"]].to_numpy()[0]
+    )
+
+
+def test_calibration_spots_fit_and_apply(make_napari_viewer, qtbot, sample):
+    from scipy import ndimage as ndi
+
+    viewer = make_napari_viewer()
+    image, crystals, _ = segmented(viewer, sample)
+    prw = dock(viewer, "Profiles")
+    assert prw.run(blocking=True) is not None, prw.status.text()  # grey crystal profiles
+    grey_prof = crystals.metadata["napari_zonation"]["profiles"].copy()
+
+    prw.tabs.setCurrentIndex(3)
+    assert not prw.run_button.isVisible()
+    prw.cal_image_combo.value = image
+    prw.cal_name.setText("Fo (mol%)")
+    made = prw.spots_layer()
+    spots = viewer.layers["bse calibration spots"]
+    assert getattr(made, "__wrapped__", made) is spots
+    assert spots.metadata["napari_zonation"]["owned"] is True
+    again = prw.spots_layer()
+    assert getattr(again, "__wrapped__", again) is spots  # made once
+    assert len([lay for lay in viewer.layers if "calibration spots" in lay.name]) == 1
+    # two spots at the cores of the darkest and the brightest crystal (true labels)
+    truth = sample.truth.sort_values("core_value")
+    pick = [int(truth["label"].iloc[0]), int(truth["label"].iloc[-1])]
+    depth = ndi.distance_transform_edt(sample.labels > 0)
+    rc = np.array(ndi.maximum_position(depth, sample.labels, pick), float)
+    spots.add(rc)  # data coordinates of the spots layer = image pixels
+    qtbot.waitUntil(lambda: prw.spots_table.rowCount() == 2, timeout=TIMEOUT_MS)
+    comps = [88.0, 72.5]
+    for i, value in enumerate(comps):
+        prw.spots_table.item(i, 1).setText(str(value))
+    np.testing.assert_allclose(spots.features["composition"], comps)
+
+    prw.fit_button.click()
+    stored = image.metadata["napari_zonation"]["calibration"]
+    # grey = median of the image in the spot (3 um across at 1.5 um per pixel), computed here
+    radius_px = 1.5 / PX
+    rr, cc = np.mgrid[: sample.image.shape[0], : sample.image.shape[1]]
+    greys = [np.median(sample.image[(rr - r) ** 2 + (cc - c) ** 2 <= radius_px**2]) for r, c in rc]
+    assert greys[0] != greys[1]
+    ref = profiles.calibrate(greys, comps, name="Fo (mol%)")
+    assert stored["slope"] == pytest.approx(ref.slope, rel=1e-12)
+    assert stored["intercept"] == pytest.approx(ref.intercept, rel=1e-12)
+    assert stored["name"] == "Fo (mol%)"
+    np.testing.assert_allclose(stored["residuals"], 0.0, atol=1e-9)  # two points: exact line
+    assert "R²" in prw.cal_result.text()
+    ax = prw.plot.figure.axes[0]
+    np.testing.assert_allclose(np.sort(ax.lines[0].get_xdata()), np.sort(greys))
+
+    prw.apply_cal_button.click()
+    md = crystals.metadata["napari_zonation"]
+    pd.testing.assert_frame_equal(md["profiles"], grey_prof)  # the grey profiles are kept
+    cal_prof = md["profiles_calibrated"]
+    np.testing.assert_allclose(
+        cal_prof["value"], ref.slope * grey_prof["value"].to_numpy() + ref.intercept
+    )
+    np.testing.assert_allclose(cal_prof["value_grey"], grey_prof["value"])
+    assert (cal_prof["quantity"] == "Fo (mol%)").all()
+    assert prw.plot.figure.axes[0].get_ylabel() == "Fo (mol%)"

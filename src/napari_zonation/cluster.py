@@ -24,8 +24,12 @@ normalised depth (0 at the rim, 1 at the deepest point) into ``shape_points`` bi
 core value (the deepest bin), divided by one *global* spread (the median over crystals of
 each profile's 5-95 % range). A global scale, rather than each profile's own range, keeps an
 unzoned crystal flat instead of blowing its noise up to full scale, and keeps weak and strong
-zoning apart; the block is weighted so that its total variance equals that of the descriptor
-block (or is used alone when ``features=[]``).
+zoning apart; the block is weighted so that its total variance is ``shape_weight``
+(:data:`SHAPE_WEIGHT`, 0.1) times that of the descriptor block (or is used alone when
+``features=[]``). On segmented synthetic thin sections (``benchmarks/zoning.py``) an equal
+weight split crystals of one type by the position of their steps (ARI 0.51 against 0.59 for
+the descriptors alone); at 0.1 the shape only separates crystals the descriptors leave
+together.
 
 Rows whose ``describe_status`` is not ``"ok"`` get ``cluster = -1`` (unclustered). Missing
 (NaN) feature values of the other rows are replaced by the column median.
@@ -48,7 +52,7 @@ import pandas as pd
 
 from ._validation import ZonationInputError, check_profiles
 
-__all__ = ["cluster_crystals", "cluster_colors", "DEFAULT_FEATURES", "METHODS"]
+__all__ = ["cluster_crystals", "cluster_colors", "embed_crystals", "DEFAULT_FEATURES", "METHODS"]
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "rel_contrast",
@@ -64,6 +68,8 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 METHODS: tuple[str, ...] = ("kmeans", "gmm", "agglomerative", "hdbscan")
 CATEGORICAL: tuple[str, ...] = ("zoning_type", "interpretation", "phase", "best_model")
 UNCLUSTERED_RGBA: tuple[float, float, float, float] = (0.5, 0.5, 0.5, 1.0)
+#: variance of the profile-shape block relative to the descriptor block (module notes)
+SHAPE_WEIGHT: float = 0.1
 
 _TAB10 = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -91,6 +97,7 @@ def cluster_crystals(
     random_state: int = 0,
     max_clusters: int = 8,
     category_weight: float = 5.0,
+    shape_weight: float = SHAPE_WEIGHT,
 ) -> pd.DataFrame:
     """Group crystals with similar zoning.
 
@@ -121,6 +128,9 @@ def cluster_crystals(
         Largest number of clusters tried when choosing it automatically.
     category_weight : float
         Distance, in standard deviations, between two categories of a one-hot feature.
+    shape_weight : float
+        Total variance of the profile-shape block relative to the descriptor block
+        (:data:`SHAPE_WEIGHT`; see the module notes).
 
     Returns
     -------
@@ -161,7 +171,12 @@ def cluster_crystals(
         return out
 
     x = _feature_matrix(
-        out.iloc[idx], features, profiles, int(shape_points), float(category_weight)
+        out.iloc[idx],
+        features,
+        profiles,
+        int(shape_points),
+        float(category_weight),
+        float(shape_weight),
     )
     n = x.shape[0]
     if n == 1 or x.shape[1] == 0 or np.allclose(x, x[0]):
@@ -220,6 +235,77 @@ def cluster_colors(
     return colours
 
 
+def embed_crystals(
+    table: pd.DataFrame,
+    *,
+    features: list[str] | None = None,
+    profiles: pd.DataFrame | None = None,
+    shape_points: int = 32,
+    category_weight: float = 5.0,
+    shape_weight: float = SHAPE_WEIGHT,
+) -> pd.DataFrame:
+    """2D map of the crystals: PCA of the standardised clustering features.
+
+    The features are built exactly as :func:`cluster_crystals` builds them (same
+    ``features``, ``profiles``, ``shape_points`` and ``category_weight``), so that crystals
+    close on the map are close for the clustering.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Crystal table from :func:`describe_zoning` (or :func:`cluster_crystals`).
+    features, profiles, shape_points, category_weight, shape_weight
+        As in :func:`cluster_crystals`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``label``, ``pc1``, ``pc2`` (scores on the first two principal components; ``pc2``
+        is 0 when the features span one dimension, both are 0 when they do not vary), plus
+        ``cluster`` when the table has one. Rows whose ``describe_status`` is not ``"ok"``
+        are left out. ``attrs["explained_variance_ratio"]`` holds the two ratios.
+
+    Raises
+    ------
+    ZonationInputError
+        For a table without ``label``, an unknown feature, or no usable feature.
+    """
+    if not isinstance(table, pd.DataFrame) or "label" not in table.columns:
+        raise ZonationInputError(
+            "table must be a crystal table (DataFrame with a 'label' column); "
+            "run describe_zoning first."
+        )
+    usable = np.ones(len(table), dtype=bool)
+    if "describe_status" in table.columns:
+        usable &= (table["describe_status"] == "ok").to_numpy()
+    rows = table.iloc[np.flatnonzero(usable)]
+    out = pd.DataFrame({"label": rows["label"].to_numpy(), "pc1": 0.0, "pc2": 0.0})
+    if "cluster" in rows.columns:
+        out["cluster"] = rows["cluster"].to_numpy()
+    ratio = np.zeros(2)
+    if len(rows):
+        x = _feature_matrix(
+            rows,
+            features,
+            profiles,
+            int(shape_points),
+            float(category_weight),
+            float(shape_weight),
+        )
+        n_comp = min(2, x.shape[0], x.shape[1])
+        if n_comp >= 1 and not np.allclose(x, x[0]):
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=n_comp, random_state=0)
+            scores = pca.fit_transform(x)
+            out["pc1"] = scores[:, 0]
+            if n_comp > 1:
+                out["pc2"] = scores[:, 1]
+            ratio[:n_comp] = pca.explained_variance_ratio_
+    out.attrs["explained_variance_ratio"] = tuple(float(r) for r in ratio)
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # features
 
@@ -230,6 +316,7 @@ def _feature_matrix(
     profiles: pd.DataFrame | None,
     shape_points: int,
     category_weight: float,
+    shape_weight: float = 1.0,
 ) -> np.ndarray:
     tab = tab.copy()
     _derive(tab)
@@ -263,7 +350,7 @@ def _feature_matrix(
             var_d = float(np.sum(np.var(desc, axis=0)))
             var_s = float(np.sum(np.var(shape, axis=0)))
             if var_s > 0:
-                shape = shape * np.sqrt(var_d / var_s)
+                shape = shape * np.sqrt(shape_weight * var_d / var_s)
         desc = np.hstack([desc, shape])
     if not names and profiles is None:
         raise ZonationInputError(

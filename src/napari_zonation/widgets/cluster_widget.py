@@ -5,6 +5,11 @@ Writes ``cluster`` into the crystals layer's ``features``, recolours the layer w
 (grey for unclustered, -1), shows a legend with counts and a plot of each cluster's
 profiles (thin) with its median profile (thick). "Restore colours" puts back the colormap
 the layer had before.
+
+A 2D map of the crystals (``cluster.embed_crystals``: PCA of the standardised clustering
+features), coloured by cluster, is linked to the viewer both ways: clicking a point selects
+that crystal in the Labels layer (``selected_label`` with ``show_selected_label``), and
+selecting a crystal in the layer rings its point.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ._common import (
     to_hex,
     unwrap,
     value_name,
+    weak_method,
     zmeta,
 )
 from .profiles_widget import _is_crystals
@@ -77,6 +83,20 @@ class ClusterWidget(ZonationWidget):
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self._layout.addWidget(self.legend)
+        self.map_plot = PlotCanvas(self.viewer, height=2.6)
+        self.map_plot.setToolTip(
+            "PCA map of the clustering features: click a point to select its crystal."
+        )
+        self._layout.addWidget(self.map_plot, 1)
+        self.map_plot.message("The crystal map appears after clustering.")
+        self.map_plot.canvas.mpl_connect("button_press_event", self._on_map_click)
+        #: the map's rows (label, pc1, pc2, cluster) and the layer they belong to
+        self.embedding = None
+        self.highlighted_label: int | None = None
+        self._map_layer = None
+        self._map_ax = None
+        self._map_ring = None
+        self._watched: set[int] = set()
         self.plot = PlotCanvas(self.viewer, height=3.2)
         self._layout.addWidget(self.plot, 1)
         self.plot.message("Cluster the described crystals to see\neach cluster's profiles.")
@@ -112,10 +132,14 @@ class ClusterWidget(ZonationWidget):
             result = zcluster.cluster_crystals(
                 p["table"], n_clusters=p["n_clusters"], method=p["method"], profiles=p["prof"]
             )
+            try:
+                embedding = zcluster.embed_crystals(result, profiles=p["prof"])
+            except ZonationInputError:
+                embedding = None
         colors = zcluster.cluster_colors(result)
         yield "Done."
         notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-        return {"table": result, "colors": colors, "notes": notes}
+        return {"table": result, "colors": colors, "notes": notes, "embedding": embedding}
 
     def _apply(self, p: dict, r: dict) -> None:
         labels = p["labels_layer"]
@@ -129,6 +153,7 @@ class ClusterWidget(ZonationWidget):
         set_table(labels, merged)
         self.recolor(labels, colors)
         self.show_clusters(labels, result, colors)
+        self.show_map(labels, r.get("embedding"), colors)
         counts = result["cluster"].value_counts()
         n = int((counts.index >= 0).sum())
         msg = f"{n} cluster(s) of {len(result)} crystals in '{labels.name}'"
@@ -210,3 +235,85 @@ class ClusterWidget(ZonationWidget):
         for ax in axs[:, 0]:
             ax.set_ylabel(value_name(prof))
         self.plot.draw()
+
+    # ------------------------------------------------------------------ crystal map
+    def show_map(self, labels, embedding, colors: dict) -> None:
+        """Scatter the crystals on their PCA map, coloured like the layer, linked to it."""
+        self._map_layer = labels
+        self.embedding = embedding
+        self._map_ring = None
+        if embedding is None or not len(embedding):
+            self._map_ax = None
+            self.map_plot.message("No described crystal to map.")
+            return
+        ax = self.map_plot.axes(1)[0]
+        rgba = [colors.get(int(lab), (0.6, 0.6, 0.6, 1.0)) for lab in embedding["label"]]
+        ax.scatter(embedding["pc1"], embedding["pc2"], c=rgba, s=22, edgecolors="none")
+        ratio = embedding.attrs.get("explained_variance_ratio", (np.nan, np.nan))
+        ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f} %)")
+        ax.set_ylabel(f"PC2 ({100 * ratio[1]:.0f} %)")
+        ax.set_title("crystal map: click a point to select its crystal")
+        self._map_ax = ax
+        key = id(unwrap(labels))
+        if key not in self._watched:
+            labels.events.selected_label.connect(weak_method(self._on_selected_label))
+            self._watched.add(key)
+        self.highlight(int(labels.selected_label) if labels.show_selected_label else None)
+
+    def label_near(self, x: float, y: float) -> int | None:
+        """The crystal whose point is nearest to ``(x, y)`` on the map (in display units)."""
+        if self.embedding is None or not len(self.embedding) or self._map_ax is None:
+            return None
+        pts = self._map_ax.transData.transform(self.embedding[["pc1", "pc2"]].to_numpy(float))
+        here = self._map_ax.transData.transform((x, y))
+        dist = np.hypot(*(pts - here).T)
+        i = int(np.argmin(dist))
+        return int(self.embedding["label"].iloc[i]) if dist[i] <= 12.0 else None
+
+    def _on_map_click(self, event) -> None:
+        if event.inaxes is None or event.inaxes is not self._map_ax or event.xdata is None:
+            return
+        lab = self.label_near(event.xdata, event.ydata)
+        if lab is not None:
+            self.select_crystal(lab)
+
+    def select_crystal(self, label: int) -> None:
+        """Select ``label`` in the crystals layer (only it shown) and ring its point."""
+        layer = self._map_layer
+        if layer is None or layer not in self.viewer.layers:
+            return
+        layer.selected_label = int(label)
+        layer.show_selected_label = True
+        self.viewer.layers.selection.active = layer
+        self.highlight(int(label))
+        self.set_status(f"Crystal {int(label)} selected in '{layer.name}'.")
+
+    def _on_selected_label(self, event=None) -> None:
+        layer = self._map_layer
+        if layer is None:
+            return
+        self.highlight(int(layer.selected_label))
+
+    def highlight(self, label: int | None) -> None:
+        """Ring the point of ``label`` on the map (no ring when it is not mapped)."""
+        if self._map_ring is not None:
+            try:
+                self._map_ring.remove()
+            except (ValueError, NotImplementedError):
+                pass
+            self._map_ring = None
+        self.highlighted_label = None
+        emb = self.embedding
+        if label is None or emb is None or self._map_ax is None:
+            self.map_plot.draw()
+            return
+        row = emb[emb["label"] == label]
+        if not len(row):
+            self.map_plot.draw()
+            return
+        self._map_ring = self._map_ax.scatter(
+            row["pc1"], row["pc2"], s=140, facecolors="none",
+            edgecolors=self.map_plot.colors["fg"], linewidths=1.8,
+        )  # fmt: skip
+        self.highlighted_label = int(label)
+        self.map_plot.draw()

@@ -1,0 +1,196 @@
+"""Zoning benchmark: descriptors and clustering on segmented synthetic thin sections.
+
+For each synthetic scene (``make_thin_section``, seeds x noise) the project's own chain runs
+as a user would: ``segment_crystals`` + ``crystal_table``, ``rim_profiles``,
+``describe_zoning(crystals=...)`` and ``cluster_crystals`` with automatic k (on the
+descriptors and the profiles, as ``run_pipeline`` does). Predicted crystals are matched
+one-to-one to true ones at IoU >= 0.5; unmatched true crystals are reported and count as
+wrong in the accuracies (never as right). Printed per scene and overall:
+
+- ``ARI``: adjusted Rand index between the clusters and the true ``zoning_type`` (matched
+  crystals only; ARI cannot score a crystal that was not found),
+- ``plateaus``: ``n_plateaus`` equal to the truth (over all true crystals),
+- ``rim sign``: sign of ``rim_value - core_value`` right, among true ``rim_brighter`` /
+  ``rim_darker`` crystals,
+- ``type``: ``zoning_type`` equal to the truth (over all true crystals),
+
+and the same ARI for a plain recipe: each profile resampled on normalised depth 0..1 at 32
+points, standardised, then k-means with the TRUE number of classes. The issue's goals:
+ARI >= 0.85 with automatic k, plateau count >= 0.9, rim sign >= 0.97.
+
+    python benchmarks/zoning.py            # 6 scenes of 768 x 768, 22 crystals, noise 0.02
+    python benchmarks/zoning.py --quick    # the first 2 scenes (< 1 minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from napari_zonation import make_thin_section
+from napari_zonation.cluster import cluster_crystals
+from napari_zonation.descriptors import describe_zoning
+from napari_zonation.profiles import rim_profiles
+from napari_zonation.segment import crystal_table, segment_crystals
+
+
+def match_labels(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> dict[int, int]:
+    """One-to-one matching ``{pred_label: true_label}`` at IoU >= ``iou_min``."""
+    t = truth.ravel().astype(np.int64)
+    p = pred.ravel().astype(np.int64)
+    n_p = int(p.max()) + 1
+    area_t = np.bincount(t)
+    area_p = np.bincount(p, minlength=n_p)
+    both = (t > 0) & (p > 0)
+    key, inter = np.unique(t[both] * n_p + p[both], return_counts=True)
+    ti, pi = np.divmod(key, n_p)
+    iou = inter / (area_t[ti] + area_p[pi] - inter)
+    ok = iou >= iou_min  # at IoU > 0.5 a match is necessarily unique
+    return {int(b): int(a) for a, b in zip(ti[ok], pi[ok], strict=True)}
+
+
+def plain_recipe(prof: pd.DataFrame, labels: np.ndarray, k: int, points: int = 32) -> np.ndarray:
+    """Profiles on normalised depth 0..1 (``points`` samples), standardised, k-means(k)."""
+    rows = []
+    groups = dict(tuple(prof.groupby("label")))
+    grid = np.linspace(0.0, 1.0, points)
+    for lab in labels:
+        g = groups[lab].sort_values("distance_um")
+        d = g["distance_um"].to_numpy(float)
+        v = g["value"].to_numpy(float)
+        t = (d - d.min()) / max(np.ptp(d), 1e-12)
+        rows.append(np.interp(grid, t, v))
+    x = np.asarray(rows)
+    sd = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    k = max(1, min(k, len(x)))
+    return KMeans(k, n_init=10, random_state=0).fit_predict(x)
+
+
+def run_scene(shape, n_crystals, noise, seed, px=1.0) -> dict:
+    """Run the chain on one scene; return per-crystal results and scores."""
+    t0 = time.perf_counter()
+    s = make_thin_section(shape, n_crystals=n_crystals, noise=noise, seed=seed, pixel_size_um=px)
+    truth = s.truth.set_index("label")
+    labels = segment_crystals(s.image, px)
+    crystals = crystal_table(s.image, labels, px)
+    prof = rim_profiles(s.image, labels, px)
+    table = describe_zoning(prof, crystals=crystals)
+    table = cluster_crystals(table, profiles=prof)
+    m = match_labels(s.labels, labels)
+    table = table[table["label"].isin(list(m))].copy()
+    table["true_label"] = table["label"].map(m)
+    table["true_type"] = truth.loc[table["true_label"], "zoning_type"].to_numpy()
+    table["true_plateaus"] = truth.loc[table["true_label"], "n_plateaus"].to_numpy()
+    n_true = len(truth)
+    ok = table["describe_status"] == "ok"
+    scored = table[ok]
+    ari = adjusted_rand_score(scored["true_type"], scored["cluster"]) if len(scored) else np.nan
+    type_ari = (
+        adjusted_rand_score(scored["true_type"], scored["zoning_type"].fillna("<none>"))
+        if len(scored)
+        else np.nan
+    )
+    plain = np.nan
+    if len(scored):
+        k = scored["true_type"].nunique()
+        pl = plain_recipe(prof, scored["label"].to_numpy(), k)
+        plain = adjusted_rand_score(scored["true_type"], pl)
+    plate = int((scored["n_plateaus"].astype(float) == scored["true_plateaus"]).sum())
+    typ = int((scored["zoning_type"] == scored["true_type"]).sum())
+    step_truth = truth[truth["zoning_type"].isin(["rim_brighter", "rim_darker"])]
+    two = scored[scored["true_type"].isin(["rim_brighter", "rim_darker"])]
+    sign_ok = int(
+        (
+            np.sign(two["rim_value"] - two["core_value"])
+            == np.where(two["true_type"] == "rim_brighter", 1, -1)
+        ).sum()
+    )
+    wrong = scored[scored["zoning_type"] != scored["true_type"]]
+    return {
+        "seed": seed,
+        "n_true": n_true,
+        "n_matched": len(table),
+        "n_unmatched": n_true - len(table),
+        "n_failed": int((~ok).sum()),
+        "ari": ari,
+        "type_ari": type_ari,
+        "plain_ari": plain,
+        "plateaus": (plate, n_true),
+        "rim_sign": (sign_ok, len(step_truth)),
+        "type": (typ, n_true),
+        "confusions": list(zip(wrong["true_type"], wrong["zoning_type"], strict=True)),
+        "n_clusters": int(scored["cluster"].max() + 1) if len(scored) else 0,
+        "seconds": time.perf_counter() - t0,
+        "rows": scored,
+    }
+
+
+def _frac(pair) -> str:
+    a, b = pair
+    return f"{a / b:5.3f} ({a}/{b})" if b else "  n/a"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the first 2 scenes (< 1 minute)")
+    ap.add_argument("--noise", type=float, default=0.02, help="detector noise, full scale")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument("--verbose", action="store_true", help="print the confusions")
+    args = ap.parse_args()
+    shape, n_cry = (768, 768), 22
+    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4, 5])
+    print(f"scenes {shape[0]}x{shape[1]}, {n_cry} crystals, noise {args.noise}, seeds {seeds}")
+    head = (
+        f"{'seed':>4} {'true':>4} {'match':>5} {'unmat':>5} {'fail':>4} {'k':>2} "
+        f"{'ARI':>6} {'plainARI':>8}  {'plateaus':>15} {'rim sign':>15} {'type':>15} {'s':>5}"
+    )
+    print(head)
+    results = []
+    for seed in seeds:
+        r = run_scene(shape, n_cry, args.noise, seed)
+        results.append(r)
+        print(
+            f"{r['seed']:>4} {r['n_true']:>4} {r['n_matched']:>5} {r['n_unmatched']:>5} "
+            f"{r['n_failed']:>4} {r['n_clusters']:>2} {r['ari']:6.3f} {r['plain_ari']:8.3f}  "
+            f"{_frac(r['plateaus']):>15} {_frac(r['rim_sign']):>15} {_frac(r['type']):>15} "
+            f"{r['seconds']:5.1f}"
+        )
+        if args.verbose and r["confusions"]:
+            print("      true -> predicted:", r["confusions"])
+
+    def tot(key):
+        return (sum(r[key][0] for r in results), sum(r[key][1] for r in results))
+
+    print("overall")
+    print(
+        f"  matched crystals  {sum(r['n_matched'] for r in results)} of "
+        f"{sum(r['n_true'] for r in results)} (unmatched "
+        f"{sum(r['n_unmatched'] for r in results)}, describe failures "
+        f"{sum(r['n_failed'] for r in results)})"
+    )
+    print(f"  ARI (auto k)      mean over scenes {np.nanmean([r['ari'] for r in results]):.3f}")
+    rows = pd.concat([r["rows"].assign(scene=r["seed"]) for r in results])
+    print(
+        f"  ARI of zoning_type itself, mean over scenes "
+        f"{np.nanmean([r['type_ari'] for r in results]):.3f} (what clusters inherit)"
+    )
+    print(
+        f"  plain recipe ARI  mean over scenes "
+        f"{np.nanmean([r['plain_ari'] for r in results]):.3f} (k-means, true k)"
+    )
+    print(f"  plateau count     {_frac(tot('plateaus'))}   goal >= 0.9")
+    print(f"  rim sign          {_frac(tot('rim_sign'))}   goal >= 0.97")
+    print(f"  zoning_type       {_frac(tot('type'))}")
+    conf = pd.crosstab(rows["true_type"], rows["zoning_type"].fillna("<none>"))
+    print("  confusion (rows: truth, columns: predicted)")
+    print("\n".join("    " + line for line in conf.to_string().splitlines()))
+
+
+if __name__ == "__main__":
+    main()
