@@ -24,29 +24,13 @@ from scipy import ndimage as ndi
 from skimage import feature, filters, measure, morphology, segmentation
 
 from napari_zonation import make_thin_section, segment_crystals
+from napari_zonation.metrics import match_instances
 
 
 def match(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> dict:
-    """One-to-one instance matching at IoU >= iou_min, from the contingency table."""
-    t = truth.ravel().astype(np.int64)
-    p = pred.ravel().astype(np.int64)
-    n_p = int(p.max()) + 1
-    area_t = np.bincount(t)
-    area_p = np.bincount(p, minlength=n_p)
-    both = (t > 0) & (p > 0)
-    key, inter = np.unique(t[both] * n_p + p[both], return_counts=True)
-    ti, pi = np.divmod(key, n_p)
-    iou = inter / (area_t[ti] + area_p[pi] - inter)
-    ok = iou >= iou_min
-    n_true = int(np.count_nonzero(area_t[1:]))
-    n_pred = int(np.count_nonzero(area_p[1:]))
-    tp = int(ok.sum())
-    return {
-        "precision": tp / n_pred if n_pred else 0.0,
-        "recall": tp / n_true if n_true else 0.0,
-        "f1": 2 * tp / (n_true + n_pred) if n_true + n_pred else 1.0,
-        "iou": float(iou[ok].mean()) if tp else 0.0,
-    }
+    """One-to-one instance matching at IoU >= iou_min (napari_zonation.metrics)."""
+    m = match_instances(truth, pred, iou_min)
+    return {k: m[k] for k in ("precision", "recall", "f1")} | {"iou": m["mean_iou"]}
 
 
 def recipe(image: np.ndarray, pixel_size_um: float, min_area_um2: float = 400.0) -> np.ndarray:

@@ -8,23 +8,13 @@ import tifffile
 from napari_zonation import ZonationInputError, make_thin_section
 from napari_zonation.cli import main
 from napari_zonation.io import read_sem_tiff
+from napari_zonation.metrics import match_instances
 from napari_zonation.pipeline import run_pipeline
 
 
 def _iou_matches(pred, truth):
     """Crystals of the truth matched 1:1 at IoU >= 0.5."""
-    matched = 0
-    for lab in np.unique(truth[truth > 0]):
-        m = truth == lab
-        cand, counts = np.unique(pred[m], return_counts=True)
-        counts = counts[cand > 0]
-        cand = cand[cand > 0]
-        if cand.size == 0:
-            continue
-        p = pred == cand[np.argmax(counts)]
-        if (m & p).sum() / (m | p).sum() >= 0.5:
-            matched += 1
-    return matched
+    return match_instances(truth, pred)["tp"]
 
 
 def test_demo_writes_every_output(tmp_path, capsys):

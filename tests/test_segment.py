@@ -17,6 +17,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_zonation import ZonationInputError, crystal_table, make_thin_section, segment_crystals
+from napari_zonation.metrics import match_instances
 
 REAL = Path(__file__).resolve().parents[1] / "src" / "napari_zonation" / "data" / "CGI_ns8_1-1.tif"
 
@@ -24,29 +25,7 @@ REAL = Path(__file__).resolve().parents[1] / "src" / "napari_zonation" / "data" 
 # ---------------------------------------------------------------------------------------------
 # instance matching (contingency table of the two label images)
 # ---------------------------------------------------------------------------------------------
-def match(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> dict:
-    """Match labels one-to-one at IoU >= iou_min (above 0.5 a match is necessarily unique)."""
-    t = truth.ravel().astype(np.int64)
-    p = pred.ravel().astype(np.int64)
-    n_p = int(p.max()) + 1
-    area_t = np.bincount(t)
-    area_p = np.bincount(p, minlength=n_p)
-    both = (t > 0) & (p > 0)
-    key, inter = np.unique(t[both] * n_p + p[both], return_counts=True)
-    ti, pi = np.divmod(key, n_p)
-    iou = inter / (area_t[ti] + area_p[pi] - inter)
-    ok = iou >= iou_min
-    n_true = int(np.count_nonzero(area_t[1:]))
-    n_pred = int(np.count_nonzero(area_p[1:]))
-    tp = int(ok.sum())
-    return {
-        "tp": tp,
-        "precision": tp / n_pred if n_pred else 0.0,
-        "recall": tp / n_true if n_true else 0.0,
-        "f1": 2 * tp / (n_true + n_pred) if n_true + n_pred else 1.0,
-        "mean_iou": float(iou[ok].mean()) if tp else 0.0,
-        "pairs": dict(zip(ti[ok].tolist(), pi[ok].tolist(), strict=True)),
-    }
+match = match_instances
 
 
 def test_match_helper_on_a_hand_made_case():

@@ -36,21 +36,14 @@ import numpy as np
 import pandas as pd
 
 from ._validation import ZonationInputError, as_image, check_labels, check_profiles
+from .descriptors import ZONING_TYPES
 
 log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "zoning-llm-v1"
 """Bumped whenever the prompt or schema changes meaning; part of every cache key."""
 
-LLM_ZONING_TYPES = (
-    "unzoned",
-    "rim_brighter",
-    "rim_darker",
-    "gradient",
-    "oscillatory",
-    "multi_step",
-    "complex",
-)
+LLM_ZONING_TYPES = ZONING_TYPES  # the vocabulary of DESIGN.md, shared with the offline backend
 LLM_STATUSES = ("ok", "error", "timeout", "invalid_json", "refused", "schema_error")
 MAX_PROFILE_POINTS = 64
 SCHEMA_NAME = "zoning_description"

@@ -20,6 +20,7 @@ from scipy import ndimage as ndi
 from scipy.special import erf
 from skimage.draw import disk, polygon
 
+#: the zoning types the generator draws: DESIGN.md's vocabulary less "complex"
 ZONING_TYPES: tuple[str, ...] = (
     "unzoned",
     "rim_brighter",
