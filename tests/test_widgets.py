@@ -627,3 +627,104 @@ def test_calibration_spots_fit_and_apply(make_napari_viewer, qtbot, sample):
     np.testing.assert_allclose(cal_prof["value_grey"], grey_prof["value"])
     assert (cal_prof["quantity"] == "Fo (mol%)").all()
     assert prw.plot.figure.axes[0].get_ylabel() == "Fo (mol%)"
+
+
+# ---------------------------------------------------------------- correct (issue 3)
+
+
+def test_merge_delete_split_edit_the_crystals_layer_undoably(make_napari_viewer, sample):
+    from napari_zonation import edit
+
+    viewer = make_napari_viewer()
+    image, crystals, seg = segmented(viewer, sample)
+    old = np.array(crystals.data, copy=True)
+    ids = [int(i) for i in np.unique(old) if i > 0]
+    assert len(ids) >= 4
+    a, b, c = ids[0], ids[1], ids[2]
+
+    # merge: the layer holds the core function's result, the features its new crystal table
+    seg.ids_edit.setText(f"{b}, {a}")
+    assert seg.merge_selected(), seg.status.text()
+    merged = edit.merge_labels(old, [a, b])
+    np.testing.assert_array_equal(crystals.data, merged)
+    expected = segment.crystal_table(sample.image, merged, PX)
+    feats = crystals.features
+    assert list(feats["index"]) == list(feats["label"]) == list(expected["label"])
+    assert b not in set(feats["label"])
+    np.testing.assert_allclose(feats["area_um2"], expected["area_um2"])
+    # napari's undo restores the labels from before the edit
+    crystals.undo()
+    np.testing.assert_array_equal(crystals.data, old)
+
+    # delete
+    seg.ids_edit.setText(str(c))
+    assert seg.delete_selected(), seg.status.text()
+    np.testing.assert_array_equal(crystals.data, edit.delete_labels(old, [c]))
+    assert c not in set(crystals.features["label"])
+    assert len(crystals.features) == len(ids) - 1
+    crystals.undo()
+    np.testing.assert_array_equal(crystals.data, old)
+
+    # split along the last line of a Shapes layer (world coordinates, scale PX)
+    big = int(np.argmax(np.bincount(old.ravel())[1:])) + 1
+    from scipy import ndimage as ndi
+
+    inner = ndi.distance_transform_edt(old == big)
+    r, _ = np.unravel_index(np.argmax(inner), old.shape)
+    cols = np.nonzero(old[r] == big)[0]
+    line_px = np.array([[r, cols.min() - 3.0], [r, cols.max() + 3.0]])
+    shapes = viewer.add_shapes(
+        [np.array([[0, 0], [5, 5]]), line_px * PX], shape_type="line", name="cuts"
+    )
+    seg.line_combo.value = shapes
+    seg.ids_edit.setText(str(big))
+    assert seg.split_last_line(), seg.status.text()
+    np.testing.assert_array_equal(crystals.data, edit.split_label(old, big, line_px))
+    assert int(old.max()) + 1 in set(crystals.features["label"])
+    # an error (a line that crosses nothing) goes to the status line, data unchanged
+    before = np.array(crystals.data, copy=True)
+    seg.ids_edit.setText(str(a))
+    assert not seg.split_last_line()
+    assert "does not touch" in seg.status.text()
+    np.testing.assert_array_equal(crystals.data, before)
+
+
+def test_training_on_scribbles_fills_the_plugin_crystals_layer(make_napari_viewer, qtbot, sample):
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_scribble import best_ious, strokes_from_truth
+    finally:
+        sys.path.pop(0)
+    viewer = make_napari_viewer()
+    add_image(viewer, sample)
+    mine = np.zeros(sample.image.shape, dtype=np.int32)
+    mine[5:9, 5:9] = 3
+    user = viewer.add_labels(mine.copy(), name="bse crystals")  # a user's layer: left alone
+    seg = dock(viewer, "Segment crystals")
+    # training without strokes explains itself
+    assert seg.train(blocking=True) is None
+    assert "scribble" in seg.status.text()
+    scr = seg.new_scribble_layer()
+    assert scr.name == "bse scribbles" and scr.data.shape == sample.image.shape
+    np.testing.assert_allclose(scr.scale, (PX, PX))
+    assert seg.new_scribble_layer() is scr  # one per image
+    scr.data = strokes_from_truth(sample)
+    worker = seg.train()
+    assert worker is not None, seg.status.text()
+    qtbot.waitUntil(lambda: not seg.busy, timeout=TIMEOUT_MS)
+    owned = [
+        lay
+        for lay in viewer.layers
+        if lay.metadata.get("napari_zonation", {}).get("role") == "crystals"
+    ]
+    assert len(owned) == 1 and owned[0] is not user
+    np.testing.assert_array_equal(user.data, mine)
+    crystals = owned[0]
+    lab = np.asarray(crystals.data)
+    assert (best_ious(sample.labels, lab) >= 0.5).mean() >= 0.8
+    feats = crystals.features
+    assert list(feats["index"]) == [int(i) for i in np.unique(lab) if i > 0]
+    np.testing.assert_allclose(
+        feats["area_um2"], segment.crystal_table(sample.image, lab, PX)["area_um2"]
+    )
+    assert "scribbles" in seg.status.text()

@@ -3,6 +3,15 @@
 QA layers (plugin-owned, updated in place on re-run, each shown or hidden from the widget):
 ``<image> boundaries`` (crystal outlines), ``<image> phases`` (coloured per phase, legend in
 the widget) and ``<image> flagged`` (points at the centroids of crystals with a QA flag).
+
+Correct (issue 3): paint strokes on a plugin-owned ``<image> scribbles`` Labels layer and
+train a pixel classifier on them (:func:`napari_zonation.scribble.train_scribbles`, in the
+thread worker; the result replaces the plugin's ``<image> crystals`` layer, never a user's);
+merge, delete or split crystals of the plugin's crystals layer
+(:mod:`napari_zonation.edit`). Edits write only the changed pixels through
+``Labels.data_setitem``, so napari's undo (Ctrl+Z on the layer, ``layer.undo()``) restores
+them; after each edit the crystal table (features) and the QA layers are recomputed. After an
+undo, press an edit button again or re-run to refresh the table (undo does not recompute it).
 """
 
 from __future__ import annotations
@@ -13,12 +22,17 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from .. import segment
+from .. import edit, scribble, segment
 from .._validation import ZonationInputError, check_pixel_size
 from ._common import (
     QA_FLAGS,
@@ -30,6 +44,8 @@ from ._common import (
     legend_html,
     phase_color,
     pixel_size_of,
+    shape_to_image_px,
+    unwrap,
     upsert_layer,
     with_index,
     zmeta,
@@ -37,6 +53,25 @@ from ._common import (
 
 BOUNDARY_COLOR = (1.0, 0.85, 0.1, 1.0)
 FLAG_COLOR = "#ff8c1a"
+#: Stroke classes of a scribble layer: (value, name, colour).
+SCRIBBLE_LEGEND = (
+    (1, "groundmass", (0.3, 0.8, 0.3, 1.0)),
+    (2, "vesicle / epoxy", (0.3, 0.5, 1.0, 1.0)),
+    (3, "crystal (phase A, e.g. olivine)", (1.0, 0.3, 0.3, 1.0)),
+    (4, "crystal (phase B, e.g. plagioclase)", (1.0, 0.8, 0.2, 1.0)),
+    (5, "crystal (phase C, e.g. cpx)", (0.9, 0.4, 1.0, 1.0)),
+)
+
+
+def parse_ids(text: str) -> list[int]:
+    """Label ids typed as ``"3, 7 12"`` -> ``[3, 7, 12]``."""
+    parts = [p for p in text.replace(",", " ").replace(";", " ").split() if p]
+    try:
+        return [int(p) for p in parts]
+    except ValueError as exc:
+        raise ZonationInputError(
+            f"'{text}' is not a list of crystal ids; type whole numbers like '3, 7'."
+        ) from exc
 
 
 def _spin(value: float, lo: float, hi: float, step: float, decimals: int = 2, suffix: str = ""):
@@ -156,10 +191,63 @@ class SegmentWidget(ZonationWidget):
         self.legend.setWordWrap(True)
         self._finish_layout(stretch=False)
         self._layout.addWidget(self.legend)
+        self._build_correct()
         self._layout.addStretch(1)
+        self._next_job = "segment"
 
         self.image_combo.changed.connect(self._on_image_changed)
         self._on_image_changed(self.image_combo.value)
+
+    def _build_correct(self) -> None:
+        from napari.layers import Shapes
+
+        box = QGroupBox("Correct")
+        form = QFormLayout(box)
+        form.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        self.new_scribble_button = QPushButton("New scribble layer")
+        self.new_scribble_button.setToolTip(
+            "Add a '<image> scribbles' Labels layer: paint a few strokes with the classes below."
+        )
+        self.new_scribble_button.clicked.connect(lambda: self.new_scribble_layer())
+        self.train_button = QPushButton("Train on scribbles")
+        self.train_button.setToolTip(
+            "Train a pixel random forest on the strokes; the crystals found replace the "
+            "'<image> crystals' layer."
+        )
+        self.train_button.clicked.connect(lambda: self.train())
+        row.addWidget(self.new_scribble_button)
+        row.addWidget(self.train_button)
+        form.addRow(row)
+        self.scribble_legend = QLabel(
+            legend_html((c, f"{v} {name}") for v, name, c in SCRIBBLE_LEGEND)
+        )
+        self.scribble_legend.setStyleSheet("font-size: 8pt;")
+        form.addRow(self.scribble_legend)
+        self.ids_edit = QLineEdit()
+        self.ids_edit.setPlaceholderText("crystal ids, e.g. 3, 7")
+        self.ids_edit.setToolTip("Ids of the crystals to merge, delete or split (hover to read).")
+        form.addRow("Ids", self.ids_edit)
+        row = QHBoxLayout()
+        self.merge_button = QPushButton("Merge")
+        self.merge_button.clicked.connect(lambda: self.merge_selected())
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.clicked.connect(lambda: self.delete_selected())
+        row.addWidget(self.merge_button)
+        row.addWidget(self.delete_button)
+        form.addRow(row)
+        self.line_combo = layer_combo(self.viewer, (Shapes,), "Line layer")
+        self._combos.append(self.line_combo)
+        form.addRow(self.line_combo.label, self.line_combo.native)
+        self.line_combo.reset_choices()
+        self.split_button = QPushButton("Split along last line")
+        self.split_button.setToolTip(
+            "Cut the crystal under the last line of the line layer (or the first id typed) "
+            "along that line; draw it across the crystal, from outside to outside."
+        )
+        self.split_button.clicked.connect(lambda: self.split_last_line())
+        form.addRow(self.split_button)
+        self._layout.addWidget(box)
 
     # ------------------------------------------------------------------ pixel size
     def _on_image_changed(self, layer=None) -> None:
@@ -190,12 +278,14 @@ class SegmentWidget(ZonationWidget):
 
     # ------------------------------------------------------------------ job
     def _collect(self) -> dict:
+        job = self._next_job
         image = self.image_combo.value
         if image is None:
             raise ZonationInputError("no image layer: open a BSE image (File > Open) first.")
         px = check_pixel_size(self.pixel_size.value())
         contrast = self.contrast.value()
-        return {
+        params = {
+            "job": job,
             "layer": image,
             "image": layer_image(image),
             "rgb": bool(getattr(image, "rgb", False)),
@@ -209,13 +299,27 @@ class SegmentWidget(ZonationWidget):
                 "background": self.background.currentText(),
             },
         }
+        if job == "scribbles":
+            layer = find_owned(self.viewer, "scribbles", image)
+            if layer is None:
+                raise ZonationInputError(
+                    f"no scribble layer for '{image.name}': press 'New scribble layer' and "
+                    "paint a few strokes first."
+                )
+            params["scribbles"] = np.asarray(layer.data).copy()
+        return params
 
     def _steps(self, params: dict) -> int:
         return 3
 
     def _work(self, p: dict):
         img, px = p["image"], p["pixel_size_um"]
-        labels = segment.segment_crystals(img, px, **p["options"])
+        if p.get("job") == "scribbles":
+            labels, _ = scribble.train_scribbles(
+                img, p["scribbles"], px, min_area_um2=p["options"]["min_area_um2"]
+            )
+        else:
+            labels = segment.segment_crystals(img, px, **p["options"])
         labels = np.asarray(labels, dtype=np.int32)
         n = int(len(np.unique(labels[labels > 0])))
         self.check_cancel()
@@ -223,6 +327,12 @@ class SegmentWidget(ZonationWidget):
         table = segment.crystal_table(img, labels, px)
         self.check_cancel()
         yield "Building the QA layers…"
+        yield "Done."
+        return self._qa_results(labels, table)
+
+    @staticmethod
+    def _qa_results(labels: np.ndarray, table: pd.DataFrame) -> dict:
+        """The QA layers' data from labels and their crystal table."""
         from skimage.segmentation import find_boundaries
 
         boundaries = (find_boundaries(labels, mode="inner") * labels).astype(np.int32)
@@ -233,7 +343,6 @@ class SegmentWidget(ZonationWidget):
                 lut[lab] = code
         phases = lut[labels]
         pts, flag_feats = flagged_table(table, labels)
-        yield "Done."
         return {
             "labels": labels,
             "table": table,
@@ -245,8 +354,6 @@ class SegmentWidget(ZonationWidget):
         }
 
     def _apply(self, p: dict, r: dict) -> None:
-        from napari.utils.colormaps import DirectLabelColormap
-
         image = p["layer"]
         px = p["pixel_size_um"]
         if image not in self.viewer.layers:
@@ -292,7 +399,20 @@ class SegmentWidget(ZonationWidget):
             features=with_index(table),
             **geom,
         )
+        self._update_qa(image, r, px, geom)
+        self.viewer.layers.selection.active = crystals
+        how = " (trained on scribbles)" if p.get("job") == "scribbles" else ""
+        self.set_status(
+            f"{len(table)} crystals in '{crystals.name}'{how} ({len(r['flags'])} flagged), "
+            f"{px:g} µm/px. Next: Profiles."
+        )
 
+    def _update_qa(self, image, r: dict, px: float, geom: dict) -> None:
+        """Update (or add) the boundaries, phases and flagged layers and the legend."""
+        from napari.utils.colormaps import DirectLabelColormap
+
+        name = image.name
+        table = r["table"]
         boundary_cmap = DirectLabelColormap(
             color_dict={None: BOUNDARY_COLOR, 0: TRANSPARENT}, name="boundaries"
         )
@@ -355,9 +475,154 @@ class SegmentWidget(ZonationWidget):
             "<b>Phases</b><br>"
             + legend_html((phase_color(ph), f"{ph} ({int(counts.get(ph, 0))})") for ph in names)
         )
-        n_flag = len(flags)
-        self.viewer.layers.selection.active = crystals
+
+    # ------------------------------------------------------------------ correct
+    def new_scribble_layer(self):
+        """Add (or select) the plugin-owned ``<image> scribbles`` Labels layer."""
+        image = self.image_combo.value
+        if image is None:
+            self._notify_error("no image layer: open a BSE image first.")
+            return None
+        layer = find_owned(self.viewer, "scribbles", image)
+        if layer is None:
+            from napari.utils.colormaps import DirectLabelColormap
+
+            shape = tuple(image.data.shape[-3:-1] if image.rgb else image.data.shape[-2:])
+            colors = {None: TRANSPARENT, 0: TRANSPARENT}
+            colors.update({v: c for v, _, c in SCRIBBLE_LEGEND})
+            geom = {
+                "scale": tuple(float(x) for x in image.scale[-2:]),
+                "translate": tuple(float(t) for t in image.translate[-2:]),
+            }
+            layer = upsert_layer(
+                self.viewer,
+                "labels",
+                np.zeros(shape, dtype=np.int32),
+                role="scribbles",
+                source=image,
+                name=f"{image.name} scribbles",
+                colormap=DirectLabelColormap(color_dict=colors, name="scribbles"),
+                **geom,
+            )
+            layer.brush_size = 5
+            layer.selected_label = 3
+        self.viewer.layers.selection.active = layer
+        try:
+            layer.mode = "paint"
+        except Exception:  # noqa: BLE001 - not essential
+            pass
         self.set_status(
-            f"{len(table)} crystals in '{crystals.name}' ({n_flag} flagged), "
-            f"{px:g} µm/px. Next: Profiles."
+            f"Paint short strokes in '{layer.name}': 1 groundmass, 2 vesicle/epoxy, 3+ one "
+            "class per crystal phase; then 'Train on scribbles'."
         )
+        return unwrap(layer)
+
+    def train(self, blocking: bool = False):
+        """Run :func:`napari_zonation.scribble.train_scribbles` like a segmentation run."""
+        self._next_job = "scribbles"
+        try:
+            return self.run(blocking=blocking)
+        finally:
+            self._next_job = "segment"
+
+    def _crystals_for_edit(self):
+        image = self.image_combo.value
+        if image is None:
+            raise ZonationInputError("no image layer: open a BSE image first.")
+        layer = find_owned(self.viewer, "crystals", image)
+        if layer is None:
+            raise ZonationInputError(
+                f"no crystals layer of '{image.name}' made by the plugin: segment (or train on "
+                "scribbles) first; edits only touch the plugin's own crystals layer."
+            )
+        return image, layer
+
+    def _edit(self, what: str, func) -> bool:
+        """Apply ``func(labels) -> labels`` to the crystals layer, undoably; refresh the table."""
+        if self.busy:
+            self.set_status("A run is going on; wait or press Cancel first.")
+            return False
+        try:
+            image, layer = self._crystals_for_edit()
+            old = np.asarray(layer.data)
+            new = func(old)
+            changed = np.nonzero(new != old)
+            if changed[0].size:
+                # napari records the changed pixels in the layer's history (undo works)
+                layer.data_setitem(changed, new[changed])
+            self._refresh_table(image, layer)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._on_error(exc)
+            return False
+        self.set_status(
+            f"{what}: {int(changed[0].size)} pixels changed; {len(layer.features)} crystals in "
+            f"'{layer.name}' (undo: Ctrl+Z on the layer, then edit again to refresh the table)."
+        )
+        return True
+
+    def _refresh_table(self, image, layer) -> None:
+        """Recompute the crystal table and the QA layers from the crystals layer's labels."""
+        px = zmeta(layer, create=False).get("pixel_size_um") or float(layer.scale[-1])
+        labels = np.asarray(layer.data, dtype=np.int32)
+        table = segment.crystal_table(layer_image(image), labels, px)
+        layer.features = with_index(table)
+        geom = {
+            "scale": tuple(float(x) for x in layer.scale[-2:]),
+            "translate": tuple(float(t) for t in layer.translate[-2:]),
+        }
+        self._update_qa(image, self._qa_results(labels, table), px, geom)
+
+    def merge_selected(self) -> bool:
+        """Merge the crystals whose ids are typed in the ids box."""
+        try:
+            ids = parse_ids(self.ids_edit.text())
+        except ZonationInputError as exc:
+            self._on_error(exc)
+            return False
+        return self._edit(f"merged {ids}", lambda lab: edit.merge_labels(lab, ids))
+
+    def delete_selected(self) -> bool:
+        """Delete the crystals whose ids are typed in the ids box."""
+        try:
+            ids = parse_ids(self.ids_edit.text())
+        except ZonationInputError as exc:
+            self._on_error(exc)
+            return False
+        return self._edit(f"deleted {ids}", lambda lab: edit.delete_labels(lab, ids))
+
+    def split_last_line(self) -> bool:
+        """Split a crystal along the last shape of the chosen Shapes layer."""
+        try:
+            shapes = self.line_combo.value
+            if shapes is None or not len(shapes.data):
+                raise ZonationInputError(
+                    "no line to split along: add a Shapes layer, draw a line or path across "
+                    "the crystal and pick it as the line layer."
+                )
+            image, layer = self._crystals_for_edit()
+            rc = shape_to_image_px(shapes, image, np.asarray(shapes.data[-1]))
+            ids = parse_ids(self.ids_edit.text())
+            if ids:
+                target = ids[0]
+            else:  # the crystal most of the line crosses
+                lab = np.asarray(layer.data)
+                from skimage.draw import line as draw_line
+
+                v = np.clip(np.round(rc).astype(int), 0, np.array(lab.shape) - 1)
+                hits = np.concatenate(
+                    [
+                        lab[draw_line(int(a[0]), int(a[1]), int(b[0]), int(b[1]))]
+                        for a, b in zip(v[:-1], v[1:], strict=True)
+                    ]
+                    or [np.zeros(0, int)]
+                )
+                hits = hits[hits > 0]
+                if not hits.size:
+                    raise ZonationInputError(
+                        "the last line crosses no crystal; draw it across the crystal to split."
+                    )
+                target = int(np.bincount(hits).argmax())
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._on_error(exc)
+            return False
+        return self._edit(f"split crystal {target}", lambda lab: edit.split_label(lab, target, rc))

@@ -1,0 +1,117 @@
+"""Crystals from painted strokes (napari_zonation.scribble) against synthetic ground truth.
+
+Strokes are drawn from the truth as a person would paint them: one short line inside the
+biggest crystal of each phase (one class per phase, 3, 4, 5), four short lines in the
+groundmass (1) and one across each of up to two vesicles (2): about 200-270 painted pixels
+of 147 456.
+
+Measured (384 x 384, 8 crystals, 1.5 um/px, defaults): instance recall at IoU >= 0.5 of
+1.0 / 1.0 / 1.0 / 0.875 for seeds 1-4, 0.875 / 0.875 / 1.0 / 0.875 / 0.875 for seeds 6-10,
+and 0.375 for seed 5 (a clinopyroxene-rich scene of strongly zoned, touching crystals: one
+stroke per phase is not enough there); mean 0.875 over seeds 1-10. With one class for all
+crystals instead of one per phase, recall drops (0.75, 1.0, 1.0, 0.75 for seeds 1-4, measured
+before zoned cores were absorbed into their rims); the distance-transform split over-cuts
+zoned crystals (0.375-0.75), hence off by default. The test asserts >= 0.8 on seeds 1-3
+(lowest measured there 1.0; 0.875 is the usual value on other seeds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from sklearn.ensemble import RandomForestClassifier
+
+from napari_zonation._validation import ZonationInputError
+from napari_zonation.scribble import train_scribbles
+from napari_zonation.synthetic import make_thin_section
+
+PX = 1.5
+
+
+def strokes_from_truth(s, per_phase: bool = True) -> np.ndarray:
+    """A few painted strokes drawn from the synthetic truth (see the module docstring)."""
+    lab, truth = s.labels, s.truth
+    scr = np.zeros(lab.shape, np.int32)
+    phases = sorted(truth["phase"].unique())
+    picks = truth.sort_values("area_um2", ascending=False).drop_duplicates("phase")
+    for _, row in picks.iterrows():
+        inner = ndi.distance_transform_edt(lab == row["label"])
+        r, c = np.unravel_index(np.argmax(inner), lab.shape)
+        half = int(0.5 * inner[r, c])
+        cc = np.arange(c - half, c + half + 1)
+        cc = cc[(cc >= 0) & (cc < lab.shape[1])]
+        scr[r, cc[inner[r, cc] > 3]] = 3 + phases.index(row["phase"]) if per_phase else 3
+    vesicle = (lab == 0) & (s.clean < 0.15 * 255)
+    gm = (ndi.distance_transform_edt(lab == 0) > 8) & ~ndi.binary_dilation(vesicle, iterations=8)
+    rr, cc = np.nonzero(gm)
+    for i in np.random.default_rng(0).choice(rr.size, 4, replace=False):
+        seg = np.arange(cc[i] - 10, cc[i] + 11)
+        seg = seg[(seg >= 0) & (seg < lab.shape[1])]
+        scr[rr[i], seg[gm[rr[i], seg]]] = 1
+    vl, nv = ndi.label(vesicle)
+    vin = ndi.distance_transform_edt(vesicle)
+    for v in range(1, min(nv, 2) + 1):
+        d = np.where(vl == v, vin, 0)
+        r, c = np.unravel_index(np.argmax(d), d.shape)
+        h = int(max(1, d[r, c] - 2))
+        scr[r, max(0, c - h) : c + h + 1] = 2
+    return scr
+
+
+def best_ious(truth_lab: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """For each true crystal, the best IoU with a predicted crystal."""
+    out = []
+    for i in np.unique(truth_lab[truth_lab > 0]):
+        m = truth_lab == i
+        cand, cnt = np.unique(pred[m], return_counts=True)
+        best = 0.0
+        for p, n in zip(cand, cnt, strict=True):
+            if p > 0:
+                best = max(best, n / (m.sum() + (pred == p).sum() - n))
+        out.append(best)
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_strokes_from_truth_find_the_crystals(seed):
+    s = make_thin_section((384, 384), n_crystals=8, seed=seed, pixel_size_um=PX)
+    scr = strokes_from_truth(s)
+    assert (scr > 0).sum() < 0.005 * scr.size  # a few strokes, not a mask
+    labels, clf = train_scribbles(s.image, scr, PX)
+    assert labels.dtype == np.int32 and labels.shape == s.image.shape
+    ious = best_ious(s.labels, labels)
+    assert (ious >= 0.5).mean() >= 0.8, np.round(ious, 2)
+    # crystals only: nothing in the vesicles, and ids are 1..n
+    assert set(np.unique(labels)) == set(range(int(labels.max()) + 1))
+    assert isinstance(clf, RandomForestClassifier)
+    assert clf.n_estimators == 50 and clf.max_depth == 10
+    assert set(clf.classes_) == set(np.unique(scr[scr > 0]))
+
+
+def test_min_area_and_names_dict():
+    s = make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=PX)
+    scr = strokes_from_truth(s, per_phase=False)
+    # the same strokes renumbered under another convention, given by names
+    alt = np.select([scr == 1, scr == 2, scr == 3], [7, 3, 1], 0).astype(np.int32)
+    names = {7: "groundmass", 3: "epoxy", 1: "olivine"}
+    a, _ = train_scribbles(s.image, scr, PX)
+    b, _ = train_scribbles(s.image, alt, PX, classes=names)
+    assert (a > 0).sum() > 0
+    assert np.mean((a > 0) == (b > 0)) > 0.98
+    big = train_scribbles(s.image, scr, PX, min_area_um2=5000.0)[0]
+    areas = np.bincount(big.ravel())[1:] * PX * PX
+    assert areas.size and areas.min() >= 5000.0
+
+
+def test_bad_strokes_are_explained():
+    s = make_thin_section((128, 128), n_crystals=2, seed=0)
+    scr = np.zeros(s.image.shape, np.int32)
+    scr[5, 5:20] = 1
+    with pytest.raises(ZonationInputError, match="at least one crystal stroke"):
+        train_scribbles(s.image, scr)
+    with pytest.raises(ZonationInputError, match="shape"):
+        train_scribbles(s.image, scr[:-1])
+    scr[50, 50:60] = 4
+    with pytest.raises(ZonationInputError, match="no name"):
+        train_scribbles(s.image, scr, classes={1: "groundmass"})
