@@ -20,6 +20,8 @@ ARI >= 0.85 with automatic k, plateau count >= 0.9, rim sign >= 0.97.
 
     python benchmarks/zoning.py            # 6 scenes of 768 x 768, 22 crystals, noise 0.02
     python benchmarks/zoning.py --quick    # the first 2 scenes (< 1 minute)
+    python benchmarks/zoning.py --clip-sigmas 0 --systematic-fraction 0   # plain shell
+        # medians, no systematic floor: the chain before both fixes
 """
 
 from __future__ import annotations
@@ -72,15 +74,15 @@ def plain_recipe(prof: pd.DataFrame, labels: np.ndarray, k: int, points: int = 3
     return KMeans(k, n_init=10, random_state=0).fit_predict(x)
 
 
-def run_scene(shape, n_crystals, noise, seed, px=1.0) -> dict:
+def run_scene(shape, n_crystals, noise, seed, px=1.0, prof_opts=None, desc_opts=None) -> dict:
     """Run the chain on one scene; return per-crystal results and scores."""
     t0 = time.perf_counter()
     s = make_thin_section(shape, n_crystals=n_crystals, noise=noise, seed=seed, pixel_size_um=px)
     truth = s.truth.set_index("label")
     labels = segment_crystals(s.image, px)
     crystals = crystal_table(s.image, labels, px)
-    prof = rim_profiles(s.image, labels, px)
-    table = describe_zoning(prof, crystals=crystals)
+    prof = rim_profiles(s.image, labels, px, **(prof_opts or {}))
+    table = describe_zoning(prof, crystals=crystals, **(desc_opts or {}))
     table = cluster_crystals(table, profiles=prof)
     m = match_labels(s.labels, labels)
     table = table[table["label"].isin(list(m))].copy()
@@ -142,6 +144,18 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.02, help="detector noise, full scale")
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--verbose", action="store_true", help="print the confusions")
+    ap.add_argument(
+        "--clip-sigmas",
+        type=float,
+        default=None,
+        help="rim_profiles(clip_sigmas=...); 0 = plain shell medians (default: the library's)",
+    )
+    ap.add_argument(
+        "--systematic-fraction",
+        type=float,
+        default=None,
+        help="describe_zoning(systematic_fraction=...); 0 = off (default: the library's)",
+    )
     args = ap.parse_args()
     shape, n_cry = (768, 768), 22
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4, 5])
@@ -153,7 +167,13 @@ def main() -> None:
     print(head)
     results = []
     for seed in seeds:
-        r = run_scene(shape, n_cry, args.noise, seed)
+        prof_opts = {} if args.clip_sigmas is None else {"clip_sigmas": args.clip_sigmas}
+        desc_opts = (
+            {}
+            if args.systematic_fraction is None
+            else {"systematic_fraction": args.systematic_fraction}
+        )
+        r = run_scene(shape, n_cry, args.noise, seed, prof_opts=prof_opts, desc_opts=desc_opts)
         results.append(r)
         print(
             f"{r['seed']:>4} {r['n_true']:>4} {r['n_matched']:>5} {r['n_unmatched']:>5} "

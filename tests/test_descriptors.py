@@ -347,3 +347,49 @@ def test_noisy_core_tail_with_large_sigma_adds_no_step():
     # without the sigmas, the same tail looks like more zoning
     plain = describe_zoning(prof.drop(columns="sigma")).iloc[0]
     assert plain["n_plateaus"] != 2 or plain["zoning_type"] != "rim_brighter"
+
+
+def _shell_like(d, v, n_pixels, sigma_px=5.1, seed=0):
+    rng = np.random.default_rng(seed)
+    sigma = 1.2533 * sigma_px / np.sqrt(n_pixels)
+    return pd.DataFrame(
+        {
+            "label": 1,
+            "distance_um": d,
+            "value": v + rng.normal(0, sigma),
+            "sigma": sigma,
+            "n_pixels": n_pixels,
+        }
+    )
+
+
+def test_systematic_rim_shift_of_shell_medians_is_not_a_step():
+    # an unzoned crystal whose outer six shells carry 0.5 DN of bias (8 % of foreign pixels
+    # at 5 DN pixel noise, or beam drift); the shells hold 700-800 pixels, so the shift is
+    # three standard errors but within the systematic error of a shell median. (A 1 DN shift
+    # over six shells is still read as a step: the floor is 0.1 pixel sigma = 0.5 DN.)
+    d = np.arange(1.5, 81.5, 1.0)
+    n_pixels = np.linspace(800, 60, d.size).round()
+    v = np.full(d.size, 170.0)
+    v[:6] -= 0.5
+    prof = _shell_like(d, v, n_pixels)
+    row = describe_zoning(prof).iloc[0]
+    assert row["zoning_type"] == "unzoned", row[["best_model", "misfit_ratio"]].to_dict()
+    off = describe_zoning(prof, systematic_fraction=0.0).iloc[0]
+    assert off["zoning_type"] != "unzoned"  # what the floor is there for
+
+
+def test_systematic_floor_keeps_real_steps_and_ignores_plain_profiles():
+    # an 8 DN step (the generator's weakest contrast) in shell medians is still a step
+    d = np.arange(1.5, 81.5, 1.0)
+    n_pixels = np.linspace(800, 60, d.size).round()
+    v = 170.0 - 8.0 * 0.5 * (1 - erf((d - 20.0) / 4.0))
+    row = describe_zoning(_shell_like(d, v, n_pixels, seed=1)).iloc[0]
+    assert row["zoning_type"] == "rim_darker"
+    assert row["step_positions_um"][0] == pytest.approx(20.0, abs=2.0)
+    # profiles without n_pixels (traverses, CSV, make_profiles) are unaffected
+    prof, _ = make_profiles(3, noise=0.02, seed=4)
+    a = describe_zoning(prof)
+    b = describe_zoning(prof, systematic_fraction=0.0)
+    pd.testing.assert_series_equal(a["zoning_type"], b["zoning_type"])
+    np.testing.assert_allclose(a["noise_sigma"], b["noise_sigma"])

@@ -154,6 +154,50 @@ def _shell_stats(
     )
 
 
+def _clipped_shell_stats(
+    st: pd.DataFrame,
+    key: np.ndarray,
+    d: np.ndarray,
+    v: np.ndarray,
+    n_keys: int,
+    n_bins: int,
+    key_ids: np.ndarray | None,
+    integer: bool,
+    clip: float,
+    n_iter: int = 1,
+) -> pd.DataFrame:
+    """Shell statistics again, without pixels far from their shell's median.
+
+    The scale is one per crystal: the median over its shells of ``1.4826 MAD`` (most shells
+    are clean, so contaminated outer shells do not inflate it). Crystals with a zero scale
+    (noise-free images) and shells that would lose every pixel keep their first statistics.
+    """
+    sk = st["key"].to_numpy()
+    full = sk if key_ids is None else key_ids[sk]
+    crystal = full // n_bins
+    scale_of_crystal = pd.Series(1.4826 * st["mad"].to_numpy()).groupby(crystal).median()
+    scale = np.zeros(n_keys)
+    scale[sk] = scale_of_crystal.reindex(crystal).to_numpy()
+    cur = st
+    for _ in range(n_iter):
+        med = np.zeros(n_keys)
+        med[cur["key"].to_numpy()] = cur["value"].to_numpy()
+        s_px = scale[key]
+        keep = (s_px <= 0) | (np.abs(v - med[key]) <= clip * s_px)
+        if keep.all():
+            break
+        new = _shell_stats(key[keep], d[keep], v[keep], n_keys, integer=integer)
+        lost = np.setdiff1d(st["key"].to_numpy(), new["key"].to_numpy())
+        if lost.size:
+            new = pd.concat([new, st[st["key"].isin(lost)]]).sort_values("key")
+            new = new.reset_index(drop=True)
+        cur = new
+    # a shell's distance is that of all its pixels (the clipping picks values, not places)
+    dist = pd.Series(st["distance_um"].to_numpy(), index=st["key"].to_numpy())
+    cur = cur.assign(distance_um=dist.reindex(cur["key"].to_numpy()).to_numpy())
+    return cur
+
+
 def rim_profiles(
     image,
     labels,
@@ -166,6 +210,7 @@ def rim_profiles(
     width_um: float = 3.0,
     channel_names: list[str] | None = None,
     return_traverses: bool = False,
+    clip_sigmas: float | None = 3.0,
 ):
     """Core-to-rim profiles of every crystal.
 
@@ -198,6 +243,16 @@ def rim_profiles(
     return_traverses : bool
         With ``method="traverse"``, also return the traverse table (see
         :func:`place_traverses`).
+    clip_sigmas : float or None, default 3.0
+        Shells method: after a first median, pixels farther than ``clip_sigmas`` times the
+        crystal's pixel noise from their shell's median are dropped and the median (and its
+        ``sigma``, from the kept pixels) is taken again; the shell's distance is unchanged.
+        The pixel noise is the median over the crystal's shells of ``1.4826 MAD``. This
+        removes what a segmentation leaves at the outline (groundmass, microlites, the
+        blurred rim) and what the shells cross inside (cracks, seams, inclusions): with
+        noise, a fraction ``f`` of such pixels moves a plain median by about ``1.25 f`` pixel
+        sigmas (1-2 DN for ``f = 0.2-0.4`` at 2 % noise), which reads as a step at the rim.
+        ``None`` (or 0) keeps the plain median.
 
     Returns
     -------
@@ -262,6 +317,8 @@ def rim_profiles(
         ok = np.isfinite(vals)
         k, d, v = (key, d_um, vals) if ok.all() else (key[ok], d_um[ok], vals[ok])
         st = _shell_stats(k, d, v, n_keys, integer=integer)
+        if clip_sigmas:
+            st = _clipped_shell_stats(st, k, d, v, n_keys, n_bins, key_ids, integer, clip_sigmas)
         full_key = st["key"].to_numpy() if key_ids is None else key_ids[st["key"].to_numpy()]
         n = st["n_pixels"].to_numpy()
         out = pd.DataFrame(
