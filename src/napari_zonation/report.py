@@ -51,10 +51,12 @@ def report_figure(
     n_panels = max(len(clusters), 1)
     n_cols = 2 if n_panels > 1 else 1
     n_rows = int(np.ceil(n_panels / n_cols))
-    fig = Figure(figsize=(14, max(6, 2.2 * n_rows)), dpi=100, layout="constrained")
-    grid_spec = fig.add_gridspec(n_rows, 1 + n_cols, width_ratios=[2 * n_cols] + [1] * n_cols)
-    ax_img = fig.add_subplot(grid_spec[:, 0])
     h, w = img.shape
+    height_in = max(6.0, 2.2 * n_rows)
+    image_in = float(np.clip(height_in * w / h, 4.0, 10.0))  # the image keeps its aspect
+    fig = Figure(figsize=(image_in + 3.4 * n_cols, height_in), dpi=100, layout="constrained")
+    grid_spec = fig.add_gridspec(n_rows, 1 + n_cols, width_ratios=[image_in] + [3.4] * n_cols)
+    ax_img = fig.add_subplot(grid_spec[:, 0])
     extent = (0, w * pixel_size_um, h * pixel_size_um, 0)
     ax_img.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=extent)
     ax_img.imshow(overlay, extent=extent, interpolation="nearest")
