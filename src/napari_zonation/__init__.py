@@ -7,11 +7,12 @@ package loads neither Qt nor napari; the dock widgets live in :mod:`napari_zonat
 from __future__ import annotations
 
 from ._validation import ZonationInputError
-from .cluster import cluster_crystals
+from .cluster import cluster_colors, cluster_crystals, embed_crystals
 from .descriptors import describe_zoning
-from .diffusion import fit_diffusion
+from .diffusion import fit_diffusion, olivine_diffusivity
 from .io import read_profiles, read_sem_tiff
-from .profiles import line_profiles, rim_profiles
+from .metrics import match_instances
+from .profiles import apply_calibration, calibrate, line_profiles, rim_profiles
 from .segment import crystal_table, segment_crystals
 from .synthetic import SyntheticSample, make_thin_section
 
@@ -20,12 +21,18 @@ __version__ = "0.1.0"
 __all__ = [
     "SyntheticSample",
     "ZonationInputError",
+    "apply_calibration",
+    "calibrate",
+    "cluster_colors",
     "cluster_crystals",
     "crystal_table",
     "describe_zoning",
+    "embed_crystals",
     "fit_diffusion",
     "line_profiles",
     "make_thin_section",
+    "match_instances",
+    "olivine_diffusivity",
     "read_profiles",
     "read_sem_tiff",
     "rim_profiles",
