@@ -29,6 +29,7 @@ import pandas as pd
 from psygnal import Signal
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -142,6 +143,29 @@ def find_layer(viewer, name: str | None = None, uid: str | None = None):
     if name is not None and name in viewer.layers:
         return viewer.layers[name]
     return None
+
+
+def spin_box(
+    value: float,
+    lo: float,
+    hi: float,
+    step: float,
+    decimals: int = 2,
+    suffix: str = "",
+    special: str | None = None,
+) -> QDoubleSpinBox:
+    """A QDoubleSpinBox with range, step, decimals, unit suffix and an optional text shown at
+    its minimum (``special``, e.g. "auto" or "none")."""
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    if suffix:
+        box.setSuffix(suffix)
+    if special:
+        box.setSpecialValueText(special)
+    return box
 
 
 def source_image(viewer, layer):

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QSpinBox
+from qtpy.QtWidgets import QComboBox, QSpinBox
 
 from .. import diffusion
 from .._validation import ZonationInputError
@@ -27,6 +27,7 @@ from ._common import (
     profile_store,
     profiles_of,
     set_table,
+    spin_box,
     table_of,
     value_name,
     zmeta,
@@ -38,16 +39,7 @@ STORE_PREFIX = "imported: "
 
 
 def _spin(value, lo, hi, step, decimals=1, suffix="", special=None):
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    if suffix:
-        box.setSuffix(suffix)
-    if special:
-        box.setSpecialValueText(special)
-    return box
+    return spin_box(value, lo, hi, step, decimals, suffix, special)
 
 
 class DiffusionWidget(ZonationWidget):

@@ -21,7 +21,6 @@ import pandas as pd
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -45,6 +44,7 @@ from ._common import (
     phase_color,
     pixel_size_of,
     shape_to_image_px,
+    spin_box,
     unwrap,
     upsert_layer,
     with_index,
@@ -74,15 +74,7 @@ def parse_ids(text: str) -> list[int]:
         ) from exc
 
 
-def _spin(value: float, lo: float, hi: float, step: float, decimals: int = 2, suffix: str = ""):
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    if suffix:
-        box.setSuffix(suffix)
-    return box
+_spin = spin_box
 
 
 def phase_codes(table: pd.DataFrame) -> tuple[dict[int, int], list[str]]:
@@ -572,23 +564,21 @@ class SegmentWidget(ZonationWidget):
         }
         self._update_qa(image, self._qa_results(labels, table), px, geom)
 
-    def merge_selected(self) -> bool:
-        """Merge the crystals whose ids are typed in the ids box."""
+    def _edit_ids(self, verb: str, fn) -> bool:
         try:
             ids = parse_ids(self.ids_edit.text())
         except ZonationInputError as exc:
             self._on_error(exc)
             return False
-        return self._edit(f"merged {ids}", lambda lab: edit.merge_labels(lab, ids))
+        return self._edit(f"{verb} {ids}", lambda lab: fn(lab, ids))
+
+    def merge_selected(self) -> bool:
+        """Merge the crystals whose ids are typed in the ids box."""
+        return self._edit_ids("merged", edit.merge_labels)
 
     def delete_selected(self) -> bool:
         """Delete the crystals whose ids are typed in the ids box."""
-        try:
-            ids = parse_ids(self.ids_edit.text())
-        except ZonationInputError as exc:
-            self._on_error(exc)
-            return False
-        return self._edit(f"deleted {ids}", lambda lab: edit.delete_labels(lab, ids))
+        return self._edit_ids("deleted", edit.delete_labels)
 
     def split_last_line(self) -> bool:
         """Split a crystal along the last shape of the chosen Shapes layer."""
