@@ -284,12 +284,26 @@ def set_table(layer, table: pd.DataFrame, key: str = "label") -> None:
     layer.features = with_index(table, key)
 
 
-def profiles_of(layer) -> pd.DataFrame | None:
-    """The long profiles table a layer carries in its metadata, or None."""
+def profiles_of(layer, calibrated: bool = False) -> pd.DataFrame | None:
+    """The long profiles table a layer carries in its metadata, or None.
+
+    With ``calibrated``, the calibrated copy (Profiles widget, Calibration tab:
+    ``profiles_calibrated``, values in composition) when the layer has one.
+    """
     if layer is None:
         return None
-    prof = zmeta(layer, create=False).get("profiles")
+    md = zmeta(layer, create=False)
+    if calibrated and isinstance(md.get("profiles_calibrated"), pd.DataFrame):
+        return md["profiles_calibrated"]
+    prof = md.get("profiles")
     return prof if isinstance(prof, pd.DataFrame) else None
+
+
+def quantity_of(prof: pd.DataFrame | None) -> str | None:
+    """The calibrated quantity of a profiles table (e.g. ``Fo (mol%)``), or None."""
+    if prof is None or "quantity" not in prof.columns or not len(prof):
+        return None
+    return str(prof["quantity"].iloc[0])
 
 
 def first_channel(prof: pd.DataFrame) -> pd.DataFrame:

@@ -44,6 +44,7 @@ from ._common import (
     merge_table,
     pixel_size_of,
     profiles_of,
+    quantity_of,
     set_table,
     source_image,
     table_of,
@@ -98,7 +99,10 @@ class DescribeWidget(ZonationWidget):
         )
         self.quantity = QComboBox()
         self.quantity.addItems(["grey", "composition"])
-        self.quantity.setToolTip("What the profile values are: BSE grey or a composition.")
+        self.quantity.setToolTip(
+            "What the profile values are: BSE grey or a composition. 'composition' describes\n"
+            "the calibrated profiles (Profiles widget, Calibration tab) when there are some."
+        )
         self._form.addRow("Values are", self.quantity)
         self.backend = QComboBox()
         self.backend.addItems(["offline", "openai"])
@@ -224,7 +228,8 @@ class DescribeWidget(ZonationWidget):
         if labels is None:
             raise ZonationInputError("no crystals layer: run Segment crystals first.")
         image = self.image_combo.value
-        prof = profiles_of(labels)
+        quantity = self.quantity.currentText()
+        prof = profiles_of(labels, calibrated=quantity == "composition")
         px = zmeta(labels, create=False).get("pixel_size_um") or pixel_size_of(image)[0] or 1.0
         if prof is None and image is None:
             raise ZonationInputError(
@@ -240,7 +245,7 @@ class DescribeWidget(ZonationWidget):
             "prof": prof,
             "table": table,
             "backend": backend,
-            "quantity": self.quantity.currentText(),
+            "quantity": quantity,
             "pixel_size_um": float(px),
             "labels": np.array(labels.data, copy=True),
             "image": layer_image(image) if image is not None else None,
@@ -368,6 +373,8 @@ class DescribeWidget(ZonationWidget):
             merged["describe_status"] = merged["describe_status"].fillna("no_profile")
         set_table(labels, merged)
         msg = f"{len(result)} crystals described in '{labels.name}'"
+        if quantity_of(p["prof"]):
+            msg += f" (calibrated profiles, {quantity_of(p['prof'])})"
         if "zoning_type" in result.columns:
             counts = result["zoning_type"].value_counts()
             msg += ": " + ", ".join(f"{k} {v}" for k, v in counts.items())

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import QComboBox, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QSpinBox
 
 from .. import diffusion
 from .._validation import ZonationInputError
@@ -26,6 +26,7 @@ from ._common import (
     profile_arrays,
     profile_store,
     profiles_of,
+    quantity_of,
     set_table,
     spin_box,
     table_of,
@@ -87,6 +88,13 @@ class DiffusionWidget(ZonationWidget):
         self.model.addItems(["erf", "fd"])
         self.model.setToolTip("erf: analytical quick look; fd: finite differences, D(XFe).")
         self._form.addRow("Model", self.model)
+        self.calibrated = QCheckBox("calibrated values when there are some")
+        self.calibrated.setChecked(True)
+        self.calibrated.setToolTip(
+            "Fit the calibrated copy of the profiles (Profiles widget, Calibration tab: e.g.\n"
+            "Fo in mol %, from which XFe follows) instead of the grey levels."
+        )
+        self._form.addRow("Profiles in", self.calibrated)
         self.plot_label = QSpinBox()
         self.plot_label.setRange(0, 10**9)
         self.plot_label.setSpecialValueText("first fitted")
@@ -132,7 +140,7 @@ class DiffusionWidget(ZonationWidget):
             name = source[len(STORE_PREFIX) :]
             prof = profile_store.tables(self.viewer).get(name)
             return prof, None
-        return profiles_of(source), source
+        return profiles_of(source, calibrated=self.calibrated.isChecked()), source
 
     # ------------------------------------------------------------------ job
     def _collect(self) -> dict:
@@ -217,6 +225,8 @@ class DiffusionWidget(ZonationWidget):
         self._last = (p["prof"], table)
         ok = table[table["fit_status"] == "ok"]
         msg = f"{len(ok)} of {len(table)} profiles fitted into {where}"
+        if quantity_of(p["prof"]):
+            msg += f" (calibrated profiles, {quantity_of(p['prof'])})"
         if len(ok) and ok["timescale_days"].notna().any():
             t = ok["timescale_days"].dropna()
             msg += f"; median timescale {np.median(t):.3g} days"
