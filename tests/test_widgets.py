@@ -661,7 +661,7 @@ def test_calibration_spots_fit_and_apply(make_napari_viewer, qtbot, sample):
 # ---------------------------------------------------------------- correct (issue 3)
 
 
-def test_merge_delete_split_edit_the_crystals_layer_undoably(make_napari_viewer, sample):
+def test_merge_delete_split_edit_the_crystals_layer_undoably(make_napari_viewer, qtbot, sample):
     from napari_zonation import edit
 
     viewer = make_napari_viewer()
@@ -681,8 +681,29 @@ def test_merge_delete_split_edit_the_crystals_layer_undoably(make_napari_viewer,
     assert list(feats["index"]) == list(feats["label"]) == list(expected["label"])
     assert b not in set(feats["label"])
     np.testing.assert_allclose(feats["area_um2"], expected["area_um2"])
-    # napari's undo restores the labels from before the edit
+    # napari's undo restores the labels from before the edit, and the table follows
     crystals.undo()
+    np.testing.assert_array_equal(crystals.data, old)
+    before = segment.crystal_table(sample.image, old, PX)
+    assert list(crystals.features["label"]) == list(before["label"])
+    np.testing.assert_allclose(crystals.features["area_um2"], before["area_um2"])
+    crystals.redo()
+    np.testing.assert_array_equal(crystals.data, merged)
+    assert b not in set(crystals.features["label"])
+    crystals.undo()
+    assert b in set(crystals.features["label"])
+    # a brush stroke with a new label adds a crystal to the table
+    new_id = int(old.max()) + 1
+    crystals.selected_label = new_id
+    hole = np.argwhere(old == 0)[len(np.argwhere(old == 0)) // 2]
+    crystals.brush_size = 30
+    crystals.paint(tuple(hole), new_id, refresh=True)
+    qtbot.waitUntil(lambda: new_id in set(crystals.features["label"]), timeout=TIMEOUT_MS)
+    painted = (np.asarray(crystals.data) == new_id).sum() * PX**2
+    row = crystals.features.set_index("label").loc[new_id]
+    assert row["area_um2"] == pytest.approx(painted)
+    crystals.undo()
+    assert new_id not in set(crystals.features["label"])
     np.testing.assert_array_equal(crystals.data, old)
 
     # delete

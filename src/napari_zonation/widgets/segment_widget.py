@@ -10,14 +10,15 @@ thread worker; the result replaces the plugin's ``<image> crystals`` layer, neve
 merge, delete or split crystals of the plugin's crystals layer
 (:mod:`napari_zonation.edit`). Edits write only the changed pixels through
 ``Labels.data_setitem``, so napari's undo (Ctrl+Z on the layer, ``layer.undo()``) restores
-them; after each edit the crystal table (features) and the QA layers are recomputed. After an
-undo, press an edit button again or re-run to refresh the table (undo does not recompute it).
+them; after each edit, and after napari's undo/redo or a brush/fill/eraser stroke on the
+crystals layer, the crystal table (features) and the QA layers are recomputed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,6 +45,7 @@ from ._common import (
     phase_color,
     pixel_size_of,
     shape_to_image_px,
+    source_image,
     spin_box,
     unwrap,
     upsert_layer,
@@ -121,6 +123,8 @@ class SegmentWidget(ZonationWidget):
     def __init__(self, napari_viewer, parent=None) -> None:
         super().__init__(napari_viewer, parent)
         from napari.layers import Image
+
+        self._editing = False
 
         self.image_combo = self._add_combo(layer_combo(self.viewer, (Image,), "Image"))
         self.pixel_size = _spin(1.0, 1e-4, 1e4, 0.1, decimals=4, suffix=" µm/px")
@@ -392,6 +396,7 @@ class SegmentWidget(ZonationWidget):
             **geom,
         )
         self._update_qa(image, r, px, geom)
+        self._watch_edits(crystals)
         self.viewer.layers.selection.active = crystals
         how = " (trained on scribbles)" if p.get("job") == "scribbles" else ""
         self.set_status(
@@ -541,16 +546,53 @@ class SegmentWidget(ZonationWidget):
             changed = np.nonzero(new != old)
             if changed[0].size:
                 # napari records the changed pixels in the layer's history (undo works)
-                layer.data_setitem(changed, new[changed])
+                self._editing = True
+                try:
+                    layer.data_setitem(changed, new[changed])
+                finally:
+                    self._editing = False
             self._refresh_table(image, layer)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self._on_error(exc)
             return False
         self.set_status(
             f"{what}: {int(changed[0].size)} pixels changed; {len(layer.features)} crystals in "
-            f"'{layer.name}' (undo: Ctrl+Z on the layer, then edit again to refresh the table)."
+            f"'{layer.name}' (undo: Ctrl+Z on the layer)."
         )
         return True
+
+    def _watch_edits(self, layer) -> None:
+        """Keep the crystal table in step with the crystals layer after napari's undo/redo
+        (Ctrl+Z, Ctrl+Shift+Z) and after brush, fill or eraser strokes on it."""
+        layer = unwrap(layer)
+        if getattr(layer, "_zonation_watched", False):
+            return
+        layer._zonation_watched = True
+        for name in ("undo", "redo"):
+            original = getattr(layer, name)
+
+            def replay(original=original) -> None:
+                original()
+                self._refresh_after_user_edit(layer)
+
+            setattr(layer, name, replay)
+        # napari emits ``paint`` before it writes the stroke: refresh once the event loop runs
+        layer.events.paint.connect(
+            lambda event=None: QTimer.singleShot(0, lambda: self._refresh_after_user_edit(layer))
+        )
+
+    def _refresh_after_user_edit(self, layer) -> None:
+        if self._editing or self.busy or layer not in self.viewer.layers:
+            return
+        image = source_image(self.viewer, layer)
+        if image is None:
+            return
+        try:
+            self._refresh_table(image, layer)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._on_error(exc)
+            return
+        self.set_status(f"{len(layer.features)} crystals in '{layer.name}' (table refreshed).")
 
     def _refresh_table(self, image, layer) -> None:
         """Recompute the crystal table and the QA layers from the crystals layer's labels."""
