@@ -115,3 +115,48 @@ def test_bad_strokes_are_explained():
     scr[50, 50:60] = 4
     with pytest.raises(ZonationInputError, match="no name"):
         train_scribbles(s.image, scr, classes={1: "groundmass"})
+
+
+def test_coarse_to_fine_prediction_equals_the_full_one():
+    """Predicting on a 4-pixel grid, then at full resolution next to class changes, gives
+    the classes of the full prediction (scikit-image's predict_segmenter)."""
+    from skimage.feature import multiscale_basic_features
+    from skimage.future import fit_segmenter, predict_segmenter
+
+    from napari_zonation.scribble import _predict
+
+    s = make_thin_section((384, 384), n_crystals=8, seed=2, pixel_size_um=PX)
+    scr = strokes_from_truth(s)
+    feats = multiscale_basic_features(s.image.astype(float), sigma_min=0.67, sigma_max=10.7)
+    clf = fit_segmenter(scr, feats, RandomForestClassifier(n_estimators=20, random_state=0))
+    full = predict_segmenter(feats, clf)
+    fast = _predict(feats, clf, 4)
+    assert fast.shape == full.shape
+    # only isolated pixels thinner than the grid inside another class may differ
+    assert np.mean(fast == full) > 0.995
+    labels_full, _ = train_scribbles(s.image, scr, PX, predict_stride=1)
+    labels_fast, _ = train_scribbles(s.image, scr, PX, predict_stride=4)
+    assert np.mean((labels_full > 0) == (labels_fast > 0)) > 0.995
+    assert labels_full.max() == labels_fast.max()
+
+
+def test_retraining_on_the_same_image_reuses_its_features(monkeypatch):
+    from napari_zonation import scribble
+
+    calls = []
+    real = scribble.multiscale_basic_features
+    monkeypatch.setattr(
+        scribble, "multiscale_basic_features", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    s = make_thin_section((256, 256), n_crystals=4, seed=3, pixel_size_um=PX)
+    scr = strokes_from_truth(s)
+    first, _ = train_scribbles(s.image, scr, PX)
+    fewer = np.where(scr == 2, 0, scr)  # other strokes, same image (a copy of it)
+    train_scribbles(s.image.copy(), fewer, PX)
+    again, _ = train_scribbles(s.image, scr, PX)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first, again)
+    other = s.image.copy()
+    other[0, 0] ^= 1  # another image (one pixel differs): features computed again
+    train_scribbles(other, scr, PX)
+    assert len(calls) == 2
