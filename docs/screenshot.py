@@ -215,6 +215,28 @@ def profiles_main(out_dir: Path = HERE / "images") -> Path:
     if (pick["phase"] == "olivine").any():
         pick = pick[pick["phase"] == "olivine"]
     row = (pick if len(pick) else t).sort_values("area_um2").iloc[-1]
+    # a composition map of the crystal's phase at twice the pixel size, as an EPMA map would
+    # be (the generator's grey -> composition line, with its own noise), profiled along the
+    # same line ("Also sample")
+    name, (a0, a1) = {
+        "olivine": ("Fo map (mol%)", (1.12, -0.006)),
+        "clinopyroxene": ("Mg# map", (0.79, -0.003)),
+        "plagioclase": ("An map (mol%)", (0.225, 0.0015)),
+    }[row["phase"]]
+    rng = np.random.default_rng(1)
+    comp = (s.clean[::2, ::2] / 255.0 - a0) / a1
+    comp = np.clip(comp + rng.normal(0.0, 0.5, comp.shape), 0.0, 100.0)
+    comp_layer = viewer.add_image(
+        comp,
+        name=name,
+        scale=(2 * px, 2 * px),
+        units=("um", "um"),
+        colormap="viridis",
+        visible=False,
+    )
+    viewer.layers.move(viewer.layers.index(comp_layer), 0)
+    prw.line_image_combo.value = viewer.layers["synthetic BSE"]
+    prw.also_images.value = [comp_layer]
     rr, cc = np.nonzero(s.labels == row["label"])
     centre = np.array([rr.mean(), cc.mean()])
     w, v = np.linalg.eigh(np.cov(np.stack([rr, cc])))

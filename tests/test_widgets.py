@@ -263,6 +263,44 @@ def test_drawn_line_profile_equals_skimage_profile_line(make_napari_viewer, qtbo
     )
 
 
+def test_drawn_lines_sample_several_images(make_napari_viewer, qtbot, sample):
+    """'Also sample': an element map at another pixel size is profiled along the same line,
+    each image in its own pixels (skimage profile_line), one plot panel per image."""
+    from skimage.measure import profile_line
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, sample)
+    mg = sample.image[::2, ::2].astype(float) * 0.5 + 10.0  # a map at twice the pixel size
+    mg_layer = viewer.add_image(mg, name="Mg map", scale=(2 * PX, 2 * PX))
+    prw = dock(viewer, "Profiles")
+    shapes = viewer.add_shapes(name="lines", ndim=2)
+    prw.shapes_combo.value = shapes
+    prw.line_image_combo.value = image
+    prw.also_images.value = [mg_layer]
+    prw.line_width.setValue(PX)
+    start, end = np.array([40.0, 60.0]), np.array([300.0, 240.0])  # bse pixels
+    shapes.add_lines([np.array([start, end]) * PX])
+    qtbot.waitUntil(lambda: "length_um" in shapes.features, timeout=TIMEOUT_MS)
+    prof = shapes.metadata["napari_zonation"]["profiles"]
+    assert list(dict.fromkeys(prof["channel"])) == ["bse", "Mg map"]
+    main = prof[prof["channel"] == "bse"]
+    np.testing.assert_allclose(
+        main["value"], profile_line(sample.image.astype(float), start, end, order=1), rtol=1e-9
+    )
+    other = prof[prof["channel"] == "Mg map"]
+    np.testing.assert_allclose(
+        other["value"], profile_line(mg, start / 2, end / 2, order=1), rtol=1e-9
+    )
+    length = np.hypot(*(end - start)) * PX  # the same line in micrometres on both
+    assert main["distance_um"].iloc[-1] == pytest.approx(length)
+    assert other["distance_um"].iloc[-1] == pytest.approx(length)
+    axes = prw.plot.figure.axes
+    assert [ax.get_ylabel() for ax in axes] == ["bse", "Mg map"]
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), other["value"])
+    # the shapes' summary stays the main image's
+    assert shapes.features["mean_value"].iloc[0] == pytest.approx(main["value"].mean())
+
+
 def test_user_layers_are_never_overwritten(make_napari_viewer, sample):
     viewer = make_napari_viewer()
     image = add_image(viewer, sample)

@@ -118,29 +118,60 @@ def _image_pixel_size(image) -> tuple[float, str]:
     return px, ""
 
 
-def shapes_profiles(shapes, image, width_um: float):
-    """Profiles of the lines and paths of a Shapes layer over an image layer.
-
-    Returns ``(prof, summary, notes)``: the long table (``label`` = shape index + 1), one
-    summary row per shape (NaN for shapes that are not lines or paths) and warnings.
-    """
+def _sample_lines(shapes, image, idx: list, width_um: float, notes: list):
+    """``line_profiles`` of the shapes ``idx`` over one image layer (its own pixels and
+    pixel size); ``label`` = shape index + 1."""
     img = layer_image(image)
     if getattr(image, "rgb", False):
         img = img[..., :3].mean(axis=-1)
     px, note = _image_pixel_size(image)
-    notes = [note] if note else []
-    types = list(shapes.shape_type)
-    idx = [i for i, t in enumerate(types) if t in LINE_TYPES]
-    summary = pd.DataFrame(np.nan, index=range(len(types)), columns=SUMMARY_COLUMNS)
-    summary["label"] = np.arange(1, len(types) + 1)
-    if not idx:
-        return pd.DataFrame(columns=["label", "distance_um", "value"]), summary, notes
+    if note:
+        notes.append(note)
     lines = [shape_to_image_px(shapes, image, shapes.data[i]) for i in idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prof = zprof.line_profiles(img, lines, px, width_um)
     notes += [str(w.message) for w in caught]
     prof["label"] = prof["label"].map(lambda k: idx[int(k) - 1] + 1)
+    return prof, lines, px
+
+
+def shapes_profiles(shapes, image, width_um: float, extra_images=()):
+    """Profiles of the lines and paths of a Shapes layer over an image layer.
+
+    ``extra_images``: other image layers (element maps, a second detector) sampled along
+    the same shapes, each in its own pixels; the table's ``channel`` is then the layer's
+    name (the main image's channels keep theirs when it is the only one).
+
+    Returns ``(prof, summary, notes)``: the long table (``label`` = shape index + 1), one
+    summary row per shape (NaN for shapes that are not lines or paths; values from the main
+    image) and warnings.
+    """
+    notes: list[str] = []
+    types = list(shapes.shape_type)
+    idx = [i for i, t in enumerate(types) if t in LINE_TYPES]
+    summary = pd.DataFrame(np.nan, index=range(len(types)), columns=SUMMARY_COLUMNS)
+    summary["label"] = np.arange(1, len(types) + 1)
+    if not idx:
+        return pd.DataFrame(columns=["label", "distance_um", "value"]), summary, notes
+    prof, lines, px = _sample_lines(shapes, image, idx, width_um, notes)
+    extra = [lay for lay in extra_images if lay is not image]
+    if extra:
+
+        def named(table, layer):
+            if "channel" in table and table["channel"].nunique() > 1:
+                out = table.assign(channel=layer.name + " " + table["channel"].astype(str))
+            else:
+                out = table.assign(channel=layer.name)
+            out.attrs = {}  # failures are reported through the notes
+            return out
+
+        parts = [named(prof, image)]
+        parts += [named(_sample_lines(shapes, lay, idx, width_um, notes)[0], lay) for lay in extra]
+        attrs = dict(prof.attrs)
+        prof = pd.concat(parts, ignore_index=True)
+        prof.attrs = attrs
+        prof = prof[[c for c in zprof.PROFILE_ORDER if c in prof.columns]]
     failures = prof.attrs.get("failures")
     if failures is not None and len(failures):
         failures = failures.copy()
@@ -161,9 +192,10 @@ def shapes_profiles(shapes, image, width_um: float):
     return prof, summary, notes
 
 
-def _shapes_key(shapes, image, width) -> tuple:
+def _shapes_key(shapes, image, width, extra=()) -> tuple:
     return (
         id(unwrap(image)),
+        tuple(id(unwrap(lay)) for lay in extra),
         width,
         tuple(shapes.shape_type),
         tuple(np.asarray(d, float).tobytes() for d in shapes.data),
@@ -179,6 +211,7 @@ class ProfilesWidget(ZonationWidget):
 
     def __init__(self, napari_viewer, parent=None) -> None:
         super().__init__(napari_viewer, parent)
+        from magicgui.widgets import Select
         from napari.layers import Image, Labels, Shapes
 
         self.tabs = QTabWidget()
@@ -212,6 +245,19 @@ class ProfilesWidget(ZonationWidget):
         form = QFormLayout(tab)
         self.shapes_combo = self._add_combo(layer_combo(self.viewer, (Shapes,), "Shapes"), form)
         self.line_image_combo = self._add_combo(layer_combo(self.viewer, (Image,), "Image"), form)
+        self.also_images = Select(
+            label="Also sample",
+            choices=lambda _w=None: [
+                (lay.name, lay) for lay in self.viewer.layers if isinstance(lay, Image)
+            ],
+            allow_multiple=True,
+        )
+        self.also_images.native.setToolTip(
+            "Other images (element maps, another detector) profiled along the same lines:\n"
+            "one plot panel per image."
+        )
+        self.also_images.native.setMaximumHeight(70)
+        self._add_combo(self.also_images, form)
         self.line_width = QDoubleSpinBox()
         self.line_width.setRange(0.01, 1000)
         self.line_width.setValue(3.0)
@@ -328,6 +374,7 @@ class ProfilesWidget(ZonationWidget):
         self.labels_combo.changed.connect(self._on_labels_changed)
         self.shapes_combo.changed.connect(self._watch_shapes)
         self.line_image_combo.changed.connect(lambda _=None: self._schedule_shapes())
+        self.also_images.changed.connect(lambda _=None: self._schedule_shapes())
         self.line_width.valueChanged.connect(lambda _=None: self._schedule_shapes())
         self.cal_image_combo.changed.connect(lambda _=None: self._on_cal_image())
         self.spot_um.valueChanged.connect(lambda _=None: self._on_spot_size())
@@ -706,11 +753,12 @@ class ProfilesWidget(ZonationWidget):
         The summary goes to ``shapes.features`` (other feature columns are kept), the long
         table to ``shapes.metadata["napari_zonation"]["profiles"]``. Returns the long table.
         """
-        key = _shapes_key(shapes, image, width_um)
+        extra = [lay for lay in (self.also_images.value or []) if lay in self.viewer.layers]
+        key = _shapes_key(shapes, image, width_um, extra)
         if not force and key == self._shapes_cache_key:
             return profiles_of(shapes)
         self._auto_colors(shapes)
-        prof, summary, notes = shapes_profiles(shapes, image, width_um)
+        prof, summary, notes = shapes_profiles(shapes, image, width_um, extra)
         self._shapes_cache_key = key
         md = zmeta(shapes)
         md["profiles"] = prof
@@ -727,22 +775,37 @@ class ProfilesWidget(ZonationWidget):
         self.plot_shapes(shapes, prof)
         n = prof["label"].nunique() if len(prof) else 0
         msg = f"{n} line profile(s) from '{shapes.name}' over '{image.name}'"
+        if extra:
+            msg += " and " + ", ".join(f"'{lay.name}'" for lay in extra)
         self.set_status(msg + (": " + "; ".join(notes[:2]) if notes else "."), error=False)
         return prof
 
     # ------------------------------------------------------------------ plots
     def plot_shapes(self, shapes, prof: pd.DataFrame) -> None:
-        ax = self.plot.axes(1)[0]
+        """One curve per shape in the shape's edge colour; one panel per channel (image)."""
+        channels = (
+            list(dict.fromkeys(prof["channel"]))
+            if len(prof) and "channel" in prof.columns
+            else [None]
+        )
+        axes = self.plot.axes(len(channels))
         colors = np.asarray(shapes.edge_color, float)
-        for lab in sorted(prof["label"].unique()) if len(prof) else []:
-            d, v = profile_arrays(prof, lab)
-            i = int(lab) - 1
-            c = colors[i] if i < len(colors) else None
-            ax.plot(
-                d, v, color=to_hex(c) if c is not None else None, lw=1.4, label=f"shape {int(lab)}"
-            )
-        ax.set_xlabel("distance from start (µm)")
-        ax.set_ylabel(self._value_name(prof))
+        for ax, ch in zip(axes, channels, strict=True):
+            sub = prof if ch is None else prof[prof["channel"] == ch]
+            for lab in sorted(sub["label"].unique()) if len(sub) else []:
+                d, v = profile_arrays(sub, lab)
+                i = int(lab) - 1
+                c = colors[i] if i < len(colors) else None
+                ax.plot(
+                    d,
+                    v,
+                    color=to_hex(c) if c is not None else None,
+                    lw=1.4,
+                    label=f"shape {int(lab)}",
+                )
+            ax.set_ylabel(self._value_name(sub) if ch is None or len(channels) == 1 else str(ch))
+        ax = axes[0]
+        axes[-1].set_xlabel("distance from start (µm)")
         ax.set_title(f"{shapes.name}")
         if len(prof) and prof["label"].nunique() <= 10:
             self.plot.legend(ax)
