@@ -3,15 +3,18 @@
 Every length is in micrometres and converted with the pixel size, so a section imaged at
 another pixel size gives the same crystals. The steps of :func:`segment_crystals`:
 
-1. Input: :func:`napari_zonation._validation.as_image`; element maps ``(channels, y, x)`` are
-   combined into their first principal component (robustly standardised channels, oriented
-   like the first channel). NaN pixels are never crystals. Grey is normalised robustly
-   (0.1 and 99.9 percentiles).
+1. Input: a 2D image (numpy, or a dask/zarr-like array read by slicing) is read window by
+   window as it is; element maps ``(channels, y, x)`` are combined in memory into their first
+   principal component (robustly standardised channels, oriented like the first channel), RGB
+   into grey. NaN pixels are never crystals. Grey is normalised robustly (0.1 and 99.9
+   percentiles of a regular sample).
 2. Coarse stage, on blocks of about ``work_um`` (3 um): block means, and the grey variance
    inside each block (texture: microlite-rich groundmass is rough, crystals are smooth).
 3. Reference level from the histogram: the groundmass is the mode of the most textured half of
    the image (so it is found even when crystals cover most of it); a near-black dominant mode
-   means the background was masked black (``background="auto"`` decides).
+   means the background was masked black (``background="auto"`` decides). Every such level
+   (range, noise, reference, contrast, texture threshold) comes from regular samples of the
+   whole image, so it is the same whether the image is segmented whole or in tiles.
 4. Crystal cores: deviation from the reference beyond ``contrast`` (automatic: three widths
    of the groundmass peak, at least four noise sigmas) on the detection-smoothed image, bright
    and dark separately, not near-black (vesicles, epoxy); opened (microlites), closed and
@@ -26,6 +29,9 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
 7. Pieces are joined again when the grey just behind their contact agrees and their union is
    as convex as they are (a crack through one crystal, not a grain boundary between two);
    holes (inclusions) are filled; crystals under ``min_area_um2`` are dropped.
+8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
+   overlapping tiles with the levels of step 3, and the labels are stitched by ownership
+   (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
 
 :func:`crystal_table` measures each crystal and guesses its phase from grey levels (a
 heuristic, documented there).
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import warnings
 
+import edt
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -42,6 +49,7 @@ from scipy.spatial import ConvexHull, QhullError
 from skimage import measure, morphology, segmentation
 
 from ._validation import ZonationInputError, as_image, check_labels, check_pixel_size
+from .tiling import Tile, stitch_tiles, tile_grid
 
 __all__ = ["crystal_table", "segment_crystals", "DEFAULT_PHASE_NAMES"]
 
@@ -70,6 +78,7 @@ _DEFAULT_OPTIONS = {
     "min_smooth_share": 0.25,  # share of a core that must be smooth (crystal, not microlites)
     "max_vesicle_share": 0.6,  # cores mostly within 6 um of near-black pixels are vesicle walls
     "dark_fraction": 0.2,  # near-black share of the image above which background may be masked
+    "tile_halo_um": 400.0,  # crystal extent a tile surely holds whole (larger: a second look)
 }
 
 
@@ -170,22 +179,66 @@ def _histogram_mode(values: np.ndarray, lo: float, hi: float, bins: int = 256, n
     return float(centres[k]), float(width), hist, centres
 
 
+def _edt(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each True pixel to the nearest False one (float32).
+
+    The same as ``scipy.ndimage.distance_transform_edt`` on a binary mask (pixels beyond the
+    border are not False), from seung-lab's ``edt`` (fast C++).
+    """
+    return edt.edt(np.ascontiguousarray(mask, dtype=bool), black_border=False, parallel=1)
+
+
+_SMALL_DISK = 4.0  # radii (pixels) up to which a dilation beats a distance transform
+
+
+def _disk(radius: float, strict: bool = False) -> np.ndarray:
+    """Footprint of the pixel offsets within ``radius`` (closer than it with ``strict``)."""
+    k = int(np.floor(radius))
+    i, j = np.mgrid[-k : k + 1, -k : k + 1]
+    d2 = i * i + j * j
+    r2 = radius * radius
+    return d2 < r2 - 1e-9 if strict else d2 <= r2 + 1e-9
+
+
+def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
+    """Pixels within ``radius`` of a True pixel of ``mask`` (Euclidean; closer with ``strict``).
+
+    The same as ``_edt(~mask) <= radius`` (``< radius``): a dilation by a disk for small radii,
+    the distance transform for large ones.
+    """
+    if radius > _SMALL_DISK:
+        d = _edt(~mask)
+        return d < radius if strict else d <= radius
+    foot = _disk(radius, strict)
+    if foot.sum() <= 1:
+        return mask.copy()
+    # OR of shifted copies (one per offset of the disk): faster than a generic dilation here
+    k = foot.shape[0] // 2
+    h, w = mask.shape
+    out = mask.copy()
+    for di, dj in np.argwhere(foot) - k:
+        if di == 0 and dj == 0:
+            continue
+        src = mask[max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)]
+        out[max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)] |= src
+    return out
+
+
 def _open(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Binary opening by a disk of ``radius`` pixels (distance-transform form, O(N))."""
+    """Binary opening by a disk of ``radius`` pixels (pixels beyond the border are inside)."""
     if radius < 0.5:
         return mask
-    eroded = ndi.distance_transform_edt(mask) > radius
+    eroded = ~_near(~mask, radius)
     if not eroded.any():
         return eroded
-    return ndi.distance_transform_edt(~eroded) <= radius
+    return _near(eroded, radius)
 
 
 def _close(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Binary closing by a disk of ``radius`` pixels (distance-transform form, O(N))."""
+    """Binary closing by a disk of ``radius`` pixels (pixels beyond the border are inside)."""
     if radius < 0.5 or not mask.any():
         return mask
-    dilated = ndi.distance_transform_edt(~mask) <= radius
-    return ndi.distance_transform_edt(dilated) > radius
+    return ~_near(~_near(mask, radius), radius)
 
 
 def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
@@ -227,30 +280,18 @@ def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 def _adjacent_pairs(lab: np.ndarray):
     """Pixel pairs across label boundaries: label_a < label_b, and their flat indices."""
-    flat = np.arange(lab.size).reshape(lab.shape)
+    cols = lab.shape[1]
     parts = []
-    for a, b, ia, ib in (
-        (lab[:, :-1], lab[:, 1:], flat[:, :-1], flat[:, 1:]),
-        (lab[:-1, :], lab[1:, :], flat[:-1, :], flat[1:, :]),
-    ):
+    for a, b, step in ((lab[:, :-1], lab[:, 1:], 1), (lab[:-1, :], lab[1:, :], cols)):
         sel = (a != b) & (a > 0) & (b > 0)
-        parts.append((a[sel], b[sel], ia[sel], ib[sel]))
+        r, c = np.nonzero(sel)
+        ia = r.astype(np.int64) * cols + c
+        parts.append((a[r, c], b[r, c], ia, ia + step))
     la, lb, pa, pb = (np.concatenate([p[i] for p in parts]) for i in range(4))
     swap = la > lb
     la, lb = np.where(swap, lb, la), np.where(swap, la, lb)
     pa, pb = np.where(swap, pb, pa), np.where(swap, pa, pb)
     return la, lb, pa, pb
-
-
-def _behind(values: np.ndarray, lab: np.ndarray, pix: np.ndarray, other: np.ndarray, k: int):
-    """Value ``k`` pixels behind boundary pixels ``pix``, away from their neighbours ``other``."""
-    rows, cols = lab.shape
-    r, c = np.divmod(pix, cols)
-    ro, co = np.divmod(other, cols)
-    rr = np.clip(r + (r - ro) * k, 0, rows - 1)
-    cc = np.clip(c + (c - co) * k, 0, cols - 1)
-    same = lab[rr, cc] == lab[r, c]
-    return np.where(same, values[rr, cc], values[r, c])
 
 
 def _find(parent: np.ndarray, i: int) -> int:
@@ -275,7 +316,7 @@ def _cut_cores(cores: np.ndarray, h_px: float) -> np.ndarray:
     nb_max = ndi.maximum_filter(cores, 3)
     nb_min = ndi.minimum_filter(np.where(inner, cores, big), 3)
     contact = inner & ((nb_max > cores) | (nb_min < cores))
-    dist = ndi.distance_transform_edt(inner & ~contact)
+    dist = _edt(inner & ~contact)
     q = np.round(dist * 4).astype(np.int32)
     maxima = morphology.h_maxima(q, max(1, int(round(h_px * 4)))).astype(bool) & inner
     markers, n_markers = ndi.label(maxima)
@@ -291,9 +332,17 @@ def _cut_cores(cores: np.ndarray, h_px: float) -> np.ndarray:
 
 def _hull_of(mask: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, float]:
     """Convex hull of a pixel set: its vertices (pixel corners) and its area."""
-    edge = mask & ~ndi.binary_erosion(mask, border_value=0)
-    pts = np.argwhere(edge) + np.asarray(offset)
-    pts = np.concatenate([pts, pts + (0, 1), pts + (1, 0), pts + (1, 1)]).astype(float)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return np.zeros((0, 2)), 0.0
+    m = mask[rows]
+    # the leftmost and rightmost pixel of each row hold every corner of the hull
+    left = np.argmax(m, axis=1) + offset[1]
+    right = m.shape[1] - np.argmax(m[:, ::-1], axis=1) + offset[1]
+    r = rows + offset[0]
+    pts = np.concatenate(
+        [np.c_[r, left], np.c_[r, right], np.c_[r + 1, left], np.c_[r + 1, right]]
+    ).astype(float)
     return _hull(pts)
 
 
@@ -324,33 +373,71 @@ def _merge_regions(
     what their own hulls add): a crack through one crystal, not two crystals touching. A region
     smaller than ``small_px`` (too small to be a crystal of its own) needs only the grey. With
     ``lenient`` (background masked black), equal grey alone is enough. Rounds repeat on the
-    joined regions until nothing changes (hulls of joined regions come from their parts').
+    joined regions until nothing changes. The boundary pixels, the grey behind them and the
+    regions' hulls are measured once on the image; later rounds map them to the joined regions
+    (hulls of joined regions come from their parts' hull vertices).
     """
-    lab = lab.astype(np.int32, copy=True)
-    hull: dict[int, tuple[np.ndarray, float]] = {}
+    la0, lb0, pa, pb = _adjacent_pairs(lab)
+    if la0.size == 0:
+        return _relabel(lab)
+    n = int(lab.max()) + 1
+    rows, cols = lab.shape
+    ra, ca = np.divmod(pa, cols)
+    rb, cb = np.divmod(pb, cols)
+    # k pixels behind each side of the boundary, away from the other side
+    rra, cca = (
+        np.clip(ra + (ra - rb) * band_px, 0, rows - 1),
+        np.clip(ca + (ca - cb) * band_px, 0, cols - 1),
+    )
+    rrb, ccb = (
+        np.clip(rb + (rb - ra) * band_px, 0, rows - 1),
+        np.clip(cb + (cb - ca) * band_px, 0, cols - 1),
+    )
+    lab_fa, lab_fb = lab[rra, cca], lab[rrb, ccb]
+    va_far, va_near = smooth[rra, cca], smooth[ra, ca]
+    vb_far, vb_near = smooth[rrb, ccb], smooth[rb, cb]
+    del ra, ca, rb, cb, rra, cca, rrb, ccb
+    areas0 = np.bincount(lab.ravel(), minlength=n).astype(np.float64)
+    slices = ndi.find_objects(lab)
+    base: dict[int, tuple[np.ndarray, float]] = {}
+    joined: dict[int, tuple[np.ndarray, float]] = {}
+    roots = np.arange(n)
+
+    def base_hull(i):
+        if i not in base:
+            sl = slices[i - 1]
+            base[i] = _hull_of(lab[sl] == i, (sl[0].start, sl[1].start))
+        return base[i]
+
+    def hull_of(r):
+        if r not in joined:
+            members = np.flatnonzero(roots == r)
+            if members.size == 1:
+                joined[r] = base_hull(int(members[0]))
+            else:
+                joined[r] = _hull(np.concatenate([base_hull(int(m))[0] for m in members]))
+        return joined[r]
+
     for _ in range(max_rounds):
-        la, lb, pa, pb = _adjacent_pairs(lab)
-        if la.size == 0:
+        a_id, b_id = roots[la0], roots[lb0]
+        live = a_id != b_id
+        if not live.any():
             break
-        n = int(lab.max()) + 1
-        keys, inv = np.unique(la.astype(np.int64) * n + lb, return_inverse=True)
-        diff = _behind(smooth, lab, pa, pb, band_px) - _behind(smooth, lab, pb, pa, band_px)
+        a_id, b_id = a_id[live], b_id[live]
+        va = np.where(roots[lab_fa[live]] == a_id, va_far[live], va_near[live])
+        vb = np.where(roots[lab_fb[live]] == b_id, vb_far[live], vb_near[live])
+        lo_id, hi_id = np.minimum(a_id, b_id), np.maximum(a_id, b_id)
+        diff = np.where(a_id < b_id, va - vb, vb - va)
+        keys, inv = np.unique(lo_id.astype(np.int64) * n + hi_id, return_inverse=True)
         order = np.argsort(inv, kind="stable")
         bounds = np.searchsorted(inv[order], np.arange(keys.size + 1))
-        areas = np.bincount(lab.ravel(), minlength=n)
-        slices = ndi.find_objects(lab)
-
-        def hull_of(i, slices=slices, lab=lab):
-            if i not in hull:
-                sl = slices[i - 1]
-                hull[i] = _hull_of(lab[sl] == i, (sl[0].start, sl[1].start))
-            return hull[i]
-
+        diff = diff[order]
+        areas = np.bincount(roots, weights=areas0, minlength=n)
         parent = np.arange(n)
         changed = False
         for k, key_k in enumerate(keys):
             a, b = divmod(int(key_k), n)
-            step = abs(float(np.median(diff[order[bounds[k] : bounds[k + 1]]])))
+            step = abs(float(np.median(diff[bounds[k] : bounds[k + 1]])))
             if step >= merge_grey:
                 continue
             small = min(areas[a], areas[b])
@@ -360,25 +447,17 @@ def _merge_regions(
                 extra = (union - areas[a] - areas[b]) - (hull_a - areas[a]) - (hull_b - areas[b])
                 if extra >= max_deficit * small:
                     continue
-            ra, rb = _find(parent, a), _find(parent, b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
+            ra_, rb_ = _find(parent, a), _find(parent, b)
+            if ra_ != rb_:
+                parent[max(ra_, rb_)] = min(ra_, rb_)
                 changed = True
         if not changed:
             break
-        roots = np.array([_find(parent, i) for i in range(n)])
-        # hulls of the joined regions, from the hull vertices of their parts
-        for r in np.unique(roots[roots != np.arange(n)]):
-            members = np.nonzero(roots == r)[0]
-            if all(int(m) in hull for m in members):
-                hull[int(r)] = _hull(np.concatenate([hull[int(m)][0] for m in members]))
-            else:
-                hull.pop(int(r), None)
-            for m in members:
-                if m != r:
-                    hull.pop(int(m), None)
-        lab = roots[lab].astype(np.int32)
-    return segmentation.relabel_sequential(lab)[0].astype(np.int32)
+        new = np.array([_find(parent, i) for i in range(n)])
+        for r in np.unique(new[new != np.arange(n)]):
+            joined.pop(int(r), None)
+        roots = new[roots]
+    return _relabel(roots[lab])
 
 
 def _contact(lab: np.ndarray) -> np.ndarray:
@@ -396,8 +475,12 @@ def _grow(
     background: np.ndarray,
     erode_px: float,
     cut_px: float,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Marker watershed on the gradient from eroded pieces and a background marker.
+
+    Pixels outside ``mask`` (if given) are background; the mask must hold every background
+    marker pixel next to the pixels it floods (then the result inside it is unchanged).
 
     The markers step back ``erode_px`` from the outer edge of each piece and ``cut_px`` from
     where two pieces meet, so the watershed, not the cut, places the boundary between them
@@ -407,10 +490,10 @@ def _grow(
     if n == 0:
         return pieces
     edge = segmentation.find_boundaries(pieces, mode="inner") | (pieces == 0)
-    keep = ndi.distance_transform_edt(~edge) > erode_px
+    keep = ~_near(edge, erode_px)
     contact = _contact(pieces)
     if contact.any():
-        keep &= ndi.distance_transform_edt(~contact) > cut_px
+        keep &= ~_near(contact, cut_px)
     markers = np.where(keep, pieces, 0)
     # pieces too small to survive the erosion keep their original marker
     present = np.zeros(n + 1, dtype=bool)
@@ -420,7 +503,7 @@ def _grow(
     if missing.any():
         markers = np.where((markers == 0) & missing[pieces], pieces, markers)
     markers = np.where(background & (markers == 0), n + 1, markers)
-    out = segmentation.watershed(grad, markers)
+    out = segmentation.watershed(grad, markers, mask=mask)
     out[out == n + 1] = 0
     return out.astype(np.int32)
 
@@ -434,14 +517,16 @@ def _fill_label_holes(labels: np.ndarray, max_fraction: float) -> np.ndarray:
         return labels
     hole_lab, n_holes = ndi.label(holes)
     # the crystal on the rim of each hole (any rim pixel tells)
-    ring = ndi.maximum_filter(labels, size=3)
-    at = np.flatnonzero(holes & (ring > 0))
+    hr, hc = np.nonzero(holes)
+    ring = _gather_max(labels, hr, hc, 3)
+    at = ring > 0
     owner = np.zeros(n_holes + 1, dtype=np.int32)
-    owner[hole_lab.ravel()[at]] = ring.ravel()[at]
+    hl = hole_lab[hr, hc]
+    owner[hl[at]] = ring[at]
     owner[0] = 0
-    out = labels.copy()
-    out[holes] = owner[hole_lab[holes]]
-    return out.astype(np.int32, copy=False)
+    out = labels.astype(np.int32, copy=True)
+    out[hr, hc] = owner[hl]
+    return out
 
 
 def _texture(norm: np.ndarray, fine_px: float, window_px: float) -> np.ndarray:
@@ -488,7 +573,9 @@ def _upsample(arr: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of a block image back to ``shape``."""
     if f == 1:
         return arr
-    return np.repeat(np.repeat(arr, f, axis=0), f, axis=1)[: shape[0], : shape[1]]
+    h, w = arr.shape
+    big = np.broadcast_to(arr[:, None, :, None], (h, f, w, f)).reshape(h * f, w * f)
+    return big[: shape[0], : shape[1]]
 
 
 def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -510,8 +597,7 @@ def _rim_thresholds(labels: np.ndarray, smooth: np.ndarray, ref: float, band: tu
     """Per-label midpoint between the rim grey and the reference, and the crystal's sign."""
     n = int(labels.max())
     edge = segmentation.find_boundaries(labels, mode="inner")
-    depth = ndi.distance_transform_edt(~edge)
-    in_band = (labels > 0) & (depth >= band[0]) & (depth <= band[1])
+    in_band = (labels > 0) & _near(edge, band[1]) & ~_near(edge, band[0], strict=True)
     rim = _label_medians(smooth, np.where(in_band, labels, 0), n)
     missing = ~np.isfinite(rim)
     if missing.any():
@@ -520,6 +606,32 @@ def _rim_thresholds(labels: np.ndarray, smooth: np.ndarray, ref: float, band: tu
     thr = np.concatenate([[0.0], ref + 0.5 * (rim - ref)]).astype(np.float32)
     sign = np.concatenate([[0.0], np.sign(rim - ref)]).astype(np.float32)
     return thr, sign
+
+
+def _gather_any(
+    mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, foot: np.ndarray, border: bool = False
+):
+    """For pixels (rows, cols): whether ``mask`` is True at any offset of ``foot`` (centred).
+
+    Pixels beyond the image border count as ``border``.
+    """
+    k = foot.shape[0] // 2
+    padded = np.pad(mask, k, constant_values=border)
+    out = np.zeros(rows.shape, dtype=bool)
+    for di, dj in np.argwhere(foot):
+        out |= padded[rows + di, cols + dj]
+    return out
+
+
+def _gather_max(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int):
+    """Maximum of ``arr`` over the ``size`` x ``size`` square around pixels (rows, cols)."""
+    k = size // 2
+    padded = np.pad(arr, k)
+    out = np.zeros(rows.shape, dtype=arr.dtype)
+    for di in range(size):
+        for dj in range(size):
+            np.maximum(out, padded[rows + di, cols + dj], out=out)
+    return out
 
 
 def _refine_edges(
@@ -535,9 +647,12 @@ def _refine_edges(
     Pixels in blocks within two blocks of a coarse boundary take the label of their block (or,
     in background blocks, of the neighbouring crystal) when their grey is on the crystal's side
     of the midpoint between its rim and the reference; the other pixels keep their block's label.
+    Only the pixels of those blocks are visited.
     """
     shape = smooth.shape
-    labels = _upsample(coarse, f, shape).copy()
+    labels = _upsample(coarse, f, shape)
+    # a writable array of its own, C-contiguous (its flat view is written below)
+    labels = labels.copy() if f == 1 else np.ascontiguousarray(labels)
     crystal = coarse > 0
     # crystal blocks next to the background, background blocks up to two blocks out, and the
     # blocks where two crystals meet (whose pixels keep their block's label)
@@ -545,40 +660,409 @@ def _refine_edges(
     ring = ~crystal & ndi.binary_dilation(crystal, structure=np.ones((5, 5), bool))
     band_c = outer | ring
     cand_c = np.where(crystal, coarse, ndi.maximum_filter(coarse, 5))
-    band = _upsample(band_c, f, shape)
-    idx = np.flatnonzero(band)
+    idx = np.flatnonzero(_upsample(band_c, f, shape))
     if idx.size == 0:
         return labels
-    cand = _upsample(cand_c, f, shape).ravel()[idx]
+    rows, cols = np.divmod(idx, shape[1])
+    block = (rows // f) * coarse.shape[1] + cols // f
+    cand = cand_c.ravel()[block]
+    in_crystal = crystal.ravel()[block]
     v = smooth.ravel()[idx]
     keep = (cand > 0) & ((v - thr[cand]) * sign[cand] > 0)
     # inside crystal blocks only pixels near the failing pixels of background blocks (the
     # outside) are removed: an inclusion close to the edge is not the outside
-    outside = np.zeros(shape, dtype=bool)
-    outside.ravel()[idx] = ~keep
-    outside &= ~_upsample(crystal, f, shape)
-    reach = 2 * max(1, f // 2) + 1
-    near_out = ndi.maximum_filter(outside, size=reach).ravel()[idx]
-    in_crystal = _upsample(crystal, f, shape).ravel()[idx]
-    keep |= in_crystal & ~near_out
+    test = in_crystal & ~keep
+    if test.any():
+        outside = np.zeros(shape, dtype=bool)
+        outside.ravel()[idx[~keep & ~in_crystal]] = True
+        reach = 2 * max(1, f // 2) + 1
+        near_out = _gather_any(outside, rows[test], cols[test], np.ones((reach, reach), bool))
+        keep[np.flatnonzero(test)[~near_out]] = True
     labels.ravel()[idx] = np.where(keep, cand, 0)
     # cracks that reach the edge must not notch their crystal: a small closing, inside
-    # crystal blocks only
-    if line_px >= 1:
-        mask = labels > 0
-        size = 2 * line_px + 1
+    # crystal blocks only (only removed pixels of crystal blocks can be such gaps)
+    gap = in_crystal & ~keep
+    if line_px >= 1 and gap.any():
         foot = morphology.disk(line_px).astype(bool)
-        gaps = ndi.binary_closing(mask, structure=foot) & ~mask & _upsample(crystal, f, shape)
-        if gaps.any():
-            labels[gaps] = ndi.maximum_filter(labels, size=size)[gaps]
+        dilated = _near(labels > 0, float(line_px))  # the dilation by the same disk
+        gr, gc = rows[gap], cols[gap]
+        # the erosion (beyond the border is outside), at the removed pixels only
+        closed = ~_gather_any(~dilated, gr, gc, foot, border=True)
+        if closed.any():
+            gr, gc = gr[closed], gc[closed]
+            labels[gr, gc] = _gather_max(labels, gr, gc, 2 * line_px + 1)
     # specks (microlites) in background blocks that do not touch their crystal are dropped
     comp, n_comp = ndi.label(labels > 0)
     if n_comp:
         anchored = np.zeros(n_comp + 1, dtype=bool)
-        anchored[comp[_upsample(coarse > 0, f, shape) & (comp > 0)]] = True
+        anchored[comp[_upsample(crystal, f, shape) & (comp > 0)]] = True
         anchored[0] = False
         labels[~anchored[comp]] = 0
     return labels
+
+
+# ----------------------------------------------------------------------------------------------
+# input: a 2D grey source read window by window
+# ----------------------------------------------------------------------------------------------
+#: Images with more pixels than this are tiled when ``tile_size`` is None.
+TILE_AUTO_PIXELS = 4096 * 4096
+#: Core side (pixels) of the tiles used when tiling is automatic.
+TILE_AUTO_SIZE = 2048
+_SAMPLE = 250_000  # pixels in the regular samples that set the global levels
+
+
+def _is_lazy(image) -> bool:
+    """An array-like read by slicing (dask, zarr, h5py, memmap-like), not a numpy array."""
+    return (
+        not isinstance(image, np.ndarray)
+        and all(hasattr(image, a) for a in ("shape", "dtype", "ndim", "__getitem__"))
+        and not isinstance(image, (list, tuple))
+    )
+
+
+def _grey_source(image):
+    """The image as a 2D array-like to read by windows, and its dtype.
+
+    2D numpy and lazy (dask, ...) arrays are read as they are, window by window (no whole-image
+    float copy); RGB(A) and element-map stacks are first combined into one float64 grey image
+    in memory.
+    """
+    if (isinstance(image, np.ndarray) or _is_lazy(image)) and image.ndim == 2:
+        shape = tuple(int(s) for s in image.shape)
+        if 0 in shape:
+            as_image(np.zeros(shape))  # raises the 'empty' error
+        as_image(np.asarray(image[:1, :1]))  # raises for non-numeric dtypes
+        return image, np.dtype(image.dtype)
+    raw = np.asarray(image)
+    if raw.ndim == 2:  # e.g. nested lists
+        arr = as_image(raw)
+        return arr, np.dtype(arr.dtype)
+    return _to_grey(raw)
+
+
+def _read(src, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """One window of the source as a numeric numpy array."""
+    w = np.asarray(src[r0:r1, c0:c1])
+    if w.dtype == bool:
+        w = w.astype(np.uint8)
+    return w
+
+
+def _normalise(w: np.ndarray, lo: float, span: float, fill: float):
+    """Window -> (float32 grey in units of the robust range, finite mask or None)."""
+    finite = None
+    if np.issubdtype(w.dtype, np.floating):
+        fin = np.isfinite(w)
+        if not fin.all():
+            finite = fin
+            w = np.where(fin, w, fill)
+    if w.dtype.itemsize <= 2 or w.dtype == np.float32:
+        norm = w.astype(np.float32)
+        norm -= np.float32(lo)
+        norm *= np.float32(1.0 / span)
+        return norm, finite
+    return ((w - lo) * (1.0 / span)).astype(np.float32), finite
+
+
+# ----------------------------------------------------------------------------------------------
+# levels of the whole image (fixed for every tile)
+# ----------------------------------------------------------------------------------------------
+def _coarse_fields(norm: np.ndarray, finite, lv: dict) -> dict:
+    """Block means and the fields derived from them, for one window (or the whole image)."""
+    f = lv["f"]
+    cm = _block_mean(norm, f)
+    fin_c = None if finite is None else _block_mean(finite.astype(np.float32), f) > 0.5
+    sig_c = lv["sig_c"]
+    smooth_c = ndi.gaussian_filter(cm, sig_c) if sig_c > 0.3 else cm
+    det = ndi.gaussian_filter(cm, lv["det_c"])
+    if f > 1:
+        var = _block_mean(norm * norm, f) - cm.astype(np.float32) ** 2
+        tex = np.sqrt(np.clip(ndi.gaussian_filter(var, lv["tex_c"]), 0, None))
+    else:
+        px = lv["px"]
+        tex = _texture(norm, max(0.5, 1.0 / px), max(1.5, 2.0 / px))
+    return {"cm": cm, "fin_c": fin_c, "smooth_c": smooth_c, "det": det, "tex": tex}
+
+
+def _coarse_halo(lv: dict) -> int:
+    """Pixels of context that make a window's coarse fields equal the whole image's."""
+    sig = max(lv["sig_c"], lv["det_c"], lv["tex_c"], 2.0 / lv["pc"])
+    return int(np.ceil(4.0 * sig + 3)) * lv["f"]
+
+
+def _sample_levels(
+    src, shape, px: float, f: int, opts: dict, smooth_um: float, tile_size: int | None
+):
+    """First pass: robust range, noise, and the coarse-field samples of the whole image.
+
+    Returns ``(lv, fields)``: the levels dict (grey range, noise, smoothing scales, the samples
+    of the detection image, texture and smoothed image at a regular grid of blocks) and, when
+    the image was read in one window, its coarse fields (reused by the segmentation).
+    """
+    h, w = shape
+    s = max(1, int(np.ceil(np.sqrt(h * w / _SAMPLE))))
+    rows = np.asarray(src[::s, :], dtype=np.float64)
+    sample = rows[:, ::s].ravel()
+    fin = np.isfinite(sample)
+    lv: dict = {"px": px, "f": f, "pc": px * f, "stride": s}
+    if not fin.all():
+        sample = sample[fin]
+    if sample.size == 0:
+        return None, None
+    lo, hi = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
+    if not hi - lo > 1e-12 * max(1.0, abs(hi)):
+        lo, hi = float(np.min(sample)), float(np.max(sample))
+    lv.update(lo=lo, hi=hi, span=hi - lo, fill=float(np.median(sample)), sample=sample)
+    if not hi - lo > 1e-12 * max(1.0, abs(hi)):
+        return lv, None
+    span = hi - lo
+    # pixel noise from neighbour differences along the sampled rows
+    cols = np.arange(0, w - 1, s)
+    d = (rows[:, cols + 1] - rows[:, cols]).ravel() / span
+    d = d[np.isfinite(d)]
+    noise = float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)) if d.size else 0.0
+    pc = px * f
+    detect_um = opts["detect_um"] if opts["detect_um"] is not None else 2.0 * smooth_um
+    det_c = max(detect_um / pc, 1.0)
+    lv.update(
+        noise=noise,
+        sig_c=smooth_um / pc,
+        det_c=det_c,
+        tex_c=max(0.7, 1.0 / pc),
+        noise_d=noise / f / max(1.0, 2.0 * np.sqrt(np.pi) * det_c),
+    )
+    # coarse fields, sampled on a regular grid of blocks (the same grid in every window)
+    hc, wc = -(-h // f), -(-w // f)
+    sc = max(1, int(np.ceil(np.sqrt(hc * wc / _SAMPLE))))
+    keys = ("det", "tex", "smooth_c")
+    parts: dict = {k: [] for k in keys}
+    one = tile_size is None or (h <= tile_size and w <= tile_size)
+    tiles = (
+        [Tile((0, h, 0, w), (0, h, 0, w))]
+        if one
+        else tile_grid(shape, tile_size, before=_coarse_halo(lv), after=_coarse_halo(lv), align=f)
+    )
+    fields = None
+    for tile in tiles:
+        r0, r1, c0, c1 = tile.window
+        norm, finite = _normalise(_read(src, r0, r1, c0, c1), lo, span, lv["fill"])
+        fl = _coarse_fields(norm, finite, lv)
+        del norm
+        # the core's blocks on the global sampling grid
+        i0, i1 = tile.core[0] // f, -(-tile.core[1] // f)
+        j0, j1 = tile.core[2] // f, -(-tile.core[3] // f)
+        ii = np.arange(_round_up(i0, sc), i1, sc) - r0 // f
+        jj = np.arange(_round_up(j0, sc), j1, sc) - c0 // f
+        sel = np.ix_(ii, jj)
+        ok = np.ones((ii.size, jj.size), bool) if fl["fin_c"] is None else fl["fin_c"][sel]
+        for k in keys:
+            parts[k].append(fl[k][sel][ok])
+        if one:
+            fields = fl
+    for k in keys:
+        lv["s_" + k] = np.concatenate(parts[k]).astype(np.float64)
+    return lv, fields
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-int(value) // step) * step
+
+
+def _levels(lv: dict, opts: dict, contrast, background: str, info: dict) -> None:
+    """Reference level, contrast and texture threshold from the samples (updates ``lv``)."""
+    s_fin, t_fin, sm_fin = lv["s_det"], lv["s_tex"], lv["s_smooth_c"]
+    lo, span = lv["lo"], lv["span"]
+    mode_all, width_all, _, _ = _histogram_mode(s_fin, -0.05, 1.05)
+    if background == "auto":
+        dark_share = float(np.mean(s_fin < mode_all + 0.1))
+        masked = mode_all < 0.15 and dark_share > opts["dark_fraction"]
+        mode = "masked" if masked else "groundmass"
+    else:
+        mode = background
+    lv["mode"] = mode
+    info["background"] = mode
+    lv["tex_thr"] = None
+    if mode == "masked":
+        ref = mode_all
+        c = (
+            contrast
+            if contrast is not None
+            else max(0.05, 4.0 * max(width_all / 1.1774, lv["noise_d"]))
+        )
+        lv.update(ref=ref, c=c, dark_thr=-np.inf)
+        info.update(reference=ref * span + lo, contrast=c)
+        return
+    # the groundmass is the textured mode: histogram of the most textured half of the image
+    # (smooth crystal interiors drop out, whatever their share of the image), then the peak of
+    # the full histogram near that level gives its level and width
+    rough = t_fin >= np.percentile(t_fin, 50)
+    not_black = s_fin > mode_all + 0.1 if mode_all < 0.15 else np.ones(s_fin.shape, bool)
+    ref, _, _, _ = _histogram_mode(s_fin[rough & not_black], -0.05, 1.05)
+    ref, ref_w, _, _ = _histogram_mode(s_fin[not_black], -0.05, 1.05, near=(ref, 0.04))
+    c = contrast if contrast is not None else max(3.0 * ref_w / 1.1774, 4.0 * lv["noise_d"], 0.03)
+    dark_thr = 0.45 * ref
+    lv.update(ref=ref, c=c, dark_thr=dark_thr)
+    info.update(reference=ref * span + lo, contrast=c, dark_level=dark_thr * span + lo)
+    if opts["texture"]:
+        # smooth crystal interiors set the low texture level, the groundmass the high one
+        gm = (np.abs(sm_fin - ref) < 0.5 * c) & (sm_fin > dark_thr)
+        tex_gm = float(np.median(t_fin[gm])) if gm.any() else np.inf
+        tex_low = float(np.percentile(t_fin, 5))
+        tex_thr = float(max(opts["smooth_texture"] * tex_gm, 2.0 * tex_low))
+        lv["tex_thr"] = tex_thr
+        info.update(texture_threshold=tex_thr * span, texture_groundmass=tex_gm * span)
+
+
+# ----------------------------------------------------------------------------------------------
+# one window with fixed levels
+# ----------------------------------------------------------------------------------------------
+def _segment_window(
+    norm: np.ndarray,
+    finite,
+    lv: dict,
+    opts: dict,
+    *,
+    min_area_um2: float,
+    smooth_um: float,
+    close_um: float,
+    split_touching: bool,
+    fields: dict | None = None,
+) -> np.ndarray:
+    """Crystal labels of one window (or the whole image) with the image's fixed levels."""
+    px, f, pc = lv["px"], lv["f"], lv["pc"]
+    ref, c, dark_thr = lv["ref"], lv["c"], lv["dark_thr"]
+    fl = fields if fields is not None else _coarse_fields(norm, finite, lv)
+    cm, fin_c, smooth_c, det, tex = fl["cm"], fl["fin_c"], fl["smooth_c"], fl["det"], fl["tex"]
+    empty = np.zeros(norm.shape, dtype=np.int32)
+    if lv["mode"] == "masked":
+        pos = det > ref + c
+        neg = np.zeros_like(pos)
+        bg_marker = smooth_c < ref + 0.5 * c
+    else:
+        dev = det - ref
+        pos = dev > c
+        neg = (dev < -c) & (det > dark_thr)
+        bg_marker = (np.abs(smooth_c - ref) < 0.5 * c) | (smooth_c < dark_thr)
+    if fin_c is not None:
+        pos &= fin_c
+        neg &= fin_c
+        bg_marker |= ~fin_c
+
+    # ---- crystal cores: open away microlites, bridge cracks, fill inclusions; sign by sign
+    open_um = opts["open_um"]
+    grow_um = opts["grow_um"] if opts["grow_um"] is not None else open_um + 3.0
+    open_px, close_px = open_um / pc, close_um / pc
+    min_px_c = min_area_um2 / (pc * pc)
+    cores = np.zeros(cm.shape, dtype=np.int32)
+    n_cores = 0
+    for part in (pos, neg):
+        if not part.any():
+            continue
+        m = _open(part, open_px)
+        m = _close(m, close_px)
+        m = _fill_holes(m, opts["max_hole_fraction"])
+        lab, n = ndi.label(m)
+        cores = np.where(lab > 0, lab + n_cores, cores)
+        n_cores += n
+    if n_cores:
+        area = np.bincount(cores.ravel(), minlength=n_cores + 1)
+        keep = area >= 0.25 * min_px_c
+        keep[0] = False
+        if lv["tex_thr"] is not None and keep.any():
+            smooth_share = np.bincount(
+                cores.ravel(), weights=(tex < lv["tex_thr"]).ravel(), minlength=n_cores + 1
+            ) / np.maximum(area, 1)
+            keep &= smooth_share >= opts["min_smooth_share"]
+            # the bright polished walls of vesicles hug a near-black disc: not crystals
+            dark = smooth_c < dark_thr
+            if fin_c is not None:
+                dark &= fin_c
+            if dark.any():
+                near_dark = _near(dark, max(1.0, 6.0 / pc))
+                dark_share = np.bincount(
+                    cores.ravel(), weights=near_dark.ravel(), minlength=n_cores + 1
+                ) / np.maximum(area, 1)
+                keep &= dark_share <= opts["max_vesicle_share"]
+        cores = np.where(keep[cores], cores, 0)
+    if not cores.any():
+        return empty
+
+    # ---- cut, grow back to the edges, join what one crystal lost to a cut or a crack
+    pieces = _cut_cores(cores, max(opts["split_h_um"] / pc, 1.0)) if split_touching else cores
+    grad = ndi.gaussian_gradient_magnitude(cm, 0.7)
+    far = ~_near(pieces > 0, grow_um / pc)
+    coarse = _grow(
+        pieces,
+        grad,
+        (bg_marker & (pieces == 0)) | far,
+        erode_px=1.0,
+        cut_px=1.0,
+        mask=_near(pieces > 0, grow_um / pc + 1.5),
+    )
+    coarse = _relabel(coarse)
+    coarse = _fill_label_holes(coarse, opts["max_hole_fraction"])
+
+    # ---- full resolution: each crystal's edge at the midpoint of its rim and the reference
+    band = (max(1.0, (smooth_um + 1.5) / pc), max(2.0, (smooth_um + 5.0) / pc))
+    thr, sign = _rim_thresholds(coarse, smooth_c, ref, band)
+    sigma_px = smooth_um / px
+    smooth = ndi.gaussian_filter(norm, sigma_px) if sigma_px > 0.3 else norm
+    labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)))
+    # join what one crystal lost to a cut or a crack (judged at full resolution)
+    labels = _merge_regions(
+        labels,
+        smooth,
+        small_px=2.0 * min_area_um2 / (px * px),
+        merge_grey=opts["merge_grey"] if opts["merge_grey"] is not None else c,
+        max_deficit=opts["max_deficit"] if split_touching else np.inf,
+        band_px=max(2, int(round(3.0 / px))),
+        lenient=lv["mode"] == "masked",
+    )
+    labels = _fill_label_holes(labels, opts["max_hole_fraction"])
+    if finite is not None:
+        labels[~finite] = 0
+    min_px = min_area_um2 / (px * px)
+    area = np.bincount(labels.ravel())
+    keep = area >= min_px
+    keep[0] = False
+    if lv["mode"] != "masked" and keep.any():
+        # no crystal is near-black: such labels are the filled interiors of vesicles whose
+        # bright polished walls passed as a core and were then trimmed by the edge refinement
+        grey = np.bincount(labels.ravel(), weights=smooth.ravel(), minlength=area.size)
+        keep &= grey >= dark_thr * area
+    return _relabel(np.where(keep[labels], labels, 0))
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    """Consecutive ids 1..n in the order of the old ids (0 stays 0), as int32."""
+    n = int(labels.max()) if labels.size else 0
+    present = np.zeros(n + 1, dtype=bool)
+    present[labels.ravel()] = True
+    present[0] = False
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[labels]
+
+
+def _context_px(lv: dict, opts: dict, smooth_um: float, close_um: float) -> int:
+    """Pixels of context around a crystal that make its labels in a window equal the whole's.
+
+    The reach of every stage, in um: the detection and texture smoothing (4 sigma), the
+    opening, closing and growth radii, the edge band of the refinement, the merging's look
+    behind a cut; doubled for safety, and at least 32 blocks.
+    """
+    pc = lv["pc"]
+    grow_um = opts["grow_um"] if opts["grow_um"] is not None else opts["open_um"] + 3.0
+    reach_um = (
+        4.0 * max(lv["det_c"], lv["tex_c"], lv["sig_c"]) * pc
+        + opts["open_um"]
+        + close_um
+        + grow_um
+        + 4.0 * smooth_um
+        + 3.0 * pc
+        + 3.0
+    )
+    return max(int(np.ceil(2.0 * reach_um / lv["px"])), 32 * lv["f"])
 
 
 def segment_crystals(
@@ -591,6 +1075,7 @@ def segment_crystals(
     close_um: float = 3.0,
     split_touching: bool = True,
     background: str = "auto",
+    tile_size: int | None = None,
     return_info: bool = False,
     **options,
 ):
@@ -601,7 +1086,10 @@ def segment_crystals(
     image : array-like
         2D greyscale image of any integer or float dtype, RGB(A) (converted to grey with a
         warning), or a ``(channels, y, x)`` stack of element maps (combined into their first
-        principal component). NaN pixels are never crystals.
+        principal component). NaN pixels are never crystals. A 2D dask array (or any array
+        read by slicing: zarr, h5py, memory maps) and a 2D numpy array are read one tile at a
+        time, never copied whole as floats; RGB(A) and element maps are combined in memory
+        first.
     pixel_size_um : float
         Micrometres per pixel. Every size parameter below is in micrometres and is converted
         with it, so the same section imaged at another pixel size gives the same crystals.
@@ -627,6 +1115,16 @@ def segment_crystals(
         mode. ``"masked"``: the background was masked black and everything clearly brighter is
         crystal. ``"auto"`` picks ``"masked"`` when the dominant smoothed grey mode is near black
         and covers a large share of the image.
+    tile_size : int or None
+        Side in pixels of the tiles a large image is segmented in (rounded to a multiple of
+        the coarse block). ``None`` (default): images of more than 4096 x 4096 pixels are cut
+        into tiles of 2048 pixels, smaller ones are segmented whole. Every level (grey range,
+        noise, groundmass mode, contrast, texture threshold) is set once from the whole image;
+        each tile is then segmented with a halo around it and keeps the crystals whose bounding
+        box starts in it and that stay away from the halo's cut sides, so no crystal is cut
+        or counted twice at a seam. A crystal larger than the halo (``tile_halo_um``) is
+        segmented again in a window grown around it until it fits (up to four times the tile
+        window; beyond that it is kept as cut, and ``info["n_truncated"]`` counts it).
     return_info : bool
         Also return a dict with the levels and parameters used.
     **options
@@ -641,25 +1139,28 @@ def segment_crystals(
         ``max_hole_fraction`` (0.5), ``texture`` (True: reject textured, microlite-rich cores),
         ``smooth_texture`` (0.75), ``min_smooth_share`` (0.25), ``max_vesicle_share`` (0.6:
         cores mostly within 6 um of near-black pixels are vesicle walls), ``dark_fraction``
-        (0.2: near-black share above which the background may be a black mask).
+        (0.2: near-black share above which the background may be a black mask),
+        ``tile_halo_um`` (400: extent of a crystal that a tile surely holds whole; larger ones
+        are segmented again in a larger window).
 
     Returns
     -------
     numpy.ndarray or (numpy.ndarray, dict)
         int32 labels of the image's (y, x) shape, 0 = not a crystal, 1..n crystals; with
         ``return_info=True`` also a dict (``background``, ``reference``, ``contrast``,
-        ``noise``, ``full_scale``, ...; grey levels in the image's own units).
+        ``noise``, ``full_scale``, ``n_tiles``, ...; grey levels in the image's own units).
 
     Raises
     ------
     ZonationInputError
-        Bad image (1D, empty, 4D, 3D that is neither channels nor RGB), bad pixel size, unknown
-        option or background mode.
+        Bad image (1D, empty, 4D, 3D that is neither channels nor RGB), bad pixel size, bad
+        tile size, unknown option or background mode.
 
     Warns
     -----
     UserWarning
-        RGB input (converted to grey), constant or all-NaN image (no crystals).
+        RGB input (converted to grey), constant or all-NaN image (no crystals), crystals still
+        cut by a tile seam after the largest window tried.
 
     Notes
     -----
@@ -673,7 +1174,8 @@ def segment_crystals(
     (groundmass-level or near-black blocks); pieces joined when the grey behind their contact
     agrees and their union stays convex; finally each crystal's edge is placed at full
     resolution where the smoothed grey crosses the midpoint between its rim and the reference
-    (where a blurred step crosses the true edge).
+    (where a blurred step crosses the true edge). The levels come from regular samples of the
+    image (about 250,000 pixels and coarse blocks), the same whether or not it is tiled.
     """
     unknown = set(options) - set(_DEFAULT_OPTIONS)
     if unknown:
@@ -692,6 +1194,7 @@ def segment_crystals(
         ("min_area_um2", min_area_um2),
         ("smooth_um", smooth_um),
         ("close_um", close_um),
+        ("tile_halo_um", opts["tile_halo_um"]),
     ):
         if not (isinstance(val, (int, float, np.number)) and np.isfinite(val) and val >= 0):
             raise ZonationInputError(f"{name}={val!r} must be a non-negative number (um).")
@@ -699,178 +1202,79 @@ def segment_crystals(
         raise ZonationInputError(
             f"contrast={contrast!r} must be a positive fraction of the grey range, or None."
         )
-    grey, dtype = _to_grey(image)
-    shape = grey.shape
-    info: dict = {"background": None, "pixel_size_um": px, "n_crystals": 0}
-    empty = np.zeros(shape, dtype=np.int32)
+    if tile_size is not None and not (
+        isinstance(tile_size, (int, np.integer))
+        and not isinstance(tile_size, bool)
+        and tile_size >= 64
+    ):
+        raise ZonationInputError(
+            f"tile_size={tile_size!r} must be an integer number of pixels >= 64, or None "
+            "(automatic: tiles of 2048 pixels above 4096 x 4096)."
+        )
+    src, dtype = _grey_source(image)
+    shape = tuple(int(s) for s in src.shape)
+    info: dict = {"background": None, "pixel_size_um": px, "n_crystals": 0, "n_tiles": 1}
+    if tile_size is None and shape[0] * shape[1] > TILE_AUTO_PIXELS:
+        tile_size = TILE_AUTO_SIZE
+    tiled = tile_size is not None and (shape[0] > tile_size or shape[1] > tile_size)
 
-    finite = np.isfinite(grey)
-    all_finite = bool(finite.all())
-    if not finite.any():
+    def empty():
+        out = np.zeros(shape, dtype=np.int32)
+        return (out, info) if return_info else out
+
+    f = _work_factor(px, opts["work_um"])
+    lv, fields = _sample_levels(src, shape, px, f, opts, smooth_um, tile_size if tiled else None)
+    if lv is None:
         warnings.warn(
             "the image has no finite pixels; no crystals found.", UserWarning, stacklevel=2
         )
-        return (empty, info) if return_info else empty
-    sample = _subsample(grey if all_finite else grey[finite])
-    lo, hi = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
-    if not hi - lo > 1e-12 * max(1.0, abs(hi)):
-        lo, hi = float(np.min(sample)), float(np.max(sample))
-    if not hi - lo > 1e-12 * max(1.0, abs(hi)):
+        return empty()
+    info.update(full_scale=_full_scale(lv["sample"], dtype), grey_lo=lv["lo"], grey_hi=lv["hi"])
+    if fields is None and "noise" not in lv:
         warnings.warn(
             "the image is constant (no grey contrast); no crystals found. Check that the right "
             "image or channel was passed.",
             UserWarning,
             stacklevel=2,
         )
-        return (empty, info) if return_info else empty
-    span = hi - lo
-    src = grey if all_finite else np.where(finite, grey, float(np.median(sample)))
-    norm = ((src - lo) * (1.0 / span)).astype(np.float32)
-    info.update(full_scale=_full_scale(sample, dtype), grey_lo=lo, grey_hi=hi)
-
-    # ---- coarse stage: blocks of about work_um
-    f = _work_factor(px, opts["work_um"])
-    pc = px * f
-    cm = _block_mean(norm, f)
-    fin_c = (
-        np.ones(cm.shape, bool) if all_finite else _block_mean(finite.astype(np.float32), f) > 0.5
+        return empty()
+    info.update(noise=lv["noise"] * lv["span"], work_factor=f)
+    _levels(lv, opts, contrast, background, info)
+    kwargs = dict(
+        min_area_um2=min_area_um2,
+        smooth_um=smooth_um,
+        close_um=close_um,
+        split_touching=split_touching,
     )
-    sig_c = smooth_um / pc
-    smooth_c = ndi.gaussian_filter(cm, sig_c) if sig_c > 0.3 else cm
-    detect_um = opts["detect_um"] if opts["detect_um"] is not None else 2.0 * smooth_um
-    det_c = max(detect_um / pc, 1.0)
-    det = ndi.gaussian_filter(cm, det_c)
-    noise = _noise_sigma(norm)
-    noise_d = noise / f / max(1.0, 2.0 * np.sqrt(np.pi) * det_c)
-    info.update(noise=noise * span, work_factor=f)
-
-    s_fin = _subsample(det[fin_c])
-    mode_all, width_all, _, _ = _histogram_mode(s_fin, -0.05, 1.05)
-    if background == "auto":
-        dark_share = float(np.mean(s_fin < mode_all + 0.1))
-        masked = mode_all < 0.15 and dark_share > opts["dark_fraction"]
-        mode = "masked" if masked else "groundmass"
+    if not tiled:
+        norm, finite = _normalise(
+            _read(src, 0, shape[0], 0, shape[1]), lv["lo"], lv["span"], lv["fill"]
+        )
+        labels = _segment_window(norm, finite, lv, opts, fields=fields, **kwargs)
     else:
-        mode = background
-    info["background"] = mode
+        margin = _context_px(lv, opts, smooth_um, close_um)
+        after = margin + int(np.ceil(opts["tile_halo_um"] / px))
+        tiles = tile_grid(shape, int(tile_size), before=margin, after=after, align=f)
 
-    open_um = opts["open_um"]
-    grow_um = opts["grow_um"] if opts["grow_um"] is not None else open_um + 3.0
-    tex = None
-    if mode == "masked":
-        ref = mode_all
-        c = contrast if contrast is not None else max(0.05, 4.0 * max(width_all / 1.1774, noise_d))
-        pos = det > ref + c
-        neg = np.zeros_like(pos)
-        bg_marker = smooth_c < ref + 0.5 * c
-        info.update(reference=ref * span + lo, contrast=c)
-    else:
-        # texture: grey variance inside each block (microlites), smoothed over a few blocks
-        if f > 1:
-            var = _block_mean(norm * norm, f) - cm.astype(np.float32) ** 2
-            tex = np.sqrt(np.clip(ndi.gaussian_filter(var, max(0.7, 1.0 / pc)), 0, None))
-        else:
-            tex = _texture(norm, max(0.5, 1.0 / px), max(1.5, 2.0 / px))
-        # the groundmass is the textured mode: histogram of the most textured half of the
-        # image (smooth crystal interiors drop out, whatever their share of the image), then
-        # the peak of the full histogram near that level gives its level and width
-        t_fin = _subsample(tex[fin_c])
-        rough = t_fin >= np.percentile(t_fin, 50)
-        not_black = s_fin > mode_all + 0.1 if mode_all < 0.15 else np.ones(s_fin.shape, bool)
-        ref, _, _, _ = _histogram_mode(s_fin[rough & not_black], -0.05, 1.05)
-        ref, ref_w, _, _ = _histogram_mode(s_fin[not_black], -0.05, 1.05, near=(ref, 0.04))
-        c = contrast if contrast is not None else max(3.0 * ref_w / 1.1774, 4.0 * noise_d, 0.03)
-        dark_thr = 0.45 * ref
-        dev = det - ref
-        pos = dev > c
-        neg = (dev < -c) & (det > dark_thr)
-        bg_marker = (np.abs(smooth_c - ref) < 0.5 * c) | (smooth_c < dark_thr)
-        info.update(reference=ref * span + lo, contrast=c, dark_level=dark_thr * span + lo)
-    pos &= fin_c
-    neg &= fin_c
-    bg_marker |= ~fin_c
+        def segment_window(win):
+            r0, r1, c0, c1 = win
+            norm, finite = _normalise(_read(src, r0, r1, c0, c1), lv["lo"], lv["span"], lv["fill"])
+            return _segment_window(norm, finite, lv, opts, **kwargs)
 
-    # ---- crystal cores: open away microlites, bridge cracks, fill inclusions; sign by sign
-    open_px, close_px = open_um / pc, close_um / pc
-    min_px_c = min_area_um2 / (pc * pc)
-    cores = np.zeros(cm.shape, dtype=np.int32)
-    n_cores = 0
-    for part in (pos, neg):
-        if not part.any():
-            continue
-        m = _open(part, open_px)
-        m = _close(m, close_px)
-        m = _fill_holes(m, opts["max_hole_fraction"])
-        lab, n = ndi.label(m)
-        cores = np.where(lab > 0, lab + n_cores, cores)
-        n_cores += n
-    if n_cores:
-        area = np.bincount(cores.ravel(), minlength=n_cores + 1)
-        keep = area >= 0.25 * min_px_c
-        keep[0] = False
-        if tex is not None and opts["texture"] and keep.any():
-            # smooth crystal interiors set the low texture level, the groundmass the high one
-            gm_pix = bg_marker & (smooth_c > dark_thr) & fin_c
-            tex_gm = float(np.median(tex[gm_pix])) if gm_pix.any() else np.inf
-            tex_low = float(np.percentile(t_fin, 5))
-            tex_thr = float(max(opts["smooth_texture"] * tex_gm, 2.0 * tex_low))
-            smooth_share = np.bincount(
-                cores.ravel(), weights=(tex < tex_thr).ravel(), minlength=n_cores + 1
-            ) / np.maximum(area, 1)
-            keep &= smooth_share >= opts["min_smooth_share"]
-            # the bright polished walls of vesicles hug a near-black disc: not crystals
-            dark = (smooth_c < dark_thr) & fin_c
-            if dark.any():
-                near_dark = ndi.distance_transform_edt(~dark) <= max(1.0, 6.0 / pc)
-                dark_share = np.bincount(
-                    cores.ravel(), weights=near_dark.ravel(), minlength=n_cores + 1
-                ) / np.maximum(area, 1)
-                keep &= dark_share <= opts["max_vesicle_share"]
-            info.update(texture_threshold=tex_thr * span, texture_groundmass=tex_gm * span)
-        cores = np.where(keep[cores], cores, 0)
-    if not cores.any():
-        return (empty, info) if return_info else empty
-
-    # ---- cut, grow back to the edges, join what one crystal lost to a cut or a crack
-    pieces = _cut_cores(cores, max(opts["split_h_um"] / pc, 1.0)) if split_touching else cores
-    grad = ndi.gaussian_gradient_magnitude(cm, 0.7)
-    far = ndi.distance_transform_edt(pieces == 0) > grow_um / pc
-    coarse = _grow(
-        pieces,
-        grad,
-        (bg_marker & (pieces == 0)) | far,
-        erode_px=1.0,
-        cut_px=1.0,
-    )
-    coarse, _, _ = segmentation.relabel_sequential(coarse)
-    coarse = _fill_label_holes(coarse.astype(np.int32), opts["max_hole_fraction"])
-
-    # ---- full resolution: each crystal's edge at the midpoint of its rim and the reference
-    band = (max(1.0, (smooth_um + 1.5) / pc), max(2.0, (smooth_um + 5.0) / pc))
-    thr, sign = _rim_thresholds(coarse, smooth_c, ref, band)
-    sigma_px = smooth_um / px
-    smooth = ndi.gaussian_filter(norm, sigma_px) if sigma_px > 0.3 else norm
-    labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)))
-    # join what one crystal lost to a cut or a crack (judged at full resolution)
-    labels = _merge_regions(
-        labels,
-        smooth,
-        small_px=2.0 * min_area_um2 / (px * px),
-        merge_grey=opts["merge_grey"] if opts["merge_grey"] is not None else c,
-        max_deficit=opts["max_deficit"] if split_touching else np.inf,
-        band_px=max(2, int(round(3.0 / px))),
-        lenient=mode == "masked",
-    )
-    labels = _fill_label_holes(labels, opts["max_hole_fraction"])
-    if not all_finite:
-        labels[~finite] = 0
-    min_px = min_area_um2 / (px * px)
-    area = np.bincount(labels.ravel())
-    keep = area >= min_px
-    keep[0] = False
-    labels = np.where(keep[labels], labels, 0)
-    labels, _, _ = segmentation.relabel_sequential(labels)
-    labels = labels.astype(np.int32, copy=False)
+        labels, stats = stitch_tiles(shape, tiles, segment_window, margin=margin, align=f)
+        info.update(
+            stats,
+            tile_core_px=_round_up(int(tile_size), f),
+            tile_margin_px=margin,
+            tile_after_px=after,
+        )
+        if stats["n_truncated"]:
+            warnings.warn(
+                f"{stats['n_truncated']} crystal(s) larger than the largest window tried are "
+                "cut by a tile seam; pass a larger tile_size or tile_halo_um.",
+                UserWarning,
+                stacklevel=2,
+            )
     info["n_crystals"] = int(labels.max())
     if return_info:
         return labels, info
@@ -912,7 +1316,7 @@ def _cracked(grey, labels, px, noise, ids):
     bth = ndi.grey_closing(s, size=(size, size)) - s
     noise_l = noise / max(1.0, 2.0 * np.sqrt(np.pi) * sig)
     # away from the crystal's own edge (the closing reaches over it)
-    inner = ndi.distance_transform_edt(labels > 0) > size
+    inner = _edt(labels > 0) > size
     line = (bth > max(5.0 * noise_l, 1e-12)) & inner
     out = np.zeros(len(ids), dtype=bool)
     if not line.any():

@@ -1,0 +1,277 @@
+"""Overlapping tiles for images too large to process in one piece (pure core: numpy, scipy).
+
+The image is cut into tiles. A tile has a *core* (the cores partition the image) and a
+*window*: the core with a halo of ``before`` pixels above and to the left and ``after`` pixels
+below and to the right, clipped to the image. Each window is read and segmented on its own;
+the labels are stitched by ownership:
+
+- a label belongs to the tile whose core holds the top-left corner of the label's bounding box
+  (one point per crystal, in exactly one core: no crystal is kept twice);
+- the owning tile keeps it only when it stays at least ``margin`` pixels away from every side
+  of the window that is not a side of the image (there a crystal may be cut, or shaped by
+  missing context). With ``before >= margin`` a label whose corner is in the core is always far
+  enough from the window's top and left sides, so only the bottom and right sides can cut it:
+  ``after - margin`` is the largest crystal extent a tile is sure to hold;
+- a label that its owning tile had to drop (larger than the halo, or joined to a neighbour the
+  window cuts) is segmented again in a window around it, grown until the crystal lies well
+  inside, and pasted where no other crystal is (:func:`stitch_tiles`).
+
+Windows start on multiples of ``align`` pixels so that block-based stages (block means of
+``align`` x ``align`` pixels) see the same blocks in every window as in the whole image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["Tile", "tile_grid", "owned_labels", "stitch_tiles"]
+
+Box = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: ``core`` and ``window`` as (row0, row1, col0, col1), half-open, in pixels."""
+
+    core: Box
+    window: Box
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """The window as a pair of slices (for reading the image)."""
+        r0, r1, c0, c1 = self.window
+        return slice(r0, r1), slice(c0, c1)
+
+
+def _round_up(value: int, align: int) -> int:
+    return -(-int(value) // align) * align
+
+
+def _window(box: Box, before: int, after: int, shape: tuple[int, int], align: int) -> Box:
+    """A box grown by ``before``/``after``, its start on a multiple of ``align``, clipped."""
+    r0, r1, c0, c1 = box
+    r0 = max(0, (r0 - before) // align * align)
+    c0 = max(0, (c0 - before) // align * align)
+    r1 = min(shape[0], _round_up(r1 + after, align))
+    c1 = min(shape[1], _round_up(c1 + after, align))
+    return r0, r1, c0, c1
+
+
+def tile_grid(
+    shape: tuple[int, int],
+    tile_size: int,
+    *,
+    before: int,
+    after: int,
+    align: int = 1,
+) -> list[Tile]:
+    """Cut an image into tiles with overlapping windows.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (rows, cols).
+    tile_size : int
+        Side of a tile's core in pixels (rounded up to a multiple of ``align``).
+    before, after : int
+        Halo in pixels above/left and below/right of each core.
+    align : int
+        Cores and windows start on multiples of this (block size of block-based stages).
+
+    Returns
+    -------
+    list of Tile
+        Row by row; the cores partition the image.
+    """
+    align = max(1, int(align))
+    t = max(align, _round_up(max(1, int(tile_size)), align))
+    before, after = _round_up(max(0, before), align), _round_up(max(0, after), align)
+    h, w = int(shape[0]), int(shape[1])
+    tiles = []
+    for r0 in range(0, h, t):
+        for c0 in range(0, w, t):
+            core = (r0, min(h, r0 + t), c0, min(w, c0 + t))
+            tiles.append(Tile(core, _window(core, before, after, (h, w), align)))
+    return tiles
+
+
+def _safe(box: Box, window: Box, shape: tuple[int, int], margin: int) -> bool:
+    """Whether a global bounding box stays ``margin`` away from the window's inner sides."""
+    r0, r1, c0, c1 = box
+    w0, w1, v0, v1 = window
+    return (
+        (w0 == 0 or r0 >= w0 + margin)
+        and (v0 == 0 or c0 >= v0 + margin)
+        and (w1 == shape[0] or r1 <= w1 - margin)
+        and (v1 == shape[1] or c1 <= v1 - margin)
+    )
+
+
+def _boxes(labels: np.ndarray, offset: tuple[int, int]) -> dict[int, Box]:
+    """Global bounding boxes of the labels of a window, keyed by label id."""
+    out = {}
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is not None:
+            out[i] = (
+                sl[0].start + offset[0],
+                sl[0].stop + offset[0],
+                sl[1].start + offset[1],
+                sl[1].stop + offset[1],
+            )
+    return out
+
+
+def owned_labels(
+    labels: np.ndarray, tile: Tile, shape: tuple[int, int], margin: int
+) -> tuple[list[int], list[int]]:
+    """Labels of a window that its tile owns: (kept, cut).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int
+        Labels of the tile's window (window shape).
+    tile : Tile
+        The tile.
+    shape : (int, int)
+        The whole image's shape.
+    margin : int
+        Distance in pixels that a kept label keeps from the window's sides inside the image.
+
+    Returns
+    -------
+    kept, cut : list of int
+        Ids whose bounding box's top-left corner lies in the tile's core: ``kept`` are far
+        enough from the window's inner sides, ``cut`` are not (possibly truncated).
+    """
+    kept, cut = [], []
+    cr0, cr1, cc0, cc1 = tile.core
+    for i, box in _boxes(labels, (tile.window[0], tile.window[2])).items():
+        if not (cr0 <= box[0] < cr1 and cc0 <= box[2] < cc1):
+            continue
+        (kept if _safe(box, tile.window, shape, margin) else cut).append(i)
+    return kept, cut
+
+
+def stitch_tiles(
+    shape: tuple[int, int],
+    tiles: list[Tile],
+    segment: Callable[[Box], np.ndarray],
+    *,
+    margin: int,
+    align: int = 1,
+    max_window_px: int | None = None,
+    max_rounds: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Segment every tile's window and stitch the labels each tile owns.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape.
+    tiles : list of Tile
+        From :func:`tile_grid`, with ``before >= margin``.
+    segment : callable
+        ``segment(window) -> labels`` of the window's shape (0 = background), for a window
+        (row0, row1, col0, col1).
+    margin : int
+        Distance from a window's inner sides within which a label may be cut or shaped by the
+        missing context (see :func:`owned_labels`).
+    align : int
+        Windows grown for a second look start on multiples of this.
+    max_window_px : int, optional
+        Largest window (pixels) tried for a crystal its tile had to drop; default four times
+        the largest tile window. A crystal still cut at that size is kept as it is (counted in
+        ``n_truncated``).
+    max_rounds : int
+        Window growths tried per dropped crystal (the halo doubles each round).
+    progress : callable, optional
+        ``progress(done, total)`` after each tile.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int32 labels of ``shape``, 1..n consecutive.
+    stats : dict
+        ``n_tiles``, ``n_cut`` (crystals a tile had to drop), ``n_regrown`` (of those, found
+        again in a larger window), ``n_truncated`` (kept though still cut).
+    """
+    out = np.zeros(shape, dtype=np.int32)
+    n_next = 1
+    cut_records: list[tuple[Box, np.ndarray]] = []
+    biggest = 0
+    for k, tile in enumerate(tiles):
+        r0, r1, c0, c1 = tile.window
+        biggest = max(biggest, (r1 - r0) * (c1 - c0))
+        lab = np.asarray(segment(tile.window))
+        kept, cut = owned_labels(lab, tile, shape, margin)
+        slices = ndi.find_objects(lab)
+        for i in kept:
+            sl = slices[i - 1]
+            gsl = (
+                slice(sl[0].start + r0, sl[0].stop + r0),
+                slice(sl[1].start + c0, sl[1].stop + c0),
+            )
+            mine = lab[sl] == i
+            region = out[gsl]
+            region[mine & (region == 0)] = n_next
+            n_next += 1
+        for i in cut:
+            sl = slices[i - 1]
+            box = (sl[0].start + r0, sl[0].stop + r0, sl[1].start + c0, sl[1].stop + c0)
+            cut_records.append((box, lab[sl] == i))
+        if progress is not None:
+            progress(k + 1, len(tiles))
+    max_px = max_window_px if max_window_px is not None else 4 * biggest
+    stats = {"n_tiles": len(tiles), "n_cut": 0, "n_regrown": 0, "n_truncated": 0}
+    for box, mask in cut_records:
+        r0, r1, c0, c1 = box
+        if np.mean(out[r0:r1, c0:c1][mask] > 0) >= 0.5:
+            continue  # found whole by another tile (the cut piece was its edge)
+        stats["n_cut"] += 1
+        grow = max(margin, r1 - r0, c1 - c0)
+        for rnd in range(max_rounds):
+            win = _window(box, grow, grow, shape, align)
+            area = (win[1] - win[0]) * (win[3] - win[2])
+            last = rnd == max_rounds - 1 or area >= max_px
+            whole = win == (0, shape[0], 0, shape[1])
+            lab = np.asarray(segment(win))
+            # the labels of the new window over the dropped crystal
+            local = lab[r0 - win[0] : r1 - win[0], c0 - win[2] : c1 - win[2]][mask]
+            ids = np.unique(local[local > 0])
+            boxes = _boxes(lab, (win[0], win[2]))
+            safe = all(_safe(boxes[i], win, shape, margin) for i in ids)
+            if not (safe or last or whole):
+                grow *= 2
+                continue
+            slices = ndi.find_objects(lab)
+            for i in ids:
+                sl = slices[i - 1]
+                gsl = (
+                    slice(sl[0].start + win[0], sl[0].stop + win[0]),
+                    slice(sl[1].start + win[2], sl[1].stop + win[2]),
+                )
+                mine = lab[sl] == i
+                region = out[gsl]
+                if np.mean(region[mine] > 0) >= 0.5:
+                    continue  # already there
+                region[mine & (region == 0)] = n_next
+                n_next += 1
+            stats["n_regrown" if safe or whole else "n_truncated"] += 1
+            break
+    # consecutive ids (pastes onto free pixels only may have emptied a few)
+    counts = np.zeros(n_next, dtype=np.int64)
+    for rows in range(0, shape[0], 1024):  # in row blocks: no full-size int64 copy
+        counts += np.bincount(out[rows : rows + 1024].ravel(), minlength=n_next)
+    present = counts > 0
+    present[0] = False
+    if not present[1:n_next].all():
+        lut = np.zeros(n_next, dtype=np.int32)
+        lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+        for rows in range(0, shape[0], 1024):  # in row blocks: no second full-size array
+            out[rows : rows + 1024] = lut[out[rows : rows + 1024]]
+    return out, stats
