@@ -183,3 +183,55 @@ def test_embed_crystals_is_pca_of_standardised_features():
     assert (embed_crystals(alike)[["pc1", "pc2"]].to_numpy() == 0).all()
     with pytest.raises(ZonationInputError, match="label"):
         embed_crystals(tab.drop(columns="label"))
+
+
+def _signed_blobs(n_per=10, seed=0):
+    """Descriptor rows of five zoning types; gradients of both signs (one population, as
+    the generator draws a gradient's sign at random), independent of describe_zoning."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    spec = [
+        ("unzoned", 0, 1, 0),
+        ("rim_brighter", 1, 2, 0),
+        ("rim_darker", -1, 2, 0),
+        ("gradient", 1, 1, 0),
+        ("gradient", -1, 1, 0),
+        ("oscillatory", 0, 1, 4),
+    ]
+    for zt, sign, n_plat, n_osc in spec:
+        for _ in range(n_per):
+            c = sign * rng.uniform(0.05, 0.12)
+            slope = abs(c) * (3.0 if n_plat == 2 else 0.5) + rng.normal(0, 0.01)
+            rows.append(
+                {
+                    "label": len(rows) + 1,
+                    "zoning_type": zt,
+                    "rel_contrast": c,
+                    "n_plateaus": n_plat,
+                    "n_steps": n_plat - 1,
+                    "max_slope_per_um": slope,
+                    "n_oscillations": n_osc,
+                    "osc_amplitude": 6.0 * (n_osc > 0) + rng.normal(0, 0.3),
+                    "describe_status": "ok",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_zoning_types_are_not_split_by_the_sign_of_their_contrast():
+    tab = _signed_blobs()
+    out = cluster_crystals(tab)
+    assert adjusted_rand_score(tab["zoning_type"], out["cluster"]) == pytest.approx(1.0)
+    # the sign still parts them when asked for
+    signed = cluster_crystals(tab, 6, features=["rel_contrast", "zoning_type"])
+    grad = signed[signed["zoning_type"] == "gradient"]
+    assert grad.groupby(np.sign(grad["rel_contrast"]))["cluster"].nunique().max() == 1
+    assert grad["cluster"].nunique() == 2
+
+
+def test_clusters_follow_the_descriptors_on_synthetic_profiles(described):
+    _, truth, tab = described
+    out = cluster_crystals(tab, profiles=described[0])
+    m = out.merge(truth[["label", "zoning_type"]], on="label", suffixes=("", "_true"))
+    ari = adjusted_rand_score(m["zoning_type_true"], m["cluster"])
+    assert ari >= adjusted_rand_score(m["zoning_type_true"], m["zoning_type"]) - 0.02
