@@ -18,8 +18,19 @@ and the same ARI for a plain recipe: each profile resampled on normalised depth 
 points, standardised, then k-means with the TRUE number of classes. The issue's goals:
 ARI >= 0.85 with automatic k, plateau count >= 0.9, rim sign >= 0.97.
 
+``--truth-labels`` profiles the generator's true labels instead of the segmentation (every
+crystal is then matched): the gap between the two runs is what the segmentation costs, the
+rest is the descriptors' and the clustering's. ``--verbose`` lists each scene's wrong types.
+``--cache DIR`` keeps each prepared scene (labels, crystal table, profiles) in a pickle named
+by size, crystals, noise, seed, labels and ``clip_sigmas``, so that runs that change only
+the description or the clustering skip the segmentation; delete the folder when
+``segment.py``, ``profiles.py`` or ``synthetic.py`` change.
+
     python benchmarks/zoning.py            # 6 scenes of 768 x 768, 22 crystals, noise 0.02
     python benchmarks/zoning.py --quick    # the first 2 scenes (< 1 minute)
+    python benchmarks/zoning.py --truth-labels --verbose   # true labels: no segmentation error
+    python benchmarks/zoning.py --profiles-1d --noise 0.01   # 1D make_profiles, 3 seeds
+    python benchmarks/zoning.py --cache /tmp/zcache   # keep segmented scenes between runs
     python benchmarks/zoning.py --clip-sigmas 0 --systematic-fraction 0   # plain shell
         # medians, no systematic floor: the chain before both fixes
 """
@@ -27,7 +38,9 @@ ARI >= 0.85 with automatic k, plateau count >= 0.9, rim sign >= 0.97.
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +52,7 @@ from napari_zonation.cluster import cluster_crystals
 from napari_zonation.descriptors import describe_zoning
 from napari_zonation.profiles import rim_profiles
 from napari_zonation.segment import crystal_table, segment_crystals
+from napari_zonation.synthetic import make_profiles
 
 
 def match_labels(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> dict[int, int]:
@@ -74,17 +88,34 @@ def plain_recipe(prof: pd.DataFrame, labels: np.ndarray, k: int, points: int = 3
     return KMeans(k, n_init=10, random_state=0).fit_predict(x)
 
 
-def run_scene(shape, n_crystals, noise, seed, px=1.0, prof_opts=None, desc_opts=None) -> dict:
-    """Run the chain on one scene; return per-crystal results and scores."""
+def prepare_scene(
+    shape, n_crystals, noise, seed, px=1.0, prof_opts=None, truth_labels=False
+) -> dict:
+    """Make one scene, segment it (or take its true labels) and measure the profiles."""
     t0 = time.perf_counter()
     s = make_thin_section(shape, n_crystals=n_crystals, noise=noise, seed=seed, pixel_size_um=px)
-    truth = s.truth.set_index("label")
-    labels = segment_crystals(s.image, px)
+    labels = s.labels.astype(np.int32) if truth_labels else segment_crystals(s.image, px)
     crystals = crystal_table(s.image, labels, px)
     prof = rim_profiles(s.image, labels, px, **(prof_opts or {}))
-    table = describe_zoning(prof, crystals=crystals, **(desc_opts or {}))
-    table = cluster_crystals(table, profiles=prof)
-    m = match_labels(s.labels, labels)
+    return {
+        "seed": seed,
+        "truth": s.truth,
+        "true_labels": s.labels,
+        "labels": labels,
+        "crystals": crystals,
+        "prof": prof,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def score_scene(scene: dict, desc_opts=None, cluster_opts=None) -> dict:
+    """Describe and cluster one prepared scene; score against the generator's truth."""
+    t0 = time.perf_counter()
+    seed, prof, labels = scene["seed"], scene["prof"], scene["labels"]
+    truth = scene["truth"].set_index("label")
+    table = describe_zoning(prof, crystals=scene["crystals"], **(desc_opts or {}))
+    table = cluster_crystals(table, profiles=prof, **(cluster_opts or {}))
+    m = match_labels(scene["true_labels"], labels)
     table = table[table["label"].isin(list(m))].copy()
     table["true_label"] = table["label"].map(m)
     table["true_type"] = truth.loc[table["true_label"], "zoning_type"].to_numpy()
@@ -128,9 +159,70 @@ def run_scene(shape, n_crystals, noise, seed, px=1.0, prof_opts=None, desc_opts=
         "type": (typ, n_true),
         "confusions": list(zip(wrong["true_type"], wrong["zoning_type"], strict=True)),
         "n_clusters": int(scored["cluster"].max() + 1) if len(scored) else 0,
-        "seconds": time.perf_counter() - t0,
+        "seconds": scene["seconds"] + time.perf_counter() - t0,
         "rows": scored,
     }
+
+
+def run_scene(
+    shape, n_crystals, noise, seed, px=1.0, prof_opts=None, desc_opts=None, truth_labels=False
+) -> dict:
+    """Run the chain on one scene; return per-crystal results and scores."""
+    scene = prepare_scene(shape, n_crystals, noise, seed, px, prof_opts, truth_labels)
+    return score_scene(scene, desc_opts)
+
+
+def run_profiles_1d(noise: float, seeds, n_per_type: int = 20, desc_opts=None) -> None:
+    """The descriptors and clustering on 1D ``make_profiles`` (no image, no segmentation)."""
+    print(
+        f"1D make_profiles: {n_per_type} per type x 6 types, phase mixed, noise {noise}, "
+        f"seeds {list(seeds)}"
+    )
+    print(f"{'seed':>4} {'n':>4} {'k':>2} {'ARI':>6} {'typeARI':>7} {'type':>7} {'plateaus':>8}")
+    rows, aris = [], []
+    for seed in seeds:
+        prof, truth = make_profiles(n_per_type, noise=noise, seed=seed, phase="mixed")
+        tab = describe_zoning(prof, crystals=truth[["label", "phase"]], **(desc_opts or {}))
+        tab = cluster_crystals(tab, profiles=prof)
+        m = tab.merge(truth.drop(columns="phase"), on="label", suffixes=("", "_true"))
+        ari = adjusted_rand_score(m["zoning_type_true"], m["cluster"])
+        aris.append(ari)
+        print(
+            f"{seed:>4} {len(m):>4} {m['cluster'].max() + 1:>2} {ari:6.3f} "
+            f"{adjusted_rand_score(m['zoning_type_true'], m['zoning_type'].fillna('-')):7.3f} "
+            f"{(m['zoning_type'] == m['zoning_type_true']).mean():7.3f} "
+            f"{(m['n_plateaus'].astype(float) == m['n_plateaus_true']).mean():8.3f}"
+        )
+        rows.append(m)
+    m = pd.concat(rows)
+    print(
+        f"overall: ARI (auto k) mean {np.mean(aris):.3f}, zoning_type "
+        f"{(m['zoning_type'] == m['zoning_type_true']).mean():.3f}, n_plateaus "
+        f"{(m['n_plateaus'].astype(float) == m['n_plateaus_true']).mean():.3f}"
+    )
+    conf = pd.crosstab(m["zoning_type_true"], m["zoning_type"].fillna("<none>"))
+    print("\n".join("    " + line for line in conf.to_string().splitlines()))
+
+
+def _prepared(args, shape, n_cry, seed, prof_opts) -> dict:
+    """prepare_scene, through the ``--cache`` folder when one is given."""
+    path = None
+    if args.cache:
+        tag = "truth" if args.truth_labels else "seg"
+        clip = "lib" if args.clip_sigmas is None else f"{args.clip_sigmas:g}"
+        name = f"scene_{shape[0]}x{shape[1]}_{n_cry}_{args.noise:g}_{seed}_{tag}_clip{clip}.pkl"
+        path = Path(args.cache) / name
+        if path.exists():
+            with open(path, "rb") as fh:
+                return pickle.load(fh)
+    scene = prepare_scene(
+        shape, n_cry, args.noise, seed, prof_opts=prof_opts, truth_labels=args.truth_labels
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            pickle.dump(scene, fh)
+    return scene
 
 
 def _frac(pair) -> str:
@@ -156,10 +248,38 @@ def main() -> None:
         default=None,
         help="describe_zoning(systematic_fraction=...); 0 = off (default: the library's)",
     )
+    ap.add_argument(
+        "--truth-labels",
+        action="store_true",
+        help="profile the generator's TRUE labels instead of the segmentation (separates "
+        "the descriptor / clustering errors from the segmentation's)",
+    )
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="folder where prepared scenes (labels + profiles) are kept and reused",
+    )
+    ap.add_argument(
+        "--profiles-1d",
+        action="store_true",
+        help="score 1D make_profiles (20 per type, phase mixed) instead of thin sections "
+        "(default seeds 0 1 2)",
+    )
     args = ap.parse_args()
+    if args.profiles_1d:
+        desc_opts = (
+            {}
+            if args.systematic_fraction is None
+            else {"systematic_fraction": args.systematic_fraction}
+        )
+        run_profiles_1d(args.noise, args.seeds or [0, 1, 2], desc_opts=desc_opts)
+        return
     shape, n_cry = (768, 768), 22
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4, 5])
-    print(f"scenes {shape[0]}x{shape[1]}, {n_cry} crystals, noise {args.noise}, seeds {seeds}")
+    src = "TRUE labels" if args.truth_labels else "own segmentation"
+    print(
+        f"scenes {shape[0]}x{shape[1]}, {n_cry} crystals, noise {args.noise}, seeds {seeds}, {src}"
+    )
     head = (
         f"{'seed':>4} {'true':>4} {'match':>5} {'unmat':>5} {'fail':>4} {'k':>2} "
         f"{'ARI':>6} {'plainARI':>8}  {'plateaus':>15} {'rim sign':>15} {'type':>15} {'s':>5}"
@@ -173,7 +293,8 @@ def main() -> None:
             if args.systematic_fraction is None
             else {"systematic_fraction": args.systematic_fraction}
         )
-        r = run_scene(shape, n_cry, args.noise, seed, prof_opts=prof_opts, desc_opts=desc_opts)
+        scene = _prepared(args, shape, n_cry, seed, prof_opts)
+        r = score_scene(scene, desc_opts)
         results.append(r)
         print(
             f"{r['seed']:>4} {r['n_true']:>4} {r['n_matched']:>5} {r['n_unmatched']:>5} "
