@@ -12,6 +12,7 @@ from napari_zonation.profiles import (
     apply_calibration,
     calibrate,
     place_traverses,
+    profile_failures,
     rim_distance,
     spot_values,
 )
@@ -57,7 +58,7 @@ def test_bad_shapes_are_reported_and_others_kept(sample):
     with pytest.warns(UserWarning, match="3 profile"):
         prof = line_profiles(img, [good, outside, zero, one_vertex], 1.0)
     assert set(prof["label"]) == {1}
-    reasons = prof.attrs["failures"].set_index("label")["reason"]
+    reasons = profile_failures(prof).set_index("label")["reason"]
     assert "outside the image" in reasons[2]
     assert "zero length" in reasons[3]
     assert "2 vertices" in reasons[4]
@@ -201,7 +202,7 @@ def test_tiny_crystal_is_reported_and_others_kept():
     with pytest.warns(UserWarning, match="skipped"):
         prof = rim_profiles(img, lab, 1.0)
     assert set(prof["label"]) == {1}
-    assert 2 in set(prof.attrs["failures"]["label"])
+    assert 2 in set(profile_failures(prof)["label"])
 
 
 def test_spot_values_are_the_median_in_a_disk():
@@ -281,3 +282,22 @@ def test_clipped_shell_medians_keep_a_zoned_step():
     d, v = p["distance_um"].to_numpy(), p["value"].to_numpy()
     np.testing.assert_allclose(v[d < 18], 185.0, atol=1.5)
     np.testing.assert_allclose(v[(d > 22) & (d < 60)], 170.0, atol=1.5)
+
+
+def test_tables_with_skipped_items_concatenate_and_merge():
+    """Two tables that both skipped items stay plain pandas tables: concat and merge work
+    (a DataFrame in ``attrs`` made pandas raise), and the skipped items read as a table."""
+    lab = np.zeros((40, 40), int)
+    lab[5:25, 5:25] = 1
+    lab[30, 30] = 2  # one pixel: no profile
+    img = np.full(lab.shape, 100.0)
+    with pytest.warns(UserWarning, match="skipped"):
+        a = rim_profiles(img, lab, 1.0)
+    with pytest.warns(UserWarning, match="skipped"):
+        b = rim_profiles(img + 5, lab, 1.0)
+    both = pd.concat([a, b], ignore_index=True)
+    assert len(both) == len(a) + len(b)
+    merged = a.merge(b, on=["label", "distance_um"], suffixes=("", "_b"))
+    np.testing.assert_allclose(merged["value_b"] - merged["value"], 5.0)
+    fails = profile_failures(a)
+    assert list(fails.columns) == ["label", "reason"] and list(fails["label"]) == [2]

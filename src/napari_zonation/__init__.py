@@ -12,7 +12,7 @@ from .descriptors import describe_zoning
 from .diffusion import fit_diffusion, olivine_diffusivity
 from .io import read_profiles, read_sem_tiff
 from .metrics import match_instances
-from .profiles import apply_calibration, calibrate, line_profiles, rim_profiles
+from .profiles import apply_calibration, calibrate, line_profiles, profile_failures, rim_profiles
 from .segment import crystal_table, segment_crystals
 from .synthetic import SyntheticSample, make_thin_section
 
@@ -23,6 +23,7 @@ __all__ = [
     "ZonationInputError",
     "apply_calibration",
     "calibrate",
+    "profile_failures",
     "cluster_colors",
     "cluster_crystals",
     "crystal_table",

@@ -109,13 +109,19 @@ def run_pipeline(
     timings["segment"] = time.perf_counter() - t
     if crystals.empty:
         notes.append("no crystal found: check the pixel size and min_area_um2")
-        return PipelineResult(labels, pd.DataFrame(columns=["label", "distance_um", "value"]),
-                              crystals, px, timings, notes)
+        return PipelineResult(
+            labels,
+            pd.DataFrame(columns=["label", "distance_um", "value"]),
+            crystals,
+            px,
+            timings,
+            notes,
+        )
 
     t = stage("profiles")
     prof = rim_profiles(img, labels, px, method=profile_method)
-    failures = prof.attrs.get("failures")
-    if failures is not None and len(failures):
+    failures = prof.attrs.get("failures", ())
+    if len(failures):
         notes.append(f"{len(failures)} crystal(s) without a profile (too small or thin)")
     timings["profiles"] = time.perf_counter() - t
 

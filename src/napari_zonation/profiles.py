@@ -3,7 +3,8 @@
 Every function returns the long profiles table of DESIGN.md: ``label``, ``distance_um``,
 ``value`` and, where they apply, ``sigma``, ``n_pixels``, ``channel``, ``source``. Items that
 cannot be profiled are skipped with a warning and listed in ``table.attrs["failures"]``
-(a DataFrame of ``label, reason``); the others are returned.
+(a tuple of ``(label, reason)`` pairs, a plain value so that tables can be concatenated and
+merged; :func:`profile_failures` gives it as a DataFrame); the others are returned.
 """
 
 from __future__ import annotations
@@ -44,6 +45,22 @@ def _channels(image, channel_names):
     return stack, names
 
 
+def profile_failures(prof: pd.DataFrame) -> pd.DataFrame:
+    """The items a profiles call skipped, as a DataFrame of ``label, reason``.
+
+    Parameters
+    ----------
+    prof : pandas.DataFrame
+        A table from :func:`rim_profiles`, :func:`line_profiles` or :func:`traverse_profiles`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per skipped item (empty when none was skipped).
+    """
+    return pd.DataFrame(list(prof.attrs.get("failures", ())), columns=["label", "reason"])
+
+
 def _finish(frames, failures, source):
     if frames:
         out = pd.concat(frames, ignore_index=True)
@@ -51,7 +68,7 @@ def _finish(frames, failures, source):
         out = pd.DataFrame({c: [] for c in PROFILE_ORDER})
     out["source"] = source
     out = out[[c for c in PROFILE_ORDER if c in out.columns]]
-    out.attrs["failures"] = pd.DataFrame(failures, columns=["label", "reason"])
+    out.attrs["failures"] = tuple((lab, str(why)) for lab, why in failures)
     if failures:
         shown = "; ".join(f"{lab}: {why}" for lab, why in failures[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""

@@ -170,13 +170,11 @@ def shapes_profiles(shapes, image, width_um: float, extra_images=()):
         parts += [named(_sample_lines(shapes, lay, idx, width_um, notes)[0], lay) for lay in extra]
         attrs = dict(prof.attrs)
         prof = pd.concat(parts, ignore_index=True)
-        prof.attrs = attrs
+        prof.attrs = attrs  # the main image's failures
         prof = prof[[c for c in zprof.PROFILE_ORDER if c in prof.columns]]
-    failures = prof.attrs.get("failures")
-    if failures is not None and len(failures):
-        failures = failures.copy()
-        failures["label"] = failures["label"].map(lambda k: idx[int(k) - 1] + 1)
-        prof.attrs["failures"] = failures
+    failures = prof.attrs.get("failures", ())
+    if len(failures):
+        prof.attrs["failures"] = tuple((idx[int(k) - 1] + 1, why) for k, why in failures)
     for i, verts in zip(idx, lines, strict=True):
         length = float(np.hypot(*np.diff(verts, axis=0).T).sum()) * px
         summary.loc[i, "length_um"] = length
@@ -557,10 +555,10 @@ class ProfilesWidget(ZonationWidget):
         self._make_clickable(labels)
         n_lab = len(np.unique(p["labels"][p["labels"] > 0]))
         n = prof["label"].nunique()
-        fails = prof.attrs.get("failures")
+        fails = prof.attrs.get("failures", ())
         msg = f"{n} of {n_lab} crystals profiled ({p['method']})"
-        if fails is not None and len(fails):
-            msg += "; skipped: " + "; ".join(f"{a}: {b}" for a, b in fails.head(3).values)
+        if len(fails):
+            msg += "; skipped: " + "; ".join(f"{a}: {b}" for a, b in fails[:3])
         if p.get("note"):
             msg += f" ({p['note']})"
         self.set_status(msg + ". Click a crystal to see its profile.")
