@@ -8,7 +8,9 @@ zoning -> Cluster -> Diffusion timescales) and saves
   (legend and per-cluster profiles).
 
 With ``--profiles``, only ``docs/images/profiles.png``: a line drawn across a zoned crystal
-of the synthetic sample and the Profiles dock's live plot of it.
+of the synthetic sample and the Profiles dock's live plot of it (with a composition map
+sampled along the same line). With ``--scribbles``, only ``docs/images/scribbles.png``: the
+Segment crystals dock after training on painted strokes and merging two crystals.
 
 Needs a display; headless, run it under Xvfb::
 
@@ -266,12 +268,59 @@ def profiles_main(out_dir: Path = HERE / "images") -> Path:
     return path
 
 
+def scribbles_main(out_dir: Path = HERE / "images") -> Path:
+    """The Segment crystals dock after a scribble-trained run and an edit (a merge)."""
+    import sys
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_zonation.synthetic import make_thin_section
+    from napari_zonation.widgets.segment_widget import SegmentWidget
+
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from scribbles import strokes_from_truth  # the strokes a person would paint
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    px = 1.5
+    s = make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=px)
+    viewer = napari.Viewer(title="napari-zonation")
+    app = QApplication.instance()
+    viewer.window.resize(1280, 860)
+    viewer.add_image(s.image, name="bse", scale=(px, px), units=("um", "um"))
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg, name="Segment crystals", area="right")
+    _settle(app)
+    scr = seg.new_scribble_layer()
+    scr.data = strokes_from_truth(s)
+    scr.opacity = 1.0
+    assert seg.train(blocking=True) is not None, seg.status.text()
+    _settle(app)
+    crystals = viewer.layers["bse crystals"]
+    # an edit: merge two crystals (the first two ids)
+    ids = [int(i) for i in np.unique(crystals.data) if i > 0][:2]
+    seg.ids_edit.setText(", ".join(str(i) for i in ids))
+    seg.merge_selected()
+    crystals.opacity = 0.45
+    viewer.layers.selection.active = crystals
+    viewer.reset_view()
+    _settle(app, 1.0)
+    path = out_dir / "scribbles.png"
+    _save(_qimage_to_array(viewer.window._qt_window.grab().toImage()), path)
+    print(seg.status.text())
+    viewer.close()
+    return path
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "images")
     parser.add_argument("--profiles", action="store_true", help="only docs/images/profiles.png")
+    parser.add_argument("--scribbles", action="store_true", help="only docs/images/scribbles.png")
     args = parser.parse_args()
     if args.profiles:
         profiles_main(args.out)
+    elif args.scribbles:
+        scribbles_main(args.out)
     else:
         main(args.out)

@@ -252,7 +252,7 @@ class ClusterWidget(ZonationWidget):
         ratio = embedding.attrs.get("explained_variance_ratio", (np.nan, np.nan))
         ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f} %)")
         ax.set_ylabel(f"PC2 ({100 * ratio[1]:.0f} %)")
-        ax.set_title("crystal map: click a point to select its crystal")
+        ax.set_title("crystal map (click a point)", fontsize=9)
         self._map_ax = ax
         key = id(unwrap(labels))
         if key not in self._watched:

@@ -491,6 +491,8 @@ class SegmentWidget(ZonationWidget):
                 "scale": tuple(float(x) for x in image.scale[-2:]),
                 "translate": tuple(float(t) for t in image.translate[-2:]),
             }
+            if getattr(image, "units", None) is not None:
+                geom["units"] = tuple(image.units)[-2:]
             layer = upsert_layer(
                 self.viewer,
                 "labels",
@@ -577,12 +579,17 @@ class SegmentWidget(ZonationWidget):
 
             setattr(layer, name, replay)
         # napari emits ``paint`` before it writes the stroke: refresh once the event loop runs
+        # (the widget's own edits refresh the table themselves)
         layer.events.paint.connect(
-            lambda event=None: QTimer.singleShot(0, lambda: self._refresh_after_user_edit(layer))
+            lambda event=None: (
+                None
+                if self._editing
+                else QTimer.singleShot(0, lambda: self._refresh_after_user_edit(layer))
+            )
         )
 
     def _refresh_after_user_edit(self, layer) -> None:
-        if self._editing or self.busy or layer not in self.viewer.layers:
+        if self.busy or layer not in self.viewer.layers:
             return
         image = source_image(self.viewer, layer)
         if image is None:
@@ -604,6 +611,8 @@ class SegmentWidget(ZonationWidget):
             "scale": tuple(float(x) for x in layer.scale[-2:]),
             "translate": tuple(float(t) for t in layer.translate[-2:]),
         }
+        if getattr(layer, "units", None) is not None:
+            geom["units"] = tuple(layer.units)[-2:]
         self._update_qa(image, self._qa_results(labels, table), px, geom)
 
     def _edit_ids(self, verb: str, fn) -> bool:
