@@ -3,7 +3,7 @@
 A synthetic thin section (``make_thin_section``) of ``--size`` pixels squared is painted with
 a few strokes drawn from its ground truth, as a person would paint them (one short line in the
 biggest crystal of each phase, four short lines in the groundmass, one across each of up to
-two vesicles; the same recipe as ``tests/test_scribble.py``), then ``train_scribbles`` runs
+two vesicles; ``napari_zonation.synthetic.strokes_from_truth``), then ``train_scribbles`` runs
 with its defaults. Printed: painted pixels, wall time of the whole call and of its parts
 (features, forest fit, prediction, instances), peak resident memory of the process, and the
 instance recall / precision at IoU >= 0.5 against the truth; then a second training on the
@@ -25,48 +25,15 @@ import resource
 import time
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.feature import multiscale_basic_features
 from skimage.future import fit_segmenter, predict_segmenter
 from sklearn.ensemble import RandomForestClassifier
 
 from napari_zonation.metrics import match_instances
 from napari_zonation.scribble import _predict, train_scribbles
-from napari_zonation.synthetic import make_thin_section
+from napari_zonation.synthetic import make_thin_section, strokes_from_truth
 
 PX = 1.5
-
-
-def strokes_from_truth(s) -> np.ndarray:
-    """A few strokes drawn from the truth (one class per phase: 3, 4, 5)."""
-    lab, truth = s.labels, s.truth
-    scr = np.zeros(lab.shape, np.int32)
-    phases = sorted(truth["phase"].unique())
-    picks = truth.sort_values("area_um2", ascending=False).drop_duplicates("phase")
-    for _, row in picks.iterrows():
-        sl = ndi.find_objects((lab == row["label"]).astype(np.int32))[0]
-        inner = ndi.distance_transform_edt(lab[sl] == row["label"])
-        r, c = np.unravel_index(np.argmax(inner), inner.shape)
-        half = int(0.5 * inner[r, c])
-        cc = np.arange(c - half, c + half + 1)
-        cc = cc[(cc >= 0) & (cc < inner.shape[1])]
-        sub = scr[sl]
-        sub[r, cc[inner[r, cc] > 3]] = 3 + phases.index(row["phase"])
-    vesicle = (lab == 0) & (s.clean < 0.15 * 255)
-    gm = (ndi.distance_transform_edt(lab == 0) > 8) & ~ndi.binary_dilation(vesicle, iterations=8)
-    rr, cc = np.nonzero(gm)
-    for i in np.random.default_rng(0).choice(rr.size, 4, replace=False):
-        seg = np.arange(cc[i] - 10, cc[i] + 11)
-        seg = seg[(seg >= 0) & (seg < lab.shape[1])]
-        scr[rr[i], seg[gm[rr[i], seg]]] = 1
-    vl, nv = ndi.label(vesicle)
-    for v, sl in enumerate(ndi.find_objects(vl)[:2], start=1):
-        d = ndi.distance_transform_edt(vl[sl] == v)
-        r, c = np.unravel_index(np.argmax(d), d.shape)
-        h = int(max(1, d[r, c] - 2))
-        sub = scr[sl]
-        sub[r, max(0, c - h) : c + h + 1] = 2
-    return scr
 
 
 def main(size: int, seed: int) -> None:

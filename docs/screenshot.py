@@ -270,16 +270,11 @@ def profiles_main(out_dir: Path = HERE / "images") -> Path:
 
 def scribbles_main(out_dir: Path = HERE / "images") -> Path:
     """The Segment crystals dock after a scribble-trained run and an edit (a merge)."""
-    import sys
-
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_zonation.synthetic import make_thin_section
+    from napari_zonation.synthetic import make_thin_section, strokes_from_truth
     from napari_zonation.widgets.segment_widget import SegmentWidget
-
-    sys.path.insert(0, str(HERE.parent / "benchmarks"))
-    from scribbles import strokes_from_truth  # the strokes a person would paint
 
     out_dir.mkdir(parents=True, exist_ok=True)
     px = 1.5

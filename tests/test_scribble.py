@@ -19,44 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
 from napari_zonation._validation import ZonationInputError
 from napari_zonation.scribble import train_scribbles
-from napari_zonation.synthetic import make_thin_section
+from napari_zonation.synthetic import make_thin_section, strokes_from_truth
 
 PX = 1.5
-
-
-def strokes_from_truth(s, per_phase: bool = True) -> np.ndarray:
-    """A few painted strokes drawn from the synthetic truth (see the module docstring)."""
-    lab, truth = s.labels, s.truth
-    scr = np.zeros(lab.shape, np.int32)
-    phases = sorted(truth["phase"].unique())
-    picks = truth.sort_values("area_um2", ascending=False).drop_duplicates("phase")
-    for _, row in picks.iterrows():
-        inner = ndi.distance_transform_edt(lab == row["label"])
-        r, c = np.unravel_index(np.argmax(inner), lab.shape)
-        half = int(0.5 * inner[r, c])
-        cc = np.arange(c - half, c + half + 1)
-        cc = cc[(cc >= 0) & (cc < lab.shape[1])]
-        scr[r, cc[inner[r, cc] > 3]] = 3 + phases.index(row["phase"]) if per_phase else 3
-    vesicle = (lab == 0) & (s.clean < 0.15 * 255)
-    gm = (ndi.distance_transform_edt(lab == 0) > 8) & ~ndi.binary_dilation(vesicle, iterations=8)
-    rr, cc = np.nonzero(gm)
-    for i in np.random.default_rng(0).choice(rr.size, 4, replace=False):
-        seg = np.arange(cc[i] - 10, cc[i] + 11)
-        seg = seg[(seg >= 0) & (seg < lab.shape[1])]
-        scr[rr[i], seg[gm[rr[i], seg]]] = 1
-    vl, nv = ndi.label(vesicle)
-    vin = ndi.distance_transform_edt(vesicle)
-    for v in range(1, min(nv, 2) + 1):
-        d = np.where(vl == v, vin, 0)
-        r, c = np.unravel_index(np.argmax(d), d.shape)
-        h = int(max(1, d[r, c] - 2))
-        scr[r, max(0, c - h) : c + h + 1] = 2
-    return scr
 
 
 def best_ious(truth_lab: np.ndarray, pred: np.ndarray) -> np.ndarray:

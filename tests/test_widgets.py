@@ -780,9 +780,11 @@ def test_merge_delete_split_edit_the_crystals_layer_undoably(make_napari_viewer,
 def test_training_on_scribbles_fills_the_plugin_crystals_layer(make_napari_viewer, qtbot, sample):
     sys.path.insert(0, str(Path(__file__).parent))
     try:
-        from test_scribble import best_ious, strokes_from_truth
+        from test_scribble import best_ious
     finally:
         sys.path.pop(0)
+    from napari_zonation.synthetic import strokes_from_truth
+
     viewer = make_napari_viewer()
     add_image(viewer, sample)
     mine = np.zeros(sample.image.shape, dtype=np.int32)

@@ -180,7 +180,11 @@ def random_zoning(
         core = rng.uniform(glo + 0.04, ghi - 0.04) if ghi - glo > 0.08 else 0.5 * (glo + ghi)
         amp = rng.uniform(0.02, 0.035)
         return Zoning(
-            "oscillatory", (core,), (n_osc * period,), np.nan, osc_period_um=period,
+            "oscillatory",
+            (core,),
+            (n_osc * period,),
+            np.nan,
+            osc_period_um=period,
             osc_amplitude=amp,
         )
     # multi_step: 3 or 4 plateaus, each jump 0.03-0.06, alternating or monotonic
@@ -200,17 +204,19 @@ def random_zoning(
     levels = tuple(float(v) for v in start + rel)
     outer = min(0.75 * depth, 12.0 * n + 20.0)
     gaps = rng.uniform(0.6, 1.0, size=n - 1)
-    pos = 8.0 + np.cumsum(gaps) / gaps.sum() * (outer - 8.0) - gaps[0] / gaps.sum() * (
-        outer - 8.0
-    ) * 0.5
+    pos = (
+        8.0
+        + np.cumsum(gaps) / gaps.sum() * (outer - 8.0)
+        - gaps[0] / gaps.sum() * (outer - 8.0) * 0.5
+    )
     sqrt_dt = min(sqrt_dt, float(np.min(np.diff(np.concatenate([[0.0], pos])))) / 4)
     return Zoning("multi_step", levels, tuple(float(p) for p in pos), sqrt_dt)
 
 
 def _truth_row(label: int, phase: str, z: Zoning, full_scale: float, quantity: str) -> dict:
     name = GREY_MODEL[phase][0]
-    conv = (lambda g: g * full_scale) if quantity == "grey" else (
-        lambda g: composition_of(phase, g)
+    conv = (
+        (lambda g: g * full_scale) if quantity == "grey" else (lambda g: composition_of(phase, g))
     )
     rim_g, core_g = z.rim_grey, z.core_grey
     slope = np.nan
@@ -226,10 +232,12 @@ def _truth_row(label: int, phase: str, z: Zoning, full_scale: float, quantity: s
         "interpretation": interpretation_of(phase, rim_g - core_g, z.zoning_type),
         "n_plateaus": z.n_plateaus,
         "plateau_values": tuple(float(conv(v)) for v in z.levels),
-        "step_positions_um": tuple(z.steps_um) if z.zoning_type not in (
-            "gradient", "oscillatory") else (),
-        "sqrt_dt_um": z.sqrt_dt_um if z.zoning_type in (
-            "rim_brighter", "rim_darker", "multi_step") else np.nan,
+        "step_positions_um": tuple(z.steps_um)
+        if z.zoning_type not in ("gradient", "oscillatory")
+        else (),
+        "sqrt_dt_um": z.sqrt_dt_um
+        if z.zoning_type in ("rim_brighter", "rim_darker", "multi_step")
+        else np.nan,
         "core_value": float(conv(core_g)),
         "rim_value": float(conv(rim_g)),
         "core_composition": float(composition_of(phase, core_g)),
@@ -299,8 +307,13 @@ def make_profiles(
             value = clean + rng.normal(0.0, sigma, size=d.size) if sigma > 0 else clean
             frames.append(
                 pd.DataFrame(
-                    {"label": label, "distance_um": d, "value": value, "sigma": sigma,
-                     "source": "synthetic"}
+                    {
+                        "label": label,
+                        "distance_um": d,
+                        "value": value,
+                        "sigma": sigma,
+                        "source": "synthetic",
+                    }
                 )
             )
             row = _truth_row(label, ph, z, 255.0, quantity)
@@ -363,13 +376,24 @@ def _crystal_polygon(phase: str, length_px: float, rng: np.random.Generator) -> 
         aspect = rng.uniform(2.0, 3.5)
         h, w = length_px / 2, length_px / (2 * aspect)
         cut = 0.3 * w
-        v = np.array([[-h + cut, -w], [h - cut, -w], [h, -w + cut], [h, w - cut],
-                      [h - cut, w], [-h + cut, w], [-h, w - cut], [-h, -w + cut]])
+        v = np.array(
+            [
+                [-h + cut, -w],
+                [h - cut, -w],
+                [h, -w + cut],
+                [h, w - cut],
+                [h - cut, w],
+                [-h + cut, w],
+                [-h, w - cut],
+                [-h, -w + cut],
+            ]
+        )
     elif phase == "olivine":  # elongated hexagon
         aspect = rng.uniform(1.2, 1.8)
         h, w = length_px / 2, length_px / (2 * aspect)
-        v = np.array([[-h, 0], [-0.45 * h, -w], [0.45 * h, -w], [h, 0], [0.45 * h, w],
-                      [-0.45 * h, w]])
+        v = np.array(
+            [[-h, 0], [-0.45 * h, -w], [0.45 * h, -w], [h, 0], [0.45 * h, w], [-0.45 * h, w]]
+        )
     else:  # clinopyroxene: octagon
         aspect = rng.uniform(1.0, 1.5)
         h, w = length_px / 2, length_px / (2 * aspect)
@@ -473,14 +497,27 @@ def make_thin_section(
     n_plag = int(microlite_fraction * 0.6 * area_um2 / (2.5 * 15.0))
     n_px = int(microlite_fraction * 0.25 * area_um2 / 12.0)
     n_ox = int(microlite_fraction * 0.15 * area_um2 / 9.0)
-    _draw_shapes(canvas, rng, n_plag, lambda: _lath(rng, rng.uniform(8, 22) / px,
-                                                   rng.uniform(1.5, 3.5) / px),
-                 GREY["plagioclase_microlite"])
-    _draw_shapes(canvas, rng, n_px, lambda: _lath(rng, rng.uniform(3, 6) / px,
-                                                 rng.uniform(2, 4) / px),
-                 GREY["pyroxene_microlite"])
-    _draw_shapes(canvas, rng, n_ox, lambda: _lath(rng, rng.uniform(2, 4) / px,
-                                                 rng.uniform(2, 4) / px), GREY["oxide"])
+    _draw_shapes(
+        canvas,
+        rng,
+        n_plag,
+        lambda: _lath(rng, rng.uniform(8, 22) / px, rng.uniform(1.5, 3.5) / px),
+        GREY["plagioclase_microlite"],
+    )
+    _draw_shapes(
+        canvas,
+        rng,
+        n_px,
+        lambda: _lath(rng, rng.uniform(3, 6) / px, rng.uniform(2, 4) / px),
+        GREY["pyroxene_microlite"],
+    )
+    _draw_shapes(
+        canvas,
+        rng,
+        n_ox,
+        lambda: _lath(rng, rng.uniform(2, 4) / px, rng.uniform(2, 4) / px),
+        GREY["oxide"],
+    )
 
     # --- place phenocrysts
     labels = np.zeros((H, W), dtype=np.int32)
@@ -555,9 +592,20 @@ def make_thin_section(
         canvas[rr_g, cc_g] = values
         if touching:  # the newcomer overlaps its host: the host loses those pixels
             host["rr"], host["cc"] = np.nonzero(labels == host["label"])
-        crystals.append({"label": lab, "phase": phase, "zoning": z, "rr": rr_g, "cc": cc_g,
-                         "depth": depth, "touching_host": host["label"] if touching else 0,
-                         "cracked": False, "n_incl": 0, "local": (local, dist_um, r0, c0)})
+        crystals.append(
+            {
+                "label": lab,
+                "phase": phase,
+                "zoning": z,
+                "rr": rr_g,
+                "cc": cc_g,
+                "depth": depth,
+                "touching_host": host["label"] if touching else 0,
+                "cracked": False,
+                "n_incl": 0,
+                "local": (local, dist_um, r0, c0),
+            }
+        )
 
     # --- inclusions and cracks, inside their crystal (they keep its label)
     for cr in crystals:
@@ -705,3 +753,62 @@ def make_thin_section(
         full_scale=full_scale,
         vesicles=ves_mask,
     )
+
+
+def _inner_distance(mask_of: np.ndarray, sl: tuple[slice, slice], shape) -> tuple:
+    """Distance transform of a boolean region on its bounding box grown by one pixel (equal to
+    the whole image's transform there) and the box's origin."""
+    r0, r1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, shape[0])
+    c0, c1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, shape[1])
+    return ndi.distance_transform_edt(mask_of[r0:r1, c0:c1]), r0, c0
+
+
+def strokes_from_truth(sample: SyntheticSample, per_phase: bool = True) -> np.ndarray:
+    """A few scribble strokes drawn from a synthetic section's truth, as a person paints them.
+
+    One short horizontal line through the innermost point of the biggest crystal of each
+    phase (class 3, 4, 5 for the phases in alphabetical order, or 3 for every crystal with
+    ``per_phase=False``), four 21-pixel lines in the groundmass at least 8 pixels from any
+    crystal and vesicle (class 1), and one line across each of the first two vesicles
+    (class 2): a few hundred painted pixels, for :func:`napari_zonation.scribble.
+    train_scribbles`, its tests and benchmark.
+
+    Parameters
+    ----------
+    sample : SyntheticSample
+        From :func:`make_thin_section`.
+    per_phase : bool
+        One stroke class per phase (default) or one class for all crystals.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 strokes of the image's shape, 0 where nothing is painted.
+    """
+    lab, truth = sample.labels, sample.truth
+    scr = np.zeros(lab.shape, np.int32)
+    phases = sorted(truth["phase"].unique())
+    objects = ndi.find_objects(lab)
+    picks = truth.sort_values("area_um2", ascending=False).drop_duplicates("phase")
+    for _, row in picks.iterrows():
+        label = int(row["label"])
+        inner, r0, c0 = _inner_distance(lab == label, objects[label - 1], lab.shape)
+        r, c = np.unravel_index(np.argmax(inner), inner.shape)
+        half = int(0.5 * inner[r, c])
+        cc = np.arange(c - half, c + half + 1)
+        cc = cc[(cc >= 0) & (cc < inner.shape[1])]
+        scr[r0 + r, c0 + cc[inner[r, cc] > 3]] = 3 + phases.index(row["phase"]) if per_phase else 3
+    vesicle = (lab == 0) & (sample.clean < 0.15 * 255)
+    gm = (ndi.distance_transform_edt(lab == 0) > 8) & ~ndi.binary_dilation(vesicle, iterations=8)
+    rr, cc = np.nonzero(gm)
+    for i in np.random.default_rng(0).choice(rr.size, 4, replace=False):
+        seg = np.arange(cc[i] - 10, cc[i] + 11)
+        seg = seg[(seg >= 0) & (seg < lab.shape[1])]
+        scr[rr[i], seg[gm[rr[i], seg]]] = 1
+    vl, _ = ndi.label(vesicle)
+    for v, sl in enumerate(ndi.find_objects(vl)[:2], start=1):
+        d, r0, c0 = _inner_distance(vl == v, sl, lab.shape)
+        r, c = np.unravel_index(np.argmax(d), d.shape)
+        h = int(max(1, d[r, c] - 2))
+        scr[r0 + r, max(0, c0 + c - h) : c0 + c + h + 1] = 2
+    return scr
