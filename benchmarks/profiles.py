@@ -41,13 +41,12 @@ median RMSE below half the noise; step positions within one pixel.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _memory import reset_peak_rss, rss_mb
 from scipy import ndimage as ndi
 from scipy.optimize import curve_fit
 from scipy.special import erf
@@ -63,44 +62,18 @@ TILE = 512
 # memory
 
 
-def _reset_peak() -> bool:
-    """Reset the process's peak RSS (Linux >= 4.0); False when not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def measure(fn, repeats: int):
     """Median wall time of ``repeats`` calls, the last result, and the peak RSS of a call."""
     times, out, peak = [], None, float("nan")
     for _ in range(repeats):
         out = None
-        base = _rss_mb()
-        reset = _reset_peak()
+        base = rss_mb()
+        reset = reset_peak_rss()
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
         if reset:
-            peak = max(np.nan_to_num(peak, nan=0.0), _peak_rss_mb() - base)
+            peak = max(np.nan_to_num(peak, nan=0.0), rss_mb("VmHWM") - base)
     return float(np.median(times)), times, out, peak
 
 
@@ -270,7 +243,7 @@ def main(quick: bool = False, repeats: int | None = None) -> None:
     print(
         f"scene: {image.shape[0]} x {image.shape[1]} px, {n_crystals} crystals "
         f"({100 * np.mean(labels > 0):.0f} % of the area), built in "
-        f"{time.perf_counter() - t0:.1f} s; process RSS {_rss_mb():.0f} MB"
+        f"{time.perf_counter() - t0:.1f} s; process RSS {rss_mb():.0f} MB"
     )
 
     def ours():

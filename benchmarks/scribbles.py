@@ -21,10 +21,10 @@ above 2 Mpx.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
+from _memory import reset_peak_rss, rss_mb
 from skimage.feature import multiscale_basic_features
 from skimage.future import fit_segmenter, predict_segmenter
 from sklearn.ensemble import RandomForestClassifier
@@ -45,11 +45,12 @@ def main(size: int, seed: int) -> None:
         f"scene {size}x{size} at {PX} um/px, {int(s.labels.max())} true crystals, "
         f"{int((scr > 0).sum())} painted pixels ({time.perf_counter() - t0:.1f} s to make)"
     )
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = rss_mb()
+    reset_peak_rss()
     t = time.perf_counter()
     labels, clf = train_scribbles(s.image, scr, PX)
     total = time.perf_counter() - t
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss1 = rss_mb("VmHWM")
     m = match_instances(s.labels, labels, 0.5)
     print(
         f"train_scribbles: {total:.1f} s wall, peak RSS {rss1:.0f} MB "

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _memory import reset_peak_rss, rss_mb
 from scipy import ndimage as ndi
 from skimage import feature, filters, measure, morphology, segmentation
 
@@ -92,26 +91,6 @@ def run_one(fn, image, px, repeat: int):
     return out, best, peak
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the process's peak resident memory (Linux; False elsewhere)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_mb(key: str = "VmHWM") -> float:
-    """Peak (``VmHWM``) or current (``VmRSS``) resident memory of the process in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def large_mosaic(side: int = 8192, piece: int = 2048, cache: str | None = None):
     """An ``side`` x ``side`` 8-bit section at 1 um/px: a mosaic of distinct synthetic scenes.
 
@@ -154,12 +133,12 @@ def run_large(cache: str | None = None, tile_size: int | None = None) -> dict:
     out = {}
     n_truth = int(np.count_nonzero(np.bincount(truth.ravel())[1:]))
     for name, img in inputs.items():
-        base = _rss_mb("VmRSS")
-        reset = _reset_peak_rss()
+        base = rss_mb()
+        reset = reset_peak_rss()
         t = time.perf_counter()
         lab, info = segment_crystals(img, 1.0, tile_size=tile_size, return_info=True)
         seconds = time.perf_counter() - t
-        peak = _rss_mb("VmHWM")
+        peak = rss_mb("VmHWM")
         m = match(truth, lab)
         out[name] = {"seconds": seconds, "peak_rss_mb": peak, **m}
         print(

@@ -50,24 +50,10 @@ from sklearn.metrics import adjusted_rand_score
 from napari_zonation import make_thin_section
 from napari_zonation.cluster import cluster_crystals
 from napari_zonation.descriptors import describe_zoning
+from napari_zonation.metrics import match_instances
 from napari_zonation.profiles import rim_profiles
 from napari_zonation.segment import crystal_table, segment_crystals
 from napari_zonation.synthetic import make_profiles
-
-
-def match_labels(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> dict[int, int]:
-    """One-to-one matching ``{pred_label: true_label}`` at IoU >= ``iou_min``."""
-    t = truth.ravel().astype(np.int64)
-    p = pred.ravel().astype(np.int64)
-    n_p = int(p.max()) + 1
-    area_t = np.bincount(t)
-    area_p = np.bincount(p, minlength=n_p)
-    both = (t > 0) & (p > 0)
-    key, inter = np.unique(t[both] * n_p + p[both], return_counts=True)
-    ti, pi = np.divmod(key, n_p)
-    iou = inter / (area_t[ti] + area_p[pi] - inter)
-    ok = iou >= iou_min  # at IoU > 0.5 a match is necessarily unique
-    return {int(b): int(a) for a, b in zip(ti[ok], pi[ok], strict=True)}
 
 
 def plain_recipe(prof: pd.DataFrame, labels: np.ndarray, k: int, points: int = 32) -> np.ndarray:
@@ -115,7 +101,8 @@ def score_scene(scene: dict, desc_opts=None, cluster_opts=None) -> dict:
     truth = scene["truth"].set_index("label")
     table = describe_zoning(prof, crystals=scene["crystals"], **(desc_opts or {}))
     table = cluster_crystals(table, profiles=prof, **(cluster_opts or {}))
-    m = match_labels(scene["true_labels"], labels)
+    # {predicted label: true label}, one-to-one at IoU >= 0.5
+    m = {p: t for t, p in match_instances(scene["true_labels"], labels)["pairs"].items()}
     table = table[table["label"].isin(list(m))].copy()
     table["true_label"] = table["label"].map(m)
     table["true_type"] = truth.loc[table["true_label"], "zoning_type"].to_numpy()

@@ -980,12 +980,6 @@ def _fit_hinge(d: np.ndarray, v: np.ndarray, w: np.ndarray | None = None) -> dic
     }
 
 
-def _osc_design(d, h, f):
-    mantle = (d < h).astype(float)
-    ang = 2 * np.pi * f * d
-    return np.stack([1.0 - mantle, mantle, mantle * np.sin(ang), mantle * np.cos(ang)], axis=-1)
-
-
 def _fit_oscillatory(
     d: np.ndarray, v: np.ndarray, spacing: float, w: np.ndarray | None = None
 ) -> dict | None:

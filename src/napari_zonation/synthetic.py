@@ -20,15 +20,10 @@ from scipy import ndimage as ndi
 from scipy.special import erf
 from skimage.draw import disk, polygon
 
+from .descriptors import ZONING_TYPES as _ALL_ZONING_TYPES
+
 #: the zoning types the generator draws: DESIGN.md's vocabulary less "complex"
-ZONING_TYPES: tuple[str, ...] = (
-    "unzoned",
-    "rim_brighter",
-    "rim_darker",
-    "gradient",
-    "oscillatory",
-    "multi_step",
-)
+ZONING_TYPES: tuple[str, ...] = tuple(t for t in _ALL_ZONING_TYPES if t != "complex")
 PHASES: tuple[str, ...] = ("olivine", "clinopyroxene", "plagioclase")
 
 #: phase -> (composition name, grey = intercept + slope * composition, composition bounds)

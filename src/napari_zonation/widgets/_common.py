@@ -658,6 +658,12 @@ class ZonationWidget(QWidget):
                     except RuntimeError:  # pragma: no cover - widget deleted
                         pass
 
+    def _follow_source_image(self, layer) -> None:
+        """Show in ``self.image_combo`` the image a plugin-owned layer was made from."""
+        image = None if layer is None else source_image(self.viewer, layer)
+        if image is not None:
+            self.image_combo.value = image
+
     def reset_choices(self, event=None) -> None:
         """Refresh the layer pickers (napari also calls this when the layer list changes)."""
         for combo in self._combos:
@@ -682,15 +688,6 @@ class ZonationWidget(QWidget):
             show_error(f"{self.title}: {message}")
         except Exception:  # pragma: no cover - no notification manager
             logger.error("%s: %s", self.title, message)
-
-    def _notify_info(self, message: str) -> None:
-        self.set_status(message)
-        try:
-            from napari.utils.notifications import show_info
-
-            show_info(f"{self.title}: {message}")
-        except Exception:  # pragma: no cover
-            pass
 
     # ---------------------------------------------------------------- running
     @property

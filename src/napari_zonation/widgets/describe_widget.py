@@ -46,7 +46,6 @@ from ._common import (
     profiles_of,
     quantity_of,
     set_table,
-    source_image,
     table_of,
     weak_method,
     zmeta,
@@ -175,12 +174,7 @@ class DescribeWidget(ZonationWidget):
         self.llm_box.setVisible(text == "openai")
 
     def _on_labels_changed(self, layer=None) -> None:
-        layer = self.labels_combo.value if layer is None else layer
-        if layer is None:
-            return
-        image = source_image(self.viewer, layer)
-        if image is not None:
-            self.image_combo.value = image
+        self._follow_source_image(self.labels_combo.value if layer is None else layer)
 
     def _on_pick_toggled(self, on: bool) -> None:
         if self._pick_layer is not None:

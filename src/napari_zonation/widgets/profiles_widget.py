@@ -160,17 +160,14 @@ def shapes_profiles(shapes, image, width_um: float, extra_images=()):
 
         def named(table, layer):
             if "channel" in table and table["channel"].nunique() > 1:
-                out = table.assign(channel=layer.name + " " + table["channel"].astype(str))
-            else:
-                out = table.assign(channel=layer.name)
-            out.attrs = {}  # failures are reported through the notes
-            return out
+                return table.assign(channel=layer.name + " " + table["channel"].astype(str))
+            return table.assign(channel=layer.name)
 
         parts = [named(prof, image)]
         parts += [named(_sample_lines(shapes, lay, idx, width_um, notes)[0], lay) for lay in extra]
         attrs = dict(prof.attrs)
         prof = pd.concat(parts, ignore_index=True)
-        prof.attrs = attrs  # the main image's failures
+        prof.attrs = attrs  # the main image's failures (the others' are in the notes)
         prof = prof[[c for c in zprof.PROFILE_ORDER if c in prof.columns]]
     failures = prof.attrs.get("failures", ())
     if len(failures):
@@ -414,12 +411,9 @@ class ProfilesWidget(ZonationWidget):
 
     def _on_labels_changed(self, layer=None) -> None:
         layer = self.labels_combo.value if layer is None else layer
-        if layer is None:
-            return
-        image = source_image(self.viewer, layer)
-        if image is not None:
-            self.image_combo.value = image
-        self._make_clickable(layer)
+        if layer is not None:
+            self._follow_source_image(layer)
+            self._make_clickable(layer)
 
     def new_shapes_layer(self):
         """Add a Shapes layer over the chosen image, ready to draw lines."""

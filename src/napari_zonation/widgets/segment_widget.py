@@ -232,10 +232,7 @@ class SegmentWidget(ZonationWidget):
         row.addWidget(self.merge_button)
         row.addWidget(self.delete_button)
         form.addRow(row)
-        self.line_combo = layer_combo(self.viewer, (Shapes,), "Line layer")
-        self._combos.append(self.line_combo)
-        form.addRow(self.line_combo.label, self.line_combo.native)
-        self.line_combo.reset_choices()
+        self.line_combo = self._add_combo(layer_combo(self.viewer, (Shapes,), "Line layer"), form)
         self.split_button = QPushButton("Split along last line")
         self.split_button.setToolTip(
             "Cut the crystal under the last line of the line layer (or the first id typed) "
