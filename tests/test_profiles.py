@@ -364,8 +364,8 @@ def _half_height(p):
 
 def test_contacts_excluded_give_unbiased_steps_in_a_glomerocryst():
     """Pixels of the host nearer the newcomer than a free face carry core values at rim
-    distances: with noise they pull the step toward the rim ("rim", the default); leaving
-    them out ("exclude") puts it back within a fraction of a pixel of the truth (15 px)."""
+    distances: with noise they pull the step toward the rim (contacts="rim"); leaving them
+    out ("exclude", the default) puts it back within a fraction of a pixel of the truth."""
     lab, clean = _host_and_newcomer()
     found = {"rim": [], "exclude": []}
     for seed in range(6):
@@ -379,7 +379,7 @@ def test_contacts_excluded_give_unbiased_steps_in_a_glomerocryst():
     # the newcomer's outline is whole: it keeps its contact pixels only where they are
     # nearer a free face, and the host loses exactly its pixels nearer the contact
     p = rim_profiles(clean, lab, 1.0, contacts="exclude", clip_sigmas=None)
-    q = rim_profiles(clean, lab, 1.0, clip_sigmas=None)
+    q = rim_profiles(clean, lab, 1.0, contacts="rim", clip_sigmas=None)
     n_ex = p.groupby("label")["n_pixels"].sum()
     n_all = q.groupby("label")["n_pixels"].sum()
     free = ndi.distance_transform_edt(lab != 0)
@@ -394,8 +394,8 @@ def test_contacts_exclude_keeps_an_enclosed_crystal():
     lab[10:80, 10:80] = 1
     lab[30:60, 30:60] = 2
     img = np.where(lab == 2, 200.0, 100.0)
-    p = rim_profiles(img, lab, 1.0, contacts="exclude")
-    q = rim_profiles(img, lab, 1.0)
+    p = rim_profiles(img, lab, 1.0)
+    q = rim_profiles(img, lab, 1.0, contacts="rim")
     a, b = p[p["label"] == 2], q[q["label"] == 2]
     np.testing.assert_array_equal(a["distance_um"], b["distance_um"])
     np.testing.assert_array_equal(a["n_pixels"], b["n_pixels"])

@@ -139,16 +139,17 @@ def test_pipeline_through_thread_workers(make_napari_viewer, qtbot, sample):
     assert set(prof["label"]) >= set(ids) - set(profiles.profile_failures(expected)["label"])
     pd.testing.assert_frame_equal(prof.reset_index(drop=True), expected.reset_index(drop=True))
     assert len(prw.plot.figure.axes[0].lines) == prof["label"].nunique()
-    # grain contacts left out: the core's table, and the choice is kept with the layer
-    prw.contacts.setCurrentText("exclude")
+    assert crystals.metadata["napari_zonation"]["profile_options"]["contacts"] == "exclude"
+    # every face a rim: the core's table with contacts="rim", and the choice is kept
+    prw.contacts.setCurrentText("rim")
     run_and_wait(qtbot, prw)
     got = crystals.metadata["napari_zonation"]["profiles"]
-    want = profiles.rim_profiles(sample.image, lab, PX, contacts="exclude")
+    want = profiles.rim_profiles(sample.image, lab, PX, contacts="rim")
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
-    assert crystals.metadata["napari_zonation"]["profile_options"]["contacts"] == "exclude"
+    assert crystals.metadata["napari_zonation"]["profile_options"]["contacts"] == "rim"
     if feats["touching"].fillna(False).astype(bool).any():
-        assert got["n_pixels"].sum() < prof["n_pixels"].sum()
-    prw.contacts.setCurrentText("rim")
+        assert got["n_pixels"].sum() > prof["n_pixels"].sum()
+    prw.contacts.setCurrentText("exclude")
     run_and_wait(qtbot, prw)
 
     # clicking a crystal shows its profile and its row

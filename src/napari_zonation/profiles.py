@@ -383,7 +383,7 @@ def rim_profiles(
     channel_names: list[str] | None = None,
     return_traverses: bool = False,
     clip_sigmas: float | None = 3.0,
-    contacts: str = "rim",
+    contacts: str = "exclude",
 ):
     """Core-to-rim profiles of every crystal.
 
@@ -427,16 +427,18 @@ def rim_profiles(
         noise, a fraction ``f`` of such pixels moves a plain median by about ``1.25 f`` pixel
         sigmas (1-2 DN for ``f = 0.2-0.4`` at 2 % noise), which reads as a step at the rim.
         ``None`` (or 0) keeps the plain median.
-    contacts : {"rim", "exclude"}
-        Shells method: how a crystal's faces against other crystals count. ``"rim"``: every
-        face is a rim, distances run to the nearest pixel of another label. ``"exclude"``:
+    contacts : {"exclude", "rim"}, default "exclude"
+        Shells method: how a crystal's faces against other crystals count. ``"exclude"``:
         only free faces (against groundmass, glass, vesicles) are rims, and the pixels nearer
-        a face shared with another crystal than a free face are left out. In a glomerocryst
-        the contact often truncates a crystal's zoning (the neighbour grew over part of it),
-        so those pixels are nearer the contact than their zone is to the crystal's own
-        outline, and with noise they pull the shell medians toward the core's values (a step
-        reads up to a pixel or two nearer the rim). A crystal with no free face keeps its
-        contacts as rims. Costs a second distance transform when crystals touch.
+        a face shared with another crystal than a free face are left out; the others keep
+        their distance to the nearest free face, which is then their distance to any other
+        label. In a glomerocryst a contact often truncates a crystal's zoning (a neighbour
+        grew over, or was cut across, part of it): those pixels are nearer the contact than
+        their zone is to the crystal's own outline and, with noise, they pull the shell
+        medians toward the core's values, so a step reads one or two pixels nearer the rim
+        (tested). A crystal with no free face keeps its contacts as rims. This costs a
+        second distance transform when crystals touch. ``"rim"``: every face is a rim,
+        distances run to the nearest pixel of any other label.
 
     Returns
     -------
@@ -468,6 +470,8 @@ def rim_profiles(
     skip = px if skip_rim_um is None else float(skip_rim_um)
     if shell <= 0:
         raise ZonationInputError("shell_um must be positive (micrometres).")
+    if contacts not in ("exclude", "rim"):
+        raise ZonationInputError(f"contacts={contacts!r}; choose 'exclude' or 'rim'.")
 
     lab_n = _narrow(lab)
     flat = _rim_edt_sq(lab_n).ravel()  # 0 outside crystals
@@ -476,24 +480,21 @@ def rim_profiles(
     # boolean masks over the image are cheaper here than index arrays
     inner = max(skip / px + 0.5, 0.5)
     sel = flat >= np.float32(inner * inner * (1 - 1e-6))
-    # every crystal with a boundary has pixels in the rim band (those without one are inside)
-    in_band = np.bincount(lab_flat[(flat > 0) & ~sel])
+    # every crystal with a boundary has a pixel next to it (squared distance 1); one without
+    # a boundary fills the image and is counted from its pixels below
+    in_band = np.bincount(lab_flat[flat == 1])
     if contacts == "exclude" and _has_contacts(lab_n):
         # pixels nearer another crystal than a free face: their distance to the grain
         # boundary is not their distance to the crystal's growth faces
         free = _free_edt_sq(lab_n).ravel()
-        near = free > flat
-        # a crystal with no free face (no pixel next to the background) keeps its contacts
-        has_free = np.bincount(lab_flat[free == 1])
+        has_free = np.bincount(lab_flat[free == 1], minlength=in_band.size)[: in_band.size]
+        far = free <= flat  # the nearest other label is the background (or a tie)
         del free
-        tops = max(in_band.size, has_free.size)
-        has_free = np.pad(has_free, (0, tops - has_free.size))
-        if (has_free[1:] == 0).any():
-            near &= has_free[lab_flat] > 0
-        sel &= ~near
-        del near
-    elif contacts != "rim":
-        raise ZonationInputError(f"contacts={contacts!r}; choose 'rim' or 'exclude'.")
+        enclosed = np.flatnonzero((in_band > 0) & (has_free == 0))
+        if enclosed.size:  # no free face at all: such a crystal keeps its contacts as rims
+            far |= np.isin(lab_flat, enclosed)
+        sel &= far
+        del far
     e2 = flat[sel]
     lab_px = lab_flat[sel]
     del flat

@@ -234,13 +234,13 @@ class ProfilesWidget(ZonationWidget):
         self.width_um.setToolTip("Band width averaged across a traverse or a drawn line.")
         form.addRow("Traverse width", self.width_um)
         self.contacts = QComboBox()
-        self.contacts.addItems(["rim", "exclude"])
+        self.contacts.addItems(["exclude", "rim"])
         self.contacts.setToolTip(
             "Shells: faces shared with another crystal.\n"
-            "rim: every face is a rim (distance to the nearest other label);\n"
             "exclude: only free faces (against groundmass) are rims, and pixels nearer a "
             "grain contact than a free face are left out (unbiased when a neighbour covers "
-            "part of a crystal's zoning)."
+            "part of a crystal's zoning);\n"
+            "rim: every face is a rim (distance to the nearest other label)."
         )
         form.addRow("Grain contacts", self.contacts)
         self.tabs.addTab(tab, "Crystals")
@@ -515,7 +515,7 @@ class ProfilesWidget(ZonationWidget):
                     method=p["method"],
                     width_um=p["width_um"],
                     return_traverses=p["method"] == "traverse",
-                    contacts=p.get("contacts", "rim"),
+                    contacts=p.get("contacts", "exclude"),
                 )
             prof, trav = out if isinstance(out, tuple) else (out, None)
             yield "Done."
@@ -550,7 +550,7 @@ class ProfilesWidget(ZonationWidget):
         md["profile_options"] = {
             "method": p["method"],
             "width_um": p["width_um"],
-            "contacts": p.get("contacts", "rim"),
+            "contacts": p.get("contacts", "exclude"),
             "pixel_size_um": p["pixel_size_um"],
         }
         md.setdefault("pixel_size_um", p["pixel_size_um"])
