@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_zonation import ZonationInputError, make_thin_section
+from napari_zonation import ZonationInputError, make_thin_section, rim_profiles
 from napari_zonation.cli import main
 from napari_zonation.io import read_sem_tiff
 from napari_zonation.metrics import match_instances
@@ -50,6 +50,18 @@ def test_run_on_a_tiff_with_and_without_pixel_size(tmp_path, capsys):
                  str(tmp_path / "b"), "--diffusivity-um2-s", "0.001"]) == 0
     crystals = pd.read_csv(tmp_path / "b" / "crystals.csv")
     assert "timescale_days" in crystals.columns
+    # the profiles written are rim_profiles of the labels written, with the contacts asked for
+    assert main(["run", str(path), "--pixel-size-um", "1.0", "--out", str(tmp_path / "c"),
+                 "--contacts", "rim"]) == 0
+    sums = {}
+    for folder, contacts in (("b", "exclude"), ("c", "rim")):
+        labels, _, _ = read_sem_tiff(tmp_path / folder / "labels.tif")
+        written = pd.read_csv(tmp_path / folder / "profiles.csv")
+        expected = rim_profiles(s.image, labels, 1.0, contacts=contacts)
+        assert len(written) == len(expected)
+        np.testing.assert_allclose(written["n_pixels"], expected["n_pixels"])
+        sums[contacts] = written["n_pixels"].sum()
+    assert sums["exclude"] < sums["rim"]  # two crystals of this section touch
     ok = crystals["fit_status"] == "ok"
     # t = (sqrt(Dt))^2 / D, in days
     np.testing.assert_allclose(crystals.loc[ok, "timescale_days"],

@@ -71,6 +71,7 @@ def _run(image, px, out: Path, args, title: str) -> int:
         image,
         px,
         profile_method=args.profile_method,
+        profile_options={"contacts": args.contacts},
         backend=args.backend,
         describe_options=describe_options,
         n_clusters=args.n_clusters,
@@ -106,6 +107,9 @@ def _run(image, px, out: Path, args, title: str) -> int:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--profile-method", default="shells", choices=["shells", "traverse"])
+    p.add_argument("--contacts", default="exclude", choices=["exclude", "rim"],
+                   help="shells: leave out pixels nearer a grain contact than a free face "
+                   "(exclude), or count every face as a rim (rim)")
     p.add_argument("--min-area-um2", type=float, default=None,
                    help="smallest phenocryst area in um^2")
     p.add_argument("--backend", default="offline", choices=["offline", "openai"],

@@ -54,6 +54,7 @@ def run_pipeline(
     *,
     segment_options: dict | None = None,
     profile_method: str = "shells",
+    profile_options: dict | None = None,
     backend: str = "offline",
     describe_options: dict | None = None,
     n_clusters: int | None = None,
@@ -73,6 +74,8 @@ def run_pipeline(
         Keyword arguments of :func:`segment_crystals`.
     profile_method : {"shells", "traverse"}
         See :func:`rim_profiles`.
+    profile_options : dict, optional
+        Further keyword arguments of :func:`rim_profiles` (e.g. ``contacts="rim"``).
     backend : {"offline", "openai"}
         Description backend; ``"openai"`` is the caller's opt-in to send crystal crops,
         profile plots and numbers to the configured server.
@@ -119,7 +122,7 @@ def run_pipeline(
         )
 
     t = stage("profiles")
-    prof = rim_profiles(img, labels, px, method=profile_method)
+    prof = rim_profiles(img, labels, px, method=profile_method, **(profile_options or {}))
     failures = prof.attrs.get("failures", ())
     if len(failures):
         notes.append(f"{len(failures)} crystal(s) without a profile (too small or thin)")
