@@ -401,3 +401,18 @@ def test_contacts_exclude_keeps_an_enclosed_crystal():
     np.testing.assert_array_equal(a["n_pixels"], b["n_pixels"])
     with pytest.raises(ZonationInputError, match="contacts"):
         rim_profiles(img, lab, 1.0, contacts="ignore")
+
+
+def test_contacts_exclude_leaves_free_crystals_alone(sample):
+    """Only crystals touching another lose pixels: the others' profiles are unchanged."""
+    a = rim_profiles(sample.image, sample.labels, sample.pixel_size_um)
+    b = rim_profiles(sample.image, sample.labels, sample.pixel_size_um, contacts="rim")
+    truth = sample.truth.set_index("label")
+    touching = set(truth.index[truth["touching"]])
+    assert touching, "the sample must hold a glomerocryst"
+    for lab_id in truth.index:
+        pa, pb = a[a["label"] == lab_id], b[b["label"] == lab_id]
+        if lab_id in touching:
+            assert pa["n_pixels"].sum() < pb["n_pixels"].sum()
+        else:
+            pd.testing.assert_frame_equal(pa.reset_index(drop=True), pb.reset_index(drop=True))
