@@ -33,6 +33,8 @@ the description or the clustering skip the segmentation; delete the folder when
     python benchmarks/zoning.py --cache /tmp/zcache   # keep segmented scenes between runs
     python benchmarks/zoning.py --clip-sigmas 0 --systematic-fraction 0   # plain shell
         # medians, no systematic floor: the chain before both fixes
+    python benchmarks/zoning.py --min-contrast-sigmas 0   # zoning of any span (before the
+        # smallest-credible-contrast criterion)
 """
 
 from __future__ import annotations
@@ -236,6 +238,12 @@ def main() -> None:
         help="describe_zoning(systematic_fraction=...); 0 = off (default: the library's)",
     )
     ap.add_argument(
+        "--min-contrast-sigmas",
+        type=float,
+        default=None,
+        help="describe_zoning(min_contrast_sigmas=...); 0 = off (default: the library's)",
+    )
+    ap.add_argument(
         "--truth-labels",
         action="store_true",
         help="profile the generator's TRUE labels instead of the segmentation (separates "
@@ -253,12 +261,15 @@ def main() -> None:
         "(default seeds 0 1 2)",
     )
     args = ap.parse_args()
-    if args.profiles_1d:
-        desc_opts = (
-            {}
-            if args.systematic_fraction is None
-            else {"systematic_fraction": args.systematic_fraction}
+    desc_opts = {
+        k: v
+        for k, v in (
+            ("systematic_fraction", args.systematic_fraction),
+            ("min_contrast_sigmas", args.min_contrast_sigmas),
         )
+        if v is not None
+    }
+    if args.profiles_1d:
         run_profiles_1d(args.noise, args.seeds or [0, 1, 2], desc_opts=desc_opts)
         return
     shape, n_cry = (768, 768), 22
@@ -275,11 +286,6 @@ def main() -> None:
     results = []
     for seed in seeds:
         prof_opts = {} if args.clip_sigmas is None else {"clip_sigmas": args.clip_sigmas}
-        desc_opts = (
-            {}
-            if args.systematic_fraction is None
-            else {"systematic_fraction": args.systematic_fraction}
-        )
         scene = _prepared(args, shape, n_cry, seed, prof_opts)
         r = score_scene(scene, desc_opts)
         results.append(r)

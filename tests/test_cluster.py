@@ -235,3 +235,42 @@ def test_clusters_follow_the_descriptors_on_synthetic_profiles(described):
     m = out.merge(truth[["label", "zoning_type"]], on="label", suffixes=("", "_true"))
     ari = adjusted_rand_score(m["zoning_type_true"], m["cluster"])
     assert ari >= adjusted_rand_score(m["zoning_type_true"], m["zoning_type"]) - 0.02
+
+
+def test_rel_range_is_the_span_of_the_plateaus(described):
+    # an alternating multi-step has a small net contrast but a large span; the clustering
+    # feature is the span (highest minus lowest plateau) over the core value
+    from napari_zonation.cluster import _derive
+
+    _, truth, tab = described
+    t = tab.copy()
+    _derive(t)
+    cols = ["label", "zoning_type", "n_plateaus", "plateau_values"]
+    m = t.merge(truth[cols], on="label", suffixes=("", "_t"))
+    ok = (
+        (m["zoning_type"] == m["zoning_type_t"])
+        & (m["n_plateaus"] == m["n_plateaus_t"])
+        & m["zoning_type"].isin(["multi_step", "rim_brighter", "rim_darker"])
+    )
+    assert ok.sum() >= 15
+    expected = [np.ptp(p) / abs(p[-1]) for p in m.loc[ok, "plateau_values"]]
+    ratio = m.loc[ok, "rel_range"].to_numpy() / np.array(expected)
+    # measured: median 1.00, one narrow multi-step plateau overshot (x1.6)
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
+    assert np.mean(np.abs(ratio - 1.0) <= 0.2) >= 0.9
+    # never below the net contrast
+    assert (t["rel_range"] >= t["abs_rel_contrast"] - 1e-12).all()
+
+
+def test_profile_shape_is_sign_free():
+    # gradients of both signs and oscillatory profiles, clustered on profile shape alone:
+    # a gradient's shape must not depend on whether its rim is brighter or darker
+    prof, truth = make_profiles(
+        n_per_type=8, zoning_types=("gradient", "oscillatory"), noise=0.005, seed=2
+    )
+    signs = np.sign(truth["rim_value"] - truth["core_value"])
+    grad = truth["zoning_type"] == "gradient"
+    assert set(signs[grad]) == {-1.0, 1.0}  # both signs present
+    tab = truth[["label"]].assign(describe_status="ok")
+    out = cluster_crystals(tab, 2, features=[], profiles=prof)
+    assert adjusted_rand_score(truth["zoning_type"], out["cluster"]) == pytest.approx(1.0)

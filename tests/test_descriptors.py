@@ -379,8 +379,9 @@ def test_systematic_rim_shift_of_shell_medians_is_not_a_step():
     prof = _shell_like(d, v, n_pixels)
     row = describe_zoning(prof).iloc[0]
     assert row["zoning_type"] == "unzoned", row[["best_model", "misfit_ratio"]].to_dict()
-    off = describe_zoning(prof, systematic_fraction=0.0).iloc[0]
-    assert off["zoning_type"] != "unzoned"  # what the floor is there for
+    # what the floor is there for (the contrast criterion, which also catches it, off)
+    off = describe_zoning(prof, systematic_fraction=0.0, min_contrast_sigmas=0.0).iloc[0]
+    assert off["zoning_type"] != "unzoned"
 
 
 def test_systematic_floor_keeps_real_steps_and_ignores_plain_profiles():
@@ -485,3 +486,41 @@ def test_noise_alone_is_rarely_oscillatory():
     tab = describe_zoning(pd.concat(frames, ignore_index=True))
     assert (tab["zoning_type"] == "oscillatory").sum() <= 4
     assert (tab["zoning_type"] == "unzoned").mean() >= 0.9
+
+
+# ------------------------------------------------------- contrast below shell systematics
+
+
+def test_zoning_within_shell_systematics_is_unzoned():
+    # an unzoned crystal whose shell medians drift by 1.2 DN over the outer 30 um (0.24
+    # pixel sigmas at 5.1 DN pixel noise: 20 % of foreign pixels, or beam drift). The
+    # shells hold 60-800 pixels, so the drift is many standard errors, but it is smaller than
+    # what the shells' systematic errors fake (min_contrast_sigmas, 0.5 pixel sigma).
+    d = np.arange(1.5, 81.5, 1.0)
+    n_pixels = np.linspace(800, 60, d.size).round()
+    v = 170.0 + 1.2 * np.clip(1.0 - d / 30.0, 0.0, None)
+    prof = _shell_like(d, v, n_pixels, seed=5)
+    row = describe_zoning(prof).iloc[0]
+    assert row["zoning_type"] == "unzoned", row[["best_model", "misfit_ratio"]].to_dict()
+    assert row["n_plateaus"] == 1
+    off = describe_zoning(prof, min_contrast_sigmas=0.0).iloc[0]
+    assert off["zoning_type"] != "unzoned"  # what the criterion is there for
+
+
+def test_min_contrast_keeps_every_generator_zoning():
+    # make_profiles points taken as medians of 100 pixels whose noise is 2 % of full scale:
+    # each point's sigma is 1.2533 * 5.1 / 10 DN. The generator's weakest zoning (0.03 of
+    # full scale between plateaus, oscillations of 0.02 amplitude) is 1.5-2 pixel sigmas:
+    # the criterion must not touch it, and unzoned profiles stay unzoned.
+    n_px = 100
+    noise = 0.02 * 1.2533 / np.sqrt(n_px)
+    prof, truth = make_profiles(n_per_type=6, noise=noise, seed=11, phase="mixed")
+    prof = prof.assign(n_pixels=n_px)
+    on = describe_zoning(prof, crystals=truth[["label", "phase"]])
+    off = describe_zoning(prof, crystals=truth[["label", "phase"]], min_contrast_sigmas=0.0)
+    m = on.merge(truth.drop(columns="phase"), on="label", suffixes=("", "_true"))
+    zoned = m["zoning_type_true"] != "unzoned"
+    changed = on["zoning_type"].to_numpy() != off["zoning_type"].to_numpy()
+    assert not changed[zoned.to_numpy()].any()
+    assert (m["zoning_type"] == m["zoning_type_true"]).mean() >= 0.85
+    assert (m.loc[~zoned, "zoning_type"] == "unzoned").all()

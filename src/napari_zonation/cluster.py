@@ -5,8 +5,10 @@ Features
 By default each crystal is described by :data:`DEFAULT_FEATURES`, standardised (zero mean,
 unit variance; columns that do not vary are dropped):
 
-- ``abs_rel_contrast``: ``|rim - core| / |core|``, the strength of the zoning whatever its
-  sign (derived from ``rel_contrast``),
+- ``rel_range``: the span of the zoning over ``|core|`` (highest minus lowest plateau for
+  step models, peak-to-peak for an oscillatory mantle, ``|rim - core|`` otherwise), its
+  strength whatever its sign and shape: the net ``|rim - core|`` (``abs_rel_contrast``, still
+  derived and usable) calls an alternating multi-step weakly zoned,
 - ``n_plateaus``, ``n_steps``, ``max_slope_per_um``,
 - ``n_oscillations``, ``osc_amplitude``,
 - ``first_step_frac`` and ``core_start_frac``: the first step's position and the depth where
@@ -26,7 +28,9 @@ reverse zoning; pass ``features=`` to use them.
 
 With ``profiles``, a profile-shape embedding is appended: each profile, mean-binned on its
 normalised depth (0 at the rim, 1 at the deepest point) into ``shape_points`` bins, minus its
-core value (the deepest bin), divided by one *global* spread (the median over crystals of
+core value (the deepest bin), flipped so that the rim lies above the core (the shape is
+sign-free like the other features: a gradient or a multi-step of either sign has one shape),
+divided by one *global* spread (the median over crystals of
 each profile's 5-95 % range). A global scale, rather than each profile's own range, keeps an
 unzoned crystal flat instead of blowing its noise up to full scale, and keeps weak and strong
 zoning apart; the block is weighted so that its total variance is ``shape_weight``
@@ -34,7 +38,9 @@ zoning apart; the block is weighted so that its total variance is ``shape_weight
 ``features=[]``). On segmented synthetic thin sections (``benchmarks/zoning.py``) an equal
 weight split crystals of one type by the position of their steps (ARI 0.51 against 0.59 for
 the descriptors alone); at 0.1 the shape only separates crystals the descriptors leave
-together.
+together. Signed shapes still split types by their sign there (e.g. multi-steps, when k
+rose to 7); sign-free shapes raise the mean ARI on true labels from 0.879 to 0.891 (noise
+0.02, seeds 0-5) and change no other scene set by more than +0.003.
 
 Rows whose ``describe_status`` is not ``"ok"`` get ``cluster = -1`` (unclustered). Missing
 (NaN) feature values of the other rows are replaced by the column median.
@@ -72,7 +78,7 @@ __all__ = [
 ]
 
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "abs_rel_contrast",
+    "rel_range",
     "n_plateaus",
     "n_steps",
     "max_slope_per_um",
@@ -133,7 +139,9 @@ def cluster_crystals(
         ``AgglomerativeClustering`` (Ward) or ``HDBSCAN`` (points it calls noise get -1).
     features : list of str, optional
         Table columns to use; default :data:`DEFAULT_FEATURES` (those present). Numeric
-        columns are standardised; ``abs_rel_contrast`` is derived from ``rel_contrast``,
+        columns are standardised; ``rel_range`` is derived from ``plateau_levels``,
+        ``osc_amplitude``, ``contrast`` and ``core_value``, ``abs_rel_contrast`` from
+        ``rel_contrast``,
         ``first_step_frac`` and ``core_start_frac`` from ``step_positions_um``,
         ``core_start_um`` and ``length_um``; the categorical
         columns ``zoning_type``, ``interpretation``, ``phase`` and ``best_model`` are one-hot
@@ -382,9 +390,11 @@ def _feature_matrix(
 
 
 def _derive(tab: pd.DataFrame) -> None:
-    """Add abs_rel_contrast, first_step_frac and core_start_frac in place."""
+    """Add abs_rel_contrast, rel_range, first_step_frac and core_start_frac in place."""
     if "rel_contrast" in tab.columns and "abs_rel_contrast" not in tab.columns:
         tab["abs_rel_contrast"] = pd.to_numeric(tab["rel_contrast"], errors="coerce").abs()
+    if "rel_range" not in tab.columns and {"core_value", "contrast"} <= set(tab.columns):
+        tab["rel_range"] = _relative_range(tab)
     if "length_um" not in tab.columns:
         return
     length = pd.to_numeric(tab["length_um"], errors="coerce").to_numpy(dtype=float)
@@ -400,6 +410,31 @@ def _derive(tab: pd.DataFrame) -> None:
         if "core_start_um" in tab.columns and "core_start_frac" not in tab.columns:
             cs = pd.to_numeric(tab["core_start_um"], errors="coerce").to_numpy(dtype=float)
             tab["core_start_frac"] = cs / length
+
+
+def _relative_range(tab: pd.DataFrame) -> np.ndarray:
+    """Zoning amplitude over the core value: the span of the zoning, whatever its shape.
+
+    The highest minus the lowest plateau for step models, ``|contrast|`` for a gradient (and
+    for any row without plateau levels), the peak-to-peak ``2 osc_amplitude`` for an
+    oscillatory mantle (or ``|contrast|`` if larger); all divided by ``|core_value|``. Unlike
+    the net rim-core contrast it does not call an alternating multi-step weakly zoned.
+    """
+    core = pd.to_numeric(tab["core_value"], errors="coerce").to_numpy(dtype=float)
+    span = pd.to_numeric(tab["contrast"], errors="coerce").abs().to_numpy(dtype=float)
+    if "plateau_levels" in tab.columns:
+        levels = [
+            np.ptp(np.asarray(p, dtype=float))
+            if isinstance(p, (tuple, list, np.ndarray)) and len(p) > 1
+            else np.nan
+            for p in tab["plateau_levels"]
+        ]
+        span = np.fmax(span, np.asarray(levels, dtype=float))
+    if "osc_amplitude" in tab.columns:
+        amp = pd.to_numeric(tab["osc_amplitude"], errors="coerce").to_numpy(dtype=float)
+        span = np.fmax(span, 2.0 * amp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(core != 0, span / np.abs(core), np.nan)
 
 
 def _impute(x: np.ndarray) -> np.ndarray:
@@ -445,6 +480,10 @@ def _shape_embedding(profiles: pd.DataFrame, labels: np.ndarray, points: int) ->
                 filled = cnt > 0
                 row = np.interp(centres, centres[filled], sums[filled] / cnt[filled])
                 row = row - row[-1]
+                # sign-free, as the descriptors are: the rim's deviation from the core is
+                # made positive (the sign of the zoning is in zoning_type)
+                lead = row[0] if row[0] != 0 else row[int(np.argmax(np.abs(row)))]
+                row = row * (-1.0 if lead < 0 else 1.0)
                 ranges.append(np.subtract(*np.percentile(v, [95, 5])))
         rows.append(row)
     emb = np.vstack(rows) if rows else np.empty((0, points))
