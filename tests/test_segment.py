@@ -433,8 +433,6 @@ def test_no_crystals_in_pure_groundmass():
 # fast morphology helpers against their scipy definitions
 # ---------------------------------------------------------------------------------------------
 def test_disk_morphology_equals_the_distance_transform_definition():
-    from scipy.spatial import ConvexHull
-
     from napari_zonation import segment as seg
 
     rng = np.random.default_rng(5)
@@ -453,12 +451,146 @@ def test_disk_morphology_equals_the_distance_transform_definition():
             # transform of an image without background is not a distance)
             closed = ndi.distance_transform_edt(dilated) > r if not dilated.all() else dilated
             np.testing.assert_array_equal(seg._close(mask, r), closed)
-    # the convex hull of a pixel set from its row extremes = the hull of every pixel corner
-    blob = ndi.binary_dilation(rng.random((30, 40)) > 0.97, iterations=3)
-    pts = np.argwhere(blob)
-    corners = np.concatenate([pts, pts + (0, 1), pts + (1, 0), pts + (1, 1)]) + (7, 9)
-    _, area = seg._hull_of(blob, (7, 9))
-    assert area == pytest.approx(ConvexHull(corners.astype(float)).volume)
+
+
+def _random_labels(rng, shape=(90, 110), n_seeds=14, fill=0.55):
+    """Touching blobs: a watershed of random seeds inside a smooth random mask."""
+    from skimage.segmentation import watershed
+
+    mask = ndi.gaussian_filter(rng.random(shape), 4) > np.quantile(
+        ndi.gaussian_filter(rng.random(shape), 4), 1 - fill
+    )
+    mask[rng.random(shape) > 0.97] = False  # cracks and specks: rows with several runs
+    markers = np.zeros(shape, np.int32)
+    markers[rng.integers(0, shape[0], n_seeds), rng.integers(0, shape[1], n_seeds)] = np.arange(
+        1, n_seeds + 1
+    )
+    return watershed(ndi.distance_transform_edt(~mask), markers, mask=mask)
+
+
+def _corner_hull_area(mask):
+    from scipy.spatial import ConvexHull
+
+    pts = np.argwhere(mask)
+    corners = np.concatenate([pts, pts + (0, 1), pts + (1, 0), pts + (1, 1)]).astype(float)
+    return ConvexHull(corners).volume
+
+
+def test_convex_hulls_from_row_runs_equal_qhull():
+    """Areas, and exact hulls of single labels and of unions, against scipy's ConvexHull of
+    every pixel corner (adjacent labels share corners: the union must still be exact)."""
+    from napari_zonation import segment as seg
+
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        lab = _random_labels(rng)
+        run_lab, run_row, c0, c1 = seg._runs(lab)
+        ids = np.unique(lab[lab > 0])
+        area = np.bincount(run_lab, weights=c1 - c0 + 1, minlength=lab.max() + 1)
+        np.testing.assert_array_equal(
+            area[1:], np.bincount(lab.ravel(), minlength=lab.max() + 1)[1:]
+        )
+        pts, hull = seg._hull_chains(*seg._row_extremes(run_lab, run_row, c0, c1, ids))
+        for k, i in enumerate(ids):
+            assert hull[k] == pytest.approx(_corner_hull_area(lab == i))
+        # unions: every touching pair, and a few far apart
+        la, lb, _, _ = seg._adjacent_pairs(lab)
+        pairs = np.unique(np.c_[la, lb], axis=0)
+        pairs = np.concatenate([pairs, rng.choice(ids, (4, 2))])
+        sa, sb = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
+        union = seg._union_hulls(pts, sa, sb)
+        for (a, b), u in zip(pairs, union, strict=True):
+            assert u == pytest.approx(_corner_hull_area((lab == a) | (lab == b)))
+
+
+def test_cut_cores_equals_the_h_maxima_watershed():
+    """The dynamics-based markers give exactly the pieces of the h-maxima recipe: markers
+    from skimage.morphology.h_maxima of the quarter-pixel distance transform, then a
+    watershed of the negated distance (cores that hold no marker stay whole)."""
+    from skimage import morphology, segmentation
+
+    from napari_zonation import segment as seg
+
+    rng = np.random.default_rng(3)
+    for h_px in (1.0, 2.0):
+        for _ in range(3):
+            cores = _random_labels(rng, (120, 140), n_seeds=6, fill=0.5)
+            inner = cores > 0
+            contact = seg._contact(cores)
+            dist = ndi.distance_transform_edt(inner & ~contact)
+            q = np.round(dist * 4).astype(np.int32)
+            maxima = morphology.h_maxima(q, int(round(h_px * 4))).astype(bool) & inner
+            markers, n_markers = ndi.label(maxima)
+            has = np.zeros(cores.max() + 2, bool)
+            has[cores[maxima]] = True
+            lonely = inner & ~has[cores]
+            markers = np.where(lonely, cores + n_markers, markers)
+            ref = segmentation.watershed(-dist, markers, mask=inner)
+            got = seg._cut_cores(cores, h_px)
+            assert got.max() == len(np.unique(ref[inner]))
+            # the same partition, whatever the numbering
+            pairs = np.unique(np.c_[got[inner], ref[inner]], axis=0)
+            assert len(pairs) == got.max()
+
+
+def test_fast_helpers_equal_their_references():
+    from skimage.segmentation import watershed
+
+    from napari_zonation import segment as seg
+
+    rng = np.random.default_rng(8)
+    # percentiles from a histogram of whole numbers
+    for n in (1, 2, 7, 1000, 4097):
+        v = rng.integers(-40, 300, n).astype(float)
+        for q in ([0.1, 50, 99.9], [25, 75], 50):
+            np.testing.assert_allclose(
+                seg._quantiles(v, q, integer=True), np.percentile(v, q), atol=1e-9
+            )
+    # block means (also of partial blocks, padded by edge values)
+    img = rng.random((31, 45)).astype(np.float32)
+    for f in (1, 2, 3, 6):
+        pad = np.pad(img, ((0, -31 % f), (0, -45 % f)), mode="edge")
+        ref = pad.reshape(pad.shape[0] // f, f, -1, f).mean(axis=(1, 3))
+        np.testing.assert_allclose(seg._block_mean(img, f), ref, rtol=1e-5, atol=1e-6)
+    # the watershed without the inside of large markers
+    grad = ndi.gaussian_filter(rng.random((70, 90)), 2)
+    lab = _random_labels(rng, (70, 90), n_seeds=8, fill=0.6)
+    markers = np.where(ndi.binary_erosion(lab > 0, iterations=2), lab, 0)
+    markers[:3] = lab.max() + 1  # a background marker
+    mask = ndi.binary_dilation(lab > 0, iterations=4)
+    np.testing.assert_array_equal(
+        seg._watershed(grad, markers, mask=mask), watershed(grad, markers, mask=mask)
+    )
+    np.testing.assert_array_equal(seg._watershed(grad, markers), watershed(grad, markers))
+
+
+def test_label_holes_are_filled_by_their_crystal():
+    from napari_zonation import segment as seg
+
+    lab = np.zeros((40, 60), np.int32)
+    lab[5:25, 5:25] = 1
+    lab[12:16, 12:16] = 0  # a small inclusion: filled
+    lab[5:35, 30:42] = 2
+    lab[7:33, 31:41] = 0  # a hole more than half of its crystal with it: kept
+    lab[0:3, 50:60] = 3
+    lab[0:2, 52:55] = 0  # open to the border: not a hole
+    out, area = seg._fill_label_holes(lab, 0.5, np.bincount(lab.ravel()))
+    assert (out[12:16, 12:16] == 1).all()
+    assert (out[7:33, 31:41] == 0).all()
+    assert (out[0:2, 52:55] == 0).all()
+    np.testing.assert_array_equal(area[1:], np.bincount(out.ravel(), minlength=area.size)[1:])
+    np.testing.assert_array_equal(seg._fill_label_holes(lab, 0.5), out)
+    # the region of a hole is all it lies in: with a crystal touching its own, it is filled
+    lab[5:35, 42:60] = 4
+    out = seg._fill_label_holes(lab, 0.5)
+    assert (out[7:33, 31:41] == 2).all()
+    # on random labels, the filled pixels are those of the binary hole filling
+    rng = np.random.default_rng(4)
+    for frac in (0.05, 0.5, 1.0):
+        lab = _random_labels(rng, (80, 100), n_seeds=10, fill=0.7)
+        out = seg._fill_label_holes(lab, frac)
+        np.testing.assert_array_equal(out > 0, seg._fill_holes(lab > 0, frac))
+        np.testing.assert_array_equal(out[lab > 0], lab[lab > 0])
 
 
 def test_no_crystal_is_a_vesicle_interior():

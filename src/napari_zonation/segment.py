@@ -45,7 +45,6 @@ import edt
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, QhullError
 from skimage import measure, morphology, segmentation
 
 from ._validation import ZonationInputError, as_image, check_labels, check_pixel_size
@@ -143,6 +142,33 @@ def _combine_channels(stack: np.ndarray) -> np.ndarray:
     return out
 
 
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2D array, from the flat indices (many times faster in numpy)."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def _quantiles(values: np.ndarray, qs, integer: bool = False) -> np.ndarray:
+    """``np.percentile(values, qs)`` (linear interpolation); from a histogram for integers.
+
+    With ``integer`` (the values are whole numbers of a moderate range, e.g. an 8- or 16-bit
+    image) the order statistics are read from cumulative counts instead of a sort.
+    """
+    qs = np.atleast_1d(np.asarray(qs, dtype=np.float64))
+    if not integer or values.size == 0:
+        return np.percentile(values, qs)
+    vmin = float(values.min())
+    shifted = (values - vmin).astype(np.int64)
+    if shifted.max() >= 1 << 22:
+        return np.percentile(values, qs)
+    cum = np.cumsum(np.bincount(shifted))
+    pos = qs / 100.0 * (values.size - 1)
+    lo = np.floor(pos)
+    a = np.searchsorted(cum, lo, side="right").astype(np.float64)
+    b = np.searchsorted(cum, np.minimum(lo + 1, values.size - 1), side="right")
+    t = pos - lo
+    return vmin + a + (b - a) * t
+
+
 def _noise_sigma(img: np.ndarray) -> float:
     """Robust pixel-noise sigma from neighbour differences (median absolute deviation)."""
     d = np.diff(img[:, : min(img.shape[1], 4096)], axis=1)
@@ -224,6 +250,23 @@ def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
     return out
 
 
+def _dilate_square(arr: np.ndarray, k: int) -> np.ndarray:
+    """Maximum over a (2k + 1) square (a binary dilation for masks), rows then columns.
+
+    Only pixels inside the image count: the same as ``ndi.maximum_filter`` (reflected border)
+    and ``ndi.binary_dilation`` (border False).
+    """
+    out = arr.copy()
+    for d in range(1, k + 1):
+        np.maximum(out[d:], arr[:-d], out=out[d:])
+        np.maximum(out[:-d], arr[d:], out=out[:-d])
+    rows = out.copy()
+    for d in range(1, k + 1):
+        np.maximum(out[:, d:], rows[:, :-d], out=out[:, d:])
+        np.maximum(out[:, :-d], rows[:, d:], out=out[:, :-d])
+    return out
+
+
 def _open(mask: np.ndarray, radius: float) -> np.ndarray:
     """Binary opening by a disk of ``radius`` pixels (pixels beyond the border are inside)."""
     if radius < 0.5:
@@ -278,15 +321,23 @@ def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # splitting touching crystals
 # ----------------------------------------------------------------------------------------------
-def _adjacent_pairs(lab: np.ndarray):
-    """Pixel pairs across label boundaries: label_a < label_b, and their flat indices."""
+def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False):
+    """Pixel pairs across label boundaries: label_a < label_b, and their flat indices.
+
+    Side neighbours, and with ``diagonal`` also corner neighbours.
+    """
     cols = lab.shape[1]
     parts = []
-    for a, b, step in ((lab[:, :-1], lab[:, 1:], 1), (lab[:-1, :], lab[1:, :], cols)):
-        sel = (a != b) & (a > 0) & (b > 0)
-        r, c = np.nonzero(sel)
-        ia = r.astype(np.int64) * cols + c
-        parts.append((a[r, c], b[r, c], ia, ia + step))
+    shifts = [(lab[:, :-1], lab[:, 1:], 1), (lab[:-1, :], lab[1:, :], cols)]
+    if diagonal:
+        shifts += [(lab[:-1, :-1], lab[1:, 1:], cols + 1), (lab[:-1, 1:], lab[1:, :-1], cols - 1)]
+    for a, b, step in shifts:
+        r, c = _nonzero(a != b)  # few pixels: the zero/non-zero test runs on them only
+        va, vb = a[r, c], b[r, c]
+        sel = (va > 0) & (vb > 0)
+        r, c, va, vb = r[sel], c[sel], va[sel], vb[sel]
+        ia = r.astype(np.int64) * cols + c + (1 if step == cols - 1 else 0)
+        parts.append((va, vb, ia, ia + step))
     la, lb, pa, pb = (np.concatenate([p[i] for p in parts]) for i in range(4))
     swap = la > lb
     la, lb = np.where(swap, lb, la), np.where(swap, la, lb)
@@ -306,52 +357,209 @@ def _cut_cores(cores: np.ndarray, h_px: float) -> np.ndarray:
 
     ``cores`` is a label image of connected core regions; where two cores touch (a bright
     crystal against a dark one) the contact counts as an edge. The markers are the h-maxima of
-    the distance transform (one per crystal body). A core too thin to hold an h-maximum stays
-    one piece.
+    the distance transform in quarter pixels (one per crystal body: a maximum standing at
+    least ``h_px`` above the highest pass to any higher one). They are found without the grey
+    reconstruction of ``skimage.morphology.h_maxima`` (slow): every regional maximum floods
+    its basin, and the basins are joined from the highest pass down while the dynamics of
+    their maxima are read off (equal maxima both stay, as in ``h_maxima``); the surviving
+    maxima then flood the cores. A core too thin to hold an h-maximum stays one piece.
     """
     inner = cores > 0
     if not inner.any():
         return cores
-    big = int(cores.max()) + 1
-    nb_max = ndi.maximum_filter(cores, 3)
-    nb_min = ndi.minimum_filter(np.where(inner, cores, big), 3)
-    contact = inner & ((nb_max > cores) | (nb_min < cores))
+    contact = _contact(cores)
     dist = _edt(inner & ~contact)
-    q = np.round(dist * 4).astype(np.int32)
-    maxima = morphology.h_maxima(q, max(1, int(round(h_px * 4)))).astype(bool) & inner
-    markers, n_markers = ndi.label(maxima)
-    has_marker = np.zeros(big + 1, dtype=bool)
-    has_marker[cores[maxima]] = True
-    lonely = inner & ~has_marker[cores]
+    q = np.where(inner, np.round(dist * 4).astype(np.int32), -1)
+    peaks = morphology.local_maxima(q, allow_borders=True) & inner
+    # one marker per maximum plateau and core (a plateau never spans two cores)
+    plat, _ = ndi.label(peaks)
+    big = np.int64(int(cores.max()) + 1)
+    key = plat[peaks].astype(np.int64) * big + cores[peaks]
+    _, marker_ids = np.unique(key, return_inverse=True)
+    markers = np.zeros(cores.shape, dtype=np.int32)
+    markers[peaks] = marker_ids.astype(np.int32) + 1
+    n = int(marker_ids.max()) + 2
+    height = np.zeros(n, dtype=np.int64)
+    height[markers[peaks]] = q[peaks]
+    core_of = np.zeros(n, dtype=np.int64)
+    core_of[markers[peaks]] = cores[peaks]
+    h = max(1, int(round(h_px * 4)))
+    # a maximum lower than h joins every other through the zero distance of the background
+    # and of the contacts: never an h-maximum
+    dead = height < h
+    # only cores with several maxima need their basins (corner neighbours too: then each
+    # pixel joins its basin through pixels at least as high as itself)
+    multi = np.bincount(core_of[1:], minlength=int(big) + 1) > 1
+    multi[0] = False
+    if multi.any():
+        basins = segmentation.watershed(-dist, markers, mask=inner & multi[cores], connectivity=2)
+        la, lb, pa, pb = _adjacent_pairs(basins, diagonal=True)
+        same = core_of[la] == core_of[lb]
+        if same.any():
+            _dead_maxima(la[same], lb[same], q, pa[same], pb[same], height, dead, h)
+    # the surviving maxima flood the cores again, as the h-maxima markers would (with the same
+    # order of the queue: the flooding is not restricted to the cores that need it, as that
+    # changes how ties are broken); a core with no maximum of its own (all of it in contact
+    # with another) is one piece
+    markers = np.where(dead[markers], 0, markers)
+    alive_per_core = np.bincount(core_of[~dead], minlength=int(big) + 1)
+    alive_per_core[0] = 0
+    lonely = inner & (alive_per_core[cores] == 0)
     if lonely.any():
-        markers = np.where(lonely, cores + n_markers, markers)
-    lab = segmentation.watershed(-dist, markers, mask=inner)
-    lab, _, _ = segmentation.relabel_sequential(lab)
-    return lab.astype(np.int32)
+        markers = np.where(lonely, cores + n, markers)
+    return _relabel(segmentation.watershed(-dist, markers, mask=inner))
 
 
-def _hull_of(mask: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """Convex hull of a pixel set: its vertices (pixel corners) and its area."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return np.zeros((0, 2)), 0.0
-    m = mask[rows]
-    # the leftmost and rightmost pixel of each row hold every corner of the hull
-    left = np.argmax(m, axis=1) + offset[1]
-    right = m.shape[1] - np.argmax(m[:, ::-1], axis=1) + offset[1]
-    r = rows + offset[0]
-    pts = np.concatenate(
-        [np.c_[r, left], np.c_[r, right], np.c_[r + 1, left], np.c_[r + 1, right]]
-    ).astype(float)
-    return _hull(pts)
+def _dead_maxima(la, lb, q, pa, pb, height, dead, h: int) -> None:
+    """Mark (in ``dead``) the maxima whose dynamic is below ``h`` (in the units of ``q``).
+
+    ``la``, ``lb`` are adjacent basins (one pair per boundary pixel pair ``pa``, ``pb``) and
+    ``height`` the value of each basin's maximum. The pass between two basins is the highest
+    boundary pair (the lower pixel of it); from the highest pass down, the basins are joined;
+    the one with the lower top dies if its top stands less than h above the pass.
+    """
+    n = height.size
+    qf = q.ravel()
+    level = np.minimum(qf[pa], qf[pb])
+    key = la.astype(np.int64) * n + lb
+    order = np.lexsort((-level, key))
+    key, level = key[order], level[order]
+    first = np.r_[True, key[1:] != key[:-1]]
+    key, level = key[first], level[first]
+    parent = np.arange(n)
+    top = height.copy()
+    members = {i: [i] for i in range(n)}
+    for k in np.argsort(-level, kind="stable"):
+        a, b = divmod(int(key[k]), n)
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra == rb:
+            continue
+        low, high = (ra, rb) if top[ra] < top[rb] else (rb, ra)
+        if top[low] < top[high] and top[low] - int(level[k]) < h:
+            dead[members[low]] = True
+        parent[low] = high
+        members[high].extend(members.pop(low))
 
 
-def _hull(points: np.ndarray) -> tuple[np.ndarray, float]:
-    try:
-        h = ConvexHull(points)
-    except (QhullError, ValueError):  # fewer than 3 points, or all on a line
-        return points, 0.0
-    return points[h.vertices], float(h.volume)
+def _runs(lab: np.ndarray):
+    """Row runs of every label: (label, row, first col, last col), sorted by label then row.
+
+    Read from the pixels where a row changes label (few), not from every pixel.
+    """
+    h, w = lab.shape
+    r, c = _nonzero(lab[:, 1:] != lab[:, :-1])
+    left, right = lab[r, c], lab[r, c + 1]
+    first_col = np.flatnonzero(lab[:, 0])
+    last_col = np.flatnonzero(lab[:, -1])
+    end_sel, start_sel = left > 0, right > 0
+    s_lab = np.concatenate([lab[first_col, 0], right[start_sel]])
+    s_row = np.concatenate([first_col, r[start_sel]])
+    s_col = np.concatenate([np.zeros(first_col.size, np.int64), c[start_sel] + 1])
+    e_lab = np.concatenate([left[end_sel], lab[last_col, -1]])
+    e_row = np.concatenate([r[end_sel], last_col])
+    e_col = np.concatenate([c[end_sel], np.full(last_col.size, w - 1, np.int64)])
+    # the k-th start of a label in a row goes with its k-th end: sort both the same way
+    so = np.lexsort((s_col, s_row, s_lab))
+    eo = np.lexsort((e_col, e_row, e_lab))
+    return s_lab[so], s_row[so], s_col[so], e_col[eo]
+
+
+def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.ndarray):
+    """Convex hulls of sets of points given as row extremes, all sets at once.
+
+    Each set (``gid``) holds left points (``side`` 0: the leftmost pixel corner of a row) and
+    right points (``side`` 1). The hull's left chain is the lower convex envelope of the left
+    points along the rows (the right chain the upper envelope of the right points): points
+    strictly inside a chord of their neighbours are dropped, all at once, until none is. Every
+    dropped point is inside the hull of the set, so the result is exact. Returns the kept
+    points ``(gid, side, row, col)``, sorted by set, then left chain top to bottom and right
+    chain bottom to top (the hull's outline), and the hull area of each set.
+    """
+    sgn = np.where(side == 0, 1, -1)
+    order = np.lexsort((col * sgn, row * sgn, side, gid))
+    gid, side, row, col = gid[order], side[order], row[order], col[order]
+    # repeated points (corners shared by two sets of a union) would drop each other
+    dup = np.r_[
+        False,
+        (gid[1:] == gid[:-1])
+        & (side[1:] == side[:-1])
+        & (row[1:] == row[:-1])
+        & (col[1:] == col[:-1]),
+    ]
+    if dup.any():
+        gid, side, row, col = gid[~dup], side[~dup], row[~dup], col[~dup]
+    while True:
+        chain = gid.astype(np.int64) * 2 + side
+        m = chain.size
+        inner = np.zeros(m, dtype=bool)
+        if m > 2:
+            inner[1:-1] = (chain[1:-1] == chain[:-2]) & (chain[1:-1] == chain[2:])
+        i = np.flatnonzero(inner)
+        if i.size == 0:
+            break
+        r0, c0, r1, c1, r2, c2 = row[i - 1], col[i - 1], row[i], col[i], row[i + 1], col[i + 1]
+        cross = (r1 - r0) * (c2 - c0) - (c1 - c0) * (r2 - r0)
+        # left chain (rows going down): a hull vertex bulges to the left, cross > 0; the right
+        # chain runs the other way round
+        drop = cross <= 0
+        if not drop.any():
+            break
+        keep = np.ones(m, dtype=bool)
+        keep[i[drop]] = False
+        gid, side, row, col = gid[keep], side[keep], row[keep], col[keep]
+    # shoelace over each outline (consecutive points, and the closing edge)
+    nxt = np.r_[1 : gid.size, 0]
+    last = np.r_[gid[1:] != gid[:-1], True]
+    first_of = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+    nxt[last] = first_of
+    term = row * col[nxt] - row[nxt] * col
+    n_sets = int(gid.max()) + 1 if gid.size else 0
+    area = 0.5 * np.abs(np.bincount(gid, weights=term, minlength=n_sets))
+    return (gid, side, row, col), area
+
+
+def _row_extremes(run_lab, run_row, run_c0, run_c1, ids):
+    """Corner points of the row extremes of labels ``ids`` (set index = position in ``ids``)."""
+    sel = np.isin(run_lab, ids)
+    lab, row, c0, c1 = run_lab[sel], run_row[sel], run_c0[sel], run_c1[sel]
+    new = np.r_[True, (lab[1:] != lab[:-1]) | (row[1:] != row[:-1])]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, lab.size - 1]
+    g = np.searchsorted(ids, lab[first])
+    row = row[first].astype(np.float64)
+    left, right = c0[first].astype(np.float64), c1[last] + 1.0
+    gid = np.concatenate([g, g, g, g])
+    side = np.repeat(np.array([0, 0, 1, 1]), g.size)
+    rows = np.concatenate([row, row + 1, row, row + 1])
+    cols = np.concatenate([left, left, right, right])
+    return gid, side, rows, cols
+
+
+def _union_hulls(points, groups_a, groups_b):
+    """Hull areas of the unions of point sets ``groups_a[k]`` and ``groups_b[k]``, for all k."""
+    gid, side, row, col = points
+    starts = np.searchsorted(gid, np.arange(int(gid.max()) + 2 if gid.size else 1))
+    parts = []
+    for groups in (groups_a, groups_b):
+        lo, hi = starts[groups], starts[groups + 1]
+        size = hi - lo
+        pair = np.repeat(np.arange(groups.size), size)
+        idx = np.repeat(lo - np.r_[0, np.cumsum(size)[:-1]], size) + np.arange(size.sum())
+        parts.append((pair, idx))
+    pair = np.concatenate([parts[0][0], parts[1][0]])
+    idx = np.concatenate([parts[0][1], parts[1][1]])
+    _, area = _hull_chains(pair, side[idx], row[idx], col[idx])
+    return area
+
+
+def _group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of ``values`` per group 0..n_groups-1 (every group non-empty), from one sort."""
+    order = np.lexsort((values, groups))
+    v = values[order]
+    bounds = np.searchsorted(groups[order], np.arange(n_groups + 1))
+    lo_i = bounds[:-1] + (bounds[1:] - bounds[:-1] - 1) // 2
+    hi_i = bounds[:-1] + (bounds[1:] - bounds[:-1]) // 2
+    return 0.5 * (v[lo_i] + v[hi_i])
 
 
 def _merge_regions(
@@ -364,7 +572,8 @@ def _merge_regions(
     lenient: bool,
     small_px: float = 0.0,
     max_rounds: int = 6,
-) -> np.ndarray:
+    return_areas: bool = False,
+):
     """Join adjacent regions that are one crystal cut by a crack or by the splitting.
 
     Two regions are joined when the grey just behind their shared boundary agrees (median of
@@ -374,12 +583,15 @@ def _merge_regions(
     smaller than ``small_px`` (too small to be a crystal of its own) needs only the grey. With
     ``lenient`` (background masked black), equal grey alone is enough. Rounds repeat on the
     joined regions until nothing changes. The boundary pixels, the grey behind them and the
-    regions' hulls are measured once on the image; later rounds map them to the joined regions
-    (hulls of joined regions come from their parts' hull vertices).
+    regions' row runs (their areas, and the exact convex hulls of their pixel corners) are
+    measured once on the image; later rounds map them to the joined regions (the hull of a
+    union is the hull of its parts' hull points), and all pairs of a round are judged at once.
+    With ``return_areas`` the areas of the joined labels (index = label) come back too.
     """
     la0, lb0, pa, pb = _adjacent_pairs(lab)
     if la0.size == 0:
-        return _relabel(lab)
+        out = _relabel(lab)
+        return (out, np.bincount(out.ravel())) if return_areas else out
     n = int(lab.max()) + 1
     rows, cols = lab.shape
     ra, ca = np.divmod(pa, cols)
@@ -397,27 +609,16 @@ def _merge_regions(
     va_far, va_near = smooth[rra, cca], smooth[ra, ca]
     vb_far, vb_near = smooth[rrb, ccb], smooth[rb, cb]
     del ra, ca, rb, cb, rra, cca, rrb, ccb
-    areas0 = np.bincount(lab.ravel(), minlength=n).astype(np.float64)
-    slices = ndi.find_objects(lab)
-    base: dict[int, tuple[np.ndarray, float]] = {}
-    joined: dict[int, tuple[np.ndarray, float]] = {}
+    run_lab, run_row, run_c0, run_c1 = _runs(lab)
+    areas0 = np.bincount(run_lab, weights=run_c1 - run_c0 + 1, minlength=n)
+    # exact convex hulls of the labels that touch another (their outline points), and of
+    # the groups joined in later rounds (from their members' hull points)
+    touching = np.unique(np.concatenate([la0, lb0]))
+    set_of = np.full(n, -1)
+    set_of[touching] = np.arange(touching.size)
+    pts0, hull0 = _hull_chains(*_row_extremes(run_lab, run_row, run_c0, run_c1, touching))
+    pts, hull = pts0, hull0
     roots = np.arange(n)
-
-    def base_hull(i):
-        if i not in base:
-            sl = slices[i - 1]
-            base[i] = _hull_of(lab[sl] == i, (sl[0].start, sl[1].start))
-        return base[i]
-
-    def hull_of(r):
-        if r not in joined:
-            members = np.flatnonzero(roots == r)
-            if members.size == 1:
-                joined[r] = base_hull(int(members[0]))
-            else:
-                joined[r] = _hull(np.concatenate([base_hull(int(m))[0] for m in members]))
-        return joined[r]
-
     for _ in range(max_rounds):
         a_id, b_id = roots[la0], roots[lb0]
         live = a_id != b_id
@@ -429,44 +630,102 @@ def _merge_regions(
         lo_id, hi_id = np.minimum(a_id, b_id), np.maximum(a_id, b_id)
         diff = np.where(a_id < b_id, va - vb, vb - va)
         keys, inv = np.unique(lo_id.astype(np.int64) * n + hi_id, return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        bounds = np.searchsorted(inv[order], np.arange(keys.size + 1))
-        diff = diff[order]
+        steps = np.abs(_group_medians(diff, inv, keys.size))
+        a, b = np.divmod(keys[steps < merge_grey], n)
+        if a.size == 0:
+            break
         areas = np.bincount(roots, weights=areas0, minlength=n)
+        small = np.minimum(areas[a], areas[b])
+        ok = np.ones(a.size, dtype=bool)
+        test = (small >= small_px) if not lenient else np.zeros(a.size, dtype=bool)
+        if test.any():
+            at, bt = a[test], b[test]
+            sa, sb = set_of[at], set_of[bt]
+            hull_a, hull_b = hull[sa], hull[sb]
+            union = _union_hulls(pts, sa, sb)
+            extra = (union - areas[at] - areas[bt]) - (hull_a - areas[at]) - (hull_b - areas[bt])
+            ok[test] = extra < max_deficit * small[test]
         parent = np.arange(n)
         changed = False
-        for k, key_k in enumerate(keys):
-            a, b = divmod(int(key_k), n)
-            step = abs(float(np.median(diff[bounds[k] : bounds[k + 1]])))
-            if step >= merge_grey:
-                continue
-            small = min(areas[a], areas[b])
-            if not lenient and small >= small_px:
-                (pts_a, hull_a), (pts_b, hull_b) = hull_of(a), hull_of(b)
-                _, union = _hull(np.concatenate([pts_a, pts_b]))
-                extra = (union - areas[a] - areas[b]) - (hull_a - areas[a]) - (hull_b - areas[b])
-                if extra >= max_deficit * small:
-                    continue
-            ra_, rb_ = _find(parent, a), _find(parent, b)
+        for a_k, b_k in zip(a[ok].tolist(), b[ok].tolist(), strict=True):
+            ra_, rb_ = _find(parent, a_k), _find(parent, b_k)
             if ra_ != rb_:
                 parent[max(ra_, rb_)] = min(ra_, rb_)
                 changed = True
         if not changed:
             break
         new = np.array([_find(parent, i) for i in range(n)])
-        for r in np.unique(new[new != np.arange(n)]):
-            joined.pop(int(r), None)
         roots = new[roots]
-    return _relabel(roots[lab])
+        # hulls of the joined groups, one set per root (members' sets map to their root's)
+        set_of = np.full(n, -1)
+        group_roots = np.unique(roots[touching])
+        set_of[group_roots] = np.arange(group_roots.size)
+        g0 = set_of[roots[touching]][pts0[0]]
+        pts, hull = _hull_chains(g0, pts0[1], pts0[2], pts0[3])
+    # one look-up: consecutive ids in the order of the joined regions' roots
+    present = np.zeros(n, dtype=bool)
+    present[roots[areas0 > 0]] = True
+    present[0] = False
+    rank = np.cumsum(present).astype(np.int32) * present
+    out = rank[roots][lab]
+    if not return_areas:
+        return out
+    return out, np.bincount(rank[roots], weights=areas0, minlength=int(rank.max()) + 1).astype(
+        np.int64
+    )
 
 
 def _contact(lab: np.ndarray) -> np.ndarray:
     """Pixels of a label image that touch a different non-zero label (8-neighbourhood)."""
-    inner = lab > 0
-    big = int(lab.max()) + 1
-    nb_max = ndi.maximum_filter(lab, 3)
-    nb_min = ndi.minimum_filter(np.where(inner, lab, big), 3)
-    return inner & ((nb_max > lab) | (nb_min < lab))
+    out = np.zeros(lab.shape, dtype=bool)
+    for sa, sb in _NEIGHBOUR_SLICES_8:
+        a, b = lab[sa], lab[sb]
+        d = (a != b) & (a > 0) & (b > 0)
+        out[sa] |= d
+        out[sb] |= d
+    return out
+
+
+def _inner_boundary(lab: np.ndarray) -> np.ndarray:
+    """Labelled pixels with a side neighbour of another label (``find_boundaries``, inner)."""
+    out = np.zeros(lab.shape, dtype=bool)
+    for sa, sb in _NEIGHBOUR_SLICES_8[:2]:
+        d = lab[sa] != lab[sb]
+        out[sa] |= d
+        out[sb] |= d
+    return out & (lab != 0)
+
+
+#: Pairs of views of an image shifted by one pixel: right, down, down-right, down-left.
+_NEIGHBOUR_SLICES_8 = (
+    ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+    ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+    ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
+)
+
+
+def _watershed(image: np.ndarray, markers: np.ndarray, mask: np.ndarray | None = None):
+    """``skimage.segmentation.watershed`` that leaves out the inside of the markers.
+
+    A marker pixel whose four neighbours are all marker pixels or outside the mask floods
+    nothing; scikit-image would still queue it. Large markers (pieces eroded by a pixel, a
+    background marker) are mostly such pixels, so they are taken out of the flooding and put
+    back in the result. The result is the same except where equal grey levels meet (the queue
+    breaks such ties by age, which the shorter queue changes): rare on a float gradient.
+    """
+    seeded = markers > 0
+    blocked = seeded if mask is None else seeded | ~mask
+    p = np.pad(blocked, 1, constant_values=True)
+    inside = seeded & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    if mask is not None:
+        inside &= mask
+    if not inside.any():
+        return segmentation.watershed(image, markers, mask=mask)
+    flood = ~inside if mask is None else mask & ~inside
+    out = segmentation.watershed(image, np.where(inside, 0, markers), mask=flood)
+    out[inside] = markers[inside]
+    return out
 
 
 def _grow(
@@ -489,7 +748,7 @@ def _grow(
     n = int(pieces.max())
     if n == 0:
         return pieces
-    edge = segmentation.find_boundaries(pieces, mode="inner") | (pieces == 0)
+    edge = _inner_boundary(pieces) | (pieces == 0)
     keep = ~_near(edge, erode_px)
     contact = _contact(pieces)
     if contact.any():
@@ -503,30 +762,55 @@ def _grow(
     if missing.any():
         markers = np.where((markers == 0) & missing[pieces], pieces, markers)
     markers = np.where(background & (markers == 0), n + 1, markers)
-    out = segmentation.watershed(grad, markers, mask=mask)
+    out = _watershed(grad, markers, mask=mask)
     out[out == n + 1] = 0
     return out.astype(np.int32)
 
 
-def _fill_label_holes(labels: np.ndarray, max_fraction: float) -> np.ndarray:
-    """Give enclosed holes (inclusions, cracks) the label of the crystal around them."""
-    mask = labels > 0
-    filled = _fill_holes(mask, max_fraction)
-    holes = filled & ~mask
-    if not holes.any():
-        return labels
-    hole_lab, n_holes = ndi.label(holes)
+def _fill_label_holes(labels: np.ndarray, max_fraction: float, areas: np.ndarray | None = None):
+    """Give enclosed holes (inclusions, cracks) the label of the crystal around them.
+
+    A hole is a connected part of the background that does not reach the image border; it is
+    filled when it is at most ``max_fraction`` of the region it lies in (the connected part
+    of crystals and holes around it), by the label on its rim (the largest, where several
+    meet). With ``areas`` (pixels per label) ``(labels, areas)`` is returned, the areas with
+    the filled holes added.
+    """
+    bg, n_bg = ndi.label(labels == 0)
+    border = np.zeros(n_bg + 1, dtype=bool)
+    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
+        border[edge] = True
+    border[0] = True
+    if border.all():
+        return labels if areas is None else (labels, areas)
+    holes = (~border)[bg]
+    hr, hc = _nonzero(holes)
+    hl = bg[hr, hc]
+    hole_area = np.bincount(hl, minlength=n_bg + 1)
+    # the region of each hole: the connected part of crystals and holes it lies in
+    reg, _ = ndi.label(holes | (labels > 0))
+    reg_area = np.bincount(reg.ravel())
+    region = np.zeros(n_bg + 1, dtype=np.int64)
+    region[hl] = reg_area[reg[hr, hc]]
+    fill = hole_area <= max_fraction * region
+    fill[0] = False
+    sel = fill[hl]
+    hr, hc, hl = hr[sel], hc[sel], hl[sel]
     # the crystal on the rim of each hole (any rim pixel tells)
-    hr, hc = np.nonzero(holes)
     ring = _gather_max(labels, hr, hc, 3)
     at = ring > 0
-    owner = np.zeros(n_holes + 1, dtype=np.int32)
-    hl = hole_lab[hr, hc]
+    owner = np.zeros(n_bg + 1, dtype=np.int64)
     owner[hl[at]] = ring[at]
-    owner[0] = 0
     out = labels.astype(np.int32, copy=True)
     out[hr, hc] = owner[hl]
-    return out
+    if areas is None:
+        return out
+    n = max(int(out.max()) + 1, areas.size)
+    grown = np.zeros(n, dtype=np.int64)
+    grown[: areas.size] = areas
+    grown += np.bincount(owner[hl], minlength=n)
+    grown[0] = 0
+    return out, grown
 
 
 def _texture(norm: np.ndarray, fine_px: float, window_px: float) -> np.ndarray:
@@ -559,22 +843,32 @@ def _work_factor(px: float, work_um: float) -> int:
 
 
 def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
-    """Mean over f x f blocks (the last partial blocks are padded by edge values)."""
+    """Mean over f x f blocks (the last partial blocks are padded by edge values), float32.
+
+    Sums of strided views (f + f additions of whole rows): much faster than a reduction over
+    the axes of a 4D reshape.
+    """
     if f == 1:
         return img
     h, w = img.shape
     hp, wp = -(-h // f) * f, -(-w // f) * f
     if (hp, wp) != (h, w):
         img = np.pad(img, ((0, hp - h), (0, wp - w)), mode="edge")
-    return img.reshape(hp // f, f, wp // f, f).mean(axis=(1, 3), dtype=np.float32)
+    cols = img[:, 0::f].astype(np.float32)
+    for j in range(1, f):
+        cols += img[:, j::f]
+    out = cols[0::f].copy()
+    for i in range(1, f):
+        out += cols[i::f]
+    out *= np.float32(1.0 / (f * f))
+    return out
 
 
 def _upsample(arr: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of a block image back to ``shape``."""
     if f == 1:
         return arr
-    h, w = arr.shape
-    big = np.broadcast_to(arr[:, None, :, None], (h, f, w, f)).reshape(h * f, w * f)
+    big = np.repeat(np.repeat(arr, f, axis=0), f, axis=1)
     return big[: shape[0], : shape[1]]
 
 
@@ -596,16 +890,24 @@ def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray
 def _rim_thresholds(labels: np.ndarray, smooth: np.ndarray, ref: float, band: tuple):
     """Per-label midpoint between the rim grey and the reference, and the crystal's sign."""
     n = int(labels.max())
-    edge = segmentation.find_boundaries(labels, mode="inner")
+    edge = _inner_boundary(labels)
     in_band = (labels > 0) & _near(edge, band[1]) & ~_near(edge, band[0], strict=True)
     rim = _label_medians(smooth, np.where(in_band, labels, 0), n)
     missing = ~np.isfinite(rim)
     if missing.any():
-        whole = _label_medians(smooth, labels, n)
-        rim[missing] = whole[missing]
+        # labels without a band: the median of the whole label (of those labels only)
+        lut = np.zeros(n + 1, dtype=bool)
+        lut[1:] = missing
+        sel = lut[labels]
+        rim[missing] = _label_medians(smooth[sel], labels[sel], n)[missing]
     thr = np.concatenate([[0.0], ref + 0.5 * (rim - ref)]).astype(np.float32)
     sign = np.concatenate([[0.0], np.sign(rim - ref)]).astype(np.float32)
     return thr, sign
+
+
+def _shifted_indices(n: int, idx: np.ndarray, k: int) -> list[np.ndarray]:
+    """``idx + d`` for d in -k..k, clipped to 0..n-1 (a clipped index stays in the window)."""
+    return [np.clip(idx + d, 0, n - 1) for d in range(-k, k + 1)]
 
 
 def _gather_any(
@@ -613,24 +915,34 @@ def _gather_any(
 ):
     """For pixels (rows, cols): whether ``mask`` is True at any offset of ``foot`` (centred).
 
-    Pixels beyond the image border count as ``border``.
+    Pixels beyond the image border count as ``border``. (Offsets beyond the border are read
+    at the nearest pixel inside, which is in the footprint's bounding square too: for a
+    footprint that holds its square's middle row and column, as disks do, the answer is the
+    same as with a padded copy, without the copy.)
     """
     k = foot.shape[0] // 2
-    padded = np.pad(mask, k, constant_values=border)
+    h, w = mask.shape
+    rr, cc = _shifted_indices(h, rows, k), _shifted_indices(w, cols, k)
     out = np.zeros(rows.shape, dtype=bool)
     for di, dj in np.argwhere(foot):
-        out |= padded[rows + di, cols + dj]
+        out |= mask[rr[di], cc[dj]]
+    if border:
+        out |= (rows < k) | (rows >= h - k) | (cols < k) | (cols >= w - k)
     return out
 
 
 def _gather_max(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int):
-    """Maximum of ``arr`` over the ``size`` x ``size`` square around pixels (rows, cols)."""
+    """Maximum of ``arr`` (>= 0) over the ``size`` x ``size`` square around pixels (rows, cols).
+
+    Offsets beyond the border are read at the nearest pixel inside (in the square too).
+    """
     k = size // 2
-    padded = np.pad(arr, k)
+    h, w = arr.shape
+    rr, cc = _shifted_indices(h, rows, k), _shifted_indices(w, cols, k)
     out = np.zeros(rows.shape, dtype=arr.dtype)
     for di in range(size):
         for dj in range(size):
-            np.maximum(out, padded[rows + di, cols + dj], out=out)
+            np.maximum(out, arr[rr[di], cc[dj]], out=out)
     return out
 
 
@@ -656,15 +968,22 @@ def _refine_edges(
     crystal = coarse > 0
     # crystal blocks next to the background, background blocks up to two blocks out, and the
     # blocks where two crystals meet (whose pixels keep their block's label)
-    outer = crystal & ndi.binary_dilation(~crystal, structure=np.ones((3, 3), bool))
-    ring = ~crystal & ndi.binary_dilation(crystal, structure=np.ones((5, 5), bool))
+    outer = crystal & _dilate_square(~crystal, 1)
+    ring = ~crystal & _dilate_square(crystal, 2)
     band_c = outer | ring
-    cand_c = np.where(crystal, coarse, ndi.maximum_filter(coarse, 5))
-    idx = np.flatnonzero(_upsample(band_c, f, shape))
-    if idx.size == 0:
+    cand_c = np.where(crystal, coarse, _dilate_square(coarse, 2))
+    # the pixels of the band blocks, block by block (no full-resolution mask)
+    bi, bj = _nonzero(band_c)
+    if bi.size == 0:
         return labels
-    rows, cols = np.divmod(idx, shape[1])
-    block = (rows // f) * coarse.shape[1] + cols // f
+    d = np.arange(f)
+    rows = np.broadcast_to((bi * f)[:, None, None] + d[None, :, None], (bi.size, f, f)).ravel()
+    cols = np.broadcast_to((bj * f)[:, None, None] + d[None, None, :], (bi.size, f, f)).ravel()
+    block = np.repeat(bi * coarse.shape[1] + bj, f * f)
+    if shape[0] % f or shape[1] % f:
+        inside = (rows < shape[0]) & (cols < shape[1])
+        rows, cols, block = rows[inside], cols[inside], block[inside]
+    idx = rows * shape[1] + cols
     cand = cand_c.ravel()[block]
     in_crystal = crystal.ravel()[block]
     v = smooth.ravel()[idx]
@@ -691,13 +1010,19 @@ def _refine_edges(
         if closed.any():
             gr, gc = gr[closed], gc[closed]
             labels[gr, gc] = _gather_max(labels, gr, gc, 2 * line_px + 1)
-    # specks (microlites) in background blocks that do not touch their crystal are dropped
-    comp, n_comp = ndi.label(labels > 0)
-    if n_comp:
+    # specks (microlites) in background blocks that do not touch their crystal are dropped:
+    # a part of the labels with pixels in background blocks is anchored when it also holds a
+    # pixel of a crystal block of the band (a crystal block next to a background block)
+    outer_px = ~in_crystal
+    kept_out = outer_px & (labels.ravel()[idx] > 0)
+    if kept_out.any():
+        comp, n_comp = ndi.label(labels > 0)
+        comp_band = comp.ravel()[idx]
         anchored = np.zeros(n_comp + 1, dtype=bool)
-        anchored[comp[_upsample(crystal, f, shape) & (comp > 0)]] = True
+        anchored[comp_band[in_crystal]] = True
         anchored[0] = False
-        labels[~anchored[comp]] = 0
+        drop = kept_out & ~anchored[comp_band]
+        labels.ravel()[idx[drop]] = 0
     return labels
 
 
@@ -809,18 +1134,24 @@ def _sample_levels(
         sample = sample[fin]
     if sample.size == 0:
         return None, None
-    lo, hi = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
+    integer = np.issubdtype(np.dtype(src.dtype), np.integer) or src.dtype == bool
+    lo, med, hi = (float(v) for v in _quantiles(sample, [0.1, 50, 99.9], integer))
     if not hi - lo > 1e-12 * max(1.0, abs(hi)):
         lo, hi = float(np.min(sample)), float(np.max(sample))
-    lv.update(lo=lo, hi=hi, span=hi - lo, fill=float(np.median(sample)), sample=sample)
+    lv.update(lo=lo, hi=hi, span=hi - lo, fill=med, sample=sample)
     if not hi - lo > 1e-12 * max(1.0, abs(hi)):
         return lv, None
     span = hi - lo
     # pixel noise from neighbour differences along the sampled rows
     cols = np.arange(0, w - 1, s)
-    d = (rows[:, cols + 1] - rows[:, cols]).ravel() / span
+    d = (rows[:, cols + 1] - rows[:, cols]).ravel()
     d = d[np.isfinite(d)]
-    noise = float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)) if d.size else 0.0
+    noise = 0.0
+    if d.size:
+        # twice the differences: whole numbers for integer images, so is twice their median
+        d2 = 2.0 * d
+        mad2 = _quantiles(np.abs(d2 - _quantiles(d2, 50, integer)[0]), 50, integer)[0]
+        noise = float(1.4826 * 0.5 * mad2 / span / np.sqrt(2.0))
     pc = px * f
     detect_um = opts["detect_um"] if opts["detect_um"] is not None else 2.0 * smooth_um
     det_c = max(detect_um / pc, 1.0)
@@ -847,6 +1178,8 @@ def _sample_levels(
         r0, r1, c0, c1 = tile.window
         norm, finite = _normalise(_read(src, r0, r1, c0, c1), lo, span, lv["fill"])
         fl = _coarse_fields(norm, finite, lv)
+        if one:  # the whole image in one window: kept for the segmentation
+            fl.update(norm=norm, finite=finite)
         del norm
         # the core's blocks on the global sampling grid
         i0, i1 = tile.core[0] // f, -(-tile.core[1] // f)
@@ -895,7 +1228,8 @@ def _levels(lv: dict, opts: dict, contrast, background: str, info: dict) -> None
     # the groundmass is the textured mode: histogram of the most textured half of the image
     # (smooth crystal interiors drop out, whatever their share of the image), then the peak of
     # the full histogram near that level gives its level and width
-    rough = t_fin >= np.percentile(t_fin, 50)
+    tex_low, tex_mid = (float(v) for v in np.percentile(t_fin, [5, 50]))
+    rough = t_fin >= tex_mid
     not_black = s_fin > mode_all + 0.1 if mode_all < 0.15 else np.ones(s_fin.shape, bool)
     ref, _, _, _ = _histogram_mode(s_fin[rough & not_black], -0.05, 1.05)
     ref, ref_w, _, _ = _histogram_mode(s_fin[not_black], -0.05, 1.05, near=(ref, 0.04))
@@ -907,7 +1241,6 @@ def _levels(lv: dict, opts: dict, contrast, background: str, info: dict) -> None
         # smooth crystal interiors set the low texture level, the groundmass the high one
         gm = (np.abs(sm_fin - ref) < 0.5 * c) & (sm_fin > dark_thr)
         tex_gm = float(np.median(t_fin[gm])) if gm.any() else np.inf
-        tex_low = float(np.percentile(t_fin, 5))
         tex_thr = float(max(opts["smooth_texture"] * tex_gm, 2.0 * tex_low))
         lv["tex_thr"] = tex_thr
         info.update(texture_threshold=tex_thr * span, texture_groundmass=tex_gm * span)
@@ -1009,7 +1342,7 @@ def _segment_window(
     smooth = ndi.gaussian_filter(norm, sigma_px) if sigma_px > 0.3 else norm
     labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)))
     # join what one crystal lost to a cut or a crack (judged at full resolution)
-    labels = _merge_regions(
+    labels, area = _merge_regions(
         labels,
         smooth,
         small_px=2.0 * min_area_um2 / (px * px),
@@ -1017,20 +1350,23 @@ def _segment_window(
         max_deficit=opts["max_deficit"] if split_touching else np.inf,
         band_px=max(2, int(round(3.0 / px))),
         lenient=lv["mode"] == "masked",
+        return_areas=True,
     )
-    labels = _fill_label_holes(labels, opts["max_hole_fraction"])
-    if finite is not None:
+    labels, area = _fill_label_holes(labels, opts["max_hole_fraction"], area)
+    if finite is not None and not finite.all():
         labels[~finite] = 0
+        area = np.bincount(labels.ravel())
     min_px = min_area_um2 / (px * px)
-    area = np.bincount(labels.ravel())
-    keep = area >= min_px
+    keep = (area >= min_px) & (area > 0)
     keep[0] = False
     if lv["mode"] != "masked" and keep.any():
         # no crystal is near-black: such labels are the filled interiors of vesicles whose
         # bright polished walls passed as a core and were then trimmed by the edge refinement
         grey = np.bincount(labels.ravel(), weights=smooth.ravel(), minlength=area.size)
         keep &= grey >= dark_thr * area
-    return _relabel(np.where(keep[labels], labels, 0))
+    # the kept labels, renumbered 1..n in order, in one look-up
+    lut = (np.cumsum(keep) * keep).astype(np.int32)
+    return lut[labels]
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -1247,9 +1583,12 @@ def segment_crystals(
         split_touching=split_touching,
     )
     if not tiled:
-        norm, finite = _normalise(
-            _read(src, 0, shape[0], 0, shape[1]), lv["lo"], lv["span"], lv["fill"]
-        )
+        if fields is not None and "norm" in fields:
+            norm, finite = fields.pop("norm"), fields.pop("finite")
+        else:
+            norm, finite = _normalise(
+                _read(src, 0, shape[0], 0, shape[1]), lv["lo"], lv["span"], lv["fill"]
+            )
         labels = _segment_window(norm, finite, lv, opts, fields=fields, **kwargs)
     else:
         margin = _context_px(lv, opts, smooth_um, close_um)
@@ -1326,7 +1665,7 @@ def _cracked(grey, labels, px, noise, ids):
         return out
     min_len = max(10.0 / px, 5.0)
     # second moments of every component at once: long (major axis) and thin (minor axis)
-    rr, cc = np.nonzero(comp)
+    rr, cc = _nonzero(comp)
     lbl = comp[rr, cc]
     cnt = np.bincount(lbl, minlength=n_comp + 1).astype(float)
     cnt[0] = 1.0
