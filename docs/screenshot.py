@@ -80,10 +80,28 @@ def _save(arr: np.ndarray, path: Path) -> None:
     print(f"saved {path} ({w}x{h})")
 
 
-def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
+def _viewer(size: tuple[int, int]):
+    """A titled napari viewer of ``size`` pixels, and the Qt application."""
     import napari
     from qtpy.QtWidgets import QApplication
 
+    viewer = napari.Viewer(title="napari-zonation")
+    viewer.window.resize(*size)
+    return viewer, QApplication.instance()
+
+
+def _viewer_with(sample, name: str, size: tuple[int, int], widget_cls, dock_name: str):
+    """A viewer showing a synthetic sample's image (in um) with one dock widget."""
+    viewer, app = _viewer(size)
+    px = sample.pixel_size_um
+    viewer.add_image(sample.image, name=name, scale=(px, px), units=("um", "um"))
+    widget = widget_cls(viewer)
+    viewer.window.add_dock_widget(widget, name=dock_name, area="right")
+    _settle(app)
+    return viewer, app, widget
+
+
+def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
     from napari_zonation.widgets.cluster_widget import ClusterWidget
     from napari_zonation.widgets.describe_widget import DescribeWidget
     from napari_zonation.widgets.diffusion_widget import DiffusionWidget
@@ -91,9 +109,7 @@ def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
     from napari_zonation.widgets.segment_widget import SegmentWidget
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    viewer = napari.Viewer(title="napari-zonation")
-    app = QApplication.instance()
-    viewer.window.resize(*WINDOW)
+    viewer, app = _viewer(WINDOW)
     viewer.open_sample("napari-zonation", "synthetic")
     image = viewer.layers["synthetic BSE"]
 
@@ -192,22 +208,13 @@ def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
 
 def profiles_main(out_dir: Path = HERE / "images") -> Path:
     """A drawn line across a zoned crystal and the Profiles dock's live plot of it."""
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     from napari_zonation.synthetic import make_thin_section
     from napari_zonation.widgets.profiles_widget import ProfilesWidget
 
     out_dir.mkdir(parents=True, exist_ok=True)
     s = make_thin_section((768, 768), n_crystals=20, seed=0)  # the napari sample
     px = s.pixel_size_um
-    viewer = napari.Viewer(title="napari-zonation")
-    app = QApplication.instance()
-    viewer.window.resize(1500, 860)
-    viewer.add_image(s.image, name="synthetic BSE", scale=(px, px), units=("um", "um"))
-    prw = ProfilesWidget(viewer)
-    viewer.window.add_dock_widget(prw, name="Profiles", area="right")
-    _settle(app)
+    viewer, app, prw = _viewer_with(s, "synthetic BSE", (1500, 860), ProfilesWidget, "Profiles")
 
     # the largest clean crystal with a step (olivine first): a line from the groundmass
     # through its centre, along its short axis (perpendicular to its long faces)
@@ -270,22 +277,12 @@ def profiles_main(out_dir: Path = HERE / "images") -> Path:
 
 def scribbles_main(out_dir: Path = HERE / "images") -> Path:
     """The Segment crystals dock after a scribble-trained run and an edit (a merge)."""
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     from napari_zonation.synthetic import make_thin_section, strokes_from_truth
     from napari_zonation.widgets.segment_widget import SegmentWidget
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    px = 1.5
-    s = make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=px)
-    viewer = napari.Viewer(title="napari-zonation")
-    app = QApplication.instance()
-    viewer.window.resize(1280, 860)
-    viewer.add_image(s.image, name="bse", scale=(px, px), units=("um", "um"))
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg, name="Segment crystals", area="right")
-    _settle(app)
+    s = make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=1.5)
+    viewer, app, seg = _viewer_with(s, "bse", (1280, 860), SegmentWidget, "Segment crystals")
     scr = seg.new_scribble_layer()
     scr.data = strokes_from_truth(s)
     scr.opacity = 1.0
