@@ -91,7 +91,7 @@ def _rim_edt(lab: np.ndarray) -> np.ndarray:
     squared distances between pixel centres are integers, exact in float32, so the distances
     are exact. A crystal with no boundary (it fills the image) is ``hypot(H, W)`` from it.
     """
-    return _root(_rim_edt_sq(lab), lab.shape)
+    return _root(_rim_edt_sq(_narrow(lab)), lab.shape)
 
 
 def _narrow(lab: np.ndarray) -> np.ndarray:
@@ -103,8 +103,9 @@ def _narrow(lab: np.ndarray) -> np.ndarray:
 
 
 def _rim_edt_sq(lab: np.ndarray) -> np.ndarray:
-    """float32 squared multi-label distance transform (see :func:`_rim_edt`): integers."""
-    return edt.edtsq(_narrow(lab), black_border=False, parallel=_threads())
+    """float32 squared multi-label distance transform (see :func:`_rim_edt`) of labels
+    already through :func:`_narrow`: integers."""
+    return edt.edtsq(lab, black_border=False, parallel=_threads())
 
 
 def _free_edt_sq(lab: np.ndarray) -> np.ndarray:

@@ -552,16 +552,6 @@ def _union_hulls(points, groups_a, groups_b):
     return area
 
 
-def _group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Median of ``values`` per group 0..n_groups-1 (every group non-empty), from one sort."""
-    order = np.lexsort((values, groups))
-    v = values[order]
-    bounds = np.searchsorted(groups[order], np.arange(n_groups + 1))
-    lo_i = bounds[:-1] + (bounds[1:] - bounds[:-1] - 1) // 2
-    hi_i = bounds[:-1] + (bounds[1:] - bounds[:-1]) // 2
-    return 0.5 * (v[lo_i] + v[hi_i])
-
-
 def _merge_regions(
     lab: np.ndarray,
     smooth: np.ndarray,
@@ -630,7 +620,7 @@ def _merge_regions(
         lo_id, hi_id = np.minimum(a_id, b_id), np.maximum(a_id, b_id)
         diff = np.where(a_id < b_id, va - vb, vb - va)
         keys, inv = np.unique(lo_id.astype(np.int64) * n + hi_id, return_inverse=True)
-        steps = np.abs(_group_medians(diff, inv, keys.size))
+        steps = np.abs(_label_medians(diff, inv + 1, keys.size))  # pairs 1..n, all present
         a, b = np.divmod(keys[steps < merge_grey], n)
         if a.size == 0:
             break
