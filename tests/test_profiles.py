@@ -416,3 +416,16 @@ def test_contacts_exclude_leaves_free_crystals_alone(sample):
             assert pa["n_pixels"].sum() < pb["n_pixels"].sum()
         else:
             pd.testing.assert_frame_equal(pa.reset_index(drop=True), pb.reset_index(drop=True))
+
+
+def test_median_profile_reaches_the_median_depth():
+    """Three flat profiles 1, 2, 3 reaching 10, 20 and 30 um: the median runs to 20 um, is 2
+    where all three have data and the median of the two others (2.5) beyond 10 um."""
+    from napari_zonation.profiles import median_profile
+
+    curves = [(np.linspace(0, L, 50), np.full(50, v)) for L, v in ((10, 1.0), (20, 2.0), (30, 3.0))]
+    grid, med = median_profile(curves, n=201)
+    assert grid[0] == 0 and grid[-1] == pytest.approx(20.0)
+    np.testing.assert_allclose(med[grid <= 10], 2.0)
+    np.testing.assert_allclose(med[grid > 10], 2.5)
+    assert median_profile([(np.array([0.0]), np.array([1.0]))])[0].size == 0

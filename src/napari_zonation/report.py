@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .profiles import median_profile
+
 
 def report_figure(
     image: np.ndarray,
@@ -21,7 +23,8 @@ def report_figure(
 ) -> Path:
     """Save a PNG: left, the image with crystals coloured by cluster; right, one panel per
     cluster with its members' profiles relative to their core value (thin) and their median
-    (thick, over the depth every member reaches) against the distance from the rim.
+    (thick, out to the median member's depth: over at least half the members everywhere)
+    against the distance from the rim.
 
     Uses matplotlib's Agg backend (no display needed).
     """
@@ -66,31 +69,37 @@ def report_figure(
     prof = profiles
     if "channel" in prof and prof["channel"].nunique() > 1:
         prof = prof[prof["channel"] == prof["channel"].iloc[0]]
-    core = crystals.set_index("label")["core_value"].dropna().to_dict() if (
-        "core_value" in crystals) else {}
+    core = (
+        crystals.set_index("label")["core_value"].dropna().to_dict()
+        if ("core_value" in crystals)
+        else {}
+    )
     first = None
     for i, c in enumerate(clusters):
         ax = fig.add_subplot(grid_spec[i // n_cols, 1 + i % n_cols], sharex=first)
         first = first or ax
         members = crystals.loc[crystals["cluster"] == c, "label"]
-        color = colors.get(int(members.iloc[0]), (0.5, 0.5, 0.5, 1)) if len(members) else (
-            0.5, 0.5, 0.5, 1)
-        curves, depth = [], []
+        color = (
+            colors.get(int(members.iloc[0]), (0.5, 0.5, 0.5, 1))
+            if len(members)
+            else (0.5, 0.5, 0.5, 1)
+        )
+        curves = []
         for lab, p in prof[prof["label"].isin(members)].groupby("label"):
             # crystals of one zoning pattern may be of different phases (grey levels):
             # compare shapes, relative to each crystal's core
             p = p.assign(value=p["value"] - core.get(lab, p["value"].iloc[-5:].median()))
             ax.plot(p["distance_um"], p["value"], color=color, lw=0.7, alpha=0.45)
-            curves.append(p)
-            depth.append(p["distance_um"].max())
+            curves.append((p["distance_um"].to_numpy(), p["value"].to_numpy()))
         if len(curves) > 1:
-            # the median only where every member has data, so it shows no artificial steps
-            grid = np.arange(0, min(depth) + 1e-9, pixel_size_um)
-            stack = np.vstack([np.interp(grid, p["distance_um"], p["value"]) for p in curves])
-            ax.plot(grid, np.median(stack, axis=0), color=color, lw=2.5)
+            # over at least half the members, as the Cluster widget draws it
+            ax.plot(*median_profile(curves), color=color, lw=2.5)
         name = "unclustered" if c < 0 else f"cluster {int(c)}"
-        types = crystals.loc[crystals["cluster"] == c, "zoning_type"].dropna() if (
-            "zoning_type" in crystals) else pd.Series(dtype=str)
+        types = (
+            crystals.loc[crystals["cluster"] == c, "zoning_type"].dropna()
+            if ("zoning_type" in crystals)
+            else pd.Series(dtype=str)
+        )
         common = f": {types.mode().iloc[0]}" if len(types) else ""
         ax.set_title(f"{name} (n={len(members)}){common}", fontsize=9, color=color)
         ax.tick_params(labelsize=7)

@@ -22,13 +22,13 @@ from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox
 
 from .. import cluster as zcluster
 from .._validation import ZonationInputError
+from ..profiles import median_profile
 from ._common import (
     TRANSPARENT,
     PlotCanvas,
     ZonationWidget,
     layer_combo,
     legend_html,
-    median_profile,
     merge_table,
     profile_arrays,
     profiles_of,
