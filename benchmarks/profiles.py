@@ -38,6 +38,7 @@ median RMSE below half the noise; step positions within one pixel.
 
     python benchmarks/profiles.py            # full (a few minutes on 2 cores, ~6 GB RAM)
     python benchmarks/profiles.py --quick    # 2048^2, fewer accuracy scenes (< 1 minute)
+    python benchmarks/profiles.py --speed-only --repeat 3   # the 8192^2 timing only
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def accuracy(noise: float, drift: float, seed: int, contacts: str = "rim") -> pd
 # ------------------------------------------------------------------------------------------
 
 
-def main(quick: bool = False, repeats: int | None = None) -> None:
+def main(quick: bool = False, repeats: int | None = None, speed_only: bool = False) -> None:
     n_side = 4 if quick else 16
     rep_ours = repeats or 3
     rep_recipe = repeats or (3 if quick else 1)
@@ -332,6 +333,8 @@ def main(quick: bool = False, repeats: int | None = None) -> None:
         f"{100 * same.mean():.1f} %"
     )
     image = labels = prof = ref = m = None  # free the large scene
+    if speed_only:
+        return
 
     noises = (0.01, 0.03) if quick else (0.01, 0.02, 0.03, 0.05)
     seeds = (0,) if quick else (0, 1, 2, 3)
@@ -407,5 +410,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2048^2 scene, fewer scenes")
     parser.add_argument("--repeat", type=int, default=None, help="timing repeats")
+    parser.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     args = parser.parse_args()
-    main(args.quick, args.repeat)
+    main(args.quick, args.repeat, args.speed_only)

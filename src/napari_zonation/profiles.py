@@ -111,7 +111,8 @@ def _rim_edt_sq(lab: np.ndarray) -> np.ndarray:
 def _free_edt_sq(lab: np.ndarray) -> np.ndarray:
     """float32 squared distance of every pixel to the nearest background (label 0) pixel:
     the distance to a crystal's free faces, other crystals counting as no boundary."""
-    return edt.edtsq(lab != 0, black_border=False, parallel=_threads())
+    # a uint8 view, not the boolean: edt transforms uint8 about a third faster
+    return edt.edtsq((lab != 0).view(np.uint8), black_border=False, parallel=_threads())
 
 
 def _has_contacts(lab: np.ndarray) -> bool:
@@ -483,12 +484,15 @@ def rim_profiles(
     sel = flat >= np.float32(inner * inner * (1 - 1e-6))
     # every crystal with a boundary has a pixel next to it (squared distance 1); one without
     # a boundary fills the image and is counted from its pixels below
-    in_band = np.bincount(lab_flat[flat == 1])
+    band = np.flatnonzero(flat == 1)
+    lab_band = lab_flat[band]
+    in_band = np.bincount(lab_band)
     if contacts == "exclude" and _has_contacts(lab_n):
         # pixels nearer another crystal than a free face: their distance to the grain
         # boundary is not their distance to the crystal's growth faces
         free = _free_edt_sq(lab_n).ravel()
-        has_free = np.bincount(lab_flat[free == 1], minlength=in_band.size)[: in_band.size]
+        # a pixel next to the background (free face) is also next to another label: in the band
+        has_free = np.bincount(lab_band[free[band] == 1], minlength=in_band.size)
         far = free <= flat  # the nearest other label is the background (or a tie)
         del free
         enclosed = np.flatnonzero((in_band > 0) & (has_free == 0))
@@ -499,10 +503,9 @@ def rim_profiles(
     e2 = flat[sel]
     lab_px = lab_flat[sel]
     del flat
-    counts = np.bincount(lab_px, minlength=in_band.size)
-    counts[: in_band.size] += in_band
-    counts[0] = 0
-    present = np.flatnonzero(counts)
+    present = np.flatnonzero(in_band)
+    if not present.size and lab_px.size:  # one crystal fills the image: no boundary anywhere
+        present = np.unique(lab_px)
     if not present.size:
         return _finish([], [], "rim")
     d_um, bins = _shells_of(e2, px, skip, shell, lab.shape)
