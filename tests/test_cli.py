@@ -80,3 +80,25 @@ def test_pipeline_constant_image_finds_nothing():
         result = run_pipeline(np.full((100, 100), 120, np.uint8), 1.0)
     assert result.crystals.empty and result.labels.max() == 0
     assert any("no crystal" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(mineral="plagioclase", temperature_c=800), "no built-in diffusivity"),
+        (dict(mineral="olivine", temperature_c=1150), "fO2|delta_qfm|log_fo2_pa"),
+        (dict(diffusivity_um2_s=1e-3, windows_um=20), "unknown option"),
+    ],
+)
+def test_pipeline_refuses_bad_diffusion_conditions_before_segmenting(options, message):
+    """A diffusion condition that the last stage would refuse stops the run before its first
+    stage (no minutes of segmentation lost), with fit_diffusion's own message."""
+    stages = []
+    with pytest.raises(ZonationInputError, match=message):
+        run_pipeline(
+            np.zeros((64, 64), np.uint8),
+            1.0,
+            diffusion_options=options,
+            progress=lambda name, i, n: stages.append(name),
+        )
+    assert stages == []

@@ -830,6 +830,66 @@ def _fit_fd(
 # --------------------------------------------------------------------------------------------
 # Public entry point
 # --------------------------------------------------------------------------------------------
+def check_diffusion_options(**kwargs) -> None:
+    """Check :func:`fit_diffusion`'s keyword arguments without fitting anything.
+
+    Raises the :class:`ZonationInputError` that :func:`fit_diffusion` would raise for the
+    same conditions and options (missing or contradictory conditions, unknown options or
+    models), so that a long run can refuse them before its first stage. Checks that need the
+    profiles (e.g. olivine values that are not Fo without ``xfe``) are left to the fit.
+    """
+    _checked_options(**kwargs)
+
+
+def _checked_options(
+    *,
+    mineral=None,
+    temperature_c=None,
+    pressure_mpa=None,
+    delta_qfm=None,
+    log_fo2_pa=None,
+    angles_deg=None,
+    xfe=None,
+    diffusivity_um2_s=None,
+    temperature_c_err=None,
+    model="erf",
+    **options,
+) -> tuple[dict, _DModel, str]:
+    """The options merged with their defaults, the diffusivity model and the model name."""
+    unknown = sorted(set(options) - set(_DEFAULT_OPTIONS))
+    if unknown:
+        raise ZonationInputError(
+            f"unknown option(s) {unknown} for fit_diffusion; accepted: "
+            f"{', '.join(sorted(_DEFAULT_OPTIONS))}."
+        )
+    opts = {**_DEFAULT_OPTIONS, **options}
+    model = str(model).lower()
+    if model not in ("erf", "fd"):
+        raise ZonationInputError(
+            f"model={model!r} is not known; use 'erf' (analytical quick look) or 'fd' "
+            "(finite differences with composition-dependent D)."
+        )
+    if opts["rim"] not in ("fixed", "closed"):
+        raise ZonationInputError(f"rim={opts['rim']!r}: use 'fixed' or 'closed'.")
+    if int(opts["min_points"]) < 5:
+        raise ZonationInputError("min_points must be at least 5 (the erf has 4 parameters).")
+
+    dmodel = _resolve_diffusivity(
+        mineral=mineral,
+        temperature_c=temperature_c,
+        pressure_mpa=pressure_mpa,
+        delta_qfm=delta_qfm,
+        log_fo2_pa=log_fo2_pa,
+        angles_deg=angles_deg,
+        xfe=xfe,
+        diffusivity_um2_s=diffusivity_um2_s,
+        temperature_c_err=temperature_c_err,
+        diffusivity_um2_s_err=opts["diffusivity_um2_s_err"],
+        composition_dependent=opts["composition_dependent"],
+    )
+    return opts, dmodel, model
+
+
 def fit_diffusion(
     prof: pd.DataFrame,
     *,
@@ -928,25 +988,7 @@ def fit_diffusion(
         models, a table without the profile columns.
     """
     prof = check_profiles(prof)
-    unknown = sorted(set(options) - set(_DEFAULT_OPTIONS))
-    if unknown:
-        raise ZonationInputError(
-            f"unknown option(s) {unknown} for fit_diffusion; accepted: "
-            f"{', '.join(sorted(_DEFAULT_OPTIONS))}."
-        )
-    opts = {**_DEFAULT_OPTIONS, **options}
-    model = str(model).lower()
-    if model not in ("erf", "fd"):
-        raise ZonationInputError(
-            f"model={model!r} is not known; use 'erf' (analytical quick look) or 'fd' "
-            "(finite differences with composition-dependent D)."
-        )
-    if opts["rim"] not in ("fixed", "closed"):
-        raise ZonationInputError(f"rim={opts['rim']!r}: use 'fixed' or 'closed'.")
-    if int(opts["min_points"]) < 5:
-        raise ZonationInputError("min_points must be at least 5 (the erf has 4 parameters).")
-
-    dmodel = _resolve_diffusivity(
+    opts, dmodel, model = _checked_options(
         mineral=mineral,
         temperature_c=temperature_c,
         pressure_mpa=pressure_mpa,
@@ -956,8 +998,8 @@ def fit_diffusion(
         xfe=xfe,
         diffusivity_um2_s=diffusivity_um2_s,
         temperature_c_err=temperature_c_err,
-        diffusivity_um2_s_err=opts["diffusivity_um2_s_err"],
-        composition_dependent=opts["composition_dependent"],
+        model=model,
+        **options,
     )
     values = pd.to_numeric(prof["value"], errors="coerce").to_numpy(dtype=float)
     is_fo = _values_look_like_fo(values)

@@ -12,7 +12,7 @@ import pandas as pd
 from ._validation import as_image, check_pixel_size
 from .cluster import cluster_crystals
 from .descriptors import describe_zoning
-from .diffusion import fit_diffusion
+from .diffusion import check_diffusion_options, fit_diffusion
 from .profiles import rim_profiles
 from .segment import crystal_table, segment_crystals
 
@@ -98,6 +98,8 @@ def run_pipeline(
     """
     px = check_pixel_size(pixel_size_um)
     img = as_image(image)
+    if diffusion_options:  # refuse bad conditions before the slow stages, not after them
+        check_diffusion_options(**diffusion_options)
     timings, notes = {}, []
 
     def stage(name: str):
