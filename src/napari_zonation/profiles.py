@@ -407,7 +407,7 @@ def rim_profiles(
     shell_um : float, optional
         Shell thickness (default: one pixel).
     skip_rim_um : float, optional
-        Ignore this outer band, blurred by the probe (default: one pixel). Shells method only.
+        Ignore this outer band, blurred by the probe (default: one pixel).
     min_pixels : int
         Shells with fewer pixels are dropped.
     width_um : float
@@ -464,7 +464,9 @@ def rim_profiles(
     lab = check_labels(labels, stack.shape[1:])
     if method == "traverse":
         trav = place_traverses(lab, px, image=stack[0])
-        prof = traverse_profiles(stack, trav, px, width_um=width_um, channel_names=names)
+        prof = traverse_profiles(
+            stack, trav, px, width_um=width_um, channel_names=names, skip_rim_um=skip_rim_um
+        )
         return (prof, trav) if return_traverses else prof
     if method != "shells":
         raise ZonationInputError(f"method={method!r}; choose 'shells' or 'traverse'.")
@@ -751,17 +753,43 @@ def traverse_profiles(
     *,
     width_um: float = 3.0,
     channel_names: list[str] | None = None,
+    skip_rim_um: float | None = None,
 ) -> pd.DataFrame:
     """Profiles along rim-to-core traverses (a table from :func:`place_traverses`).
 
-    Distances start at the rim point (0) and grow toward the core.
+    Parameters
+    ----------
+    image : array-like
+        2D BSE image or ``(channels, y, x)`` element maps.
+    traverses : pandas.DataFrame
+        ``label, rim_row, rim_col, core_row, core_col`` (pixels), as
+        :func:`place_traverses` gives.
+    pixel_size_um : float
+        Micrometres per pixel.
+    width_um : float
+        Width of the band averaged across the traverse.
+    channel_names : list of str, optional
+        Names of the channels (default ``ch0, ch1, ...``; ``bse`` for a 2D image).
+    skip_rim_um : float, optional
+        Samples nearer the rim point than this are dropped (default: one pixel): the first
+        pixel mixes the crystal with what lies outside it (probe blur), as in the shells
+        method.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table as :func:`rim_profiles`; distances are measured from the rim point (0)
+        and grow toward the core, so the first kept one is about ``skip_rim_um``.
     """
     px = check_pixel_size(pixel_size_um)
+    skip = px if skip_rim_um is None else float(skip_rim_um)
     stack, names = _channels(image, channel_names)
     lines = [
         np.array([[r.rim_row, r.rim_col], [r.core_row, r.core_col]]) for r in traverses.itertuples()
     ]
     prof = _lines(stack, names, lines, px, width_um, list(traverses["label"]))
+    if skip > 0 and len(prof):  # (the table's attrs, its failures, follow the selection)
+        prof = prof[prof["distance_um"] >= skip * (1 - 1e-9)].reset_index(drop=True)
     prof["source"] = "traverse"
     return prof
 
