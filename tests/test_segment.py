@@ -603,3 +603,88 @@ def test_no_crystal_is_a_vesicle_interior():
     in_vesicle = np.bincount(lab.ravel(), weights=s.vesicles.ravel(), minlength=area.size)
     share = in_vesicle[1:] / np.maximum(area[1:], 1)
     assert share.max() < 0.5, np.sort(share)[-3:]
+
+
+# ---------------------------------------------------------------------------------------------
+# joining pieces: one crystal has one rim (ground truth built by hand)
+# ---------------------------------------------------------------------------------------------
+def _zoned_rectangle(shape, box, core, rim, rim_width):
+    """Grey of a rectangle zoned by the distance to its own edge (rim -> core), 0 outside."""
+    r0, r1, c0, c1 = box
+    rr, cc = np.mgrid[: shape[0], : shape[1]]
+    inside = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
+    depth = np.minimum.reduce([rr - r0 + 1, r1 - rr, cc - c0 + 1, c1 - cc]).astype(float)
+    grey = np.where(depth <= rim_width, rim, core)
+    return np.where(inside, grey, 0.0), inside
+
+
+_MERGE = dict(merge_grey=0.05, max_deficit=0.1, band_px=3, lenient=False, small_px=200.0)
+
+
+def _rim(seg, lab, smooth, max_step=0.02):
+    """The rim test's samples (4-7 px inside the free faces, gaps of 6 px closed)."""
+    return (*seg._rim_band(lab, smooth, (4.0, 7.0), 3.0), max_step, 60.0, 0.0)
+
+
+def test_two_crystals_with_different_rims_stay_apart():
+    from napari_zonation import segment as seg
+
+    # two rectangles side by side: their union is a rectangle (convex), and the grey just
+    # behind their contact differs by 0.03, less than merge_grey: crack-like by the old tests
+    shape = (80, 110)
+    left, m_left = _zoned_rectangle(shape, (10, 70, 10, 55), 0.50, 0.50, 6)
+    right, m_right = _zoned_rectangle(shape, (10, 70, 55, 100), 0.53, 0.53, 6)
+    truth = np.zeros(shape, np.int32)
+    truth[m_left], truth[m_right] = 1, 2
+    smooth = np.where(truth > 0, left + right, 0.42)
+    joined = seg._merge_regions(truth, smooth, **_MERGE)
+    assert joined.max() == 1  # without the rim test they become one
+    kept = seg._merge_regions(truth, smooth, **_MERGE, rim=_rim(seg, truth, smooth))
+    assert kept.max() == 2
+    assert match(truth, kept)["mean_iou"] == 1.0
+
+
+def test_a_cracked_zoned_crystal_is_joined_again():
+    from napari_zonation import segment as seg
+
+    # one zoned crystal (bright rim, dark core) cut by a straight crack into two pieces: their
+    # rims are the same zone, so the rim test joins them
+    shape = (80, 110)
+    grey, inside = _zoned_rectangle(shape, (10, 70, 10, 100), 0.50, 0.60, 6)
+    pieces = np.zeros(shape, np.int32)
+    pieces[inside] = 1
+    pieces[inside & (np.arange(shape[1])[None, :] >= 40)] = 2
+    # the crack is open from the top edge down to row 50: a gap of the labels, not a face
+    pieces[:50, 40] = 0
+    smooth = np.where(inside, grey, 0.42)
+    out = seg._merge_regions(pieces, smooth, **_MERGE, rim=_rim(seg, pieces, smooth))
+    assert out.max() == 1
+    assert np.array_equal(out > 0, pieces > 0)
+    # the rim samples lie 4-7 px inside the rectangle's own edges (8 with the discrete
+    # distances), none along the crack, which is closed first; without the closing, the
+    # crack's sides count as faces and samples deep inside the crystal join the rim
+    depth = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+    marked = np.where(inside, np.arange(inside.size).reshape(shape), -1)
+    for close_px, along_crack in ((3.0, False), (0.0, True)):
+        lab_r, idx_r = seg._rim_band(pieces, marked.astype(float), (4.0, 7.0), close_px)
+        d = depth.ravel()[idx_r.astype(int)]
+        assert np.all((d >= 4) & (d <= 8)) == (not along_crack)
+
+
+@pytest.mark.parametrize(("seed", "pair"), [(2, (10, 15)), (14, (11, 22))])
+def test_touching_crystals_with_different_rims_are_both_found(seed, pair):
+    # generator pairs (zoning benchmark scenes) that touch along a nearly straight grain
+    # boundary: their union is about convex and the grey just behind the contact differs by
+    # less than the contrast, so only their different rims tell two crystals from a cracked one
+    s = make_thin_section((768, 768), n_crystals=22, noise=0.02, seed=seed)
+    truth = s.truth.set_index("label")
+    a, b = pair
+    assert truth.loc[a, "touching"] and truth.loc[b, "touching"]
+    assert np.any(ndi.binary_dilation(s.labels == a) & (s.labels == b))  # they share a boundary
+    lab = segment_crystals(s.image, s.pixel_size_um)
+    pairs = match(s.labels, lab)["pairs"]
+    for t in pair:
+        assert t in pairs
+        p = pairs[t]
+        iou = np.sum((s.labels == t) & (lab == p)) / np.sum((s.labels == t) | (lab == p))
+        assert iou >= 0.85

@@ -26,8 +26,9 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
 6. Full resolution: each crystal's edge is placed where the smoothed grey (``smooth_um``)
    crosses the midpoint between its rim grey and the reference (where a blurred step crosses
    the true edge); cracks that reach the edge are closed, stray microlite specks dropped.
-7. Pieces are joined again when the grey just behind their contact agrees and their union is
-   as convex as they are (a crack through one crystal, not a grain boundary between two);
+7. Pieces are joined again when the grey just behind their contact agrees, their union is
+   as convex as they are and their rims (the grey just inside their free faces) agree (a crack
+   through one crystal, not a grain boundary between two: one crystal has one rim);
    holes (inclusions) are filled; crystals under ``min_area_um2`` are dropped.
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
@@ -78,6 +79,7 @@ _DEFAULT_OPTIONS = {
     "max_vesicle_share": 0.6,  # cores mostly within 6 um of near-black pixels are vesicle walls
     "dark_fraction": 0.2,  # near-black share of the image above which background may be masked
     "tile_halo_um": 400.0,  # crystal extent a tile surely holds whole (larger: a second look)
+    "merge_rim": None,  # rim grey step that keeps pieces apart; None = 0.4 x contrast; 0 = off
 }
 
 
@@ -552,6 +554,26 @@ def _union_hulls(points, groups_a, groups_b):
     return area
 
 
+def _rim_band(lab: np.ndarray, smooth: np.ndarray, band: tuple, close_px: float):
+    """Labels and grey of the pixels in the rim band of every label: its free faces, inside.
+
+    The band holds the pixels ``band`` = (near, far) pixels from the outside, the outside being
+    the background once cracks and gaps narrower than about ``2 * close_px`` are closed and
+    enclosed holes (inclusions) filled; pixels within ``near`` of another label (whose grey,
+    or the grain-boundary seam's, the smoothing carries over) are left out.
+    """
+    closed = _close(lab > 0, close_px)
+    bg, _ = ndi.label(~closed)
+    outside = np.zeros(int(bg.max()) + 1, dtype=bool)
+    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
+        outside[edge] = True
+    outside[0] = False
+    depth = _edt(~outside[bg])
+    sel = (depth >= band[0]) & (depth <= band[1]) & (lab > 0)
+    sel &= ~_near(_contact(lab), band[0])
+    return lab[sel], smooth[sel]
+
+
 def _merge_regions(
     lab: np.ndarray,
     smooth: np.ndarray,
@@ -563,6 +585,7 @@ def _merge_regions(
     small_px: float = 0.0,
     max_rounds: int = 6,
     return_areas: bool = False,
+    rim: tuple | None = None,
 ):
     """Join adjacent regions that are one crystal cut by a crack or by the splitting.
 
@@ -577,6 +600,14 @@ def _merge_regions(
     measured once on the image; later rounds map them to the joined regions (the hull of a
     union is the hull of its parts' hull points), and all pairs of a round are judged at once.
     With ``return_areas`` the areas of the joined labels (index = label) come back too.
+
+    ``rim`` = ``(rim_labels, rim_grey, max_step, min_count, noise)`` adds a test on the
+    crystals' free faces: one crystal has one rim, so two regions whose rims (the median of
+    ``rim_grey`` over the samples of their ``rim_labels``, from :func:`_rim_band`) differ by
+    ``max_step`` plus two standard errors of the difference (from the ``noise`` of one sample)
+    or more are two crystals (unless either has fewer than ``min_count`` rim samples, or is
+    smaller than ``small_px``: a piece too small to be a crystal of its own is judged by the
+    grey alone).
     """
     la0, lb0, pa, pb = _adjacent_pairs(lab)
     if la0.size == 0:
@@ -609,6 +640,12 @@ def _merge_regions(
     pts0, hull0 = _hull_chains(*_row_extremes(run_lab, run_row, run_c0, run_c1, touching))
     pts, hull = pts0, hull0
     roots = np.arange(n)
+    if rim is not None:
+        # only the rims of labels that touch another can be asked for (labels the image
+        # has lost have none)
+        on = rim[0] < n
+        on[on] = set_of[rim[0][on]] >= 0
+        rim = (rim[0][on], rim[1][on], *rim[2:])
     for _ in range(max_rounds):
         a_id, b_id = roots[la0], roots[lb0]
         live = a_id != b_id
@@ -635,6 +672,18 @@ def _merge_regions(
             union = _union_hulls(pts, sa, sb)
             extra = (union - areas[at] - areas[bt]) - (hull_a - areas[at]) - (hull_b - areas[bt])
             ok[test] = extra < max_deficit * small[test]
+        if rim is not None and (ok & test).any():
+            rl = roots[rim[0]]
+            rim_med = np.r_[np.nan, _label_medians(rim[1], rl, n - 1)]
+            rim_n = np.bincount(rl, minlength=n)
+            has = test & (rim_n[a] >= rim[3]) & (rim_n[b] >= rim[3])
+            # the step must stand out of the noise of the two medians (2 standard errors)
+            se = (
+                1.2533
+                * rim[4]
+                * np.sqrt(1.0 / np.maximum(rim_n[a], 1) + 1.0 / np.maximum(rim_n[b], 1))
+            )
+            ok &= ~(has & (np.abs(rim_med[a] - rim_med[b]) >= rim[2] + 2.0 * se))
         parent = np.arange(n)
         changed = False
         for a_k, b_k in zip(a[ok].tolist(), b[ok].tolist(), strict=True):
@@ -1331,7 +1380,22 @@ def _segment_window(
     sigma_px = smooth_um / px
     smooth = ndi.gaussian_filter(norm, sigma_px) if sigma_px > 0.3 else norm
     labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)))
-    # join what one crystal lost to a cut or a crack (judged at full resolution)
+    # join what one crystal lost to a cut or a crack (judged at full resolution; the rims of
+    # the pieces, on the coarse blocks, which carry the same labels)
+    rim = None
+    if lv["mode"] != "masked" and (opts["merge_rim"] is None or opts["merge_rim"] > 0):
+        # the block means of a band of the rim beyond the blur's reach of the outside (and
+        # beyond the blocks on the edge), one block or 3 um wide; judged on at least 20 um
+        # of a free face
+        near, width = max(1.5, (2.0 * smooth_um + px) / pc), max(1.0, 3.0 / pc)
+        rim_lab, rim_val = _rim_band(coarse, cm, (near, near + width), close_um / pc)
+        rim = (
+            rim_lab,
+            rim_val,
+            opts["merge_rim"] if opts["merge_rim"] is not None else 0.4 * c,
+            width * 20.0 / pc,
+            lv["noise"] / f,  # of a block mean
+        )
     labels, area = _merge_regions(
         labels,
         smooth,
@@ -1341,6 +1405,7 @@ def _segment_window(
         band_px=max(2, int(round(3.0 / px))),
         lenient=lv["mode"] == "masked",
         return_areas=True,
+        rim=rim,
     )
     labels, area = _fill_label_holes(labels, opts["max_hole_fraction"], area)
     if finite is not None and not finite.all():
@@ -1461,7 +1526,9 @@ def segment_crystals(
         how far cores grow back to the crystal edge), ``split_h_um`` (3.0, depth of a neck that
         separates two crystal bodies), ``max_deficit`` (0.1, convex-hull excess, as a fraction
         of the smaller piece, under which two pieces may be one crystal), ``merge_grey`` (grey
-        step across a cut that keeps two pieces apart; default the contrast),
+        step across a cut that keeps two pieces apart; default the contrast), ``merge_rim``
+        (difference of the pieces' rim greys, on their free faces, that keeps them apart;
+        default 0.4 x the contrast; 0 turns the rim test off),
         ``max_hole_fraction`` (0.5), ``texture`` (True: reject textured, microlite-rich cores),
         ``smooth_texture`` (0.75), ``min_smooth_share`` (0.25), ``max_vesicle_share`` (0.6:
         cores mostly within 6 um of near-black pixels are vesicle walls), ``dark_fraction``
