@@ -35,6 +35,8 @@ the description or the clustering skip the segmentation; delete the folder when
         # medians, no systematic floor: the chain before both fixes
     python benchmarks/zoning.py --min-contrast-sigmas 0   # zoning of any span (before the
         # smallest-credible-contrast criterion)
+    python benchmarks/zoning.py --shared-width auto   # one step width per crystal when the
+        # BIC prefers it (not the default: see descriptors.py)
 """
 
 from __future__ import annotations
@@ -244,6 +246,13 @@ def main() -> None:
         help="describe_zoning(min_contrast_sigmas=...); 0 = off (default: the library's)",
     )
     ap.add_argument(
+        "--shared-width",
+        choices=("false", "true", "auto"),
+        default=None,
+        help="describe_zoning(shared_width=...): one step width per step (false), per "
+        "crystal (true), or chosen by the BIC (auto) (default: the library's)",
+    )
+    ap.add_argument(
         "--truth-labels",
         action="store_true",
         help="profile the generator's TRUE labels instead of the segmentation (separates "
@@ -269,6 +278,10 @@ def main() -> None:
         )
         if v is not None
     }
+    if args.shared_width is not None:
+        desc_opts["shared_width"] = {"false": False, "true": True}.get(
+            args.shared_width, args.shared_width
+        )
     if args.profiles_1d:
         run_profiles_1d(args.noise, args.seeds or [0, 1, 2], desc_opts=desc_opts)
         return

@@ -524,3 +524,72 @@ def test_min_contrast_keeps_every_generator_zoning():
     assert not changed[zoned.to_numpy()].any()
     assert (m["zoning_type"] == m["zoning_type_true"]).mean() >= 0.85
     assert (m.loc[~zoned, "zoning_type"] == "unzoned").all()
+
+
+# ------------------------------------------------------------------------------ step fits
+
+
+def test_each_step_exceeds_shell_systematics():
+    """In image shell profiles every step, not only the whole zoning, must exceed what the
+    shells' systematic errors can fake (0.5 per-pixel sigmas = 2.55 DN here): a 1-2 DN drift
+    deeper than a real 10 DN step is not a third plateau; an 8 DN second step (the
+    generator's weakest jump) still is."""
+    d = np.arange(1.5, 61.5, 1.0)
+    n_pixels = np.linspace(900, 80, d.size).round()
+    step = 170.0 - 10.0 * 0.5 * (1 - erf((d - 15.0) / 4.0))
+    for shift, expected in ((1.0, "rim_darker"), (2.0, "rim_darker"), (8.0, "multi_step")):
+        v = step + shift * 0.5 * (1 + erf((d - 35.0) / 2.0))
+        prof = pd.concat([_shell_like(d, v, n_pixels, seed=s).assign(label=s) for s in range(6)])
+        tab = describe_zoning(prof)
+        assert (tab["zoning_type"] == expected).all(), (shift, tab["zoning_type"].tolist())
+        if expected == "rim_darker":
+            assert (tab["n_plateaus"] == 2).all()
+            # what the criterion is there for: without it the drift is a third plateau
+            off = describe_zoning(prof, min_contrast_sigmas=0.0)
+            assert (off["n_plateaus"] == 3).all()
+
+
+def test_alternating_narrow_plateaus_keep_levels_within_the_data():
+    """Four alternating plateaus whose inner ones are 7-8 um wide (a generator multi-step of
+    the zoning scenes, sqrt(Dt) = 1.85 um): the unbounded fit used to draw them as a bump of
+    two near-coincident steps of +-100 DN, a plateau no point reaches. Every plateau level
+    now lies within the data's range and the steps sit at the true positions."""
+    from napari_zonation.synthetic import Zoning
+
+    levels = np.array([131.76, 146.3, 136.74, 148.48])
+    z = Zoning("multi_step", tuple(levels / 255), (11.93, 19.34, 27.89), 1.85)
+    d = np.arange(0.5, 40.5, 1.0)
+    frames = []
+    for seed in range(20):
+        v = z.grey(d) * 255 + np.random.default_rng(seed).normal(0, 0.75, d.size)
+        frames.append(pd.DataFrame({"label": seed, "distance_um": d, "value": v, "sigma": 0.75}))
+    prof = pd.concat(frames)
+    tab = describe_zoning(prof).set_index("label")
+    lo, hi = prof.groupby("label")["value"].min(), prof.groupby("label")["value"].max()
+    for lab, row in tab.iterrows():
+        assert all(lo[lab] - 1e-9 <= x <= hi[lab] + 1e-9 for x in row["plateau_levels"]), lab
+    assert (tab["zoning_type"] == "multi_step").all()
+    four = tab[tab["n_plateaus"] == 4]
+    assert len(four) >= 12  # 14 of 20 measured; the rest read 3 or 5 plateaus
+    err = np.abs(np.array(four["step_positions_um"].tolist()) - np.array(z.steps_um))
+    assert err.max() <= 2.0
+
+
+def test_shared_width_option():
+    """One width per crystal (True) is exact for a staircase relaxed by one sqrt(Dt); 'auto'
+    lets the BIC choose; anything else is refused."""
+    from napari_zonation.synthetic import Zoning
+
+    z = Zoning("multi_step", (150 / 255, 162 / 255, 176 / 255), (15.0, 35.0), 2.0)
+    d = np.arange(0.5, 70.0, 1.0)
+    v = z.grey(d) * 255 + np.random.default_rng(0).normal(0, 1.0, d.size)
+    prof = pd.DataFrame({"label": 1, "distance_um": d, "value": v})
+    for shared in (True, "auto"):
+        row = describe_zoning(prof, shared_width=shared).iloc[0]
+        assert row["n_plateaus"] == 3
+        np.testing.assert_allclose(row["step_positions_um"], z.steps_um, atol=1.0)
+        np.testing.assert_allclose(row["step_widths_um"], 2 * 2.0, rtol=0.3)
+    one = describe_zoning(prof, shared_width=True).iloc[0]["step_widths_um"]
+    assert one[0] == pytest.approx(one[1])
+    with pytest.raises(ZonationInputError, match="shared_width"):
+        describe_zoning(prof, shared_width="yes")
