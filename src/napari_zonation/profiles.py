@@ -217,7 +217,8 @@ def _grouped_quartiles(key: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tu
         packed.sort()
         packed %= span
         return tuple(q + vmin for q in _quartiles_of_runs(packed, starts, n))
-    v32 = v if v.dtype == np.float32 else v.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: not held exactly
+        v32 = v if v.dtype == np.float32 else v.astype(np.float32)
     if counts.size < 2**32 and (v32 is v or np.array_equal(v32, v)):
         packed = key.astype(np.uint64) << np.uint64(32)
         packed |= _sortable_bits(v32)
