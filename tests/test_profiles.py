@@ -466,3 +466,52 @@ def test_grouped_quartiles_of_floats_match_numpy(dtype):
     for i, k in enumerate(np.flatnonzero(counts)):
         ref = np.quantile(v[key == k].astype(np.float64), [0.25, 0.5, 0.75])
         np.testing.assert_allclose([q1[i], med[i], q3[i]], ref, rtol=1e-12, atol=0)
+
+
+def test_traverse_band_avoids_a_dark_inclusion_beside_its_centre_line():
+    """A lath with two equal long faces: the traverse to the upper face (the one chosen on a
+    clean lath) would pass a dark inclusion one pixel beside its centre line, inside the band
+    that the profile averages; the traverse goes to the clean lower face instead, and its
+    profile stays on the crystal's grey (the inclusion is 120 DN darker). Checking the centre
+    line alone (``width_um=1``) keeps the upper face."""
+    shape = (120, 200)
+    lab = np.zeros(shape, np.int32)
+    lab[20:100, 20:180] = 1
+    core = place_traverses(lab, 1.0).iloc[0]
+    r0, c0 = int(core.core_row), int(core.core_col)
+    image = np.where(lab > 0, 150.0, 100.0)
+    image[25:28, c0 + 1] = 30.0  # a dark inclusion near the upper rim, beside the centre line
+    assert place_traverses(lab, 1.0, image=image, width_um=1.0).iloc[0].rim_row < r0
+    trav = place_traverses(lab, 1.0, image=image, width_um=3.0).iloc[0]
+    assert trav.rim_row > r0  # the lower face
+    assert abs(trav.rim_col - c0) < 2
+    prof = rim_profiles(image, lab, 1.0, method="traverse", width_um=3.0)
+    assert prof["value"].min() > 140.0
+
+
+def test_automatic_traverses_cross_no_crack_of_the_generator():
+    """On synthetic sections the traverse bands stay off cracks and dark inclusions (pixels of
+    the noise-free image far darker than the crystal's own zoning): only crystals without a
+    clean face may cross one."""
+    crossing = []
+    for seed in (1, 2):
+        s = make_thin_section(seed=seed, noise=0.02)
+        prof, trav = rim_profiles(s.image, s.labels, 1.0, method="traverse", return_traverses=True)
+        for t in trav.itertuples():
+            m = s.labels == t.label
+            depth = ndi.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+            zoning = s.true_profile(t.label, depth[m])
+            crack = np.zeros(m.shape, bool)
+            crack[m] = (s.clean[m] < 0.75 * zoning.min()) & (depth[m] > 1.5)
+            # the 3 px band: the centre line and the lines one pixel to either side
+            u = np.linspace(0.0, 1.0, 200)[:, None]
+            dr, dc = t.core_row - t.rim_row, t.core_col - t.rim_col
+            side = np.array([-1.0, 0.0, 1.0])[None, :] / max(np.hypot(dr, dc), 1e-9)
+            rr = np.round(t.rim_row + u * dr + side * dc).astype(int)
+            cc = np.round(t.rim_col + u * dc - side * dr).astype(int)
+            inside = (rr >= 0) & (rr < m.shape[0]) & (cc >= 0) & (cc < m.shape[1])
+            if crack[rr[inside], cc[inside]].any():
+                crossing.append((seed, t.label))
+    # seed 2 crystals 16 and 18 crossed cracks at the rim end before the band was checked
+    assert (2, 16) not in crossing and (2, 18) not in crossing
+    assert len(crossing) <= 2, crossing

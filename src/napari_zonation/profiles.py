@@ -485,7 +485,7 @@ def rim_profiles(
         stack, names = _channels(image, channel_names)
     lab = check_labels(labels, stack.shape[1:])
     if method == "traverse":
-        trav = place_traverses(lab, px, image=stack[0])
+        trav = place_traverses(lab, px, image=stack[0], width_um=width_um)
         prof = traverse_profiles(
             stack, trav, px, width_um=width_um, channel_names=names, skip_rim_um=skip_rim_um
         )
@@ -654,6 +654,7 @@ def place_traverses(
     image=None,
     n_angles: int = 180,
     min_length_um: float = 5.0,
+    width_um: float = 3.0,
 ) -> pd.DataFrame:
     """Place one straight rim-to-core traverse per crystal, as an analyst would.
 
@@ -662,9 +663,10 @@ def place_traverses(
     right angles is a local minimum of the ray length ``L(theta)``; the length of that face is
     estimated from how far around the minimum ``L(theta) cos(theta - theta0)`` stays within
     3 % of the minimum. Faces against another crystal or the image edge are excluded (the rim
-    there is not a melt contact). When an image is given, rays crossing cracks (pixels darker
-    than the crystal's median by more than 4 robust sigmas) are penalised. The longest clean
-    face wins.
+    there is not a melt contact). When an image is given, traverses whose band (``width_um``
+    wide, as :func:`traverse_profiles` averages it) crosses a crack or a dark inclusion
+    (pixels darker than the crystal's median by more than 4 robust sigmas) lose to any clean
+    one; among clean faces (or, if none is clean, the least cracked) the longest wins.
 
     Returns
     -------
@@ -694,6 +696,7 @@ def place_traverses(
     slices = ndi.find_objects(lab)
     angles = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
     img = None if image is None else as_image(image, allow_channels=False)
+    half_width = 0.5 * max(1, int(round(width_um / px))) - 0.5  # pixels beside the centre
     rows = []
     for lab_id, (r0, c0) in zip(ids, cores, strict=True):
         sl = slices[lab_id - 1]
@@ -718,17 +721,23 @@ def place_traverses(
         prev, nxt = np.roll(length, 1), np.roll(length, -1)
         minima = np.nonzero((length <= prev) & (length <= nxt) & ~bad)[0]
         status = "ok"
-        best, best_score, best_face = None, -np.inf, np.nan
+        best, best_score, best_face = None, None, np.nan
         crack_pen = np.zeros(n)
         if img is not None:
             vals = img[lab == lab_id]
             med = np.median(vals)
             sig = 1.4826 * np.median(np.abs(vals - med)) + 1e-9
+            # the band the profile averages: the centre line and lines offset across it
+            offsets = np.linspace(-half_width, half_width, 2 * int(np.ceil(half_width)) + 1)
             for k in minima:
                 t = np.arange(0, length[k], 0.5)
-                pr = np.clip(np.round(r0 + np.sin(angles[k]) * t).astype(int), 0, lab.shape[0] - 1)
-                pc = np.clip(np.round(c0 + np.cos(angles[k]) * t).astype(int), 0, lab.shape[1] - 1)
-                crack_pen[k] = np.mean(img[pr, pc] < med - 4 * sig)
+                sn, cs = np.sin(angles[k]), np.cos(angles[k])
+                rr = r0 + sn * t[None, :] + cs * offsets[:, None]
+                cc = c0 + cs * t[None, :] - sn * offsets[:, None]
+                pr = np.clip(np.round(rr).astype(int), 0, lab.shape[0] - 1)
+                pc = np.clip(np.round(cc).astype(int), 0, lab.shape[1] - 1)
+                own = lab[pr, pc] == lab_id  # (the band's corners may leave the crystal)
+                crack_pen[k] = np.mean((img[pr, pc] < med - 4 * sig) & own)
         for k in minima:
             L0 = length[k]
             proj = length * np.cos(angles - angles[k])
@@ -740,8 +749,9 @@ def place_traverses(
             while hi < n // 4 and ok[(k + hi + 1) % n] and not bad[(k + hi + 1) % n]:
                 hi += 1
             face = L0 * (np.tan(lo * 2 * np.pi / n) + np.tan(hi * 2 * np.pi / n)) * px
-            score = face * (1 - 3 * crack_pen[k])
-            if score > best_score:
+            # a clean band beats any cracked one; then the longer face (less cracked)
+            score = (crack_pen[k] == 0, face * (1 - 3 * crack_pen[k]))
+            if best is None or score > best_score:
                 best, best_score, best_face = k, score, face
         if best is None:
             # no clean face: take the shortest ray that ends in background, else any
