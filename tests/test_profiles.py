@@ -16,6 +16,7 @@ from napari_zonation.profiles import (
     profile_failures,
     rim_distance,
     spot_values,
+    traverse_profiles,
 )
 from napari_zonation.synthetic import make_thin_section
 
@@ -448,6 +449,14 @@ def test_traverse_profiles_skip_the_blurred_rim_pixel():
     # with the rim kept (skip_rim_um=0) the first sample is the blurred edge
     raw = rim_profiles(s.image, s.labels, 1.0, method="traverse", skip_rim_um=0)
     assert raw["distance_um"].min() == 0.0
+    # a traverse shorter than the skipped band is reported, the others kept
+    short = pd.DataFrame(
+        {"label": [1, 2], "rim_row": 5.0, "rim_col": 5.0, "core_row": 5.0, "core_col": [5.6, 15.0]}
+    )
+    with pytest.warns(UserWarning, match="skipped rim band"):
+        got = traverse_profiles(np.full((20, 20), 5.0), short, 1.0)
+    assert set(got["label"]) == {2}
+    assert [lab for lab, _ in got.attrs["failures"]] == [1]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, "float32 in float64"])

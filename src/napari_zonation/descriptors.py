@@ -1046,7 +1046,6 @@ def _fit_steps(
         "rss": rss,
         "predict": predict,
         "steps": (p, -dl, w, levels),
-        "shared_width": bool(shared_width and m > 1),
     }
 
 

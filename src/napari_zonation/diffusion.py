@@ -841,21 +841,25 @@ def check_diffusion_options(**kwargs) -> None:
     _checked_options(**kwargs)
 
 
-def _checked_options(
-    *,
-    mineral=None,
-    temperature_c=None,
-    pressure_mpa=None,
-    delta_qfm=None,
-    log_fo2_pa=None,
-    angles_deg=None,
-    xfe=None,
-    diffusivity_um2_s=None,
-    temperature_c_err=None,
-    model="erf",
-    **options,
-) -> tuple[dict, _DModel, str]:
-    """The options merged with their defaults, the diffusivity model and the model name."""
+#: the conditions that set the diffusivity (keyword arguments of _resolve_diffusivity)
+_CONDITIONS = (
+    "mineral",
+    "temperature_c",
+    "pressure_mpa",
+    "delta_qfm",
+    "log_fo2_pa",
+    "angles_deg",
+    "xfe",
+    "diffusivity_um2_s",
+    "temperature_c_err",
+)
+
+
+def _checked_options(model: str = "erf", **kwargs) -> tuple[dict, _DModel, str]:
+    """The options merged with their defaults, the diffusivity model and the model name,
+    from :func:`fit_diffusion`'s keyword arguments (conditions and options)."""
+    conditions = {name: kwargs.pop(name, None) for name in _CONDITIONS}
+    options = kwargs
     unknown = sorted(set(options) - set(_DEFAULT_OPTIONS))
     if unknown:
         raise ZonationInputError(
@@ -875,15 +879,7 @@ def _checked_options(
         raise ZonationInputError("min_points must be at least 5 (the erf has 4 parameters).")
 
     dmodel = _resolve_diffusivity(
-        mineral=mineral,
-        temperature_c=temperature_c,
-        pressure_mpa=pressure_mpa,
-        delta_qfm=delta_qfm,
-        log_fo2_pa=log_fo2_pa,
-        angles_deg=angles_deg,
-        xfe=xfe,
-        diffusivity_um2_s=diffusivity_um2_s,
-        temperature_c_err=temperature_c_err,
+        **conditions,
         diffusivity_um2_s_err=opts["diffusivity_um2_s_err"],
         composition_dependent=opts["composition_dependent"],
     )

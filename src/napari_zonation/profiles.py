@@ -696,7 +696,9 @@ def place_traverses(
     slices = ndi.find_objects(lab)
     angles = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
     img = None if image is None else as_image(image, allow_channels=False)
-    half_width = 0.5 * max(1, int(round(width_um / px))) - 0.5  # pixels beside the centre
+    # the band the profile averages: the centre line and lines offset across it
+    half_width = 0.5 * (_linewidth_px(width_um, px) - 1)
+    offsets = np.linspace(-half_width, half_width, 2 * int(np.ceil(half_width)) + 1)
     rows = []
     for lab_id, (r0, c0) in zip(ids, cores, strict=True):
         sl = slices[lab_id - 1]
@@ -727,8 +729,6 @@ def place_traverses(
             vals = img[lab == lab_id]
             med = np.median(vals)
             sig = 1.4826 * np.median(np.abs(vals - med)) + 1e-9
-            # the band the profile averages: the centre line and lines offset across it
-            offsets = np.linspace(-half_width, half_width, 2 * int(np.ceil(half_width)) + 1)
             for k in minima:
                 t = np.arange(0, length[k], 0.5)
                 sn, cs = np.sin(angles[k]), np.cos(angles[k])
@@ -821,9 +821,7 @@ def traverse_profiles(
     lines = [
         np.array([[r.rim_row, r.rim_col], [r.core_row, r.core_col]]) for r in traverses.itertuples()
     ]
-    prof = _lines(stack, names, lines, px, width_um, list(traverses["label"]))
-    if skip > 0 and len(prof):  # (the table's attrs, its failures, follow the selection)
-        prof = prof[prof["distance_um"] >= skip * (1 - 1e-9)].reset_index(drop=True)
+    prof = _lines(stack, names, lines, px, width_um, list(traverses["label"]), skip_um=skip)
     prof["source"] = "traverse"
     return prof
 
@@ -852,9 +850,15 @@ def _sample_segment(img, p0, p1, linewidth):
     return mean, sd / np.sqrt(np.maximum(n, 1)), n
 
 
-def _lines(stack, names, lines, px, width_um, ids):
+def _linewidth_px(width_um: float, px: float) -> int:
+    """Pixels across a band ``width_um`` wide (``profile_line``'s ``linewidth``)."""
+    return max(1, int(round(width_um / px)))
+
+
+def _lines(stack, names, lines, px, width_um, ids, skip_um: float = 0.0):
+    """Profiles along polylines; samples nearer the start than ``skip_um`` are dropped."""
     H, W = stack.shape[1:]
-    linewidth = max(1, int(round(width_um / px)))
+    linewidth = _linewidth_px(width_um, px)
     frames, failures = [], []
     for lab_id, verts in zip(ids, lines, strict=True):
         v = np.asarray(verts, dtype=float)
@@ -896,13 +900,19 @@ def _lines(stack, names, lines, px, width_um, ids):
                 offset += seg_len[k]
             d = np.concatenate(dist) * px
             val = np.concatenate(vals)
-            ok = np.isfinite(val)
+            inside = np.isfinite(val)
+            ok = inside & (d >= skip_um * (1 - 1e-9))
             if not ok.any():
-                failures.append((lab_id, "no sample inside the image"))
+                why = (
+                    f"no sample beyond the skipped rim band ({skip_um:g} um)"
+                    if inside.any()
+                    else "no sample inside the image"
+                )
+                failures.append((lab_id, why))
                 break
-            if not ok.all() and ci == 0:
+            if not inside.all() and ci == 0:
                 warnings.warn(
-                    f"profile {lab_id}: {int((~ok).sum())} point(s) outside the image dropped",
+                    f"profile {lab_id}: {int((~inside).sum())} point(s) outside the image dropped",
                     UserWarning,
                     stacklevel=4,
                 )
