@@ -135,23 +135,30 @@ def _root(e2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return e
 
 
-def _shells_of(e2: np.ndarray, px: float, skip: float, shell: float, shape):
+def _shells_of(e2: np.ndarray, px: float, skip: float, shell: float, shape, low: int = 0):
     """Distance to the rim (um, exact) and shell index of pixels at squared transform values
-    ``e2`` (integers); -1 for pixels inside the skipped rim band.
+    ``e2`` (integers, all at least ``low``), and the smallest and largest shell index (-1: a
+    pixel inside the skipped rim band; ``(0, 0)`` when there is no pixel).
 
     Below 1000 pixels from the rim, distance and shell are read from tables indexed by the
-    squared distance.
+    squared distance; the shells grow with it, so their range is read from the table too.
     """
-    if e2.size and float(e2.max()) < 1e6:
+    top = float(e2.max()) if e2.size else 0.0
+    if e2.size and top < 1e6:
         d2 = e2.astype(np.int32)
-        table_d = (np.sqrt(np.arange(int(d2.max()) + 1)) - 0.5) * px
+        table_d = (np.sqrt(np.arange(int(top) + 1)) - 0.5) * px
         table_bin = np.floor((table_d - skip) / shell).astype(np.int32)
         table_bin[table_d < skip] = -1
-        return table_d[d2], table_bin[d2]
+        lo = int(table_bin[min(low, int(top))])
+        if lo < 0:  # the table's first entries may not occur: look at the pixels
+            lo = int(table_bin[int(d2.min())])
+        return table_d[d2], table_bin[d2], lo, int(table_bin[-1])
     d_um = (_root(e2, shape) - 0.5) * px
     bins = np.floor((d_um - skip) / shell).astype(np.int64)
     bins[d_um < skip] = -1
-    return d_um, bins
+    if not bins.size:
+        return d_um, bins, 0, 0
+    return d_um, bins, int(bins.min()), int(bins.max())
 
 
 def _threads() -> int:
@@ -324,6 +331,15 @@ def _packed_sort(key: np.ndarray, iv: np.ndarray, n_keys: int, span: int) -> np.
     return packed
 
 
+def _needles(x: np.ndarray, dtype) -> np.ndarray:
+    """Search values in the sorted array's own integer type when they fit (a search with
+    wider needles would first convert the whole sorted array)."""
+    info = np.iinfo(dtype)
+    if x.size and info.min <= int(x.min()) and int(x.max()) <= info.max:
+        return x.astype(dtype)
+    return x
+
+
 def _int_shell_stats(
     key: np.ndarray,
     d: np.ndarray,
@@ -374,8 +390,8 @@ def _int_shell_stats(
         out = (noise > 0) & ((packed[starts] < lo_v) | (packed[starts + n - 1] > hi_v))
         a, kept = starts.copy(), n.copy()
         if out.any():
-            a[out] = np.searchsorted(packed, lo_v[out], "left")
-            kept[out] = np.searchsorted(packed, hi_v[out], "right") - a[out]
+            a[out] = np.searchsorted(packed, _needles(lo_v[out], packed.dtype), "left")
+            kept[out] = np.searchsorted(packed, _needles(hi_v[out], packed.dtype), "right") - a[out]
         redo = (noise > 0) & (kept > 0) & (n - kept >= np.maximum(1, min_dropped * n))
         kept = np.where(redo, kept, n)
         if redo.any():
@@ -505,7 +521,8 @@ def rim_profiles(
     # crystal pixels beyond the skipped rim band (squared distances are exact integers);
     # boolean masks over the image are cheaper here than index arrays
     inner = max(skip / px + 0.5, 0.5)
-    sel = flat >= np.float32(inner * inner * (1 - 1e-6))
+    least = np.float32(inner * inner * (1 - 1e-6))
+    sel = flat >= least
     # every crystal with a boundary has a pixel next to it (squared distance 1); one without
     # a boundary fills the image and is counted from its pixels below
     band = np.flatnonzero(flat == 1)
@@ -532,19 +549,20 @@ def rim_profiles(
         present = np.unique(lab_px)
     if not present.size:
         return _finish([], [], "rim")
-    d_um, bins = _shells_of(e2, px, skip, shell, lab.shape)
+    # the selected squared distances are integers of at least ``least``
+    d_um, bins, b_lo, b_hi = _shells_of(e2, px, skip, shell, lab.shape, int(np.ceil(least)))
     del e2
-    if bins.size and bins.min() < 0:  # a rounding let a rim pixel through
+    if b_lo < 0:  # a rounding let a rim pixel through
         keep = bins >= 0
         sel[np.flatnonzero(sel)[~keep]] = False
         d_um, bins, lab_px = d_um[keep], bins[keep], lab_px[keep]
     top = int(present[-1])
-    n_bins = int(bins.max(initial=0)) + 1
+    n_bins = max(b_hi, 0) + 1
     n_keys = (top + 1) * n_bins
-    key = lab_px.astype(np.int32 if n_keys < 2**31 else np.int64, copy=False)
+    # (label, shell), sorted like (label, bin)
+    key = np.multiply(lab_px, n_bins, dtype=np.int32 if n_keys < 2**31 else np.int64)
     del lab_px
-    key *= n_bins
-    key += bins.astype(key.dtype)  # (label, shell), sorted like (label, bin)
+    np.add(key, bins, out=key)
     del bins
     key_ids = None
     if n_keys > 4 * max(key.size, 1):  # sparse keys: number them densely
