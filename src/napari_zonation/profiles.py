@@ -145,7 +145,7 @@ def _shells_of(e2: np.ndarray, px: float, skip: float, shell: float, shape, low:
     """
     top = float(e2.max()) if e2.size else 0.0
     if e2.size and top < 1e6:
-        d2 = e2.astype(np.int32)
+        d2 = e2.astype(np.intp)  # (indices of the native type: the gathers do not convert)
         table_d = (np.sqrt(np.arange(int(top) + 1)) - 0.5) * px
         table_bin = np.floor((table_d - skip) / shell).astype(np.int32)
         table_bin[table_d < skip] = -1
@@ -320,15 +320,28 @@ def _runs(counts: np.ndarray):
     return present, n, starts
 
 
-def _packed_sort(key: np.ndarray, iv: np.ndarray, n_keys: int, span: int) -> np.ndarray:
-    """``key * span + iv`` (``0 <= iv < span``) in the narrowest integer type, sorted: one sort
-    orders the pixels by key and, within a key, by value."""
+def _packed_sort(key: np.ndarray, v: np.ndarray, vmin: int, n_keys: int, span: int) -> np.ndarray:
+    """``key * span + (v - vmin)`` (``0 <= v - vmin < span``) in the narrowest integer type,
+    sorted: one sort orders the pixels by key and, within a key, by value."""
     dt = np.int32 if span * max(n_keys, 1) < 2**31 else np.int64
-    packed = key.astype(dt)
-    packed *= span
-    np.add(packed, iv, out=packed, casting="unsafe")
+    packed = np.multiply(key, span, dtype=dt)
+    if v.dtype.itemsize <= 2:
+        # added in place, then the offset: an intermediate that wraps around wraps back (the
+        # result is in range), and no shifted copy of the values is made
+        np.add(packed, v, out=packed, casting="unsafe")
+        if vmin:
+            np.subtract(packed, vmin, out=packed)
+    else:
+        iv = v if vmin == 0 and v.dtype.kind == "u" else np.subtract(v, vmin, dtype=np.int64)
+        np.add(packed, iv, out=packed, casting="unsafe")
     packed.sort()
     return packed
+
+
+def _run_lengths(packed: np.ndarray, n_keys: int, span: int) -> np.ndarray:
+    """Pixels per key of a sorted :func:`_packed_sort` array (its runs' lengths)."""
+    edges = np.searchsorted(packed, np.arange(1, n_keys, dtype=packed.dtype) * span)
+    return np.diff(edges, prepend=0, append=packed.size)
 
 
 def _needles(x: np.ndarray, dtype) -> np.ndarray:
@@ -360,21 +373,19 @@ def _int_shell_stats(
     median by < 0.03 sigma). A shell's distance stays that of all its pixels; crystals with
     zero noise and shells that would lose every pixel keep their first statistics.
     """
-    counts = np.bincount(key, minlength=n_keys)
-    present, n, starts = _runs(counts)
-    dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
     if not v.size:
+        counts = np.bincount(key, minlength=n_keys)
+        present, n, starts = _runs(counts)
+        dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
         return pd.DataFrame(
             {"key": present, "distance_um": dist, "value": dist, "spread": dist, "n_pixels": n}
         )
     vmin = int(v.min())
     span = int(v.max()) - vmin + 1
-    if vmin == 0 and v.dtype.kind == "u":
-        iv = v
-    else:
-        iv = np.subtract(v, vmin, dtype=np.int64 if v.dtype.itemsize >= 4 else np.int32)
-    packed = _packed_sort(key, iv, n_keys, span)
-    del iv
+    packed = _packed_sort(key, v, vmin, n_keys, span)
+    # the counts are the sorted runs' lengths (no pass over the keys)
+    present, n, starts = _runs(_run_lengths(packed, n_keys, span))
+    dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
     base = present.astype(np.int64) * span
     q1, med, q3 = _quartiles_of_runs(packed, starts, n)
     med -= base
@@ -559,8 +570,9 @@ def rim_profiles(
     top = int(present[-1])
     n_bins = max(b_hi, 0) + 1
     n_keys = (top + 1) * n_bins
-    # (label, shell), sorted like (label, bin)
-    key = np.multiply(lab_px, n_bins, dtype=np.int32 if n_keys < 2**31 else np.int64)
+    # (label, shell), sorted like (label, bin); of the native index type, which the counts
+    # (np.bincount) would otherwise convert to
+    key = np.multiply(lab_px, n_bins, dtype=np.intp if n_keys < 2**31 else np.int64)
     del lab_px
     np.add(key, bins, out=key)
     del bins
