@@ -219,8 +219,10 @@ def _grouped_quartiles(key: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tu
     vmin, vmax = float(v.min()), float(v.max())
     span = int(round(vmax - vmin)) + 1
     if span * counts.size < 2**62 and np.array_equal(v, np.round(v)):
-        packed = key.astype(np.int64) * span
-        packed += np.rint(v - vmin).astype(np.int64)
+        # in int32 when it holds the packed values: a faster sort
+        dt = np.int32 if span * counts.size < 2**31 else np.int64
+        packed = np.multiply(key, span, dtype=dt)
+        packed += np.rint(v - vmin).astype(dt)
         packed.sort()
         packed %= span
         return tuple(q + vmin for q in _quartiles_of_runs(packed, starts, n))
