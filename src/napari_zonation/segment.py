@@ -347,6 +347,33 @@ def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False):
     return la, lb, pa, pb
 
 
+def _packed_order(keys: tuple, spans: tuple) -> np.ndarray:
+    """``np.lexsort(keys)`` of non-negative integer keys (``keys[i] < spans[i]``), from one sort.
+
+    The keys are packed into one int64 (the last key most significant) and argsorted stably:
+    the same order as the lexsort's (also for repeated rows), several times faster. Falls back
+    to the lexsort when the packed key would not fit.
+    """
+    total = 1
+    for span in spans:
+        total *= max(1, int(span))
+    if total >= 2**62:
+        return np.lexsort(keys)
+    packed = np.zeros(keys[0].shape, dtype=np.int64)
+    for key, span in zip(keys[::-1], spans[::-1], strict=True):
+        packed *= max(1, int(span))
+        packed += key.astype(np.int64, copy=False)
+    return np.argsort(packed, kind="stable")
+
+
+def _float32_order_key(values: np.ndarray) -> np.ndarray:
+    """Unsigned ints (uint64) in the order of float32 ``values`` (no NaN): for packed sorts."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    neg = bits >= np.uint32(0x80000000)
+    out = np.where(neg, ~bits, bits | np.uint32(0x80000000))
+    return out.astype(np.uint64)
+
+
 def _find(parent: np.ndarray, i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
@@ -461,8 +488,9 @@ def _runs(lab: np.ndarray):
     e_row = np.concatenate([r[end_sel], last_col])
     e_col = np.concatenate([c[end_sel], np.full(last_col.size, w - 1, np.int64)])
     # the k-th start of a label in a row goes with its k-th end: sort both the same way
-    so = np.lexsort((s_col, s_row, s_lab))
-    eo = np.lexsort((e_col, e_row, e_lab))
+    n_lab = int(max(s_lab.max(), e_lab.max())) + 1 if s_lab.size else 1
+    so = _packed_order((s_col, s_row, s_lab), (w, h, n_lab))
+    eo = _packed_order((e_col, e_row, e_lab), (w, h, n_lab))
     return s_lab[so], s_row[so], s_col[so], e_col[eo]
 
 
@@ -478,7 +506,14 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     chain bottom to top (the hull's outline), and the hull area of each set.
     """
     sgn = np.where(side == 0, 1, -1)
-    order = np.lexsort((col * sgn, row * sgn, side, gid))
+    rs, cs = row * sgn, col * sgn
+    if gid.size and np.all(rs == np.round(rs)) and np.all(cs == np.round(cs)):
+        # whole-number corner coordinates (always, from pixel runs): one packed sort
+        r0, c0 = rs.min(), cs.min()
+        spans = (cs.max() - c0 + 1, rs.max() - r0 + 1, 2, int(gid.max()) + 1)
+        order = _packed_order((cs - c0, rs - r0, side, gid), spans)
+    else:
+        order = np.lexsort((cs, rs, side, gid))
     gid, side, row, col = gid[order], side[order], row[order], col[order]
     # repeated points (corners shared by two sets of a union) would drop each other
     dup = np.r_[
@@ -907,7 +942,8 @@ def _upsample(arr: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of a block image back to ``shape``."""
     if f == 1:
         return arr
-    big = np.repeat(np.repeat(arr, f, axis=0), f, axis=1)
+    h, w = arr.shape
+    big = np.broadcast_to(arr[:, None, :, None], (h, f, w, f)).reshape(h * f, w * f)
     return big[: shape[0], : shape[1]]
 
 
@@ -915,7 +951,12 @@ def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray
     """Median of ``values`` per label 1..n (NaN for absent labels), from one sort."""
     sel = labels > 0
     lv, vv = labels[sel], values[sel]
-    order = np.lexsort((vv, lv))
+    if vv.dtype == np.float32 and lv.size and int(lv.max()) < 2**31 and not np.isnan(vv).any():
+        # one sort of (label, order-preserving float bits) packed into a uint64
+        packed = (lv.astype(np.uint64) << np.uint64(32)) | _float32_order_key(vv)
+        order = np.argsort(packed, kind="stable")
+    else:
+        order = np.lexsort((vv, lv))
     lv, vv = lv[order], vv[order]
     ids = np.arange(1, n + 1)
     start, end = np.searchsorted(lv, ids), np.searchsorted(lv, ids, side="right")
@@ -1182,8 +1223,7 @@ def _sample_levels(
         return lv, None
     span = hi - lo
     # pixel noise from neighbour differences along the sampled rows
-    cols = np.arange(0, w - 1, s)
-    d = (rows[:, cols + 1] - rows[:, cols]).ravel()
+    d = (rows[:, 1:w:s] - rows[:, 0 : w - 1 : s]).ravel()  # columns 0, s, 2s, ... < w - 1
     d = d[np.isfinite(d)]
     noise = 0.0
     if d.size:
