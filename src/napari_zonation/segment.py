@@ -1457,8 +1457,15 @@ def _segment_window(
     if lv["mode"] != "masked" and keep.any():
         # no crystal is near-black: such labels are the filled interiors of vesicles whose
         # bright polished walls passed as a core and were then trimmed by the edge refinement
-        grey = np.bincount(labels.ravel(), weights=smooth.ravel(), minlength=area.size)
-        keep &= grey >= dark_thr * area
+        # (only labels with a pixel below the level can be below it on average: their
+        # pixels' sums, in the same order as over the whole image)
+        low = labels[(smooth < np.float64(dark_thr)) & (labels > 0)]
+        if low.size:
+            asked = np.zeros(area.size, dtype=bool)
+            asked[low] = True
+            sel = asked[labels]
+            grey = np.bincount(labels[sel], weights=smooth[sel], minlength=area.size)
+            keep &= ~asked | (grey >= dark_thr * area)
     # the kept labels, renumbered 1..n in order, in one look-up
     lut = (np.cumsum(keep) * keep).astype(np.int32)
     return lut[labels]
