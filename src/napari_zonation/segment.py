@@ -841,14 +841,19 @@ def _grow(
     return out.astype(np.int32)
 
 
-def _fill_label_holes(labels: np.ndarray, max_fraction: float, areas: np.ndarray | None = None):
+def _fill_label_holes(
+    labels: np.ndarray,
+    max_fraction: float,
+    areas: np.ndarray | None = None,
+    in_place: bool = False,
+):
     """Give enclosed holes (inclusions, cracks) the label of the crystal around them.
 
     A hole is a connected part of the background that does not reach the image border; it is
     filled when it is at most ``max_fraction`` of the region it lies in (the connected part
     of crystals and holes around it), by the label on its rim (the largest, where several
     meet). With ``areas`` (pixels per label) ``(labels, areas)`` is returned, the areas with
-    the filled holes added.
+    the filled holes added. With ``in_place``, int32 ``labels`` are filled in place (no copy).
     """
     bg, n_bg = ndi.label(labels == 0)
     border = np.zeros(n_bg + 1, dtype=bool)
@@ -863,9 +868,16 @@ def _fill_label_holes(labels: np.ndarray, max_fraction: float, areas: np.ndarray
     hole_area = np.bincount(hl, minlength=n_bg + 1)
     # the region of each hole: the connected part of crystals and holes it lies in
     reg, _ = ndi.label(holes | (labels > 0))
-    reg_area = np.bincount(reg.ravel())
+    hole_reg = reg[hr, hc]
+    asked = np.unique(hole_reg)
+    if asked.size <= 4:  # a few regions: counted one by one, not the whole histogram
+        reg_area = np.zeros(int(asked.max()) + 1, dtype=np.int64)
+        for r in asked.tolist():
+            reg_area[r] = np.count_nonzero(reg == r)
+    else:
+        reg_area = np.bincount(reg.ravel())
     region = np.zeros(n_bg + 1, dtype=np.int64)
-    region[hl] = reg_area[reg[hr, hc]]
+    region[hl] = reg_area[hole_reg]
     fill = hole_area <= max_fraction * region
     fill[0] = False
     sel = fill[hl]
@@ -875,7 +887,7 @@ def _fill_label_holes(labels: np.ndarray, max_fraction: float, areas: np.ndarray
     at = ring > 0
     owner = np.zeros(n_bg + 1, dtype=np.int64)
     owner[hl[at]] = ring[at]
-    out = labels.astype(np.int32, copy=True)
+    out = labels if in_place and labels.dtype == np.int32 else labels.astype(np.int32)
     out[hr, hc] = owner[hl]
     if areas is None:
         return out
@@ -1074,8 +1086,9 @@ def _refine_edges(
     if test.any():
         outside = np.zeros(shape, dtype=bool)
         outside.ravel()[idx[~keep & ~in_crystal]] = True
-        reach = 2 * max(1, f // 2) + 1
-        near_out = _gather_any(outside, rows[test], cols[test], np.ones((reach, reach), bool))
+        # within a square of 2 * max(1, f // 2) + 1 pixels of the outside: one dilation of
+        # the whole (sparse, boolean) image is cheaper than gathering the square's offsets
+        near_out = _dilate_square(outside, max(1, f // 2))[rows[test], cols[test]]
         keep[np.flatnonzero(test)[~near_out]] = True
     labels.ravel()[idx] = np.where(keep, cand, 0)
     # cracks that reach the edge must not notch their crystal: a small closing, inside
@@ -1447,7 +1460,7 @@ def _segment_window(
         return_areas=True,
         rim=rim,
     )
-    labels, area = _fill_label_holes(labels, opts["max_hole_fraction"], area)
+    labels, area = _fill_label_holes(labels, opts["max_hole_fraction"], area, in_place=True)
     if finite is not None and not finite.all():
         labels[~finite] = 0
         area = np.bincount(labels.ravel())
