@@ -216,6 +216,15 @@ def _edt(mask: np.ndarray) -> np.ndarray:
     return edt.edt(np.ascontiguousarray(mask, dtype=bool), black_border=False, parallel=1)
 
 
+def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``table[index]`` for an array of integer indices (labels, ids) in range.
+
+    The same values as the fancy indexing, from ``np.take``: several times faster for int32
+    indices (label images), which fancy indexing first converts.
+    """
+    return np.take(table, index)
+
+
 _SMALL_DISK = 4.0  # radii (pixels) up to which a dilation beats a distance transform
 
 
@@ -301,7 +310,7 @@ def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
     if border.all():
         return mask
     is_hole = ~border
-    holes = is_hole[bg_lab]
+    holes = _lut(is_hole, bg_lab)
     filled = mask | holes
     if max_fraction >= 1.0:
         return filled
@@ -317,7 +326,7 @@ def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
     idx = idx[1:]
     keep = hole_area[1:] <= max_fraction * reg_area[idx]
     keep = np.concatenate([[False], keep])
-    return mask | keep[hole_lab]
+    return mask | _lut(keep, hole_lab)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,7 +430,8 @@ def _cut_cores(cores: np.ndarray, h_px: float) -> np.ndarray:
     multi = np.bincount(core_of[1:], minlength=int(big) + 1) > 1
     multi[0] = False
     if multi.any():
-        basins = segmentation.watershed(-dist, markers, mask=inner & multi[cores], connectivity=2)
+        some = inner & _lut(multi, cores)
+        basins = segmentation.watershed(-dist, markers, mask=some, connectivity=2)
         la, lb, pa, pb = _adjacent_pairs(basins, diagonal=True)
         same = core_of[la] == core_of[lb]
         if same.any():
@@ -430,10 +440,10 @@ def _cut_cores(cores: np.ndarray, h_px: float) -> np.ndarray:
     # order of the queue: the flooding is not restricted to the cores that need it, as that
     # changes how ties are broken); a core with no maximum of its own (all of it in contact
     # with another) is one piece
-    markers = np.where(dead[markers], 0, markers)
+    markers = np.where(_lut(dead, markers), 0, markers)
     alive_per_core = np.bincount(core_of[~dead], minlength=int(big) + 1)
     alive_per_core[0] = 0
-    lonely = inner & (alive_per_core[cores] == 0)
+    lonely = inner & (_lut(alive_per_core, cores) == 0)
     if lonely.any():
         markers = np.where(lonely, cores + n, markers)
     return _relabel(segmentation.watershed(-dist, markers, mask=inner))
@@ -603,8 +613,12 @@ def _rim_band(lab: np.ndarray, smooth: np.ndarray, band: tuple, close_px: float)
     for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
         outside[edge] = True
     outside[0] = False
-    depth = _edt(~outside[bg])
-    sel = (depth >= band[0]) & (depth <= band[1]) & (lab > 0)
+    out_px = _lut(outside, bg)
+    if band[1] <= _SMALL_DISK:  # two small dilations are cheaper than the distance transform
+        sel = _near(out_px, band[1]) & ~_near(out_px, band[0], strict=True) & (lab > 0)
+    else:
+        depth = _edt(~out_px)
+        sel = (depth >= band[0]) & (depth <= band[1]) & (lab > 0)
     sel &= ~_near(_contact(lab), band[0])
     return lab[sel], smooth[sel]
 
@@ -741,7 +755,7 @@ def _merge_regions(
     present[roots[areas0 > 0]] = True
     present[0] = False
     rank = np.cumsum(present).astype(np.int32) * present
-    out = rank[roots][lab]
+    out = _lut(rank[roots], lab)
     if not return_areas:
         return out
     return out, np.bincount(rank[roots], weights=areas0, minlength=int(rank.max()) + 1).astype(
@@ -834,7 +848,7 @@ def _grow(
     missing = ~present
     missing[0] = False
     if missing.any():
-        markers = np.where((markers == 0) & missing[pieces], pieces, markers)
+        markers = np.where((markers == 0) & _lut(missing, pieces), pieces, markers)
     markers = np.where(background & (markers == 0), n + 1, markers)
     out = _watershed(grad, markers, mask=mask)
     out[out == n + 1] = 0
@@ -862,7 +876,7 @@ def _fill_label_holes(
     border[0] = True
     if border.all():
         return labels if areas is None else (labels, areas)
-    holes = (~border)[bg]
+    holes = _lut(~border, bg)
     hr, hc = _nonzero(holes)
     hl = bg[hr, hc]
     hole_area = np.bincount(hl, minlength=n_bg + 1)
@@ -990,7 +1004,7 @@ def _rim_thresholds(labels: np.ndarray, smooth: np.ndarray, ref: float, band: tu
         # labels without a band: the median of the whole label (of those labels only)
         lut = np.zeros(n + 1, dtype=bool)
         lut[1:] = missing
-        sel = lut[labels]
+        sel = _lut(lut, labels)
         rim[missing] = _label_medians(smooth[sel], labels[sel], n)[missing]
     thr = np.concatenate([[0.0], ref + 0.5 * (rim - ref)]).astype(np.float32)
     sign = np.concatenate([[0.0], np.sign(rim - ref)]).astype(np.float32)
@@ -1079,7 +1093,7 @@ def _refine_edges(
     cand = cand_c.ravel()[block]
     in_crystal = crystal.ravel()[block]
     v = smooth.ravel()[idx]
-    keep = (cand > 0) & ((v - thr[cand]) * sign[cand] > 0)
+    keep = (cand > 0) & ((v - _lut(thr, cand)) * _lut(sign, cand) > 0)
     # inside crystal blocks only pixels near the failing pixels of background blocks (the
     # outside) are removed: an inclusion close to the edge is not the outside
     test = in_crystal & ~keep
@@ -1114,7 +1128,7 @@ def _refine_edges(
         anchored = np.zeros(n_comp + 1, dtype=bool)
         anchored[comp_band[in_crystal]] = True
         anchored[0] = False
-        drop = kept_out & ~anchored[comp_band]
+        drop = kept_out & ~_lut(anchored, comp_band)
         labels.ravel()[idx[drop]] = 0
     return labels
 
@@ -1408,7 +1422,7 @@ def _segment_window(
                     cores.ravel(), weights=near_dark.ravel(), minlength=n_cores + 1
                 ) / np.maximum(area, 1)
                 keep &= dark_share <= opts["max_vesicle_share"]
-        cores = np.where(keep[cores], cores, 0)
+        cores = np.where(_lut(keep, cores), cores, 0)
     if not cores.any():
         return empty
 
@@ -1476,12 +1490,12 @@ def _segment_window(
         if low.size:
             asked = np.zeros(area.size, dtype=bool)
             asked[low] = True
-            sel = asked[labels]
+            sel = _lut(asked, labels)
             grey = np.bincount(labels[sel], weights=smooth[sel], minlength=area.size)
             keep &= ~asked | (grey >= dark_thr * area)
     # the kept labels, renumbered 1..n in order, in one look-up
     lut = (np.cumsum(keep) * keep).astype(np.int32)
-    return lut[labels]
+    return _lut(lut, labels)
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -1492,7 +1506,7 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     present[0] = False
     lut = np.zeros(n + 1, dtype=np.int32)
     lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
-    return lut[labels]
+    return _lut(lut, labels)
 
 
 def _context_px(lv: dict, opts: dict, smooth_um: float, close_um: float) -> int:
