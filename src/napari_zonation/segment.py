@@ -942,21 +942,27 @@ def _work_factor(px: float, work_um: float) -> int:
     return max(1, int(round(work_um / px)))
 
 
-def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
+def _block_mean(img: np.ndarray, f: int, square: bool = False) -> np.ndarray:
     """Mean over f x f blocks (the last partial blocks are padded by edge values), float32.
 
     Sums of strided views (f + f additions of whole rows): much faster than a reduction over
-    the axes of a 4D reshape.
+    the axes of a 4D reshape. With ``square``, the mean of ``img * img`` (float32 ``img``),
+    without the squared image.
     """
     if f == 1:
-        return img
+        return img * img if square else img
     h, w = img.shape
     hp, wp = -(-h // f) * f, -(-w // f) * f
     if (hp, wp) != (h, w):
         img = np.pad(img, ((0, hp - h), (0, wp - w)), mode="edge")
-    cols = img[:, 0::f].astype(np.float32)
-    for j in range(1, f):
-        cols += img[:, j::f]
+    if square:
+        cols = np.square(img[:, 0::f])
+        for j in range(1, f):
+            cols += np.square(img[:, j::f])
+    else:
+        cols = img[:, 0::f].astype(np.float32)
+        for j in range(1, f):
+            cols += img[:, j::f]
     out = cols[0::f].copy()
     for i in range(1, f):
         out += cols[i::f]
@@ -1208,7 +1214,7 @@ def _coarse_fields(norm: np.ndarray, finite, lv: dict) -> dict:
     smooth_c = ndi.gaussian_filter(cm, sig_c) if sig_c > 0.3 else cm
     det = ndi.gaussian_filter(cm, lv["det_c"])
     if f > 1:
-        var = _block_mean(norm * norm, f) - cm.astype(np.float32) ** 2
+        var = _block_mean(norm, f, square=True) - cm.astype(np.float32) ** 2
         tex = np.sqrt(np.clip(ndi.gaussian_filter(var, lv["tex_c"]), 0, None))
     else:
         px = lv["px"]
