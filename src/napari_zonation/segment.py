@@ -158,8 +158,13 @@ def _quantiles(values: np.ndarray, qs, integer: bool = False) -> np.ndarray:
     qs = np.atleast_1d(np.asarray(qs, dtype=np.float64))
     if not integer or values.size == 0:
         return np.percentile(values, qs)
-    vmin = float(values.min())
-    shifted = (values - vmin).astype(np.int64)
+    if np.issubdtype(values.dtype, np.integer):  # no float copy
+        vmin_i = values.min()
+        shifted = np.subtract(values, vmin_i, dtype=np.int64)
+        vmin = float(vmin_i)
+    else:
+        vmin = float(values.min())
+        shifted = (values - vmin).astype(np.int64)
     if shifted.max() >= 1 << 22:
         return np.percentile(values, qs)
     cum = np.cumsum(np.bincount(shifted))
@@ -1239,15 +1244,17 @@ def _sample_levels(
     """
     h, w = shape
     s = max(1, int(np.ceil(np.sqrt(h * w / _SAMPLE))))
-    rows = np.asarray(src[::s, :], dtype=np.float64)
+    integer = np.issubdtype(np.dtype(src.dtype), np.integer) or src.dtype == bool
+    # integer images stay integers (exact, and their order statistics need no float copies)
+    rows = np.asarray(src[::s, :]).astype(np.int64 if integer else np.float64)
     sample = rows[:, ::s].ravel()
-    fin = np.isfinite(sample)
     lv: dict = {"px": px, "f": f, "pc": px * f, "stride": s}
-    if not fin.all():
-        sample = sample[fin]
+    if not integer:
+        fin = np.isfinite(sample)
+        if not fin.all():
+            sample = sample[fin]
     if sample.size == 0:
         return None, None
-    integer = np.issubdtype(np.dtype(src.dtype), np.integer) or src.dtype == bool
     lo, med, hi = (float(v) for v in _quantiles(sample, [0.1, 50, 99.9], integer))
     if not hi - lo > 1e-12 * max(1.0, abs(hi)):
         lo, hi = float(np.min(sample)), float(np.max(sample))
@@ -1257,12 +1264,15 @@ def _sample_levels(
     span = hi - lo
     # pixel noise from neighbour differences along the sampled rows
     d = (rows[:, 1:w:s] - rows[:, 0 : w - 1 : s]).ravel()  # columns 0, s, 2s, ... < w - 1
-    d = d[np.isfinite(d)]
+    if not integer:
+        d = d[np.isfinite(d)]
     noise = 0.0
     if d.size:
         # twice the differences: whole numbers for integer images, so is twice their median
-        d2 = 2.0 * d
-        mad2 = _quantiles(np.abs(d2 - _quantiles(d2, 50, integer)[0]), 50, integer)[0]
+        d2 = 2 * d
+        m2 = _quantiles(d2, 50, integer)[0]
+        dev = np.abs(d2 - np.int64(m2)) if integer and m2 == np.round(m2) else np.abs(d2 - m2)
+        mad2 = _quantiles(dev, 50, integer)[0]
         noise = float(1.4826 * 0.5 * mad2 / span / np.sqrt(2.0))
     pc = px * f
     detect_um = opts["detect_um"] if opts["detect_um"] is not None else 2.0 * smooth_um
