@@ -159,3 +159,30 @@ def test_bad_tile_size_raises_a_clear_error():
     for bad in (0, 10, 512.5, "big"):
         with pytest.raises(ZonationInputError, match="tile_size"):
             segment_crystals(img, 1.0, tile_size=bad)
+
+
+def test_progress_reports_every_tile_and_can_stop_the_run(big_scene):
+    s, whole, _, tiled, info_t = big_scene
+    calls = []
+    out = segment_crystals(s.image, 1.0, tile_size=512, progress=lambda *a: calls.append(a))
+    np.testing.assert_array_equal(out, tiled)  # reporting changes nothing
+    n = info_t["n_tiles"]
+    assert calls == [(k, n) for k in range(1, n + 1)]
+    calls = []
+    np.testing.assert_array_equal(
+        segment_crystals(s.image, 1.0, progress=lambda *a: calls.append(a)), whole
+    )
+    assert calls == [(1, 1)]  # segmented whole: one step
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(done, total):
+        calls.append(done)
+        if done == 2:
+            raise Stop
+
+    calls = []
+    with pytest.raises(Stop):
+        segment_crystals(s.image, 1.0, tile_size=512, progress=stop_at_two)
+    assert calls == [1, 2]  # no tile after the callback raised

@@ -347,6 +347,58 @@ def test_user_layers_are_never_overwritten(make_napari_viewer, sample):
     assert image.metadata["napari_zonation"]["pixel_size_um"] == pytest.approx(PX)
 
 
+def test_tiled_segmentation_follows_each_tile_and_cancels_between_tiles(
+    make_napari_viewer, qtbot, sample, monkeypatch
+):
+    import time
+
+    # the test image tiled as a mosaic above 4096 x 4096 pixels would be (in 128 px tiles)
+    monkeypatch.setattr(segment, "TILE_AUTO_PIXELS", 100 * 100)
+    monkeypatch.setattr(segment, "TILE_AUTO_SIZE", 128)
+    want, info = segment.segment_crystals(sample.image, PX, tile_size=128, return_info=True)
+    n = info["n_tiles"]
+    assert n == 9
+    real = segment.segment_crystals
+    reports = []
+
+    def slow(*args, progress=None, **kwargs):  # the core's own reports, slowed down
+        def report(done, total):
+            reports.append(done)
+            time.sleep(0.3)
+            progress(done, total)
+
+        return real(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(segment, "segment_crystals", slow)
+    viewer = make_napari_viewer()
+    add_image(viewer, sample)
+    seg = dock(viewer, "Segment crystals")
+    shown = []
+    on_yielded = seg._on_yielded
+
+    def spy(message):
+        on_yielded(message)
+        shown.append((seg.progress_bar.value(), seg.progress_bar.maximum(), seg.status.text()))
+
+    monkeypatch.setattr(seg, "_on_yielded", spy)
+    # Cancel after the first tile: the run stops between two tiles and writes no layer
+    seg.run()
+    qtbot.waitUntil(lambda: len(shown) > 0, timeout=TIMEOUT_MS)
+    seg.cancel()
+    qtbot.waitUntil(lambda: not seg.busy, timeout=TIMEOUT_MS)
+    time.sleep(0.8)  # the segmentation's thread reaches its next report and stops there
+    assert seg.status.text() == "Cancelled."
+    assert "bse crystals" not in viewer.layers
+    assert len(reports) < n
+    # a whole run: the bar and the status line follow the tiles, then the two last steps
+    shown.clear()
+    run_and_wait(qtbot, seg)
+    tiles = [s for s in shown if s[2].startswith("Segmenting: tile")]
+    assert tiles == [(k, n + 2, f"Segmenting: tile {k} of {n}…") for k in range(1, n + 1)]
+    assert shown[-1][0] == shown[-1][1] == n + 2
+    np.testing.assert_array_equal(viewer.layers["bse crystals"].data, want)
+
+
 def test_pixel_size_typed_in_segment_becomes_the_scale(make_napari_viewer, sample):
     viewer = make_napari_viewer()
     image = viewer.add_image(sample.image, name="bse")  # no pixel size anywhere

@@ -41,6 +41,7 @@ heuristic, documented there).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import edt
 import numpy as np
@@ -1558,6 +1559,7 @@ def segment_crystals(
     background: str = "auto",
     tile_size: int | None = None,
     return_info: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     **options,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -1608,6 +1610,10 @@ def segment_crystals(
         window; beyond that it is kept as cut, and ``info["n_truncated"]`` counts it).
     return_info : bool
         Also return a dict with the levels and parameters used.
+    progress : callable, optional
+        ``progress(done, total)`` after each tile of a tiled image (``total`` tiles), and
+        ``progress(1, 1)`` when an image segmented whole is done. An exception it raises (a
+        Cancel button's) stops the segmentation and propagates.
     **options
         Fine control (lengths in um): ``work_um`` (3.0: detection, splitting and growing run
         on blocks of about this size, edges and merging at full resolution), ``detect_um``
@@ -1737,6 +1743,8 @@ def segment_crystals(
                 _read(src, 0, shape[0], 0, shape[1]), lv["lo"], lv["span"], lv["fill"]
             )
         labels = _segment_window(norm, finite, lv, opts, fields=fields, **kwargs)
+        if progress is not None:
+            progress(1, 1)
     else:
         margin = _context_px(lv, opts, smooth_um, close_um)
         after = margin + int(np.ceil(opts["tile_halo_um"] / px))
@@ -1747,7 +1755,9 @@ def segment_crystals(
             norm, finite = _normalise(_read(src, r0, r1, c0, c1), lv["lo"], lv["span"], lv["fill"])
             return _segment_window(norm, finite, lv, opts, **kwargs)
 
-        labels, stats = stitch_tiles(shape, tiles, segment_window, margin=margin, align=f)
+        labels, stats = stitch_tiles(
+            shape, tiles, segment_window, margin=margin, align=f, progress=progress
+        )
         info.update(
             stats,
             tile_core_px=_round_up(int(tile_size), f),

@@ -19,10 +19,12 @@ Conventions (see docs/architecture.md):
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import weakref
 from collections.abc import Callable, Generator, Iterable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -557,6 +559,15 @@ class Cancelled(Exception):
     """Raised inside a job when the user pressed Cancel."""
 
 
+class Progress(NamedTuple):
+    """A message a job yields when it knows how far it is: ``done`` of ``total`` (which may
+    differ from the widget's ``_steps``), shown with ``text``."""
+
+    done: int
+    total: int
+    text: str = ""
+
+
 class ZonationWidget(QWidget):
     """Base dock widget: a form, Run and Cancel buttons, a progress bar and a status line.
 
@@ -699,6 +710,39 @@ class ZonationWidget(QWidget):
         if self._cancel_event.is_set():
             raise Cancelled()
 
+    def calls_with_progress(
+        self, fn: Callable, message: Callable[[int, int], Any], *args, **kwargs
+    ) -> Generator:
+        """Inside ``_work``: run ``fn(*args, progress=..., **kwargs)`` and yield its progress.
+
+        ``fn`` runs in its own thread and reports ``progress(done, total)``; this generator
+        yields ``message(done, total)`` for each report (to the progress bar and status line)
+        and returns ``fn``'s result (``result = yield from self.calls_with_progress(...)``).
+        After Cancel the next report raises :class:`Cancelled` inside ``fn``, which stops it.
+        """
+        updates: queue.Queue = queue.Queue()
+        cancel = self._cancel_event
+
+        def progress(done: int, total: int) -> None:
+            if cancel.is_set():
+                raise Cancelled()
+            updates.put((done, total))
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-zonation")
+        try:
+            future = pool.submit(fn, *args, progress=progress, **kwargs)
+            while True:
+                if cancel.is_set():
+                    raise Cancelled()
+                try:
+                    yield message(*updates.get(timeout=0.1))
+                except queue.Empty:
+                    if future.done() and updates.empty():
+                        break
+            return future.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def run(self, blocking: bool = False):
         """Collect the parameters and run the job (in a thread worker unless ``blocking``).
 
@@ -764,10 +808,15 @@ class ZonationWidget(QWidget):
             self.set_status("Cancelling…")
 
     def _on_yielded(self, message) -> None:
+        """One step done; a :class:`Progress` message sets the bar's position and range."""
         try:
-            self.progress_bar.setValue(
-                min(self.progress_bar.value() + 1, self.progress_bar.maximum())
-            )
+            bar = self.progress_bar
+            if isinstance(message, Progress):
+                bar.setRange(0, max(1, message.total))
+                bar.setValue(min(message.done, bar.maximum()))
+                message = message.text
+            else:
+                bar.setValue(min(bar.value() + 1, bar.maximum()))
         except RuntimeError:  # pragma: no cover - widget deleted
             return
         if isinstance(message, str) and message:

@@ -13,9 +13,7 @@ session only: it is passed to the call and never written to layer metadata, feat
 from __future__ import annotations
 
 import os
-import queue
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -35,7 +33,6 @@ from .. import descriptors
 from .. import profiles as zprof
 from .._validation import ZonationInputError
 from ._common import (
-    Cancelled,
     ZonationWidget,
     chunks,
     concat,
@@ -309,14 +306,6 @@ class DescribeWidget(ZonationWidget):
         return {"table": result, "computed_profiles": computed}
 
     def _work_llm(self, p: dict, prof: pd.DataFrame, table):
-        updates: queue.Queue = queue.Queue()
-        cancel = self._cancel_event
-
-        def progress(done: int, total: int) -> None:
-            if cancel.is_set():
-                raise Cancelled()
-            updates.put((done, total))
-
         llm = dict(p["llm"])
         kwargs = {
             "crystals": table,
@@ -328,30 +317,22 @@ class DescribeWidget(ZonationWidget):
             "reference_note": llm["reference_note"],
             "criteria": llm["criteria"],
             "send_images": llm["send_images"],
-            "progress": progress,
         }
         if p["image"] is not None and p["image"].shape[-2:] == p["labels"].shape[-2:]:
             kwargs["image"] = p["image"]
             kwargs["labels"] = p["labels"]
         yield "Numeric descriptors, then the LLM…"
-        # the call runs in its own thread so that this generator can report each crystal;
-        # on Cancel the progress callback raises inside it, which stops the requests not yet
-        # started (answers already received stay in the cache)
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-zonation-llm")
-        try:
-            future = pool.submit(descriptors.describe_zoning, prof, "openai", **kwargs)
-            while True:
-                if cancel.is_set():
-                    raise Cancelled()
-                try:
-                    done, total = updates.get(timeout=0.1)
-                    yield f"LLM: {done} of {total} crystals…"
-                except queue.Empty:
-                    if future.done() and updates.empty():
-                        break
-            return future.result()
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        # on Cancel the progress callback raises inside the call, which stops the requests
+        # not yet started (answers already received stay in the cache)
+        return (
+            yield from self.calls_with_progress(
+                descriptors.describe_zoning,
+                lambda done, total: f"LLM: {done} of {total} crystals…",
+                prof,
+                "openai",
+                **kwargs,
+            )
+        )
 
     def _apply(self, p: dict, r: dict) -> None:
         labels = p["labels_layer"]

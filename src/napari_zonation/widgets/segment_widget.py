@@ -37,6 +37,7 @@ from .._validation import ZonationInputError, check_pixel_size
 from ._common import (
     QA_FLAGS,
     TRANSPARENT,
+    Progress,
     ZonationWidget,
     find_owned,
     layer_combo,
@@ -312,7 +313,11 @@ class SegmentWidget(ZonationWidget):
                 img, p["scribbles"], px, min_area_um2=p["options"]["min_area_um2"]
             )
         else:
-            labels = segment.segment_crystals(img, px, **p["options"])
+            # a large image is segmented in tiles: the bar follows them (and Cancel stops
+            # between two tiles); the two steps after segmenting come last
+            labels = yield from self.calls_with_progress(
+                segment.segment_crystals, _tile_progress, img, px, **p["options"]
+            )
         labels = np.asarray(labels, dtype=np.int32)
         n = int(len(np.unique(labels[labels > 0])))
         self.check_cancel()
@@ -664,3 +669,9 @@ class SegmentWidget(ZonationWidget):
             self._on_error(exc)
             return False
         return self._edit(f"split crystal {target}", lambda lab: edit.split_label(lab, target, rc))
+
+
+def _tile_progress(done: int, total: int) -> Progress:
+    """Progress of a segmentation (``done`` of ``total`` tiles), then two more steps."""
+    text = f"Segmenting: tile {done} of {total}…" if total > 1 else "Segmented."
+    return Progress(done, total + 2, text)
