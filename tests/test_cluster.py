@@ -274,3 +274,43 @@ def test_profile_shape_is_sign_free():
     tab = truth[["label"]].assign(describe_status="ok")
     out = cluster_crystals(tab, 2, features=[], profiles=prof)
     assert adjusted_rand_score(truth["zoning_type"], out["cluster"]) == pytest.approx(1.0)
+
+
+def _split_type_blobs(seed=0):
+    """Four zoning types; one (multi_step) in two tight groups that differ in plateau count
+    and span by a few standard deviations, far less than two types differ."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    spec = [
+        ("unzoned", 1, 0.0, 5),
+        ("rim_brighter", 2, 0.1, 5),
+        ("oscillatory", 1, 0.08, 5),
+        ("multi_step", 3, 0.12, 4),
+        ("multi_step", 5, 0.3, 4),
+    ]
+    for zt, n_plat, span, n in spec:
+        for _ in range(n):
+            rows.append(
+                {
+                    "label": len(rows) + 1,
+                    "zoning_type": zt,
+                    "n_plateaus": n_plat,
+                    "rel_range": span + rng.normal(0, 0.005),
+                    "describe_status": "ok",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative"])
+def test_automatic_k_does_not_split_a_type_on_small_differences(method):
+    tab = _split_type_blobs()
+    out = cluster_crystals(tab, method=method)
+    assert adjusted_rand_score(tab["zoning_type"], out["cluster"]) == pytest.approx(1.0)
+    assert out["cluster_confidence"].between(0, 1).all()
+    # without the merge the silhouette splits the multi-steps in two
+    split = cluster_crystals(tab, method=method, min_separation=0)
+    multi = split[tab["zoning_type"] == "multi_step"]
+    assert multi["cluster"].nunique() == 2
+    # a given number of clusters is respected
+    assert cluster_crystals(tab, 5, method=method)["cluster"].nunique() == 5
