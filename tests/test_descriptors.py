@@ -429,6 +429,27 @@ def test_oscillations_reaching_the_core_of_a_short_lath():
     assert (osc["n_plateaus"] == 1).all()
 
 
+def test_oscillations_whose_period_drifts_with_depth():
+    """An oscillatory mantle whose band spacing widens from 9 to 15 um over 55 um (about 5
+    periods, an analytical frequency ramp, not the descriptors' own model) ending at a core
+    plateau: the constant-period mantle left it 'complex' (misfit 2.3-2.7); the reported
+    period is the mean over the mantle."""
+    f0, f1, h = 1 / 9.0, 1 / 15.0, 55.0
+    chirp = (f1 - f0) / (2 * h)
+    mean_period = h / (f0 * h + chirp * h * h)
+    frames = []
+    for lab in range(1, 7):
+        d = np.arange(0.0, 70.0, 1.0)
+        wave = 8.0 * np.cos(2 * np.pi * (f0 * d + chirp * d * d))
+        v = 100 + 0.5 * (1 - erf((d - h) / 3.0)) * wave
+        v = v + np.random.default_rng(lab).normal(0, 0.5, d.size)
+        frames.append(pd.DataFrame({"label": lab, "distance_um": d, "value": v}))
+    tab = describe_zoning(pd.concat(frames))
+    assert (tab["zoning_type"] == "oscillatory").all(), tab["zoning_type"].tolist()
+    assert np.allclose(tab["osc_period_um"], mean_period, rtol=0.03)
+    assert np.allclose(tab["osc_amplitude"], 8.0, rtol=0.1)
+
+
 def test_alternating_multi_step_is_not_oscillatory():
     """Alternating plateaus with a core plateau (the generator's multi_step, 1-2 'periods')
     stay multi-step: an oscillatory mantle ending at a core needs two periods."""
