@@ -39,6 +39,8 @@ the description or the clustering skip the segmentation; delete the folder when
         # smallest-credible-contrast criterion)
     python benchmarks/zoning.py --shared-width auto   # one step width per crystal when the
         # BIC prefers it (not the default: see descriptors.py)
+    python benchmarks/zoning.py --min-separation 0   # automatic k may split a zoning type
+        # (before clusters of one type closer than the category weight were merged)
 """
 
 from __future__ import annotations
@@ -174,7 +176,9 @@ def run_scene(
     return score_scene(scene, desc_opts)
 
 
-def run_profiles_1d(noise: float, seeds, n_per_type: int = 20, desc_opts=None) -> None:
+def run_profiles_1d(
+    noise: float, seeds, n_per_type: int = 20, desc_opts=None, cluster_opts=None
+) -> None:
     """The descriptors and clustering on 1D ``make_profiles`` (no image, no segmentation)."""
     print(
         f"1D make_profiles: {n_per_type} per type x 6 types, phase mixed, noise {noise}, "
@@ -185,7 +189,7 @@ def run_profiles_1d(noise: float, seeds, n_per_type: int = 20, desc_opts=None) -
     for seed in seeds:
         prof, truth = make_profiles(n_per_type, noise=noise, seed=seed, phase="mixed")
         tab = describe_zoning(prof, crystals=truth[["label", "phase"]], **(desc_opts or {}))
-        tab = cluster_crystals(tab, profiles=prof)
+        tab = cluster_crystals(tab, profiles=prof, **(cluster_opts or {}))
         m = tab.merge(truth.drop(columns="phase"), on="label", suffixes=("", "_true"))
         ari = adjusted_rand_score(m["zoning_type_true"], m["cluster"])
         aris.append(ari)
@@ -264,6 +268,13 @@ def main() -> None:
         "crystal (true), or chosen by the BIC (auto) (default: the library's)",
     )
     ap.add_argument(
+        "--min-separation",
+        type=float,
+        default=None,
+        help="cluster_crystals(min_separation=...); 0 = clusters of one zoning type are not "
+        "merged (default: the library's)",
+    )
+    ap.add_argument(
         "--truth-labels",
         action="store_true",
         help="profile the generator's TRUE labels instead of the segmentation (separates "
@@ -293,8 +304,13 @@ def main() -> None:
         desc_opts["shared_width"] = {"false": False, "true": True}.get(
             args.shared_width, args.shared_width
         )
+    cluster_opts = {}
+    if args.min_separation is not None:
+        cluster_opts["min_separation"] = args.min_separation
     if args.profiles_1d:
-        run_profiles_1d(args.noise, args.seeds or [0, 1, 2], desc_opts=desc_opts)
+        run_profiles_1d(
+            args.noise, args.seeds or [0, 1, 2], desc_opts=desc_opts, cluster_opts=cluster_opts
+        )
         return
     shape, n_cry = (768, 768), 22
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4, 5])
@@ -311,7 +327,7 @@ def main() -> None:
     for seed in seeds:
         prof_opts = {} if args.clip_sigmas is None else {"clip_sigmas": args.clip_sigmas}
         scene = _prepared(args, shape, n_cry, seed, prof_opts)
-        r = score_scene(scene, desc_opts)
+        r = score_scene(scene, desc_opts, cluster_opts)
         results.append(r)
         print(
             f"{r['seed']:>4} {r['n_true']:>4} {r['n_matched']:>5} {r['n_unmatched']:>5} "
