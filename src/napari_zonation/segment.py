@@ -29,7 +29,9 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
 7. Pieces are joined again when the grey just behind their contact agrees, their union is
    as convex as they are and their rims (the grey just inside their free faces) agree (a crack
    through one crystal, not a grain boundary between two: one crystal has one rim);
-   holes (inclusions) are filled; crystals under ``min_area_um2`` are dropped.
+   within a round of joins, a piece accepted by two neighbours joins only one of them when
+   their own pair was rejected or their rims differ (the other join is judged again on the
+   joined pieces); holes (inclusions) are filled; crystals under ``min_area_um2`` are dropped.
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
    (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
@@ -654,6 +656,9 @@ def _merge_regions(
     regions' row runs (their areas, and the exact convex hulls of their pixel corners) are
     measured once on the image; later rounds map them to the joined regions (the hull of a
     union is the hull of its parts' hull points), and all pairs of a round are judged at once.
+    The accepted pairs of a round are then joined in order (closest rims first, then closest
+    grey), and a join between groups already grown in the round is left to the next round
+    when a rejected pair lies between them or their rims differ (:func:`_may_join`).
     With ``return_areas`` the areas of the joined labels (index = label) come back too.
 
     ``rim`` = ``(rim_labels, rim_grey, max_step, min_count, noise)`` adds a test on the
@@ -741,10 +746,35 @@ def _merge_regions(
             ok &= ~(has & (np.abs(rim_med[a] - rim_med[b]) >= rim[2] + 2.0 * se))
         parent = np.arange(n)
         changed = False
-        for a_k, b_k in zip(a[ok].tolist(), b[ok].tolist(), strict=True):
+        rejected = np.sort(keys[~np.isin(keys, a[ok] * n + b[ok])])
+        group_rim = None
+        if rim is not None and not lenient:
+            rl = roots[rim[0]]
+            by = np.argsort(rl, kind="stable")
+            ids = np.arange(n)
+            group_rim = (
+                np.searchsorted(rl[by], ids),
+                np.searchsorted(rl[by], ids, side="right"),
+                rim[1][by],
+                *rim[2:5],
+                areas,
+                small_px,
+            )
+        # the pairs whose rims agree best (then whose grey agrees best) are joined first
+        step_ok = steps[steps < merge_grey][ok]
+        if group_rim is not None:
+            med = np.r_[np.nan, _label_medians(rim[1], roots[rim[0]], n - 1)]
+            rim_diff = np.abs(med[a[ok]] - med[b[ok]])
+            order = np.lexsort((step_ok, np.where(np.isnan(rim_diff), np.inf, rim_diff)))
+        else:
+            order = np.argsort(step_ok, kind="stable")
+        groups: dict = {}
+        for a_k, b_k in zip(a[ok][order].tolist(), b[ok][order].tolist(), strict=True):
             ra_, rb_ = _find(parent, a_k), _find(parent, b_k)
-            if ra_ != rb_:
-                parent[max(ra_, rb_)] = min(ra_, rb_)
+            if ra_ != rb_ and _may_join(groups, ra_, rb_, rejected, n, group_rim):
+                keep_, gone = min(ra_, rb_), max(ra_, rb_)
+                parent[gone] = keep_
+                groups[keep_] = groups.get(keep_, [keep_]) + groups.pop(gone, [gone])
                 changed = True
         if not changed:
             break
@@ -767,6 +797,41 @@ def _merge_regions(
     return out, np.bincount(rank[roots], weights=areas0, minlength=int(rank.max()) + 1).astype(
         np.int64
     )
+
+
+def _may_join(groups: dict, ra: int, rb: int, rejected: np.ndarray, n: int, rim) -> bool:
+    """Whether the groups of regions with roots ``ra`` and ``rb`` may be joined in a round.
+
+    The pairs of a round are judged on the regions as they were at its start, so a region
+    accepted on its own by two neighbours would join them although their own pair was
+    rejected (a small piece between two crystals; a piece of a crystal with too little rim
+    of its own to be compared, next to its neighbour). Such a join is left to the next round
+    (where the joined groups are judged) when a rejected pair (``rejected``: sorted keys
+    ``lo * n + hi``) lies between the two groups, or when the groups' rims differ as the
+    pairwise rim test would reject: ``rim`` = ``(start, end, grey, max_step, min_count,
+    noise, areas, small_px)``, the rim samples of each region of the round being
+    ``grey[start[i]:end[i]]``. ``groups`` maps each root to its members (absent: itself).
+    """
+    members, others = groups.get(ra, [ra]), groups.get(rb, [rb])
+    if len(members) == 1 and len(others) == 1:
+        return True  # judged as a pair already
+    if rejected.size:
+        ma, mb = np.asarray(members), np.asarray(others)
+        lo, hi = np.minimum.outer(ma, mb), np.maximum.outer(ma, mb)
+        at = np.searchsorted(rejected, (lo * n + hi).ravel())
+        if (rejected[np.minimum(at, rejected.size - 1)] == (lo * n + hi).ravel()).any():
+            return False
+    if rim is None:
+        return True
+    start, end, grey, max_step, min_count, noise, areas, small_px = rim
+    if min(areas[members].sum(), areas[others].sum()) < small_px:
+        return True
+    ga = np.concatenate([grey[start[i] : end[i]] for i in members])
+    gb = np.concatenate([grey[start[i] : end[i]] for i in others])
+    if ga.size < min_count or gb.size < min_count:
+        return True
+    se = 1.2533 * noise * np.sqrt(1.0 / ga.size + 1.0 / gb.size)
+    return bool(abs(np.median(ga) - np.median(gb)) < max_step + 2.0 * se)
 
 
 def _contact(lab: np.ndarray) -> np.ndarray:
