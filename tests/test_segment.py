@@ -689,18 +689,24 @@ def test_a_cracked_zoned_crystal_is_joined_again():
         assert np.all((d >= 4) & (d <= 8)) == (not along_crack)
 
 
-@pytest.mark.parametrize(("seed", "pair"), [(2, (10, 15)), (14, (11, 22))])
-def test_touching_crystals_with_different_rims_are_both_found(seed, pair):
-    # generator pairs (zoning benchmark scenes) that touch along a nearly straight grain
-    # boundary: their union is about convex and the grey just behind the contact differs by
-    # less than the contrast, so only their different rims tell two crystals from a cracked one
-    s = make_thin_section((768, 768), n_crystals=22, noise=0.02, seed=seed)
+def _segment_touching_pair(seed: int, noise: float, pair: tuple[int, int]):
+    """A zoning benchmark scene whose true crystals ``pair`` share a grain boundary, segmented:
+    ``(section, labels, true -> predicted matches)``."""
+    s = make_thin_section((768, 768), n_crystals=22, noise=noise, seed=seed)
     truth = s.truth.set_index("label")
     a, b = pair
     assert truth.loc[a, "touching"] and truth.loc[b, "touching"]
     assert np.any(ndi.binary_dilation(s.labels == a) & (s.labels == b))  # they share a boundary
     lab = segment_crystals(s.image, s.pixel_size_um)
-    pairs = match(s.labels, lab)["pairs"]
+    return s, lab, match(s.labels, lab)["pairs"]
+
+
+@pytest.mark.parametrize(("seed", "pair"), [(2, (10, 15)), (14, (11, 22))])
+def test_touching_crystals_with_different_rims_are_both_found(seed, pair):
+    # generator pairs (zoning benchmark scenes) that touch along a nearly straight grain
+    # boundary: their union is about convex and the grey just behind the contact differs by
+    # less than the contrast, so only their different rims tell two crystals from a cracked one
+    s, lab, pairs = _segment_touching_pair(seed, 0.02, pair)
     for t in pair:
         assert t in pairs
         p = pairs[t]
@@ -732,13 +738,7 @@ def test_a_piece_joined_in_a_round_does_not_carry_a_neighbour_with_it(pair):
     # compared. Such a piece was accepted on its own both by its crystal and by the
     # neighbour, and the joins of one round then made one region of the two crystals (or
     # gave the neighbour half of the crystal). Both must be found.
-    s = make_thin_section((768, 768), n_crystals=22, noise=0.01, seed=36)
-    truth = s.truth.set_index("label")
-    a, b = pair
-    assert truth.loc[a, "touching"] and truth.loc[b, "touching"]
-    assert np.any(ndi.binary_dilation(s.labels == a) & (s.labels == b))  # they share a boundary
-    lab = segment_crystals(s.image, s.pixel_size_um)
-    pairs = match(s.labels, lab)["pairs"]
+    _, _, pairs = _segment_touching_pair(36, 0.01, pair)
     for t in pair:
         assert t in pairs
-    assert pairs[a] != pairs[b]
+    assert pairs[pair[0]] != pairs[pair[1]]
