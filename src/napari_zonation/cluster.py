@@ -601,17 +601,11 @@ def _fit_k(x: np.ndarray, k: int, method: str, seed: int) -> tuple[np.ndarray, n
         from sklearn.cluster import KMeans
 
         km = KMeans(k, n_init=10, random_state=seed).fit(x)
-        lab, centres = km.labels_, km.cluster_centers_
-    else:
-        from sklearn.cluster import AgglomerativeClustering
+        return km.labels_.astype(int), _centre_confidence(x, km.labels_, km.cluster_centers_)
+    from sklearn.cluster import AgglomerativeClustering
 
-        lab = AgglomerativeClustering(k, linkage="ward").fit_predict(x)
-        centres = np.vstack([x[lab == c].mean(axis=0) for c in range(k)])
-    dist = np.sqrt(((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
-    dist.sort(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        conf = np.where(dist[:, 1] > 0, 1.0 - dist[:, 0] / dist[:, 1], 1.0)
-    return lab.astype(int), conf
+    lab = AgglomerativeClustering(k, linkage="ward").fit_predict(x).astype(int)
+    return lab, _centre_confidence(x, lab)
 
 
 def _merge_within_category(
@@ -648,12 +642,16 @@ def _merge_within_category(
         labels[labels == best[2]] = best[1]
 
 
-def _centre_confidence(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``1 - d1 / d2`` from the distances to the nearest and second-nearest cluster centre."""
-    ids = np.unique(labels)
-    if ids.size < 2:
-        return np.ones(x.shape[0])
-    centres = np.vstack([x[labels == c].mean(axis=0) for c in ids])
+def _centre_confidence(
+    x: np.ndarray, labels: np.ndarray, centres: np.ndarray | None = None
+) -> np.ndarray:
+    """``1 - d1 / d2`` from the distances to the nearest and second-nearest cluster centre
+    (``centres``: the clusters' means by default)."""
+    if centres is None:
+        ids = np.unique(labels)
+        if ids.size < 2:
+            return np.ones(x.shape[0])
+        centres = np.vstack([x[labels == c].mean(axis=0) for c in ids])
     dist = np.sqrt(((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
     dist.sort(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

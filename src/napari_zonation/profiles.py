@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.measure import profile_line
 
+from ._sortkeys import float_of_bits, sortable_bits
 from ._validation import (
     ZonationInputError,
     as_image,
@@ -230,25 +231,11 @@ def _grouped_quartiles(key: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tu
         v32 = v if v.dtype == np.float32 else v.astype(np.float32)
     if counts.size < 2**32 and (v32 is v or np.array_equal(v32, v)):
         packed = key.astype(np.uint64) << np.uint64(32)
-        packed |= _sortable_bits(v32)
+        packed |= sortable_bits(v32)
         packed.sort()
-        return _quartiles_of_runs(_float_of_bits(packed), starts, n)
+        return _quartiles_of_runs(float_of_bits(packed), starts, n)
     order = np.lexsort((v, key))
     return _quartiles_of_runs(v[order], starts, n)
-
-
-def _sortable_bits(v32: np.ndarray) -> np.ndarray:
-    """uint32 codes of float32 values (finite) that sort as the values do (IEEE 754 bits
-    with the sign bit flipped for positives and every bit flipped for negatives)."""
-    b = v32.view(np.uint32)
-    return b ^ np.where(b >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
-
-
-def _float_of_bits(packed: np.ndarray) -> np.ndarray:
-    """float32 values back from the low 32 bits of ``packed`` (see :func:`_sortable_bits`)."""
-    b = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    b ^= np.where(b >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
-    return b.view(np.float32)
 
 
 def _shell_stats(key: np.ndarray, d: np.ndarray, v: np.ndarray, n_keys: int) -> pd.DataFrame:

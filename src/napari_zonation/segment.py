@@ -51,6 +51,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage import measure, morphology, segmentation
 
+from ._sortkeys import sortable_bits
 from ._validation import ZonationInputError, as_image, check_labels, check_pixel_size
 from .tiling import Tile, stitch_tiles, tile_grid
 
@@ -381,14 +382,6 @@ def _packed_order(keys: tuple, spans: tuple) -> np.ndarray:
         packed *= max(1, int(span))
         packed += key.astype(np.int64, copy=False)
     return np.argsort(packed, kind="stable")
-
-
-def _float32_order_key(values: np.ndarray) -> np.ndarray:
-    """Unsigned ints (uint64) in the order of float32 ``values`` (no NaN): for packed sorts."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    neg = bits >= np.uint32(0x80000000)
-    out = np.where(neg, ~bits, bits | np.uint32(0x80000000))
-    return out.astype(np.uint64)
 
 
 def _find(parent: np.ndarray, i: int) -> int:
@@ -1056,7 +1049,7 @@ def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray
     lv, vv = labels[sel], values[sel]
     if vv.dtype == np.float32 and lv.size and int(lv.max()) < 2**31 and not np.isnan(vv).any():
         # one sort of (label, order-preserving float bits) packed into a uint64
-        packed = (lv.astype(np.uint64) << np.uint64(32)) | _float32_order_key(vv)
+        packed = (lv.astype(np.uint64) << np.uint64(32)) | sortable_bits(vv).astype(np.uint64)
         order = np.argsort(packed, kind="stable")
     else:
         order = np.lexsort((vv, lv))
