@@ -1554,6 +1554,7 @@ def _segment_window(
         labels[~finite] = 0
         area = np.bincount(labels.ravel())
     min_px = min_area_um2 / (px * px)
+    labels, area = _adopt_enclosed(labels, area, min_px)
     keep = (area >= min_px) & (area > 0)
     keep[0] = False
     if lv["mode"] != "masked" and keep.any():
@@ -1571,6 +1572,53 @@ def _segment_window(
     # the kept labels, renumbered 1..n in order, in one look-up
     lut = (np.cumsum(keep) * keep).astype(np.int32)
     return _lut(lut, labels)
+
+
+def _adopt_enclosed(
+    labels: np.ndarray, area: np.ndarray, min_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Join each piece below the size limit to the crystal that holds most of its outline.
+
+    A piece smaller than a crystal, more than half of whose outline (side-neighbour edges to
+    other labels or to the background) runs along one crystal of at least ``min_px`` pixels,
+    is part of that crystal cut off around an inclusion or a crack at its edge: dropping it
+    would leave a notch. Pieces mostly surrounded by groundmass are left to be dropped.
+    ``labels`` is changed in place; returns it and the updated areas.
+    """
+    small = (area < min_px) & (area > 0)
+    small[0] = False
+    if not small.any() or not (area >= min_px)[1:].any():
+        return labels, area
+    rows, cols = labels.shape
+    flat = labels.ravel()
+    in_small = _lut(small, labels)
+    idx = np.flatnonzero(in_small)  # pixels of small pieces only: few
+    own = flat[idx]
+    r, c = np.divmod(idx, cols)
+    pieces, others = [], []
+    for ok, step in ((c > 0, -1), (c < cols - 1, 1), (r > 0, -cols), (r < rows - 1, cols)):
+        nb = flat[idx[ok] + step]
+        edge = nb != own[ok]
+        pieces.append(own[ok][edge])
+        others.append(nb[edge])
+    piece, other = np.concatenate(pieces), np.concatenate(others)
+    outline = np.bincount(piece, minlength=area.size)
+    big = area >= min_px
+    big[0] = False
+    sel = _lut(big, other)
+    pair = piece[sel].astype(np.int64) * area.size + other[sel]
+    keys, counts = np.unique(pair, return_counts=True)
+    p, q = np.divmod(keys, area.size)
+    adopt = counts > 0.5 * outline[p]
+    if not adopt.any():
+        return labels, area
+    target = np.arange(area.size, dtype=labels.dtype)
+    target[p[adopt]] = q[adopt]
+    labels[in_small] = _lut(target, labels[in_small])
+    area = area.copy()
+    np.add.at(area, q[adopt], area[p[adopt]])
+    area[p[adopt]] = 0
+    return labels, area
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
