@@ -1124,6 +1124,12 @@ def _gather_max(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int):
     return out
 
 
+def _full_labels(coarse: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """Coarse labels upsampled to ``shape``: a writable, C-contiguous array of their own."""
+    labels = _upsample(coarse, f, shape)
+    return labels.copy() if f == 1 else np.ascontiguousarray(labels)
+
+
 def _refine_edges(
     coarse: np.ndarray,
     f: int,
@@ -1131,18 +1137,18 @@ def _refine_edges(
     thr: np.ndarray,
     sign: np.ndarray,
     line_px: int = 1,
+    run: Workers = SERIAL,
 ) -> np.ndarray:
     """Full-resolution labels from coarse ones: edges placed by each crystal's midpoint grey.
 
     Pixels in blocks within two blocks of a coarse boundary take the label of their block (or,
     in background blocks, of the neighbouring crystal) when their grey is on the crystal's side
     of the midpoint between its rim and the reference; the other pixels keep their block's label.
-    Only the pixels of those blocks are visited.
+    Only the pixels of those blocks are visited. (``run`` upsamples the coarse labels while
+    the pixels of the band are tested.)
     """
     shape = smooth.shape
-    labels = _upsample(coarse, f, shape)
-    # a writable array of its own, C-contiguous (its flat view is written below)
-    labels = labels.copy() if f == 1 else np.ascontiguousarray(labels)
+    labels_job = run.submit(_full_labels, coarse, f, shape)
     crystal = coarse > 0
     # crystal blocks next to the background, background blocks up to two blocks out, and the
     # blocks where two crystals meet (whose pixels keep their block's label)
@@ -1153,7 +1159,7 @@ def _refine_edges(
     # the pixels of the band blocks, block by block (no full-resolution mask)
     bi, bj = _nonzero(band_c)
     if bi.size == 0:
-        return labels
+        return labels_job.result()
     d = np.arange(f)
     rows = np.broadcast_to((bi * f)[:, None, None] + d[None, :, None], (bi.size, f, f)).ravel()
     cols = np.broadcast_to((bj * f)[:, None, None] + d[None, None, :], (bi.size, f, f)).ravel()
@@ -1176,6 +1182,7 @@ def _refine_edges(
         # the whole (sparse, boolean) image is cheaper than gathering the square's offsets
         near_out = _dilate_square(outside, max(1, f // 2))[rows[test], cols[test]]
         keep[np.flatnonzero(test)[~near_out]] = True
+    labels = labels_job.result()
     labels.ravel()[idx] = np.where(keep, cand, 0)
     # cracks that reach the edge must not notch their crystal: a small closing, inside
     # crystal blocks only (only removed pixels of crystal blocks can be such gaps)
@@ -1342,28 +1349,11 @@ def _sample_levels(
     if not hi - lo > 1e-12 * max(1.0, abs(hi)):
         return lv, None
     span = hi - lo
-    # pixel noise from neighbour differences along the sampled rows
-    d = (rows[:, 1:w:s] - rows[:, 0 : w - 1 : s]).ravel()  # columns 0, s, 2s, ... < w - 1
-    if not integer:
-        d = d[np.isfinite(d)]
-    noise = 0.0
-    if d.size:
-        # twice the differences: whole numbers for integer images, so is twice their median
-        d2 = 2 * d
-        m2 = _quantiles(d2, 50, integer)[0]
-        dev = np.abs(d2 - np.int64(m2)) if integer and m2 == np.round(m2) else np.abs(d2 - m2)
-        mad2 = _quantiles(dev, 50, integer)[0]
-        noise = float(1.4826 * 0.5 * mad2 / span / np.sqrt(2.0))
+    noise_job = run.submit(_pixel_noise, rows, s, w, integer, span)
     pc = px * f
     detect_um = opts["detect_um"] if opts["detect_um"] is not None else 2.0 * smooth_um
     det_c = max(detect_um / pc, 1.0)
-    lv.update(
-        noise=noise,
-        sig_c=smooth_um / pc,
-        det_c=det_c,
-        tex_c=max(0.7, 1.0 / pc),
-        noise_d=noise / f / max(1.0, 2.0 * np.sqrt(np.pi) * det_c),
-    )
+    lv.update(sig_c=smooth_um / pc, det_c=det_c, tex_c=max(0.7, 1.0 / pc))
     # coarse fields, sampled on a regular grid of blocks (the same grid in every window)
     hc, wc = -(-h // f), -(-w // f)
     sc = max(1, int(np.ceil(np.sqrt(hc * wc / _SAMPLE))))
@@ -1400,7 +1390,25 @@ def _sample_levels(
             fields = fl
     for k in keys:
         lv["s_" + k] = np.concatenate(parts[k]).astype(np.float64)
+    noise = noise_job.result()
+    lv.update(noise=noise, noise_d=noise / f / max(1.0, 2.0 * np.sqrt(np.pi) * det_c))
     return lv, fields
+
+
+def _pixel_noise(rows: np.ndarray, s: int, w: int, integer: bool, span: float) -> float:
+    """Pixel noise (robust sigma, in units of ``span``) from neighbour differences along the
+    rows sampled every ``s`` rows of an image ``w`` pixels wide."""
+    d = (rows[:, 1:w:s] - rows[:, 0 : w - 1 : s]).ravel()  # columns 0, s, 2s, ... < w - 1
+    if not integer:
+        d = d[np.isfinite(d)]
+    if not d.size:
+        return 0.0
+    # twice the differences: whole numbers for integer images, so is twice their median
+    d2 = 2 * d
+    m2 = _quantiles(d2, 50, integer)[0]
+    dev = np.abs(d2 - np.int64(m2)) if integer and m2 == np.round(m2) else np.abs(d2 - m2)
+    mad2 = _quantiles(dev, 50, integer)[0]
+    return float(1.4826 * 0.5 * mad2 / span / np.sqrt(2.0))
 
 
 def _round_up(value: int, step: int) -> int:
@@ -1607,7 +1615,7 @@ def _segment_stages(
         # of a free face
         near, width = max(1.5, (2.0 * smooth_um + px) / pc), max(1.0, 3.0 / pc)
         rim_job = run.submit(_rim_band, coarse, cm, (near, near + width), close_um / pc)
-    labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)))
+    labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)), run=run)
     # join what one crystal lost to a cut or a crack (judged at full resolution; the rims of
     # the pieces, on the coarse blocks, which carry the same labels)
     rim = None
