@@ -35,6 +35,9 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
    (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
+9. Threads (``threads``; automatic: up to four): tiles are segmented several at a time; an
+   image segmented whole runs its independent stages concurrently. The labels are the same
+   for every thread count.
 
 :func:`crystal_table` measures each crystal and guesses its phase from grey levels (a
 heuristic, documented there).
@@ -1480,8 +1483,9 @@ def _segment_window(
 
     ``run`` computes independent stages concurrently: the full-resolution smoothing (needed
     only by the edge refinement) alongside the coarse stages, the coarse fields, the bright
-    and dark cores, the gradient alongside the cutting, the rim band alongside the edge
-    refinement. Each stage computes what it would serially: the labels are the same.
+    and dark cores, the gradient alongside the cutting, the rim band and the upsampling of the
+    coarse labels alongside the edge refinement. Each stage computes what it would serially:
+    the labels are the same.
     """
     sigma_px = smooth_um / lv["px"]
     smooth_job = run.submit(_smoothed, norm, sigma_px)
@@ -1792,7 +1796,8 @@ def segment_crystals(
     numpy.ndarray or (numpy.ndarray, dict)
         int32 labels of the image's (y, x) shape, 0 = not a crystal, 1..n crystals; with
         ``return_info=True`` also a dict (``background``, ``reference``, ``contrast``,
-        ``noise``, ``full_scale``, ``n_tiles``, ...; grey levels in the image's own units).
+        ``noise``, ``full_scale``, ``n_tiles``, ``threads``, ...; grey levels in the image's
+        own units).
 
     Raises
     ------
