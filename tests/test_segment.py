@@ -381,6 +381,33 @@ def test_bad_parameters_raise_a_clear_error():
         crystal_table(img, np.zeros((10, 10), int), 1.0)
 
 
+@pytest.mark.parametrize("name", ["scene_a", "scene_c"])
+def test_threads_give_the_same_labels(name, request):
+    s, auto = request.getfixturevalue(name)
+    one = segment_crystals(s.image, s.pixel_size_um, threads=1)
+    two, info = segment_crystals(s.image, s.pixel_size_um, threads=2, return_info=True)
+    assert info["threads"] == 2
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, auto)
+    assert match(s.labels, two)["f1"] >= 0.9  # the crystals are found at all
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
+def test_bad_threads_raise_a_clear_error(bad):
+    with pytest.raises(ZonationInputError, match=r"threads=.*(integer|>= 1)"):
+        segment_crystals(np.zeros((20, 20)), 1.0, threads=bad)
+
+
+def test_automatic_threads_follow_the_cpus():
+    import os
+
+    from napari_zonation._threads import resolve_threads
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert resolve_threads(None) == min(4, cpus)
+    assert resolve_threads(3) == 3
+
+
 def test_return_info_reports_the_levels(scene_a):
     s, lab = scene_a
     out, info = segment_crystals(s.image, 1.0, return_info=True)

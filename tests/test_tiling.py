@@ -7,6 +7,8 @@ the synthetic ground truth.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -70,6 +72,57 @@ def test_stitched_components_equal_the_whole_image_components():
     assert m["tp"] == n  # every component, exactly, once
     assert stats["n_regrown"] >= 1 and stats["n_truncated"] == 0
     assert stats["n_tiles"] == len(tiles)
+
+
+def test_stitching_in_threads_equals_the_serial_stitching():
+    rng = np.random.default_rng(1)
+    mask = ndi.gaussian_filter(rng.random((600, 500)), 6) > 0.52
+    mask[150:420, 180:430] = True  # a second look too
+    whole, n = ndi.label(mask)
+    tiles = tile_grid(mask.shape, 128, before=16, after=48)
+    serial, stats_1 = stitch_tiles(mask.shape, tiles, _components(mask), margin=4)
+    calls, threads = [], set()
+
+    def segment(win):
+        threads.add(threading.get_ident())
+        return _components(mask)(win)
+
+    out, stats_3 = stitch_tiles(
+        mask.shape,
+        tiles,
+        segment,
+        margin=4,
+        threads=3,
+        progress=lambda *a: calls.append(a),
+    )
+    np.testing.assert_array_equal(out, serial)
+    assert stats_3 == stats_1
+    assert out.max() == n and match_instances(whole, out, iou_min=0.999)["tp"] == n
+    assert calls == [(k, len(tiles)) for k in range(1, len(tiles) + 1)]  # in tile order
+    assert len(threads - {threading.get_ident()}) >= 2  # the tiles ran in worker threads
+
+
+def test_a_raising_progress_stops_the_threaded_stitching():
+    mask = np.zeros((600, 600), bool)
+    mask[::40, ::40] = True
+    tiles = tile_grid(mask.shape, 100, before=8, after=8)
+    started = []
+
+    def segment(win):
+        started.append(win)
+        return ndi.label(mask[win[0] : win[1], win[2] : win[3]])[0]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(done, total):
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        stitch_tiles(mask.shape, tiles, segment, margin=2, threads=2, progress=stop_at_two)
+    # two consumed, at most threads + 1 more submitted ahead; none after the stop
+    assert 2 <= len(started) <= 2 + 3 < len(tiles)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +205,16 @@ def test_crystals_larger_than_the_halo_get_a_second_look(big_scene):
     assert info["n_regrown"] >= 3 and info["n_truncated"] == 0
     m = match_instances(whole, out)
     assert m["f1"] >= 0.97, m
+
+
+def test_threads_give_the_same_tiled_labels(big_scene):
+    s, _, _, tiled, info_t = big_scene
+    one, info_1 = segment_crystals(s.image, 1.0, tile_size=512, threads=1, return_info=True)
+    three = segment_crystals(s.image, 1.0, tile_size=512, threads=3)
+    assert info_1["threads"] == 1
+    np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(one, tiled)  # automatic threads
+    assert match_instances(s.labels, three)["f1"] >= 0.9  # and the crystals are found
 
 
 def test_bad_tile_size_raises_a_clear_error():

@@ -9,7 +9,6 @@ merged; :func:`profile_failures` gives it as a DataFrame); the others are return
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from scipy import ndimage as ndi
 from skimage.measure import profile_line
 
 from ._sortkeys import float_of_bits, sortable_bits
+from ._threads import auto_threads
 from ._validation import (
     ZonationInputError,
     as_image,
@@ -106,14 +106,14 @@ def _narrow(lab: np.ndarray) -> np.ndarray:
 def _rim_edt_sq(lab: np.ndarray) -> np.ndarray:
     """float32 squared multi-label distance transform (see :func:`_rim_edt`) of labels
     already through :func:`_narrow`: integers."""
-    return edt.edtsq(lab, black_border=False, parallel=_threads())
+    return edt.edtsq(lab, black_border=False, parallel=auto_threads())
 
 
 def _free_edt_sq(lab: np.ndarray) -> np.ndarray:
     """float32 squared distance of every pixel to the nearest background (label 0) pixel:
     the distance to a crystal's free faces, other crystals counting as no boundary."""
     # a uint8 view, not the boolean: edt transforms uint8 about a third faster
-    return edt.edtsq((lab != 0).view(np.uint8), black_border=False, parallel=_threads())
+    return edt.edtsq((lab != 0).view(np.uint8), black_border=False, parallel=auto_threads())
 
 
 def _has_contacts(lab: np.ndarray) -> bool:
@@ -160,10 +160,6 @@ def _shells_of(e2: np.ndarray, px: float, skip: float, shell: float, shape, low:
     if not bins.size:
         return d_um, bins, 0, 0
     return d_um, bins, int(bins.min()), int(bins.max())
-
-
-def _threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def rim_distance(labels: np.ndarray) -> np.ndarray:

@@ -35,6 +35,9 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
    (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
+9. Threads (``threads``; automatic: up to four): tiles are segmented several at a time; an
+   image segmented whole runs its independent stages concurrently. The labels are the same
+   for every thread count.
 
 :func:`crystal_table` measures each crystal and guesses its phase from grey levels (a
 heuristic, documented there).
@@ -42,6 +45,7 @@ heuristic, documented there).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -52,6 +56,7 @@ from scipy import ndimage as ndi
 from skimage import measure, morphology, segmentation
 
 from ._sortkeys import sortable_bits
+from ._threads import SERIAL, Workers, resolve_threads
 from ._validation import ZonationInputError, as_image, check_labels, check_pixel_size
 from .tiling import Tile, stitch_tiles, tile_grid
 
@@ -1122,6 +1127,12 @@ def _gather_max(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int):
     return out
 
 
+def _full_labels(coarse: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """Coarse labels upsampled to ``shape``: a writable, C-contiguous array of their own."""
+    labels = _upsample(coarse, f, shape)
+    return labels.copy() if f == 1 else np.ascontiguousarray(labels)
+
+
 def _refine_edges(
     coarse: np.ndarray,
     f: int,
@@ -1129,18 +1140,18 @@ def _refine_edges(
     thr: np.ndarray,
     sign: np.ndarray,
     line_px: int = 1,
+    run: Workers = SERIAL,
 ) -> np.ndarray:
     """Full-resolution labels from coarse ones: edges placed by each crystal's midpoint grey.
 
     Pixels in blocks within two blocks of a coarse boundary take the label of their block (or,
     in background blocks, of the neighbouring crystal) when their grey is on the crystal's side
     of the midpoint between its rim and the reference; the other pixels keep their block's label.
-    Only the pixels of those blocks are visited.
+    Only the pixels of those blocks are visited. (``run`` upsamples the coarse labels while
+    the pixels of the band are tested.)
     """
     shape = smooth.shape
-    labels = _upsample(coarse, f, shape)
-    # a writable array of its own, C-contiguous (its flat view is written below)
-    labels = labels.copy() if f == 1 else np.ascontiguousarray(labels)
+    labels_job = run.submit(_full_labels, coarse, f, shape)
     crystal = coarse > 0
     # crystal blocks next to the background, background blocks up to two blocks out, and the
     # blocks where two crystals meet (whose pixels keep their block's label)
@@ -1151,7 +1162,7 @@ def _refine_edges(
     # the pixels of the band blocks, block by block (no full-resolution mask)
     bi, bj = _nonzero(band_c)
     if bi.size == 0:
-        return labels
+        return labels_job.result()
     d = np.arange(f)
     rows = np.broadcast_to((bi * f)[:, None, None] + d[None, :, None], (bi.size, f, f)).ravel()
     cols = np.broadcast_to((bj * f)[:, None, None] + d[None, None, :], (bi.size, f, f)).ravel()
@@ -1174,6 +1185,7 @@ def _refine_edges(
         # the whole (sparse, boolean) image is cheaper than gathering the square's offsets
         near_out = _dilate_square(outside, max(1, f // 2))[rows[test], cols[test]]
         keep[np.flatnonzero(test)[~near_out]] = True
+    labels = labels_job.result()
     labels.ravel()[idx] = np.where(keep, cand, 0)
     # cracks that reach the edge must not notch their crystal: a small closing, inside
     # crystal blocks only (only removed pixels of crystal blocks can be such gaps)
@@ -1269,20 +1281,30 @@ def _normalise(w: np.ndarray, lo: float, span: float, fill: float):
 # ----------------------------------------------------------------------------------------------
 # levels of the whole image (fixed for every tile)
 # ----------------------------------------------------------------------------------------------
-def _coarse_fields(norm: np.ndarray, finite, lv: dict) -> dict:
-    """Block means and the fields derived from them, for one window (or the whole image)."""
+def _coarse_texture(norm: np.ndarray, cm: np.ndarray, lv: dict) -> np.ndarray:
+    """Texture of the blocks: grey standard deviation in each (smoothed), or of the pixels."""
+    f = lv["f"]
+    if f > 1:
+        var = _block_mean(norm, f, square=True) - cm.astype(np.float32) ** 2
+        return np.sqrt(np.clip(ndi.gaussian_filter(var, lv["tex_c"]), 0, None))
+    px = lv["px"]
+    return _texture(norm, max(0.5, 1.0 / px), max(1.5, 2.0 / px))
+
+
+def _coarse_fields(norm: np.ndarray, finite, lv: dict, run: Workers = SERIAL) -> dict:
+    """Block means and the fields derived from them, for one window (or the whole image).
+
+    The three smoothed fields are independent: ``run`` computes them concurrently.
+    """
     f = lv["f"]
     cm = _block_mean(norm, f)
     fin_c = None if finite is None else _block_mean(finite.astype(np.float32), f) > 0.5
     sig_c = lv["sig_c"]
-    smooth_c = ndi.gaussian_filter(cm, sig_c) if sig_c > 0.3 else cm
-    det = ndi.gaussian_filter(cm, lv["det_c"])
-    if f > 1:
-        var = _block_mean(norm, f, square=True) - cm.astype(np.float32) ** 2
-        tex = np.sqrt(np.clip(ndi.gaussian_filter(var, lv["tex_c"]), 0, None))
-    else:
-        px = lv["px"]
-        tex = _texture(norm, max(0.5, 1.0 / px), max(1.5, 2.0 / px))
+    smooth_c, det, tex = run.calls(
+        lambda: ndi.gaussian_filter(cm, sig_c) if sig_c > 0.3 else cm,
+        lambda: ndi.gaussian_filter(cm, lv["det_c"]),
+        lambda: _coarse_texture(norm, cm, lv),
+    )
     return {"cm": cm, "fin_c": fin_c, "smooth_c": smooth_c, "det": det, "tex": tex}
 
 
@@ -1293,13 +1315,22 @@ def _coarse_halo(lv: dict) -> int:
 
 
 def _sample_levels(
-    src, shape, px: float, f: int, opts: dict, smooth_um: float, tile_size: int | None
+    src,
+    shape,
+    px: float,
+    f: int,
+    opts: dict,
+    smooth_um: float,
+    tile_size: int | None,
+    run: Workers = SERIAL,
 ):
     """First pass: robust range, noise, and the coarse-field samples of the whole image.
 
     Returns ``(lv, fields)``: the levels dict (grey range, noise, smoothing scales, the samples
     of the detection image, texture and smoothed image at a regular grid of blocks) and, when
     the image was read in one window, its coarse fields (reused by the segmentation).
+    ``run`` reads and samples the tiles of a tiled image concurrently (the fields of one
+    window, of an image read whole).
     """
     h, w = shape
     s = max(1, int(np.ceil(np.sqrt(h * w / _SAMPLE))))
@@ -1321,28 +1352,11 @@ def _sample_levels(
     if not hi - lo > 1e-12 * max(1.0, abs(hi)):
         return lv, None
     span = hi - lo
-    # pixel noise from neighbour differences along the sampled rows
-    d = (rows[:, 1:w:s] - rows[:, 0 : w - 1 : s]).ravel()  # columns 0, s, 2s, ... < w - 1
-    if not integer:
-        d = d[np.isfinite(d)]
-    noise = 0.0
-    if d.size:
-        # twice the differences: whole numbers for integer images, so is twice their median
-        d2 = 2 * d
-        m2 = _quantiles(d2, 50, integer)[0]
-        dev = np.abs(d2 - np.int64(m2)) if integer and m2 == np.round(m2) else np.abs(d2 - m2)
-        mad2 = _quantiles(dev, 50, integer)[0]
-        noise = float(1.4826 * 0.5 * mad2 / span / np.sqrt(2.0))
+    noise_job = run.submit(_pixel_noise, rows, s, w, integer, span)
     pc = px * f
     detect_um = opts["detect_um"] if opts["detect_um"] is not None else 2.0 * smooth_um
     det_c = max(detect_um / pc, 1.0)
-    lv.update(
-        noise=noise,
-        sig_c=smooth_um / pc,
-        det_c=det_c,
-        tex_c=max(0.7, 1.0 / pc),
-        noise_d=noise / f / max(1.0, 2.0 * np.sqrt(np.pi) * det_c),
-    )
+    lv.update(sig_c=smooth_um / pc, det_c=det_c, tex_c=max(0.7, 1.0 / pc))
     # coarse fields, sampled on a regular grid of blocks (the same grid in every window)
     hc, wc = -(-h // f), -(-w // f)
     sc = max(1, int(np.ceil(np.sqrt(hc * wc / _SAMPLE))))
@@ -1354,11 +1368,11 @@ def _sample_levels(
         if one
         else tile_grid(shape, tile_size, before=_coarse_halo(lv), after=_coarse_halo(lv), align=f)
     )
-    fields = None
-    for tile in tiles:
+
+    def sample(tile: Tile):
         r0, r1, c0, c1 = tile.window
         norm, finite = _normalise(_read(src, r0, r1, c0, c1), lo, span, lv["fill"])
-        fl = _coarse_fields(norm, finite, lv)
+        fl = _coarse_fields(norm, finite, lv, run if one else SERIAL)
         if one:  # the whole image in one window: kept for the segmentation
             fl.update(norm=norm, finite=finite)
         del norm
@@ -1369,13 +1383,35 @@ def _sample_levels(
         jj = np.arange(_round_up(j0, sc), j1, sc) - c0 // f
         sel = np.ix_(ii, jj)
         ok = np.ones((ii.size, jj.size), bool) if fl["fin_c"] is None else fl["fin_c"][sel]
+        return {k: fl[k][sel][ok] for k in keys}, (fl if one else None)
+
+    fields = None
+    for got, fl in run.map(sample, tiles):
         for k in keys:
-            parts[k].append(fl[k][sel][ok])
-        if one:
+            parts[k].append(got[k])
+        if fl is not None:
             fields = fl
     for k in keys:
         lv["s_" + k] = np.concatenate(parts[k]).astype(np.float64)
+    noise = noise_job.result()
+    lv.update(noise=noise, noise_d=noise / f / max(1.0, 2.0 * np.sqrt(np.pi) * det_c))
     return lv, fields
+
+
+def _pixel_noise(rows: np.ndarray, s: int, w: int, integer: bool, span: float) -> float:
+    """Pixel noise (robust sigma, in units of ``span``) from neighbour differences along the
+    rows sampled every ``s`` rows of an image ``w`` pixels wide."""
+    d = (rows[:, 1:w:s] - rows[:, 0 : w - 1 : s]).ravel()  # columns 0, s, 2s, ... < w - 1
+    if not integer:
+        d = d[np.isfinite(d)]
+    if not d.size:
+        return 0.0
+    # twice the differences: whole numbers for integer images, so is twice their median
+    d2 = 2 * d
+    m2 = _quantiles(d2, 50, integer)[0]
+    dev = np.abs(d2 - np.int64(m2)) if integer and m2 == np.round(m2) else np.abs(d2 - m2)
+    mad2 = _quantiles(dev, 50, integer)[0]
+    return float(1.4826 * 0.5 * mad2 / span / np.sqrt(2.0))
 
 
 def _round_up(value: int, step: int) -> int:
@@ -1441,11 +1477,67 @@ def _segment_window(
     close_um: float,
     split_touching: bool,
     fields: dict | None = None,
+    run: Workers = SERIAL,
 ) -> np.ndarray:
-    """Crystal labels of one window (or the whole image) with the image's fixed levels."""
+    """Crystal labels of one window (or the whole image) with the image's fixed levels.
+
+    ``run`` computes independent stages concurrently: the full-resolution smoothing (needed
+    only by the edge refinement) alongside the coarse stages, the coarse fields, the bright
+    and dark cores, the gradient alongside the cutting, the rim band and the upsampling of the
+    coarse labels alongside the edge refinement. Each stage computes what it would serially:
+    the labels are the same.
+    """
+    sigma_px = smooth_um / lv["px"]
+    smooth_job = run.submit(_smoothed, norm, sigma_px)
+    try:
+        return _segment_stages(
+            norm,
+            finite,
+            lv,
+            opts,
+            smooth_job,
+            min_area_um2=min_area_um2,
+            smooth_um=smooth_um,
+            close_um=close_um,
+            split_touching=split_touching,
+            fields=fields,
+            run=run,
+        )
+    finally:
+        smooth_job.cancel()
+
+
+def _smoothed(norm: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The full-resolution image smoothed at ``sigma_px`` (edges and merging are judged on it)."""
+    return ndi.gaussian_filter(norm, sigma_px) if sigma_px > 0.3 else norm
+
+
+def _core_labels(part: np.ndarray, open_px: float, close_px: float, max_hole: float):
+    """Labels of the cores of one sign: opened, closed, hole-filled; (labels, n)."""
+    m = _open(part, open_px)
+    m = _close(m, close_px)
+    m = _fill_holes(m, max_hole)
+    return ndi.label(m)
+
+
+def _segment_stages(
+    norm: np.ndarray,
+    finite,
+    lv: dict,
+    opts: dict,
+    smooth_job,
+    *,
+    min_area_um2: float,
+    smooth_um: float,
+    close_um: float,
+    split_touching: bool,
+    fields: dict | None,
+    run: Workers,
+) -> np.ndarray:
+    """The stages of :func:`_segment_window` (``smooth_job``: the full-resolution smoothing)."""
     px, f, pc = lv["px"], lv["f"], lv["pc"]
     ref, c, dark_thr = lv["ref"], lv["c"], lv["dark_thr"]
-    fl = fields if fields is not None else _coarse_fields(norm, finite, lv)
+    fl = fields if fields is not None else _coarse_fields(norm, finite, lv, run)
     cm, fin_c, smooth_c, det, tex = fl["cm"], fl["fin_c"], fl["smooth_c"], fl["det"], fl["tex"]
     empty = np.zeros(norm.shape, dtype=np.int32)
     if lv["mode"] == "masked":
@@ -1469,13 +1561,11 @@ def _segment_window(
     min_px_c = min_area_um2 / (pc * pc)
     cores = np.zeros(cm.shape, dtype=np.int32)
     n_cores = 0
-    for part in (pos, neg):
-        if not part.any():
-            continue
-        m = _open(part, open_px)
-        m = _close(m, close_px)
-        m = _fill_holes(m, opts["max_hole_fraction"])
-        lab, n = ndi.label(m)
+    parts = [part for part in (pos, neg) if part.any()]
+    found = run.map(
+        lambda part: _core_labels(part, open_px, close_px, opts["max_hole_fraction"]), parts
+    )
+    for lab, n in found:
         cores = np.where(lab > 0, lab + n_cores, cores)
         n_cores += n
     if n_cores:
@@ -1502,8 +1592,9 @@ def _segment_window(
         return empty
 
     # ---- cut, grow back to the edges, join what one crystal lost to a cut or a crack
+    grad_job = run.submit(ndi.gaussian_gradient_magnitude, cm, 0.7)
     pieces = _cut_cores(cores, max(opts["split_h_um"] / pc, 1.0)) if split_touching else cores
-    grad = ndi.gaussian_gradient_magnitude(cm, 0.7)
+    grad = grad_job.result()
     far = ~_near(pieces > 0, grow_um / pc)
     coarse = _grow(
         pieces,
@@ -1519,18 +1610,21 @@ def _segment_window(
     # ---- full resolution: each crystal's edge at the midpoint of its rim and the reference
     band = (max(1.0, (smooth_um + 1.5) / pc), max(2.0, (smooth_um + 5.0) / pc))
     thr, sign = _rim_thresholds(coarse, smooth_c, ref, band)
-    sigma_px = smooth_um / px
-    smooth = ndi.gaussian_filter(norm, sigma_px) if sigma_px > 0.3 else norm
-    labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)))
-    # join what one crystal lost to a cut or a crack (judged at full resolution; the rims of
-    # the pieces, on the coarse blocks, which carry the same labels)
-    rim = None
+    smooth = smooth_job.result()
+    # the rims of the pieces for the merging (below), while the edges are refined
+    rim_job = None
     if lv["mode"] != "masked" and (opts["merge_rim"] is None or opts["merge_rim"] > 0):
         # the block means of a band of the rim beyond the blur's reach of the outside (and
         # beyond the blocks on the edge), one block or 3 um wide; judged on at least 20 um
         # of a free face
         near, width = max(1.5, (2.0 * smooth_um + px) / pc), max(1.0, 3.0 / pc)
-        rim_lab, rim_val = _rim_band(coarse, cm, (near, near + width), close_um / pc)
+        rim_job = run.submit(_rim_band, coarse, cm, (near, near + width), close_um / pc)
+    labels = _refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)), run=run)
+    # join what one crystal lost to a cut or a crack (judged at full resolution; the rims of
+    # the pieces, on the coarse blocks, which carry the same labels)
+    rim = None
+    if rim_job is not None:
+        rim_lab, rim_val = rim_job.result()
         rim = (
             rim_lab,
             rim_val,
@@ -1666,6 +1760,7 @@ def segment_crystals(
     tile_size: int | None = None,
     return_info: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
     **options,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -1720,6 +1815,12 @@ def segment_crystals(
         ``progress(done, total)`` after each tile of a tiled image (``total`` tiles), and
         ``progress(1, 1)`` when an image segmented whole is done. An exception it raises (a
         Cancel button's) stops the segmentation and propagates.
+    threads : int or None
+        Worker threads. ``None`` (default): ``min(4, CPUs available)``; 1: everything in the
+        calling thread. A tiled image is segmented several tiles at a time; an image
+        segmented whole runs independent stages concurrently (the full-resolution smoothing
+        alongside the coarse stages, the bright and dark cores, ...). The labels are the same
+        for every thread count.
     **options
         Fine control (lengths in um): ``work_um`` (3.0: detection, splitting and growing run
         on blocks of about this size, edges and merging at full resolution), ``detect_um``
@@ -1743,13 +1844,14 @@ def segment_crystals(
     numpy.ndarray or (numpy.ndarray, dict)
         int32 labels of the image's (y, x) shape, 0 = not a crystal, 1..n crystals; with
         ``return_info=True`` also a dict (``background``, ``reference``, ``contrast``,
-        ``noise``, ``full_scale``, ``n_tiles``, ...; grey levels in the image's own units).
+        ``noise``, ``full_scale``, ``n_tiles``, ``threads``, ...; grey levels in the image's
+        own units).
 
     Raises
     ------
     ZonationInputError
         Bad image (1D, empty, 4D, 3D that is neither channels nor RGB), bad pixel size, bad
-        tile size, unknown option or background mode.
+        tile size or thread count, unknown option or background mode.
 
     Warns
     -----
@@ -1806,22 +1908,86 @@ def segment_crystals(
             f"tile_size={tile_size!r} must be an integer number of pixels >= 64, or None "
             "(automatic: tiles of 2048 pixels above 4096 x 4096)."
         )
+    n_threads = resolve_threads(threads)
     src, dtype = _grey_source(image)
     shape = tuple(int(s) for s in src.shape)
-    info: dict = {"background": None, "pixel_size_um": px, "n_crystals": 0, "n_tiles": 1}
+    info: dict = {
+        "background": None,
+        "pixel_size_um": px,
+        "n_crystals": 0,
+        "n_tiles": 1,
+        "threads": n_threads,
+    }
     if tile_size is None and shape[0] * shape[1] > TILE_AUTO_PIXELS:
         tile_size = TILE_AUTO_SIZE
     tiled = tile_size is not None and (shape[0] > tile_size or shape[1] > tile_size)
+    if n_threads > 1 and not isinstance(src, np.ndarray):
+        src = _Serialised(src)  # lazy sources are read by one thread at a time
+    with Workers(n_threads) as run:
+        return _segment_source(
+            src,
+            shape,
+            dtype,
+            px,
+            opts,
+            info,
+            run,
+            min_area_um2=min_area_um2,
+            smooth_um=smooth_um,
+            close_um=close_um,
+            split_touching=split_touching,
+            contrast=contrast,
+            background=background,
+            tile_size=tile_size if tiled else None,
+            return_info=return_info,
+            progress=progress,
+        )
+
+
+class _Serialised:
+    """An array-like whose windows are read under a lock (one reading thread at a time)."""
+
+    def __init__(self, src) -> None:
+        self._src = src
+        self._lock = threading.Lock()
+        self.shape, self.dtype, self.ndim = src.shape, src.dtype, src.ndim
+
+    def __getitem__(self, key) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._src[key])
+
+
+def _segment_source(
+    src,
+    shape: tuple[int, int],
+    dtype: np.dtype,
+    px: float,
+    opts: dict,
+    info: dict,
+    run: Workers,
+    *,
+    min_area_um2: float,
+    smooth_um: float,
+    close_um: float,
+    split_touching: bool,
+    contrast,
+    background: str,
+    tile_size: int | None,
+    return_info: bool,
+    progress,
+):
+    """:func:`segment_crystals` after the checks: levels, then the image whole or tiled."""
+    tiled = tile_size is not None
 
     def empty():
         out = np.zeros(shape, dtype=np.int32)
         return (out, info) if return_info else out
 
     f = _work_factor(px, opts["work_um"])
-    lv, fields = _sample_levels(src, shape, px, f, opts, smooth_um, tile_size if tiled else None)
+    lv, fields = _sample_levels(src, shape, px, f, opts, smooth_um, tile_size, run)
     if lv is None:
         warnings.warn(
-            "the image has no finite pixels; no crystals found.", UserWarning, stacklevel=2
+            "the image has no finite pixels; no crystals found.", UserWarning, stacklevel=3
         )
         return empty()
     info.update(full_scale=_full_scale(lv["sample"], dtype), grey_lo=lv["lo"], grey_hi=lv["hi"])
@@ -1830,7 +1996,7 @@ def segment_crystals(
             "the image is constant (no grey contrast); no crystals found. Check that the right "
             "image or channel was passed.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return empty()
     info.update(noise=lv["noise"] * lv["span"], work_factor=f)
@@ -1848,7 +2014,7 @@ def segment_crystals(
             norm, finite = _normalise(
                 _read(src, 0, shape[0], 0, shape[1]), lv["lo"], lv["span"], lv["fill"]
             )
-        labels = _segment_window(norm, finite, lv, opts, fields=fields, **kwargs)
+        labels = _segment_window(norm, finite, lv, opts, fields=fields, run=run, **kwargs)
         if progress is not None:
             progress(1, 1)
     else:
@@ -1861,8 +2027,15 @@ def segment_crystals(
             norm, finite = _normalise(_read(src, r0, r1, c0, c1), lv["lo"], lv["span"], lv["fill"])
             return _segment_window(norm, finite, lv, opts, **kwargs)
 
+        # several tiles at a time, each segmented in its worker's thread
         labels, stats = stitch_tiles(
-            shape, tiles, segment_window, margin=margin, align=f, progress=progress
+            shape,
+            tiles,
+            segment_window,
+            margin=margin,
+            align=f,
+            progress=progress,
+            threads=run.n,
         )
         info.update(
             stats,
@@ -1875,7 +2048,7 @@ def segment_crystals(
                 f"{stats['n_truncated']} crystal(s) larger than the largest window tried are "
                 "cut by a tile seam; pass a larger tile_size or tile_halo_um.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     info["n_crystals"] = int(labels.max())
     if return_info:

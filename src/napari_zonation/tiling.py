@@ -22,7 +22,10 @@ Windows start on multiples of ``align`` pixels so that block-based stages (block
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +159,40 @@ def owned_labels(
     return kept, cut
 
 
+def _segmented(
+    tiles: list[Tile], segment: Callable[[Box], np.ndarray], threads: int
+) -> Iterator[tuple[Tile, np.ndarray]]:
+    """``(tile, segment(tile.window))`` in tile order, up to ``threads`` windows at once.
+
+    At most ``threads + 1`` windows are submitted and not yet consumed (the labels of one
+    finished window wait while an earlier one is being stitched). Closing the generator (an
+    exception in the consumer) drops the windows not started and waits for the running ones.
+    """
+    if threads <= 1:
+        for tile in tiles:
+            yield tile, np.asarray(segment(tile.window))
+        return
+    pool = ThreadPoolExecutor(threads)
+    pending: deque = deque()
+    try:
+        rest = iter(tiles)
+        for tile in rest:
+            pending.append((tile, pool.submit(segment, tile.window)))
+            if len(pending) > threads:
+                break
+        while pending:
+            tile, job = pending.popleft()
+            lab = np.asarray(job.result())
+            nxt = next(rest, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(segment, nxt.window)))
+            yield tile, lab
+    finally:
+        for _, job in pending:
+            job.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def stitch_tiles(
     shape: tuple[int, int],
     tiles: list[Tile],
@@ -166,6 +203,7 @@ def stitch_tiles(
     max_window_px: int | None = None,
     max_rounds: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, dict]:
     """Segment every tile's window and stitch the labels each tile owns.
 
@@ -190,7 +228,14 @@ def stitch_tiles(
     max_rounds : int
         Window growths tried per dropped crystal (the halo doubles each round).
     progress : callable, optional
-        ``progress(done, total)`` after each tile.
+        ``progress(done, total)`` after each tile, in tile order, in the calling thread.
+        An exception it raises stops the run (windows not started are dropped, running
+        ones are waited for) and propagates.
+    threads : int
+        Tile windows segmented at once, in a pool of this many threads (``segment`` must
+        then be safe to call from several threads); 1 (default) calls it in this thread.
+        The labels are consumed in tile order, so the result is the same for any count.
+        The windows grown for a second look are segmented one after another.
 
     Returns
     -------
@@ -204,28 +249,29 @@ def stitch_tiles(
     n_next = 1
     cut_records: list[tuple[Box, np.ndarray]] = []
     biggest = 0
-    for k, tile in enumerate(tiles):
-        r0, r1, c0, c1 = tile.window
-        biggest = max(biggest, (r1 - r0) * (c1 - c0))
-        lab = np.asarray(segment(tile.window))
-        kept, cut = owned_labels(lab, tile, shape, margin)
-        slices = ndi.find_objects(lab)
-        for i in kept:
-            sl = slices[i - 1]
-            gsl = (
-                slice(sl[0].start + r0, sl[0].stop + r0),
-                slice(sl[1].start + c0, sl[1].stop + c0),
-            )
-            mine = lab[sl] == i
-            region = out[gsl]
-            region[mine & (region == 0)] = n_next
-            n_next += 1
-        for i in cut:
-            sl = slices[i - 1]
-            box = (sl[0].start + r0, sl[0].stop + r0, sl[1].start + c0, sl[1].stop + c0)
-            cut_records.append((box, lab[sl] == i))
-        if progress is not None:
-            progress(k + 1, len(tiles))
+    with closing(_segmented(tiles, segment, threads)) as windows:
+        for k, (tile, lab) in enumerate(windows):
+            r0, r1, c0, c1 = tile.window
+            biggest = max(biggest, (r1 - r0) * (c1 - c0))
+            kept, cut = owned_labels(lab, tile, shape, margin)
+            slices = ndi.find_objects(lab)
+            for i in kept:
+                sl = slices[i - 1]
+                gsl = (
+                    slice(sl[0].start + r0, sl[0].stop + r0),
+                    slice(sl[1].start + c0, sl[1].stop + c0),
+                )
+                mine = lab[sl] == i
+                region = out[gsl]
+                region[mine & (region == 0)] = n_next
+                n_next += 1
+            for i in cut:
+                sl = slices[i - 1]
+                box = (sl[0].start + r0, sl[0].stop + r0, sl[1].start + c0, sl[1].stop + c0)
+                cut_records.append((box, lab[sl] == i))
+            del lab
+            if progress is not None:
+                progress(k + 1, len(tiles))
     max_px = max_window_px if max_window_px is not None else 4 * biggest
     stats = {"n_tiles": len(tiles), "n_cut": 0, "n_regrown": 0, "n_truncated": 0}
     for box, mask in cut_records:
