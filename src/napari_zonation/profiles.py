@@ -121,7 +121,8 @@ def _free_edt_sq(lab: np.ndarray) -> np.ndarray:
 def _band_neighbours(lab_flat: np.ndarray, band: np.ndarray, lab_band: np.ndarray, shape):
     """The 4-neighbours of the rim-band pixels (flat indices ``band``, labels ``lab_band``):
     whether each band pixel has a background neighbour (a free face), and the label pairs
-    ``(a, b)`` of touching crystals (``a`` a band pixel's, ``b`` its neighbour's).
+    ``(a, b)`` of touching crystals (``a`` a band pixel's, ``b`` its right or lower
+    neighbour's).
 
     A crystal pixel next to another label is in the band, so every contact shows here.
     """
@@ -129,13 +130,14 @@ def _band_neighbours(lab_flat: np.ndarray, band: np.ndarray, lab_band: np.ndarra
     col = band % W
     free_side = np.zeros(band.size, bool)
     pa, pb = [], []
-    for step, edge in ((1, col == W - 1), (-1, col == 0), (W, band >= (H - 1) * W), (-W, band < W)):
-        nb = lab_flat[np.clip(band + step, 0, lab_flat.size - 1)]
+    for step, edge in ((1, col == W - 1), (W, band >= (H - 1) * W), (-1, col == 0), (-W, band < W)):
+        nb = lab_flat.take(band + step, mode="clip")
         nb[edge] = lab_band[edge]  # beyond the image edge: no neighbour
         free_side |= nb == 0
-        touch = (nb != 0) & (nb != lab_band)
-        pa.append(lab_band[touch])
-        pb.append(nb[touch])
+        if step > 0:  # both pixels of a contact are in the band: right and down find it
+            touch = (nb != 0) & (nb != lab_band)
+            pa.append(lab_band[touch])
+            pb.append(nb[touch])
     return free_side, np.concatenate(pa), np.concatenate(pb)
 
 
@@ -148,7 +150,7 @@ def _clusters(a: np.ndarray, b: np.ndarray, n_labels: int) -> np.ndarray:
     )
     _, comp = connected_components(graph, directed=False)
     touching = np.zeros(n_labels, bool)
-    touching[a] = True
+    touching[a] = touching[b] = True
     out = np.zeros(n_labels, np.int64)
     out[touching] = np.unique(comp[touching], return_inverse=True)[1] + 1
     return out
