@@ -7,9 +7,14 @@ from scipy import ndimage as ndi
 from skimage.measure import profile_line
 
 from napari_zonation import ZonationInputError, line_profiles, rim_profiles
+from napari_zonation import profiles as profiles_module
 from napari_zonation.profiles import (
     Calibration,
+    _band_neighbours,
     _grouped_quartiles,
+    _narrow,
+    _nearer_a_contact,
+    _rim_edt_sq,
     apply_calibration,
     calibrate,
     place_traverses,
@@ -418,6 +423,47 @@ def test_contacts_exclude_leaves_free_crystals_alone(sample):
             assert pa["n_pixels"].sum() < pb["n_pixels"].sum()
         else:
             pd.testing.assert_frame_equal(pa.reset_index(drop=True), pb.reset_index(drop=True))
+
+
+def _near_contact_check(lab, monkeypatch, share):
+    """``_nearer_a_contact`` against scipy's distance transforms (the array's edge is no
+    boundary there, as here): the crystal pixels nearer another crystal than the background."""
+    monkeypatch.setattr(profiles_module, "WINDOWS_SHARE", share)
+    lab_n = _narrow(lab)
+    e2 = _rim_edt_sq(lab_n).ravel()
+    band = np.flatnonzero(e2 == 1)
+    lab_band = lab_n.ravel()[band]
+    _, a, b = _band_neighbours(lab_n.ravel(), band, lab_band, lab.shape)
+    assert a.size, "the scene must hold touching crystals"
+    near = _nearer_a_contact(lab_n, e2, band, lab_band, a, b)
+    free2 = ndi.distance_transform_edt(lab != 0) ** 2
+    own2 = np.zeros(lab.shape)
+    for lab_id in np.unique(lab[lab > 0]):
+        own2 += np.where(lab == lab_id, ndi.distance_transform_edt(lab == lab_id) ** 2, 0)
+    expected = np.flatnonzero((lab > 0) & (free2 > own2 + 0.5))
+    assert expected.size > 0
+    np.testing.assert_array_equal(np.sort(near), expected)
+
+
+# the whole image, and crops whose edges cut through clusters of touching crystals
+@pytest.mark.parametrize("crop", [np.s_[:, :], np.s_[300:, 200:], np.s_[:160, 120:]])
+@pytest.mark.parametrize("share", [0.0, 1.0])  # one whole-image transform; cluster windows
+def test_pixels_nearer_a_contact_are_those_of_scipy(sample, monkeypatch, crop, share):
+    """Whether the distance to the background is transformed over the whole image or in
+    windows around the clusters of touching crystals, the pixels nearer a contact are
+    scipy's."""
+    _near_contact_check(np.ascontiguousarray(sample.labels[crop]), monkeypatch, share)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_pixels_nearer_a_contact_in_a_crystal_across_the_image(monkeypatch, share):
+    """A crystal spanning the image's width has no rim pixel in its first rows: its cluster's
+    window still reaches the image edge, and its pixels there nearer the contact than the
+    background are found."""
+    lab = np.zeros((40, 60), np.int32)
+    lab[:20] = 1  # across the whole width
+    lab[20:, :30] = 2  # under its left half; groundmass under the right half
+    _near_contact_check(lab, monkeypatch, share)
 
 
 def test_median_profile_reaches_the_median_depth():

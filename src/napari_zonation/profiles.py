@@ -16,6 +16,8 @@ import edt
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.measure import profile_line
 
 from ._sortkeys import float_of_bits, sortable_bits
@@ -116,14 +118,147 @@ def _free_edt_sq(lab: np.ndarray) -> np.ndarray:
     return edt.edtsq((lab != 0).view(np.uint8), black_border=False, parallel=auto_threads())
 
 
-def _has_contacts(lab: np.ndarray) -> bool:
-    """Whether two different crystals share an edge (4-connected) anywhere."""
-    for a, b in ((lab[1:], lab[:-1]), (lab[:, 1:], lab[:, :-1])):
-        for r in range(0, a.shape[0], 1024):  # in row blocks: no full-size temporaries
-            x, y = a[r : r + 1024], b[r : r + 1024]
-            if ((x != y) & (x != 0) & (y != 0)).any():
-                return True
-    return False
+def _band_neighbours(lab_flat: np.ndarray, band: np.ndarray, lab_band: np.ndarray, shape):
+    """The 4-neighbours of the rim-band pixels (flat indices ``band``, labels ``lab_band``):
+    whether each band pixel has a background neighbour (a free face), and the label pairs
+    ``(a, b)`` of touching crystals (``a`` a band pixel's, ``b`` its right or lower
+    neighbour's).
+
+    A crystal pixel next to another label is in the band, so every contact shows here.
+    """
+    H, W = shape
+    col = band % W
+    free_side = np.zeros(band.size, bool)
+    pa, pb = [], []
+    for step, edge in ((1, col == W - 1), (W, band >= (H - 1) * W), (-1, col == 0), (-W, band < W)):
+        nb = lab_flat.take(band + step, mode="clip")
+        nb[edge] = lab_band[edge]  # beyond the image edge: no neighbour
+        free_side |= nb == 0
+        if step > 0:  # both pixels of a contact are in the band: right and down find it
+            touch = (nb != 0) & (nb != lab_band)
+            pa.append(lab_band[touch])
+            pb.append(nb[touch])
+    return free_side, np.concatenate(pa), np.concatenate(pb)
+
+
+def _clusters(a: np.ndarray, b: np.ndarray, n_labels: int) -> np.ndarray:
+    """Cluster number (1, 2, ...) of every label below ``n_labels`` from the pairs ``(a, b)``
+    of touching crystals (the connected groups of touching crystals); 0: touches none."""
+    graph = coo_matrix(
+        (np.ones(a.size, np.int8), (a.astype(np.int64), b.astype(np.int64))),
+        shape=(n_labels, n_labels),
+    )
+    _, comp = connected_components(graph, directed=False)
+    touching = np.zeros(n_labels, bool)
+    touching[a] = touching[b] = True
+    out = np.zeros(n_labels, np.int64)
+    out[touching] = np.unique(comp[touching], return_inverse=True)[1] + 1
+    return out
+
+
+def _cluster_windows(cluster_of: np.ndarray, lab_n: np.ndarray, band, lab_band) -> tuple:
+    """Bounding boxes ``(r0, r1, c0, c1)`` (half-open) of the clusters of touching crystals,
+    widened by one pixel on each side within the image.
+
+    Read from the band pixels: a crystal's extreme pixel on a side is next to another label
+    (in the band), unless it lies on the image edge there, which the image's first and last
+    rows and columns tell.
+    """
+    H, W = lab_n.shape
+    n_cl = int(cluster_of.max())
+    cb = cluster_of[lab_band]
+    on = cb > 0
+    cb = cb[on] - 1
+    rows, cols = np.divmod(band[on], W)
+    r0, c0 = np.full(n_cl, H, np.int64), np.full(n_cl, W, np.int64)
+    r1, c1 = np.zeros(n_cl, np.int64), np.zeros(n_cl, np.int64)
+    np.minimum.at(r0, cb, rows)
+    np.maximum.at(r1, cb, rows)
+    np.minimum.at(c0, cb, cols)
+    np.maximum.at(c1, cb, cols)
+    for line, ends, value in (
+        (lab_n[0], r0, 0),
+        (lab_n[-1], r1, H - 1),
+        (lab_n[:, 0], c0, 0),
+        (lab_n[:, -1], c1, W - 1),
+    ):
+        cl = cluster_of[line]
+        ends[cl[cl > 0] - 1] = value
+    return (
+        np.maximum(r0 - 1, 0),
+        np.minimum(r1 + 2, H),
+        np.maximum(c0 - 1, 0),
+        np.minimum(c1 + 2, W),
+    )
+
+
+# windows covering more than this share of the image: one transform of the whole image
+WINDOWS_SHARE = 0.6
+
+
+def _shelves(heights: np.ndarray, widths: np.ndarray, width: int) -> tuple:
+    """Places for rectangles in a canvas ``width`` wide, tallest first, left to right in rows
+    (shelves) as tall as their first: top-left corners ``(ys, xs)`` and the canvas height."""
+    ys, xs = np.zeros(heights.size, np.int64), np.zeros(heights.size, np.int64)
+    y = x = shelf = 0
+    for k in np.argsort(-heights, kind="stable"):
+        if x + widths[k] > width:
+            y, x, shelf = y + shelf, 0, 0
+        ys[k], xs[k] = y, x
+        x += int(widths[k])
+        shelf = max(shelf, int(heights[k]))
+    return ys, xs, y + shelf
+
+
+def _nearer_a_contact(lab_n: np.ndarray, e2: np.ndarray, band, lab_band, a, b) -> np.ndarray:
+    """Flat indices of the pixels of touching crystals nearer another crystal than the
+    background: their squared distance to the background exceeds ``e2`` (the flat squared
+    distance to any other label).
+
+    The distance to the background is transformed in windows around the clusters of touching
+    crystals (pairs ``a, b``) only. A pixel's nearest background pixel lies in its cluster's
+    bounding box widened by one pixel: the pixels nearer to it form a 4-connected set of
+    crystal pixels (every row of a disk holds its centre's column), hence of its cluster.
+    Other crystals in the window only take background away, and a pixel of another crystal
+    is never nearer than that background pixel, so the window's frame can be made
+    background. Framed so, the windows are packed into one canvas and transformed together
+    (one call: each call costs a thread); a window on the image edge has no frame there (the
+    image edge is no boundary) and is transformed alone, its edges no boundary. When the
+    windows would cover more than ``WINDOWS_SHARE`` of the image, the whole image is
+    transformed once instead.
+    """
+    H, W = lab_n.shape
+    cluster_of = _clusters(a, b, int(lab_band.max()) + 1)
+    r0, r1, c0, c1 = _cluster_windows(cluster_of, lab_n, band, lab_band)
+    hh, ww = r1 - r0, c1 - c0
+    if np.sum(hh * ww) > WINDOWS_SHARE * lab_n.size:
+        return np.flatnonzero(_free_edt_sq(lab_n).ravel() > e2)
+    e2 = e2.reshape(H, W)
+    at_edge = (r0 == 0) | (c0 == 0) | (r1 == H) | (c1 == W)
+    inner = np.flatnonzero(~at_edge)
+    free = {}
+    for k in np.flatnonzero(at_edge):
+        lw = lab_n[r0[k] : r1[k], c0[k] : c1[k]]
+        free[k] = edt.edtsq((lw != 0).view(np.uint8), black_border=False, parallel=1)
+    if inner.size:
+        ys, xs, height = _shelves(hh[inner], ww[inner], W)
+        canvas = np.zeros((height, W), np.uint8)
+        for k, y, x in zip(inner, ys, xs, strict=True):
+            # the frame stays background: only the window's inside is copied
+            place = canvas[y + 1 : y + hh[k] - 1, x + 1 : x + ww[k] - 1].view(bool)
+            np.not_equal(lab_n[r0[k] + 1 : r1[k] - 1, c0[k] + 1 : c1[k] - 1], 0, out=place)
+        packed = edt.edtsq(canvas, black_border=False, parallel=_threads())
+        del canvas
+        for k, y, x in zip(inner, ys, xs, strict=True):
+            free[k] = packed[y : y + hh[k], x : x + ww[k]]
+    out = []
+    for k in range(r0.size):
+        win = np.s_[r0[k] : r1[k], c0[k] : c1[k]]
+        rr, cc = np.nonzero(free.pop(k) > e2[win])
+        # pixels of other clusters in the window may miss their background: not theirs
+        mine = cluster_of[lab_n[win][rr, cc]] == k + 1
+        out.append((rr[mine] + r0[k]) * W + (cc[mine] + c0[k]))
+    return np.concatenate(out)
 
 
 def _root(e2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -473,7 +608,8 @@ def rim_profiles(
         their zone is to the crystal's own outline and, with noise, they pull the shell
         medians toward the core's values, so a step reads one or two pixels nearer the rim
         (tested). A crystal with no free face keeps its contacts as rims. This costs a
-        second distance transform when crystals touch. ``"rim"``: every face is a rim,
+        second distance transform (to the background, in windows around the clusters of
+        touching crystals) when crystals touch. ``"rim"``: every face is a rim,
         distances run to the nearest pixel of any other label.
 
     Returns
@@ -524,19 +660,19 @@ def rim_profiles(
     band = np.flatnonzero(flat == 1)
     lab_band = lab_flat[band]
     in_band = np.bincount(lab_band)
-    if contacts == "exclude" and _has_contacts(lab_n):
-        # pixels nearer another crystal than a free face: their distance to the grain
-        # boundary is not their distance to the crystal's growth faces
-        free = _free_edt_sq(lab_n).ravel()
-        # a pixel next to the background (free face) is also next to another label: in the band
-        has_free = np.bincount(lab_band[free[band] == 1], minlength=in_band.size)
-        far = free <= flat  # the nearest other label is the background (or a tie)
-        del free
-        enclosed = np.flatnonzero((in_band > 0) & (has_free == 0))
-        if enclosed.size:  # no free face at all: such a crystal keeps its contacts as rims
-            far |= np.isin(lab_flat, enclosed)
-        sel &= far
-        del far
+    if contacts == "exclude":
+        free_side, pa, pb = _band_neighbours(lab_flat, band, lab_band, lab_n.shape)
+        if pa.size:
+            # pixels nearer another crystal than a free face: their distance to the grain
+            # boundary is not their distance to the crystal's growth faces
+            near = _nearer_a_contact(lab_n, flat, band, lab_band, pa, pb)
+            # a crystal with no free face at all keeps its contacts as rims
+            has_free = np.bincount(lab_band[free_side], minlength=in_band.size)
+            enclosed = (in_band > 0) & (has_free == 0)
+            if enclosed.any():
+                near = near[~enclosed[lab_flat[near]]]
+            sel[near] = False
+            del near
     e2 = flat[sel]
     lab_px = lab_flat[sel]
     del flat
