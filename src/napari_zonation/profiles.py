@@ -247,7 +247,7 @@ def _nearer_a_contact(lab_n: np.ndarray, e2: np.ndarray, band, lab_band, a, b) -
             # the frame stays background: only the window's inside is copied
             place = canvas[y + 1 : y + hh[k] - 1, x + 1 : x + ww[k] - 1].view(bool)
             np.not_equal(lab_n[r0[k] + 1 : r1[k] - 1, c0[k] + 1 : c1[k] - 1], 0, out=place)
-        packed = edt.edtsq(canvas, black_border=False, parallel=_threads())
+        packed = edt.edtsq(canvas, black_border=False, parallel=auto_threads())
         del canvas
         for k, y, x in zip(inner, ys, xs, strict=True):
             free[k] = packed[y : y + hh[k], x : x + ww[k]]
