@@ -408,6 +408,25 @@ def test_automatic_threads_follow_the_cpus():
     assert resolve_threads(3) == 3
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_worker_call_runs_once_and_its_error_is_raised_every_time(n):
+    from napari_zonation._threads import Workers
+
+    calls = []
+
+    def fails():
+        calls.append(1)
+        raise ValueError("bad tile")
+
+    with Workers(n) as run:
+        job = run.submit(fails)
+        for _ in range(2):
+            with pytest.raises(ValueError, match="bad tile"):
+                job.result()
+        assert run.map(lambda x: 2 * x, [1, 2, 3]) == [2, 4, 6]
+    assert len(calls) == 1
+
+
 def test_return_info_reports_the_levels(scene_a):
     s, lab = scene_a
     out, info = segment_crystals(s.image, 1.0, return_info=True)

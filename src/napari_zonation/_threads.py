@@ -74,11 +74,16 @@ class _Job:
     def result(self) -> Any:
         if self._call is None:
             return self._value
-        if self._future is not None and not self._future.cancel():
-            value = self._future.result()
-        else:
+        if self._future is None or self._future.cancel():
+            # no worker started it: run it here, as a finished future (run once; a call
+            # that raised raises again from every later result())
             fn, args, kwargs = self._call
-            value = fn(*args, **kwargs)
+            self._future = Future()
+            try:
+                self._future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                self._future.set_exception(exc)
+        value = self._future.result()
         self._call, self._future, self._value = None, None, value
         return value
 

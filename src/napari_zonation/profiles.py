@@ -144,8 +144,10 @@ def _band_neighbours(lab_flat: np.ndarray, band: np.ndarray, lab_band: np.ndarra
 def _clusters(a: np.ndarray, b: np.ndarray, n_labels: int) -> np.ndarray:
     """Cluster number (1, 2, ...) of every label below ``n_labels`` from the pairs ``(a, b)``
     of touching crystals (the connected groups of touching crystals); 0: touches none."""
+    # int32 weights: the repeated pairs of one contact are summed into one edge, which an
+    # int8 weight could wrap to an (explicit) zero
     graph = coo_matrix(
-        (np.ones(a.size, np.int8), (a.astype(np.int64), b.astype(np.int64))),
+        (np.ones(a.size, np.int32), (a.astype(np.int64), b.astype(np.int64))),
         shape=(n_labels, n_labels),
     )
     _, comp = connected_components(graph, directed=False)
