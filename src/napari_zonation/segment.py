@@ -1680,8 +1680,9 @@ def _adopt_enclosed(
     ``labels`` is changed in place; returns it and the updated areas.
     """
     small = (area < min_px) & (area > 0)
-    small[0] = False
-    if not small.any() or not (area >= min_px)[1:].any():
+    big = area >= min_px
+    small[0] = big[0] = False
+    if not small.any() or not big.any():
         return labels, area
     rows, cols = labels.shape
     flat = labels.ravel()
@@ -1697,8 +1698,6 @@ def _adopt_enclosed(
         others.append(nb[edge])
     piece, other = np.concatenate(pieces), np.concatenate(others)
     outline = np.bincount(piece, minlength=area.size)
-    big = area >= min_px
-    big[0] = False
     sel = _lut(big, other)
     pair = piece[sel].astype(np.int64) * area.size + other[sel]
     keys, counts = np.unique(pair, return_counts=True)

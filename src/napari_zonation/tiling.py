@@ -167,6 +167,9 @@ def _segmented(
     At most ``threads + 1`` windows are submitted and not yet consumed (the labels of one
     finished window wait while an earlier one is being stitched). Closing the generator (an
     exception in the consumer) drops the windows not started and waits for the running ones.
+    (Its own pool, not ``_threads.Workers``: there the caller is one of the workers, but here
+    it stitches while ``threads`` windows are segmented; with Workers the 8192^2 mosaic took
+    23.6 s against 13.8 s, one window at a time.)
     """
     if threads <= 1:
         for tile in tiles:
