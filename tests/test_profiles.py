@@ -11,10 +11,13 @@ from napari_zonation import profiles as profiles_module
 from napari_zonation.profiles import (
     Calibration,
     _band_neighbours,
+    _cluster_windows,
+    _clusters,
     _grouped_quartiles,
     _narrow,
     _nearer_a_contact,
     _rim_edt_sq,
+    _shelves,
     apply_calibration,
     calibrate,
     place_traverses,
@@ -464,6 +467,22 @@ def test_pixels_nearer_a_contact_in_a_crystal_across_the_image(monkeypatch, shar
     lab[:20] = 1  # across the whole width
     lab[20:, :30] = 2  # under its left half; groundmass under the right half
     _near_contact_check(lab, monkeypatch, share)
+
+
+def test_pixels_nearer_a_contact_in_many_packed_windows(monkeypatch):
+    """Clusters of touching crystals off the image edge are packed side by side in several
+    rows of one canvas; the pixels nearer a contact found there (mapped back from the canvas
+    by their window) are scipy's."""
+    sample = make_thin_section((256, 384), n_crystals=30, size_um=(30.0, 70.0), seed=5)
+    lab = np.pad(sample.labels, 3)  # no cluster's window reaches the image edge
+    lab_n = _narrow(lab)
+    band = np.flatnonzero(_rim_edt_sq(lab_n).ravel() == 1)
+    lab_band = lab_n.ravel()[band]
+    _, a, b = _band_neighbours(lab_n.ravel(), band, lab_band, lab.shape)
+    r0, r1, c0, c1 = _cluster_windows(_clusters(a, b, int(lab.max()) + 1), lab_n, band, lab_band)
+    ys, _, _ = _shelves(r1 - r0, c1 - c0, lab.shape[1])
+    assert r0.size >= 5 and np.unique(ys).size >= 2, "several windows in several rows"
+    _near_contact_check(lab, monkeypatch, 1.0)
 
 
 def test_median_profile_reaches_the_median_depth():
