@@ -45,6 +45,7 @@ heuristic, documented there).
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Callable
@@ -53,6 +54,8 @@ import edt
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 from skimage import measure, morphology, segmentation
 
 from ._sortkeys import sortable_bits
@@ -230,6 +233,46 @@ def _edt(mask: np.ndarray) -> np.ndarray:
     return edt.edt(np.ascontiguousarray(mask, dtype=bool), black_border=False, parallel=1)
 
 
+def _mask_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row runs of the True pixels of a 2D mask: (row, first col, end col + 1), row by row.
+
+    Read from the pixels where a row changes value (few), not from every pixel.
+    """
+    h, w = mask.shape
+    stride = w + 1  # a run's start and end as keys row * stride + col
+    r, c = _nonzero(mask[:, 1:] != mask[:, :-1])
+    first, last = np.flatnonzero(mask[:, 0]), np.flatnonzero(mask[:, -1])
+    keys = np.sort(
+        np.concatenate([r * stride + c + 1, first * stride, last * stride + w])
+    )  # starts and ends alternate along each row
+    row, col = np.divmod(keys, stride)
+    return row[0::2], col[0::2], col[1::2]
+
+
+def _run_components(row: np.ndarray, c0: np.ndarray, c1: np.ndarray, width: int):
+    """Connected components (side neighbours) of the row runs of a mask (:func:`_mask_runs`).
+
+    Two runs of consecutive rows are connected when they share a column. Returns the
+    component of each run (0..k-1) and k: the same partition as ``ndi.label`` of the mask.
+    """
+    n = row.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int32), 0
+    stride = width + 1
+    key0, key1 = row * stride + c0, row * stride + c1
+    # the runs of the row above that overlap each run: a range of the row-major order
+    lo = np.searchsorted(key1, key0 - stride, side="right")
+    hi = np.searchsorted(key0, key1 - stride, side="left")
+    cnt = np.maximum(hi - lo, 0)
+    total = int(cnt.sum())
+    dst = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
+    graph = sparse.csr_matrix(
+        (np.ones(total, dtype=np.int8), dst, np.r_[0, np.cumsum(cnt)]), shape=(n, n)
+    )
+    k, comp = connected_components(graph, directed=False)
+    return comp, int(k)
+
+
 def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``table[index]`` for an array of integer indices (labels, ids) in range.
 
@@ -242,13 +285,27 @@ def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
 _SMALL_DISK = 4.0  # radii (pixels) up to which a dilation beats a distance transform
 
 
+@functools.lru_cache(maxsize=64)
 def _disk(radius: float, strict: bool = False) -> np.ndarray:
-    """Footprint of the pixel offsets within ``radius`` (closer than it with ``strict``)."""
+    """Footprint of the pixel offsets within ``radius`` (closer than it with ``strict``).
+
+    Cached (the same few radii recur): the array is read-only.
+    """
     k = int(np.floor(radius))
     i, j = np.mgrid[-k : k + 1, -k : k + 1]
     d2 = i * i + j * j
     r2 = radius * radius
-    return d2 < r2 - 1e-9 if strict else d2 <= r2 + 1e-9
+    foot = d2 < r2 - 1e-9 if strict else d2 <= r2 + 1e-9
+    foot.flags.writeable = False
+    return foot
+
+
+@functools.lru_cache(maxsize=64)
+def _disk_offsets(radius: float, strict: bool = False) -> tuple[tuple[int, int], ...]:
+    """The offsets ``(di, dj)`` of :func:`_disk`'s footprint, without ``(0, 0)`` (cached)."""
+    foot = _disk(radius, strict)
+    k = foot.shape[0] // 2
+    return tuple((int(di), int(dj)) for di, dj in np.argwhere(foot) - k if di or dj)
 
 
 def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
@@ -260,16 +317,13 @@ def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
     if radius > _SMALL_DISK:
         d = _edt(~mask)
         return d < radius if strict else d <= radius
-    foot = _disk(radius, strict)
-    if foot.sum() <= 1:
+    offsets = _disk_offsets(float(radius), strict)
+    if not offsets:
         return mask.copy()
     # OR of shifted copies (one per offset of the disk): faster than a generic dilation here
-    k = foot.shape[0] // 2
     h, w = mask.shape
     out = mask.copy()
-    for di, dj in np.argwhere(foot) - k:
-        if di == 0 and dj == 0:
-            continue
+    for di, dj in offsets:
         src = mask[max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)]
         out[max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)] |= src
     return out
@@ -938,37 +992,40 @@ def _fill_label_holes(
     meet). With ``areas`` (pixels per label) ``(labels, areas)`` is returned, the areas with
     the filled holes added. With ``in_place``, int32 ``labels`` are filled in place (no copy).
     """
-    bg, n_bg = ndi.label(labels == 0)
-    border = np.zeros(n_bg + 1, dtype=bool)
-    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
-        border[edge] = True
-    border[0] = True
+    # the background's components from its row runs (faster than a labelling of the image)
+    h, w = labels.shape
+    row, c0, c1 = _mask_runs(labels == 0)
+    comp, n_bg = _run_components(row, c0, c1, w)
+    border = np.zeros(n_bg, dtype=bool)
+    border[comp[(row == 0) | (row == h - 1) | (c0 == 0) | (c1 == w)]] = True
     if border.all():
         return labels if areas is None else (labels, areas)
-    holes = _lut(~border, bg)
-    hr, hc = _nonzero(holes)
-    hl = bg[hr, hc]
-    hole_area = np.bincount(hl, minlength=n_bg + 1)
-    # the region of each hole: the connected part of crystals and holes it lies in
-    reg, _ = ndi.label(holes | (labels > 0))
-    hole_reg = reg[hr, hc]
-    asked = np.unique(hole_reg)
-    if asked.size <= 4:  # a few regions: counted one by one, not the whole histogram
-        reg_area = np.zeros(int(asked.max()) + 1, dtype=np.int64)
-        for r in asked.tolist():
-            reg_area[r] = np.count_nonzero(reg == r)
-    else:
-        reg_area = np.bincount(reg.ravel())
-    region = np.zeros(n_bg + 1, dtype=np.int64)
-    region[hl] = reg_area[hole_reg]
+    # the pixels of the holes (in raster order), from their runs
+    hole = ~border[comp]
+    h_row, h_c0, h_comp = row[hole], c0[hole], comp[hole]
+    h_len = c1[hole] - h_c0
+    hr = np.repeat(h_row, h_len)
+    hc = np.repeat(h_c0 - np.cumsum(h_len) + h_len, h_len) + np.arange(int(h_len.sum()))
+    hl = np.repeat(h_comp, h_len)
+    hole_area = np.bincount(hl, minlength=n_bg)
+    # the region of each hole: the connected part of crystals and holes it lies in (the
+    # component of the run that holds the hole's runs)
+    filled = labels > 0
+    filled[hr, hc] = True
+    f_row, f_c0, f_c1 = _mask_runs(filled)
+    f_comp, n_reg = _run_components(f_row, f_c0, f_c1, w)
+    reg_area = np.bincount(f_comp, weights=f_c1 - f_c0, minlength=n_reg)
+    stride = w + 1
+    at_run = np.searchsorted(f_row * stride + f_c0, h_row * stride + h_c0, side="right") - 1
+    region = np.zeros(n_bg, dtype=np.float64)
+    region[h_comp] = reg_area[f_comp[at_run]]
     fill = hole_area <= max_fraction * region
-    fill[0] = False
     sel = fill[hl]
     hr, hc, hl = hr[sel], hc[sel], hl[sel]
     # the crystal on the rim of each hole (any rim pixel tells)
     ring = _gather_max(labels, hr, hc, 3)
     at = ring > 0
-    owner = np.zeros(n_bg + 1, dtype=np.int64)
+    owner = np.zeros(n_bg, dtype=np.int64)
     owner[hl[at]] = ring[at]
     out = labels if in_place and labels.dtype == np.int32 else labels.astype(np.int32)
     out[hr, hc] = owner[hl]
