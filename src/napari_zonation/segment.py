@@ -1262,14 +1262,36 @@ def _refine_edges(
     outer_px = ~in_crystal
     kept_out = outer_px & (labels.ravel()[idx] > 0)
     if kept_out.any():
-        comp, n_comp = ndi.label(labels > 0)
-        comp_band = comp.ravel()[idx]
-        anchored = np.zeros(n_comp + 1, dtype=bool)
-        anchored[comp_band[in_crystal]] = True
-        anchored[0] = False
-        drop = kept_out & ~_lut(anchored, comp_band)
-        labels.ravel()[idx[drop]] = 0
+        _drop_unanchored(labels, f, outer, ring)
     return labels
+
+
+def _drop_unanchored(labels: np.ndarray, f: int, outer: np.ndarray, ring: np.ndarray) -> None:
+    """Zero (in place) the parts of ``labels > 0`` that lie in ``ring`` blocks only.
+
+    ``outer`` and ``ring`` are the crystal and background blocks (``f`` x ``f`` pixels) of the
+    edge band; the other blocks hold their block's label (0 in background blocks). A part
+    (side-connected) with a pixel in a ring block is kept when it also holds a pixel of an
+    outer block; any path from a ring block to a crystal block passes through an outer one,
+    so a part that is not kept lies in ring blocks only. Judged on the row runs of the parts.
+    """
+    row, c0, c1 = _mask_runs(labels > 0)
+    comp, n_comp = _run_components(row, c0, c1, labels.shape[1])
+    b_row, j0, j1 = row // f, c0 // f, (c1 - 1) // f
+
+    def crosses(blocks: np.ndarray) -> np.ndarray:
+        # whether each run crosses a block of ``blocks`` (counts along its block row)
+        cum = np.zeros((blocks.shape[0], blocks.shape[1] + 1), dtype=np.int32)
+        np.cumsum(blocks, axis=1, out=cum[:, 1:])
+        return cum[b_row, j1 + 1] > cum[b_row, j0]
+
+    anchored = np.zeros(n_comp, dtype=bool)
+    anchored[comp[crosses(outer)]] = True
+    drop = ~anchored[comp] & crosses(ring)
+    if drop.any():
+        start, length = row[drop] * labels.shape[1] + c0[drop], (c1 - c0)[drop]
+        at = np.repeat(start - np.cumsum(length) + length, length) + np.arange(length.sum())
+        labels.ravel()[at] = 0
 
 
 # ----------------------------------------------------------------------------------------------
