@@ -363,38 +363,58 @@ def _close(mask: np.ndarray, radius: float) -> np.ndarray:
     return ~_near(~_near(mask, radius), radius)
 
 
+def _holes(fg: np.ndarray, regions: bool = True):
+    """The holes of a mask: background parts (side-connected) that do not reach the border.
+
+    From the row runs of the background and of the filled mask (faster than labelling the
+    image). Returns None without holes, else ``(at, ids, area, region, filled)``: the flat
+    indices of the hole pixels (raster order), the hole of each (ids ``0..k-1``), the pixels
+    of each hole, the pixels of the region each hole lies in (the connected part of the mask
+    and its holes; with ``regions``, else None) and the mask with every hole filled.
+    """
+    h, w = fg.shape
+    row, c0, c1 = _mask_runs(~fg)
+    comp, n = _run_components(row, c0, c1, w)
+    border = np.zeros(n, dtype=bool)
+    border[comp[(row == 0) | (row == h - 1) | (c0 == 0) | (c1 == w)]] = True
+    if border.all():
+        return None
+    hole = ~border[comp]
+    row, c0, comp = row[hole], c0[hole], comp[hole]
+    length = c1[hole] - c0
+    start = row * w + c0
+    at = np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))
+    ids = np.repeat(comp, length)
+    area = np.bincount(ids, minlength=n)
+    filled = fg.copy()
+    filled.ravel()[at] = True
+    if not regions:
+        return at, ids, area, None, filled
+    # the region of each hole: the component of the run of the filled mask holding its runs
+    f_row, f_c0, f_c1 = _mask_runs(filled)
+    f_comp, n_reg = _run_components(f_row, f_c0, f_c1, w)
+    reg_area = np.bincount(f_comp, weights=f_c1 - f_c0, minlength=n_reg)
+    stride = w + 1
+    run_at = np.searchsorted(f_row * stride + f_c0, row * stride + c0, side="right") - 1
+    region = np.zeros(n, dtype=np.float64)
+    region[comp] = reg_area[f_comp[run_at]]
+    return at, ids, area, region, filled
+
+
 def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
     """Fill holes of a mask that are smaller than ``max_fraction`` of the enclosing region."""
     mask = labels_or_mask > 0
-    # holes: background components that do not reach the image border (a labelling is much
+    # holes: background components that do not reach the image border (their runs are much
     # faster than scipy's iterated dilation on large images)
-    bg_lab, n_bg = ndi.label(~mask)
-    if n_bg == 0:
+    found = _holes(mask, regions=max_fraction < 1.0)
+    if found is None:
         return mask
-    border = np.zeros(n_bg + 1, dtype=bool)
-    for edge in (bg_lab[0], bg_lab[-1], bg_lab[:, 0], bg_lab[:, -1]):
-        border[edge] = True
-    border[0] = True
-    if border.all():
-        return mask
-    is_hole = ~border
-    holes = _lut(is_hole, bg_lab)
-    filled = mask | holes
+    at, ids, area, region, filled = found
     if max_fraction >= 1.0:
         return filled
-    hole_lab = np.where(holes, bg_lab, 0)
-    n_holes = n_bg
-    reg_lab, _ = ndi.label(filled)
-    hole_area = np.bincount(hole_lab.ravel(), minlength=n_holes + 1)
-    reg_area = np.bincount(reg_lab.ravel())
-    # the region each hole lies in (any of its pixels tells)
-    at = np.flatnonzero(holes)
-    idx = np.zeros(n_holes + 1, dtype=np.int64)
-    idx[hole_lab.ravel()[at]] = reg_lab.ravel()[at]
-    idx = idx[1:]
-    keep = hole_area[1:] <= max_fraction * reg_area[idx]
-    keep = np.concatenate([[False], keep])
-    return mask | _lut(keep, hole_lab)
+    keep = area <= max_fraction * region
+    mask.ravel()[at[keep[ids]]] = True
+    return mask
 
 
 # ----------------------------------------------------------------------------------------------
@@ -992,40 +1012,18 @@ def _fill_label_holes(
     meet). With ``areas`` (pixels per label) ``(labels, areas)`` is returned, the areas with
     the filled holes added. With ``in_place``, int32 ``labels`` are filled in place (no copy).
     """
-    # the background's components from its row runs (faster than a labelling of the image)
-    h, w = labels.shape
-    row, c0, c1 = _mask_runs(labels == 0)
-    comp, n_bg = _run_components(row, c0, c1, w)
-    border = np.zeros(n_bg, dtype=bool)
-    border[comp[(row == 0) | (row == h - 1) | (c0 == 0) | (c1 == w)]] = True
-    if border.all():
+    found = _holes(labels > 0)
+    if found is None:
         return labels if areas is None else (labels, areas)
-    # the pixels of the holes (in raster order), from their runs
-    hole = ~border[comp]
-    h_row, h_c0, h_comp = row[hole], c0[hole], comp[hole]
-    h_len = c1[hole] - h_c0
-    hr = np.repeat(h_row, h_len)
-    hc = np.repeat(h_c0 - np.cumsum(h_len) + h_len, h_len) + np.arange(int(h_len.sum()))
-    hl = np.repeat(h_comp, h_len)
-    hole_area = np.bincount(hl, minlength=n_bg)
-    # the region of each hole: the connected part of crystals and holes it lies in (the
-    # component of the run that holds the hole's runs)
-    filled = labels > 0
-    filled[hr, hc] = True
-    f_row, f_c0, f_c1 = _mask_runs(filled)
-    f_comp, n_reg = _run_components(f_row, f_c0, f_c1, w)
-    reg_area = np.bincount(f_comp, weights=f_c1 - f_c0, minlength=n_reg)
-    stride = w + 1
-    at_run = np.searchsorted(f_row * stride + f_c0, h_row * stride + h_c0, side="right") - 1
-    region = np.zeros(n_bg, dtype=np.float64)
-    region[h_comp] = reg_area[f_comp[at_run]]
+    at, hl, hole_area, region, _ = found
+    hr, hc = np.divmod(at, labels.shape[1])
     fill = hole_area <= max_fraction * region
     sel = fill[hl]
     hr, hc, hl = hr[sel], hc[sel], hl[sel]
     # the crystal on the rim of each hole (any rim pixel tells)
     ring = _gather_max(labels, hr, hc, 3)
     at = ring > 0
-    owner = np.zeros(n_bg, dtype=np.int64)
+    owner = np.zeros(hole_area.size, dtype=np.int64)
     owner[hl[at]] = ring[at]
     out = labels if in_place and labels.dtype == np.int32 else labels.astype(np.int32)
     out[hr, hc] = owner[hl]
