@@ -273,6 +273,20 @@ def _run_components(row: np.ndarray, c0: np.ndarray, c1: np.ndarray, width: int)
     return comp, int(k)
 
 
+def _run_pixels(row: np.ndarray, c0: np.ndarray, c1: np.ndarray, width: int) -> np.ndarray:
+    """Flat indices of the pixels of row runs (in the order of the runs)."""
+    length = c1 - c0
+    start = row * width + c0
+    return np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))
+
+
+def _on_border(row, c0, c1, comp, n: int, shape: tuple[int, int]) -> np.ndarray:
+    """Which of the ``n`` components of row runs reach the image border."""
+    border = np.zeros(n, dtype=bool)
+    border[comp[(row == 0) | (row == shape[0] - 1) | (c0 == 0) | (c1 == shape[1])]] = True
+    return border
+
+
 def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``table[index]`` for an array of integer indices (labels, ids) in range.
 
@@ -372,19 +386,16 @@ def _holes(fg: np.ndarray, regions: bool = True):
     of each hole, the pixels of the region each hole lies in (the connected part of the mask
     and its holes; with ``regions``, else None) and the mask with every hole filled.
     """
-    h, w = fg.shape
+    w = fg.shape[1]
     row, c0, c1 = _mask_runs(~fg)
     comp, n = _run_components(row, c0, c1, w)
-    border = np.zeros(n, dtype=bool)
-    border[comp[(row == 0) | (row == h - 1) | (c0 == 0) | (c1 == w)]] = True
+    border = _on_border(row, c0, c1, comp, n, fg.shape)
     if border.all():
         return None
     hole = ~border[comp]
-    row, c0, comp = row[hole], c0[hole], comp[hole]
-    length = c1[hole] - c0
-    start = row * w + c0
-    at = np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))
-    ids = np.repeat(comp, length)
+    row, c0, c1, comp = row[hole], c0[hole], c1[hole], comp[hole]
+    at = _run_pixels(row, c0, c1, w)
+    ids = np.repeat(comp, c1 - c0)
     area = np.bincount(ids, minlength=n)
     filled = fg.copy()
     filled.ravel()[at] = True
@@ -420,10 +431,16 @@ def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # splitting touching crystals
 # ----------------------------------------------------------------------------------------------
-def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False):
+def _row_changes(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the pixels whose right neighbour has another label."""
+    return _nonzero(lab[:, :-1] != lab[:, 1:])
+
+
+def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False, row_changes=None):
     """Pixel pairs across label boundaries: label_a < label_b, and their flat indices.
 
-    Side neighbours, and with ``diagonal`` also corner neighbours.
+    Side neighbours, and with ``diagonal`` also corner neighbours. ``row_changes``: the
+    result of :func:`_row_changes` for ``lab``, if at hand.
     """
     cols = lab.shape[1]
     parts = []
@@ -431,7 +448,10 @@ def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False):
     if diagonal:
         shifts += [(lab[:-1, :-1], lab[1:, 1:], cols + 1), (lab[:-1, 1:], lab[1:, :-1], cols - 1)]
     for a, b, step in shifts:
-        r, c = _nonzero(a != b)  # few pixels: the zero/non-zero test runs on them only
+        if step == 1 and row_changes is not None:
+            r, c = row_changes
+        else:
+            r, c = _nonzero(a != b)  # few pixels: the zero/non-zero test runs on them only
         va, vb = a[r, c], b[r, c]
         sel = (va > 0) & (vb > 0)
         r, c, va, vb = r[sel], c[sel], va[sel], vb[sel]
@@ -560,13 +580,14 @@ def _dead_maxima(la, lb, q, pa, pb, height, dead, h: int) -> None:
         members[high].extend(members.pop(low))
 
 
-def _runs(lab: np.ndarray):
+def _runs(lab: np.ndarray, row_changes=None):
     """Row runs of every label: (label, row, first col, last col), sorted by label then row.
 
-    Read from the pixels where a row changes label (few), not from every pixel.
+    Read from the pixels where a row changes label (few, ``row_changes``: from
+    :func:`_row_changes`), not from every pixel.
     """
     h, w = lab.shape
-    r, c = _nonzero(lab[:, 1:] != lab[:, :-1])
+    r, c = _row_changes(lab) if row_changes is None else row_changes
     left, right = lab[r, c], lab[r, c + 1]
     first_col = np.flatnonzero(lab[:, 0])
     last_col = np.flatnonzero(lab[:, -1])
@@ -688,12 +709,12 @@ def _rim_band(lab: np.ndarray, smooth: np.ndarray, band: tuple, close_px: float)
     or the grain-boundary seam's, the smoothing carries over) are left out.
     """
     closed = _close(lab > 0, close_px)
-    bg, _ = ndi.label(~closed)
-    outside = np.zeros(int(bg.max()) + 1, dtype=bool)
-    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
-        outside[edge] = True
-    outside[0] = False
-    out_px = _lut(outside, bg)
+    # the parts of the background that reach the border, from their row runs
+    row, c0, c1 = _mask_runs(~closed)
+    comp, n = _run_components(row, c0, c1, lab.shape[1])
+    sel = _on_border(row, c0, c1, comp, n, lab.shape)[comp]
+    out_px = np.zeros(lab.shape, dtype=bool)
+    out_px.ravel()[_run_pixels(row[sel], c0[sel], c1[sel], lab.shape[1])] = True
     if band[1] <= _SMALL_DISK:  # two small dilations are cheaper than the distance transform
         sel = _near(out_px, band[1]) & ~_near(out_px, band[0], strict=True) & (lab > 0)
     else:
@@ -741,7 +762,8 @@ def _merge_regions(
     smaller than ``small_px``: a piece too small to be a crystal of its own is judged by the
     grey alone).
     """
-    la0, lb0, pa, pb = _adjacent_pairs(lab)
+    changes = _row_changes(lab)
+    la0, lb0, pa, pb = _adjacent_pairs(lab, row_changes=changes)
     if la0.size == 0:
         out = _relabel(lab)
         return (out, np.bincount(out.ravel())) if return_areas else out
@@ -762,7 +784,7 @@ def _merge_regions(
     va_far, va_near = smooth[rra, cca], smooth[ra, ca]
     vb_far, vb_near = smooth[rrb, ccb], smooth[rb, cb]
     del ra, ca, rb, cb, rra, cca, rrb, ccb
-    run_lab, run_row, run_c0, run_c1 = _runs(lab)
+    run_lab, run_row, run_c0, run_c1 = _runs(lab, changes)
     areas0 = np.bincount(run_lab, weights=run_c1 - run_c0 + 1, minlength=n)
     # exact convex hulls of the labels that touch another (their outline points), and of
     # the groups joined in later rounds (from their members' hull points)
@@ -1098,9 +1120,9 @@ def _upsample(arr: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of a block image back to ``shape``."""
     if f == 1:
         return arr
-    h, w = arr.shape
-    big = np.broadcast_to(arr[:, None, :, None], (h, f, w, f)).reshape(h * f, w * f)
-    return big[: shape[0], : shape[1]]
+    # two repeats (a new C-contiguous array): several times faster than a copy of a
+    # broadcast 4D view
+    return np.repeat(np.repeat(arr, f, axis=1)[:, : shape[1]], f, axis=0)[: shape[0]]
 
 
 def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -1184,8 +1206,7 @@ def _gather_max(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int):
 
 def _full_labels(coarse: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Coarse labels upsampled to ``shape``: a writable, C-contiguous array of their own."""
-    labels = _upsample(coarse, f, shape)
-    return labels.copy() if f == 1 else np.ascontiguousarray(labels)
+    return coarse.copy() if f == 1 else _upsample(coarse, f, shape)
 
 
 def _refine_edges(
@@ -1287,9 +1308,7 @@ def _drop_unanchored(labels: np.ndarray, f: int, outer: np.ndarray, ring: np.nda
     anchored[comp[crosses(outer)]] = True
     drop = ~anchored[comp] & crosses(ring)
     if drop.any():
-        start, length = row[drop] * labels.shape[1] + c0[drop], (c1 - c0)[drop]
-        at = np.repeat(start - np.cumsum(length) + length, length) + np.arange(length.sum())
-        labels.ravel()[at] = 0
+        labels.ravel()[_run_pixels(row[drop], c0[drop], c1[drop], labels.shape[1])] = 0
 
 
 # ----------------------------------------------------------------------------------------------
