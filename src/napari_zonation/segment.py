@@ -1239,37 +1239,56 @@ def _refine_edges(
     bi, bj = _nonzero(band_c)
     if bi.size == 0:
         return labels_job.result()
+    # one row per band block, one column per pixel of the block; the tests run on the block's
+    # candidate label, threshold and sign, broadcast over its pixels (no per-pixel look-ups)
+    h, w = shape
     d = np.arange(f)
-    rows = np.broadcast_to((bi * f)[:, None, None] + d[None, :, None], (bi.size, f, f)).ravel()
-    cols = np.broadcast_to((bj * f)[:, None, None] + d[None, None, :], (bi.size, f, f)).ravel()
-    block = np.repeat(bi * coarse.shape[1] + bj, f * f)
-    if shape[0] % f or shape[1] % f:
-        inside = (rows < shape[0]) & (cols < shape[1])
-        rows, cols, block = rows[inside], cols[inside], block[inside]
-    idx = rows * shape[1] + cols
-    cand = cand_c.ravel()[block]
-    in_crystal = crystal.ravel()[block]
+    within = ((d * w)[:, None] + d[None, :]).ravel()
+    idx = (bi * (f * w) + bj * f)[:, None] + within[None, :]
+    valid = None  # pixels of the blocks inside the image (None: all)
+    if h % f or w % f:
+        valid = ((bi * f)[:, None] + d.repeat(f)[None, :] < h) & (
+            (bj * f)[:, None] + np.tile(d, f)[None, :] < w
+        )
+        idx = np.where(valid, idx, 0)
+    cand = cand_c[bi, bj]
+    in_crystal = crystal[bi, bj][:, None]
     v = smooth.ravel()[idx]
-    keep = (cand > 0) & ((v - _lut(thr, cand)) * _lut(sign, cand) > 0)
+    keep = (v - _lut(thr, cand)[:, None]) * _lut(sign, cand)[:, None] > 0
+    keep &= (cand > 0)[:, None]
+    if valid is not None:
+        keep &= valid
     # inside crystal blocks only pixels near the failing pixels of background blocks (the
     # outside) are removed: an inclusion close to the edge is not the outside
     test = in_crystal & ~keep
+    if valid is not None:
+        test &= valid
     if test.any():
         outside = np.zeros(shape, dtype=bool)
-        outside.ravel()[idx[~keep & ~in_crystal]] = True
+        failed = ~keep & ~in_crystal
+        if valid is not None:
+            failed &= valid
+        outside.ravel()[idx[failed]] = True
         # within a square of 2 * max(1, f // 2) + 1 pixels of the outside: one dilation of
         # the whole (sparse, boolean) image is cheaper than gathering the square's offsets
-        near_out = _dilate_square(outside, max(1, f // 2))[rows[test], cols[test]]
-        keep[np.flatnonzero(test)[~near_out]] = True
+        at = np.flatnonzero(test)
+        near_out = _dilate_square(outside, max(1, f // 2)).ravel()[idx.ravel()[at]]
+        keep.ravel()[at[~near_out]] = True
     labels = labels_job.result()
-    labels.ravel()[idx] = np.where(keep, cand, 0)
+    new = np.where(keep, cand[:, None], 0).astype(labels.dtype, copy=False)
+    if valid is None:
+        labels.ravel()[idx] = new
+    else:
+        labels.ravel()[idx[valid]] = new[valid]
     # cracks that reach the edge must not notch their crystal: a small closing, inside
     # crystal blocks only (only removed pixels of crystal blocks can be such gaps)
     gap = in_crystal & ~keep
+    if valid is not None:
+        gap &= valid
     if line_px >= 1 and gap.any():
         foot = morphology.disk(line_px).astype(bool)
         dilated = _near(labels > 0, float(line_px))  # the dilation by the same disk
-        gr, gc = rows[gap], cols[gap]
+        gr, gc = np.divmod(idx[gap], w)
         # the erosion (beyond the border is outside), at the removed pixels only
         closed = ~_gather_any(~dilated, gr, gc, foot, border=True)
         if closed.any():
@@ -1277,10 +1296,9 @@ def _refine_edges(
             labels[gr, gc] = _gather_max(labels, gr, gc, 2 * line_px + 1)
     # specks (microlites) in background blocks that do not touch their crystal are dropped:
     # a part of the labels with pixels in background blocks is anchored when it also holds a
-    # pixel of a crystal block of the band (a crystal block next to a background block)
-    outer_px = ~in_crystal
-    kept_out = outer_px & (labels.ravel()[idx] > 0)
-    if kept_out.any():
+    # pixel of a crystal block of the band (a crystal block next to a background block); the
+    # closing changed crystal blocks only, so the kept pixels of background blocks are these
+    if (keep & ~in_crystal).any():
         _drop_unanchored(labels, f, outer, ring)
     return labels
 
