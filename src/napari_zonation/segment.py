@@ -618,7 +618,8 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     """
     sgn = np.where(side == 0, 1, -1)
     rs, cs = row * sgn, col * sgn
-    if gid.size and np.all(rs == np.round(rs)) and np.all(cs == np.round(cs)):
+    whole = bool(gid.size) and np.all(rs == np.round(rs)) and np.all(cs == np.round(cs))
+    if whole:
         # whole-number corner coordinates (always, from pixel runs): one packed sort
         r0, c0 = rs.min(), cs.min()
         spans = (cs.max() - c0 + 1, rs.max() - r0 + 1, 2, int(gid.max()) + 1)
@@ -636,6 +637,8 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     ]
     if dup.any():
         gid, side, row, col = gid[~dup], side[~dup], row[~dup], col[~dup]
+    if whole:
+        gid, side, row, col = _off_envelope(gid, side, row, col)
     while True:
         chain = gid.astype(np.int64) * 2 + side
         m = chain.size
@@ -664,6 +667,35 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     n_sets = int(gid.max()) + 1 if gid.size else 0
     area = 0.5 * np.abs(np.bincount(gid, weights=term, minlength=n_sets))
     return (gid, side, row, col), area
+
+
+def _off_envelope(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.ndarray):
+    """Drop the chain points of :func:`_hull_chains` that cannot be envelope vertices.
+
+    Along a chain (sorted, without repeats, whole-number coordinates) a point with an earlier
+    point and a later one at least as far out (left for the left chain, right for the right
+    one) lies on or inside their chord: the dropping of the concave points would remove it
+    too. Found with running extremes from both ends (restarting at each chain), all at once.
+    """
+    if gid.size < 3:
+        return gid, side, row, col
+    chain = gid.astype(np.int64) * 2 + side
+    cs = np.where(side == 0, col, -col)  # smaller is further out, on both chains
+    start = np.r_[True, chain[1:] != chain[:-1]]
+    end = np.r_[chain[1:] != chain[:-1], True]
+    k = np.cumsum(start) - 1  # chain number, 0.. in order
+    big = float(cs.max() - cs.min() + 1)
+    # running minimum of the points before each point (restarting at each chain: the
+    # offsets make every chain's values smaller than all earlier ones)
+    before = np.minimum.accumulate(cs - k * big) + k * big
+    after = (np.minimum.accumulate((cs + k * big)[::-1]) - (k * big)[::-1])[::-1]
+    inside = np.zeros(gid.size, dtype=bool)
+    inside[1:-1] = (before[:-2] <= cs[1:-1]) & (after[2:] <= cs[1:-1])
+    inside &= ~start & ~end
+    if not inside.any():
+        return gid, side, row, col
+    keep = ~inside
+    return gid[keep], side[keep], row[keep], col[keep]
 
 
 def _row_extremes(run_lab, run_row, run_c0, run_c1, ids):
