@@ -45,6 +45,7 @@ heuristic, documented there).
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Callable
@@ -53,6 +54,8 @@ import edt
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 from skimage import measure, morphology, segmentation
 
 from ._sortkeys import sortable_bits
@@ -230,6 +233,60 @@ def _edt(mask: np.ndarray) -> np.ndarray:
     return edt.edt(np.ascontiguousarray(mask, dtype=bool), black_border=False, parallel=1)
 
 
+def _mask_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row runs of the True pixels of a 2D mask: (row, first col, end col + 1), row by row.
+
+    Read from the pixels where a row changes value (few), not from every pixel.
+    """
+    h, w = mask.shape
+    stride = w + 1  # a run's start and end as keys row * stride + col
+    r, c = _nonzero(mask[:, 1:] != mask[:, :-1])
+    first, last = np.flatnonzero(mask[:, 0]), np.flatnonzero(mask[:, -1])
+    keys = np.sort(
+        np.concatenate([r * stride + c + 1, first * stride, last * stride + w])
+    )  # starts and ends alternate along each row
+    row, col = np.divmod(keys, stride)
+    return row[0::2], col[0::2], col[1::2]
+
+
+def _run_components(row: np.ndarray, c0: np.ndarray, c1: np.ndarray, width: int):
+    """Connected components (side neighbours) of the row runs of a mask (:func:`_mask_runs`).
+
+    Two runs of consecutive rows are connected when they share a column. Returns the
+    component of each run (0..k-1) and k: the same partition as ``ndi.label`` of the mask.
+    """
+    n = row.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int32), 0
+    stride = width + 1
+    key0, key1 = row * stride + c0, row * stride + c1
+    # the runs of the row above that overlap each run: a range of the row-major order
+    lo = np.searchsorted(key1, key0 - stride, side="right")
+    hi = np.searchsorted(key0, key1 - stride, side="left")
+    cnt = np.maximum(hi - lo, 0)
+    total = int(cnt.sum())
+    dst = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
+    graph = sparse.csr_matrix(
+        (np.ones(total, dtype=np.int8), dst, np.r_[0, np.cumsum(cnt)]), shape=(n, n)
+    )
+    k, comp = connected_components(graph, directed=False)
+    return comp, int(k)
+
+
+def _run_pixels(row: np.ndarray, c0: np.ndarray, c1: np.ndarray, width: int) -> np.ndarray:
+    """Flat indices of the pixels of row runs (in the order of the runs)."""
+    length = c1 - c0
+    start = row * width + c0
+    return np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))
+
+
+def _on_border(row, c0, c1, comp, n: int, shape: tuple[int, int]) -> np.ndarray:
+    """Which of the ``n`` components of row runs reach the image border."""
+    border = np.zeros(n, dtype=bool)
+    border[comp[(row == 0) | (row == shape[0] - 1) | (c0 == 0) | (c1 == shape[1])]] = True
+    return border
+
+
 def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``table[index]`` for an array of integer indices (labels, ids) in range.
 
@@ -242,13 +299,27 @@ def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
 _SMALL_DISK = 4.0  # radii (pixels) up to which a dilation beats a distance transform
 
 
+@functools.lru_cache(maxsize=64)
 def _disk(radius: float, strict: bool = False) -> np.ndarray:
-    """Footprint of the pixel offsets within ``radius`` (closer than it with ``strict``)."""
+    """Footprint of the pixel offsets within ``radius`` (closer than it with ``strict``).
+
+    Cached (the same few radii recur): the array is read-only.
+    """
     k = int(np.floor(radius))
     i, j = np.mgrid[-k : k + 1, -k : k + 1]
     d2 = i * i + j * j
     r2 = radius * radius
-    return d2 < r2 - 1e-9 if strict else d2 <= r2 + 1e-9
+    foot = d2 < r2 - 1e-9 if strict else d2 <= r2 + 1e-9
+    foot.flags.writeable = False
+    return foot
+
+
+@functools.lru_cache(maxsize=64)
+def _disk_offsets(radius: float, strict: bool = False) -> tuple[tuple[int, int], ...]:
+    """The offsets ``(di, dj)`` of :func:`_disk`'s footprint, without ``(0, 0)`` (cached)."""
+    foot = _disk(radius, strict)
+    k = foot.shape[0] // 2
+    return tuple((int(di), int(dj)) for di, dj in np.argwhere(foot) - k if di or dj)
 
 
 def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
@@ -260,16 +331,13 @@ def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
     if radius > _SMALL_DISK:
         d = _edt(~mask)
         return d < radius if strict else d <= radius
-    foot = _disk(radius, strict)
-    if foot.sum() <= 1:
+    offsets = _disk_offsets(float(radius), strict)
+    if not offsets:
         return mask.copy()
     # OR of shifted copies (one per offset of the disk): faster than a generic dilation here
-    k = foot.shape[0] // 2
     h, w = mask.shape
     out = mask.copy()
-    for di, dj in np.argwhere(foot) - k:
-        if di == 0 and dj == 0:
-            continue
+    for di, dj in offsets:
         src = mask[max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)]
         out[max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)] |= src
     return out
@@ -309,47 +377,70 @@ def _close(mask: np.ndarray, radius: float) -> np.ndarray:
     return ~_near(~_near(mask, radius), radius)
 
 
+def _holes(fg: np.ndarray, regions: bool = True):
+    """The holes of a mask: background parts (side-connected) that do not reach the border.
+
+    From the row runs of the background and of the filled mask (faster than labelling the
+    image). Returns None without holes, else ``(at, ids, area, region, filled)``: the flat
+    indices of the hole pixels (raster order), the hole of each (ids ``0..k-1``), the pixels
+    of each hole, the pixels of the region each hole lies in (the connected part of the mask
+    and its holes; with ``regions``, else None) and the mask with every hole filled.
+    """
+    w = fg.shape[1]
+    row, c0, c1 = _mask_runs(~fg)
+    comp, n = _run_components(row, c0, c1, w)
+    border = _on_border(row, c0, c1, comp, n, fg.shape)
+    if border.all():
+        return None
+    hole = ~border[comp]
+    row, c0, c1, comp = row[hole], c0[hole], c1[hole], comp[hole]
+    at = _run_pixels(row, c0, c1, w)
+    ids = np.repeat(comp, c1 - c0)
+    area = np.bincount(ids, minlength=n)
+    filled = fg.copy()
+    filled.ravel()[at] = True
+    if not regions:
+        return at, ids, area, None, filled
+    # the region of each hole: the component of the run of the filled mask holding its runs
+    f_row, f_c0, f_c1 = _mask_runs(filled)
+    f_comp, n_reg = _run_components(f_row, f_c0, f_c1, w)
+    reg_area = np.bincount(f_comp, weights=f_c1 - f_c0, minlength=n_reg)
+    stride = w + 1
+    run_at = np.searchsorted(f_row * stride + f_c0, row * stride + c0, side="right") - 1
+    region = np.zeros(n, dtype=np.float64)
+    region[comp] = reg_area[f_comp[run_at]]
+    return at, ids, area, region, filled
+
+
 def _fill_holes(labels_or_mask: np.ndarray, max_fraction: float) -> np.ndarray:
     """Fill holes of a mask that are smaller than ``max_fraction`` of the enclosing region."""
     mask = labels_or_mask > 0
-    # holes: background components that do not reach the image border (a labelling is much
+    # holes: background components that do not reach the image border (their runs are much
     # faster than scipy's iterated dilation on large images)
-    bg_lab, n_bg = ndi.label(~mask)
-    if n_bg == 0:
+    found = _holes(mask, regions=max_fraction < 1.0)
+    if found is None:
         return mask
-    border = np.zeros(n_bg + 1, dtype=bool)
-    for edge in (bg_lab[0], bg_lab[-1], bg_lab[:, 0], bg_lab[:, -1]):
-        border[edge] = True
-    border[0] = True
-    if border.all():
-        return mask
-    is_hole = ~border
-    holes = _lut(is_hole, bg_lab)
-    filled = mask | holes
+    at, ids, area, region, filled = found
     if max_fraction >= 1.0:
         return filled
-    hole_lab = np.where(holes, bg_lab, 0)
-    n_holes = n_bg
-    reg_lab, _ = ndi.label(filled)
-    hole_area = np.bincount(hole_lab.ravel(), minlength=n_holes + 1)
-    reg_area = np.bincount(reg_lab.ravel())
-    # the region each hole lies in (any of its pixels tells)
-    at = np.flatnonzero(holes)
-    idx = np.zeros(n_holes + 1, dtype=np.int64)
-    idx[hole_lab.ravel()[at]] = reg_lab.ravel()[at]
-    idx = idx[1:]
-    keep = hole_area[1:] <= max_fraction * reg_area[idx]
-    keep = np.concatenate([[False], keep])
-    return mask | _lut(keep, hole_lab)
+    keep = area <= max_fraction * region
+    mask.ravel()[at[keep[ids]]] = True
+    return mask
 
 
 # ----------------------------------------------------------------------------------------------
 # splitting touching crystals
 # ----------------------------------------------------------------------------------------------
-def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False):
+def _row_changes(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the pixels whose right neighbour has another label."""
+    return _nonzero(lab[:, :-1] != lab[:, 1:])
+
+
+def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False, row_changes=None):
     """Pixel pairs across label boundaries: label_a < label_b, and their flat indices.
 
-    Side neighbours, and with ``diagonal`` also corner neighbours.
+    Side neighbours, and with ``diagonal`` also corner neighbours. ``row_changes``: the
+    result of :func:`_row_changes` for ``lab``, if at hand.
     """
     cols = lab.shape[1]
     parts = []
@@ -357,7 +448,10 @@ def _adjacent_pairs(lab: np.ndarray, diagonal: bool = False):
     if diagonal:
         shifts += [(lab[:-1, :-1], lab[1:, 1:], cols + 1), (lab[:-1, 1:], lab[1:, :-1], cols - 1)]
     for a, b, step in shifts:
-        r, c = _nonzero(a != b)  # few pixels: the zero/non-zero test runs on them only
+        if step == 1 and row_changes is not None:
+            r, c = row_changes
+        else:
+            r, c = _nonzero(a != b)  # few pixels: the zero/non-zero test runs on them only
         va, vb = a[r, c], b[r, c]
         sel = (va > 0) & (vb > 0)
         r, c, va, vb = r[sel], c[sel], va[sel], vb[sel]
@@ -486,13 +580,14 @@ def _dead_maxima(la, lb, q, pa, pb, height, dead, h: int) -> None:
         members[high].extend(members.pop(low))
 
 
-def _runs(lab: np.ndarray):
+def _runs(lab: np.ndarray, row_changes=None):
     """Row runs of every label: (label, row, first col, last col), sorted by label then row.
 
-    Read from the pixels where a row changes label (few), not from every pixel.
+    Read from the pixels where a row changes label (few, ``row_changes``: from
+    :func:`_row_changes`), not from every pixel.
     """
     h, w = lab.shape
-    r, c = _nonzero(lab[:, 1:] != lab[:, :-1])
+    r, c = _row_changes(lab) if row_changes is None else row_changes
     left, right = lab[r, c], lab[r, c + 1]
     first_col = np.flatnonzero(lab[:, 0])
     last_col = np.flatnonzero(lab[:, -1])
@@ -523,7 +618,8 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     """
     sgn = np.where(side == 0, 1, -1)
     rs, cs = row * sgn, col * sgn
-    if gid.size and np.all(rs == np.round(rs)) and np.all(cs == np.round(cs)):
+    whole = bool(gid.size) and np.all(rs == np.round(rs)) and np.all(cs == np.round(cs))
+    if whole:
         # whole-number corner coordinates (always, from pixel runs): one packed sort
         r0, c0 = rs.min(), cs.min()
         spans = (cs.max() - c0 + 1, rs.max() - r0 + 1, 2, int(gid.max()) + 1)
@@ -541,6 +637,8 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     ]
     if dup.any():
         gid, side, row, col = gid[~dup], side[~dup], row[~dup], col[~dup]
+    if whole:
+        gid, side, row, col = _off_envelope(gid, side, row, col)
     while True:
         chain = gid.astype(np.int64) * 2 + side
         m = chain.size
@@ -569,6 +667,35 @@ def _hull_chains(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.nda
     n_sets = int(gid.max()) + 1 if gid.size else 0
     area = 0.5 * np.abs(np.bincount(gid, weights=term, minlength=n_sets))
     return (gid, side, row, col), area
+
+
+def _off_envelope(gid: np.ndarray, side: np.ndarray, row: np.ndarray, col: np.ndarray):
+    """Drop the chain points of :func:`_hull_chains` that cannot be envelope vertices.
+
+    Along a chain (sorted, without repeats, whole-number coordinates) a point with an earlier
+    point and a later one at least as far out (left for the left chain, right for the right
+    one) lies on or inside their chord: the dropping of the concave points would remove it
+    too. Found with running extremes from both ends (restarting at each chain), all at once.
+    """
+    if gid.size < 3:
+        return gid, side, row, col
+    chain = gid.astype(np.int64) * 2 + side
+    cs = np.where(side == 0, col, -col)  # smaller is further out, on both chains
+    start = np.r_[True, chain[1:] != chain[:-1]]
+    end = np.r_[chain[1:] != chain[:-1], True]
+    k = np.cumsum(start) - 1  # chain number, 0.. in order
+    big = float(cs.max() - cs.min() + 1)
+    # running minimum of the points before each point (restarting at each chain: the
+    # offsets make every chain's values smaller than all earlier ones)
+    before = np.minimum.accumulate(cs - k * big) + k * big
+    after = (np.minimum.accumulate((cs + k * big)[::-1]) - (k * big)[::-1])[::-1]
+    inside = np.zeros(gid.size, dtype=bool)
+    inside[1:-1] = (before[:-2] <= cs[1:-1]) & (after[2:] <= cs[1:-1])
+    inside &= ~start & ~end
+    if not inside.any():
+        return gid, side, row, col
+    keep = ~inside
+    return gid[keep], side[keep], row[keep], col[keep]
 
 
 def _row_extremes(run_lab, run_row, run_c0, run_c1, ids):
@@ -614,12 +741,12 @@ def _rim_band(lab: np.ndarray, smooth: np.ndarray, band: tuple, close_px: float)
     or the grain-boundary seam's, the smoothing carries over) are left out.
     """
     closed = _close(lab > 0, close_px)
-    bg, _ = ndi.label(~closed)
-    outside = np.zeros(int(bg.max()) + 1, dtype=bool)
-    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
-        outside[edge] = True
-    outside[0] = False
-    out_px = _lut(outside, bg)
+    # the parts of the background that reach the border, from their row runs
+    row, c0, c1 = _mask_runs(~closed)
+    comp, n = _run_components(row, c0, c1, lab.shape[1])
+    sel = _on_border(row, c0, c1, comp, n, lab.shape)[comp]
+    out_px = np.zeros(lab.shape, dtype=bool)
+    out_px.ravel()[_run_pixels(row[sel], c0[sel], c1[sel], lab.shape[1])] = True
     if band[1] <= _SMALL_DISK:  # two small dilations are cheaper than the distance transform
         sel = _near(out_px, band[1]) & ~_near(out_px, band[0], strict=True) & (lab > 0)
     else:
@@ -667,7 +794,8 @@ def _merge_regions(
     smaller than ``small_px``: a piece too small to be a crystal of its own is judged by the
     grey alone).
     """
-    la0, lb0, pa, pb = _adjacent_pairs(lab)
+    changes = _row_changes(lab)
+    la0, lb0, pa, pb = _adjacent_pairs(lab, row_changes=changes)
     if la0.size == 0:
         out = _relabel(lab)
         return (out, np.bincount(out.ravel())) if return_areas else out
@@ -688,7 +816,7 @@ def _merge_regions(
     va_far, va_near = smooth[rra, cca], smooth[ra, ca]
     vb_far, vb_near = smooth[rrb, ccb], smooth[rb, cb]
     del ra, ca, rb, cb, rra, cca, rrb, ccb
-    run_lab, run_row, run_c0, run_c1 = _runs(lab)
+    run_lab, run_row, run_c0, run_c1 = _runs(lab, changes)
     areas0 = np.bincount(run_lab, weights=run_c1 - run_c0 + 1, minlength=n)
     # exact convex hulls of the labels that touch another (their outline points), and of
     # the groups joined in later rounds (from their members' hull points)
@@ -938,37 +1066,18 @@ def _fill_label_holes(
     meet). With ``areas`` (pixels per label) ``(labels, areas)`` is returned, the areas with
     the filled holes added. With ``in_place``, int32 ``labels`` are filled in place (no copy).
     """
-    bg, n_bg = ndi.label(labels == 0)
-    border = np.zeros(n_bg + 1, dtype=bool)
-    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
-        border[edge] = True
-    border[0] = True
-    if border.all():
+    found = _holes(labels > 0)
+    if found is None:
         return labels if areas is None else (labels, areas)
-    holes = _lut(~border, bg)
-    hr, hc = _nonzero(holes)
-    hl = bg[hr, hc]
-    hole_area = np.bincount(hl, minlength=n_bg + 1)
-    # the region of each hole: the connected part of crystals and holes it lies in
-    reg, _ = ndi.label(holes | (labels > 0))
-    hole_reg = reg[hr, hc]
-    asked = np.unique(hole_reg)
-    if asked.size <= 4:  # a few regions: counted one by one, not the whole histogram
-        reg_area = np.zeros(int(asked.max()) + 1, dtype=np.int64)
-        for r in asked.tolist():
-            reg_area[r] = np.count_nonzero(reg == r)
-    else:
-        reg_area = np.bincount(reg.ravel())
-    region = np.zeros(n_bg + 1, dtype=np.int64)
-    region[hl] = reg_area[hole_reg]
+    at, hl, hole_area, region, _ = found
+    hr, hc = np.divmod(at, labels.shape[1])
     fill = hole_area <= max_fraction * region
-    fill[0] = False
     sel = fill[hl]
     hr, hc, hl = hr[sel], hc[sel], hl[sel]
     # the crystal on the rim of each hole (any rim pixel tells)
     ring = _gather_max(labels, hr, hc, 3)
     at = ring > 0
-    owner = np.zeros(n_bg + 1, dtype=np.int64)
+    owner = np.zeros(hole_area.size, dtype=np.int64)
     owner[hl[at]] = ring[at]
     out = labels if in_place and labels.dtype == np.int32 else labels.astype(np.int32)
     out[hr, hc] = owner[hl]
@@ -1043,9 +1152,9 @@ def _upsample(arr: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of a block image back to ``shape``."""
     if f == 1:
         return arr
-    h, w = arr.shape
-    big = np.broadcast_to(arr[:, None, :, None], (h, f, w, f)).reshape(h * f, w * f)
-    return big[: shape[0], : shape[1]]
+    # two repeats (a new C-contiguous array): several times faster than a copy of a
+    # broadcast 4D view
+    return np.repeat(np.repeat(arr, f, axis=1)[:, : shape[1]], f, axis=0)[: shape[0]]
 
 
 def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -1129,8 +1238,7 @@ def _gather_max(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int):
 
 def _full_labels(coarse: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Coarse labels upsampled to ``shape``: a writable, C-contiguous array of their own."""
-    labels = _upsample(coarse, f, shape)
-    return labels.copy() if f == 1 else np.ascontiguousarray(labels)
+    return coarse.copy() if f == 1 else _upsample(coarse, f, shape)
 
 
 def _refine_edges(
@@ -1163,37 +1271,56 @@ def _refine_edges(
     bi, bj = _nonzero(band_c)
     if bi.size == 0:
         return labels_job.result()
+    # one row per band block, one column per pixel of the block; the tests run on the block's
+    # candidate label, threshold and sign, broadcast over its pixels (no per-pixel look-ups)
+    h, w = shape
     d = np.arange(f)
-    rows = np.broadcast_to((bi * f)[:, None, None] + d[None, :, None], (bi.size, f, f)).ravel()
-    cols = np.broadcast_to((bj * f)[:, None, None] + d[None, None, :], (bi.size, f, f)).ravel()
-    block = np.repeat(bi * coarse.shape[1] + bj, f * f)
-    if shape[0] % f or shape[1] % f:
-        inside = (rows < shape[0]) & (cols < shape[1])
-        rows, cols, block = rows[inside], cols[inside], block[inside]
-    idx = rows * shape[1] + cols
-    cand = cand_c.ravel()[block]
-    in_crystal = crystal.ravel()[block]
+    within = ((d * w)[:, None] + d[None, :]).ravel()
+    idx = (bi * (f * w) + bj * f)[:, None] + within[None, :]
+    valid = None  # pixels of the blocks inside the image (None: all)
+    if h % f or w % f:
+        valid = ((bi * f)[:, None] + d.repeat(f)[None, :] < h) & (
+            (bj * f)[:, None] + np.tile(d, f)[None, :] < w
+        )
+        idx = np.where(valid, idx, 0)
+    cand = cand_c[bi, bj]
+    in_crystal = crystal[bi, bj][:, None]
     v = smooth.ravel()[idx]
-    keep = (cand > 0) & ((v - _lut(thr, cand)) * _lut(sign, cand) > 0)
+    keep = (v - _lut(thr, cand)[:, None]) * _lut(sign, cand)[:, None] > 0
+    keep &= (cand > 0)[:, None]
+    if valid is not None:
+        keep &= valid
     # inside crystal blocks only pixels near the failing pixels of background blocks (the
     # outside) are removed: an inclusion close to the edge is not the outside
     test = in_crystal & ~keep
+    if valid is not None:
+        test &= valid
     if test.any():
         outside = np.zeros(shape, dtype=bool)
-        outside.ravel()[idx[~keep & ~in_crystal]] = True
+        failed = ~keep & ~in_crystal
+        if valid is not None:
+            failed &= valid
+        outside.ravel()[idx[failed]] = True
         # within a square of 2 * max(1, f // 2) + 1 pixels of the outside: one dilation of
         # the whole (sparse, boolean) image is cheaper than gathering the square's offsets
-        near_out = _dilate_square(outside, max(1, f // 2))[rows[test], cols[test]]
-        keep[np.flatnonzero(test)[~near_out]] = True
+        at = np.flatnonzero(test)
+        near_out = _dilate_square(outside, max(1, f // 2)).ravel()[idx.ravel()[at]]
+        keep.ravel()[at[~near_out]] = True
     labels = labels_job.result()
-    labels.ravel()[idx] = np.where(keep, cand, 0)
+    new = np.where(keep, cand[:, None], 0).astype(labels.dtype, copy=False)
+    if valid is None:
+        labels.ravel()[idx] = new
+    else:
+        labels.ravel()[idx[valid]] = new[valid]
     # cracks that reach the edge must not notch their crystal: a small closing, inside
     # crystal blocks only (only removed pixels of crystal blocks can be such gaps)
     gap = in_crystal & ~keep
+    if valid is not None:
+        gap &= valid
     if line_px >= 1 and gap.any():
         foot = morphology.disk(line_px).astype(bool)
         dilated = _near(labels > 0, float(line_px))  # the dilation by the same disk
-        gr, gc = rows[gap], cols[gap]
+        gr, gc = np.divmod(idx[gap], w)
         # the erosion (beyond the border is outside), at the removed pixels only
         closed = ~_gather_any(~dilated, gr, gc, foot, border=True)
         if closed.any():
@@ -1201,18 +1328,37 @@ def _refine_edges(
             labels[gr, gc] = _gather_max(labels, gr, gc, 2 * line_px + 1)
     # specks (microlites) in background blocks that do not touch their crystal are dropped:
     # a part of the labels with pixels in background blocks is anchored when it also holds a
-    # pixel of a crystal block of the band (a crystal block next to a background block)
-    outer_px = ~in_crystal
-    kept_out = outer_px & (labels.ravel()[idx] > 0)
-    if kept_out.any():
-        comp, n_comp = ndi.label(labels > 0)
-        comp_band = comp.ravel()[idx]
-        anchored = np.zeros(n_comp + 1, dtype=bool)
-        anchored[comp_band[in_crystal]] = True
-        anchored[0] = False
-        drop = kept_out & ~_lut(anchored, comp_band)
-        labels.ravel()[idx[drop]] = 0
+    # pixel of a crystal block of the band (a crystal block next to a background block); the
+    # closing changed crystal blocks only, so the kept pixels of background blocks are these
+    if (keep & ~in_crystal).any():
+        _drop_unanchored(labels, f, outer, ring)
     return labels
+
+
+def _drop_unanchored(labels: np.ndarray, f: int, outer: np.ndarray, ring: np.ndarray) -> None:
+    """Zero (in place) the parts of ``labels > 0`` that lie in ``ring`` blocks only.
+
+    ``outer`` and ``ring`` are the crystal and background blocks (``f`` x ``f`` pixels) of the
+    edge band; the other blocks hold their block's label (0 in background blocks). A part
+    (side-connected) with a pixel in a ring block is kept when it also holds a pixel of an
+    outer block; any path from a ring block to a crystal block passes through an outer one,
+    so a part that is not kept lies in ring blocks only. Judged on the row runs of the parts.
+    """
+    row, c0, c1 = _mask_runs(labels > 0)
+    comp, n_comp = _run_components(row, c0, c1, labels.shape[1])
+    b_row, j0, j1 = row // f, c0 // f, (c1 - 1) // f
+
+    def crosses(blocks: np.ndarray) -> np.ndarray:
+        # whether each run crosses a block of ``blocks`` (counts along its block row)
+        cum = np.zeros((blocks.shape[0], blocks.shape[1] + 1), dtype=np.int32)
+        np.cumsum(blocks, axis=1, out=cum[:, 1:])
+        return cum[b_row, j1 + 1] > cum[b_row, j0]
+
+    anchored = np.zeros(n_comp, dtype=bool)
+    anchored[comp[crosses(outer)]] = True
+    drop = ~anchored[comp] & crosses(ring)
+    if drop.any():
+        labels.ravel()[_run_pixels(row[drop], c0[drop], c1[drop], labels.shape[1])] = 0
 
 
 # ----------------------------------------------------------------------------------------------
