@@ -596,35 +596,6 @@ def test_alternating_narrow_plateaus_keep_levels_within_the_data():
     assert err.max() <= 2.0
 
 
-def test_alternating_plateaus_found_by_backward_elimination():
-    """Four alternating plateaus 4 um apart (a generator multi-step of the zoning scenes,
-    seed 56: sqrt(Dt) = 0.95 um): the 4-segment piecewise-constant start of the step fit
-    cut them where flat segments fit best and the fit settled at three plateaus plus a
-    spurious step; started from the 5-plateau fit less one step (backward elimination) it
-    finds the generator's four plateaus and steps."""
-    from napari_zonation.synthetic import Zoning
-
-    levels = np.array([71.6, 86.76, 76.7, 90.5])
-    z = Zoning("multi_step", tuple(levels / 255), (10.27, 14.07, 17.92), 0.95)
-    d = np.arange(0.5, 27.0, 1.0)
-    frames = []
-    for seed in range(20):
-        v = z.grey(d) * 255 + np.random.default_rng(seed).normal(0, 0.75, d.size)
-        frames.append(pd.DataFrame({"label": seed, "distance_um": d, "value": v, "sigma": 0.75}))
-    tab = describe_zoning(pd.concat(frames))
-    assert (tab["zoning_type"] == "multi_step").all()
-    four = tab[tab["n_plateaus"] == 4]
-    assert len(four) >= 15  # 17 of 20 measured (11 with the partition start only)
-    err = np.abs(np.array(four["step_positions_um"].tolist()) - np.array(z.steps_um))
-    assert err.max() <= 1.5
-    # the alternation itself (rim side minus core side), and the rim and core levels (the
-    # inner plateaus are 4 points wide: their levels trade off against the step widths)
-    heights = np.array(four["step_heights"].tolist())
-    assert (np.sign(heights) == np.sign(-np.diff(levels))).all()
-    got = np.array(four["plateau_levels"].tolist())
-    assert np.abs(got[:, [0, -1]] - levels[[0, -1]]).max() <= 1.5
-
-
 def test_shared_width_option():
     """One width per crystal (True) is exact for a staircase relaxed by one sqrt(Dt); 'auto'
     lets the BIC choose; anything else is refused."""

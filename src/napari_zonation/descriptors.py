@@ -12,9 +12,7 @@ the image's brightness, bit depth or units):
     (``value = a + (b - a) (1 + erf((d - p) / w)) / 2`` per step, ``w = 2 sqrt(D t)``;
     ``k = 3K - 2``). The starting step positions are those of the optimal ``K``-segment
     piecewise-constant partition (segment-neighbourhood dynamic programming, Auger &
-    Lawrence 1989), so a diffused step is fitted as one wide step, not a staircase; each
-    ``K``-plateau fit is also started from the ``K + 1`` fit less one of its steps
-    (backward elimination) and the lower residual kept. A fit
+    Lawrence 1989), so a diffused step is fitted as one wide step, not a staircase. A fit
     whose plateau levels leave the data's range (two
     near-coincident steps of huge opposite heights drawing a bump between alternating
     plateaus) is refitted with every level bounded by the range of the data.
@@ -122,20 +120,6 @@ unchanged at noise 0.01. Tried and not kept: one width per crystal chosen by the
 0.911 -> 0.860, because a shared width makes an extra plateau two parameters cheaper); a
 second, wide start of every step fit (no gain on the scenes; on 1D profiles a wide erf then
 out-fits the ramp of some gradients).
-
-Backward elimination (zoning scenes, cached segmentations, seeds 0-5, 41-46, 51-56 at noise
-0.01 / 0.02 / 0.03): alternating four-plateau crystals whose steps are diffused (seed 41,
-sqrt(Dt) = 4.4 um) or 4 um apart (seed 56) were read with three plateaus because the
-4-segment partition that started their fit cut them where flat segments fit best; the fit
-settled at two real steps and a spurious one of 2-3 DN, while the 5-plateau fit held the
-three real steps plus a sub-threshold one. Started from the 5-plateau fit less each step,
-the 4-plateau fit finds them. n_plateaus on true labels rose by 1 on 41-46 and on 51-56 at
-every noise level; on own segmentation 51-56 by 1 at 0.02 and 0.03; seeds 0-5 at 0.03 ARI
-0.808 -> 0.820; no scene figure fell. On 1D ``make_profiles`` (3 seeds, 360 profiles) it
-costs 3 profiles at noise 0.01 (zoning_type 93.9 -> 93.1 %: two one-step profiles gain a
-spurious eligible step, one gradient loses to a better step fit) and gains at 0.02
-(81.7 -> 81.9 %): a better optimum also exposes spurious steps that pass the plateau
-criteria.
 """
 
 from __future__ import annotations
@@ -751,15 +735,11 @@ def _fit_candidates(d: np.ndarray, v: np.ndarray, spacing: float, opts: dict) ->
     partitions = _segment_neighbourhood(v, kmax, 2, w) if kmax >= 2 else []
     shared = opts["shared_width"]
     variants = (False, True) if shared == "auto" else (bool(shared),)
-    for one_width in variants:
-        fits = {}
-        for k in range(2, kmax + 1):
-            if one_width and k == 2:
-                continue
+    for k in range(2, kmax + 1):
+        for one_width in variants if k > 2 else (False,):
             fit = _fit_steps(d, v, partitions[k - 1], spacing, one_width, w)
             if fit is not None:
-                fits[k] = fit
-        candidates.extend(_pruned_steps(d, v, fits, spacing, one_width, w).values())
+                candidates.append(fit)
     for fit in (_fit_hinge(d, v, w), _fit_oscillatory(d, v, spacing, w)):
         if fit is not None:
             candidates.append(fit)
@@ -982,7 +962,6 @@ def _fit_steps(
     spacing: float,
     shared_width: bool = False,
     w: np.ndarray | None = None,
-    start: tuple | None = None,
 ) -> dict | None:
     """Fit plateaus joined by erf steps, starting from a piecewise-constant partition.
 
@@ -995,25 +974,14 @@ def _fit_steps(
     a plateau that no point reaches), it is refitted with every level bounded by the data's
     range (trust-region reflective), so that a staircase is fitted as a staircase.
     """
+    k = len(cuts) + 1
+    if k < 2:
+        return None
     sw = np.ones(v.size) if w is None else np.sqrt(w)
-    if start is None:
-        k = len(cuts) + 1
-        if k < 2:
-            return None
-        seg = np.split(v, cuts)
-        wseg = np.split(sw**2, cuts)
-        means = np.array([np.average(s, weights=ws) for s, ws in zip(seg, wseg, strict=True)])
-        p0 = 0.5 * (d[cuts - 1] + d[cuts])
-        w0 = np.full(k - 1, 2.0 * spacing)
-    else:  # levels (rim first), step positions and widths of a previous fit
-        means, p0, w0 = (np.asarray(x, dtype=float) for x in start)
-        k = means.size
-        if k < 2:
-            return None
-        # a previous fit may have parked a step beyond the profile or made it infinitely
-        # sharp: start such steps inside it, at least half a point spacing wide
-        p0 = np.clip(p0, d[0], d[-1])
-        w0 = np.clip(w0, 0.5 * spacing, max(float(d[-1] - d[0]), spacing))
+    seg = np.split(v, cuts)
+    wseg = np.split(sw**2, cuts)
+    means = np.array([np.average(s, weights=ws) for s, ws in zip(seg, wseg, strict=True)])
+    p0 = 0.5 * (d[cuts - 1] + d[cuts])
     m = k - 1
     nw = 1 if shared_width else m
     d0 = float(d[0])
@@ -1022,9 +990,9 @@ def _fit_steps(
     # "step" centred near the rim is a slope to the rim in disguise. Parameters: levels,
     # q = log(p - d0 - c w), u = log(w), so that Levenberg-Marquardt runs unbounded.
     c = _RIM_PLATEAU_WIDTHS
-    w0 = np.full(nw, float(np.exp(np.mean(np.log(w0))))) if shared_width else w0
-    q0 = np.log(np.maximum(p0 - d0 - c * np.broadcast_to(w0, p0.shape), 0.5 * spacing))
-    x0 = np.concatenate([means, q0, np.log(w0)])
+    w0 = 2.0 * spacing
+    q0 = np.log(np.maximum(p0 - d0 - c * w0, 0.5 * spacing))
+    x0 = np.concatenate([means, q0, np.full(nw, np.log(w0))])
 
     def unpack(x):
         w = np.broadcast_to(np.exp(np.clip(x[k + m :], -30.0, 30.0)), (m,))
@@ -1092,41 +1060,6 @@ def _fit_steps(
         "predict": predict,
         "steps": (p, -dl, w, levels),
     }
-
-
-def _pruned_steps(
-    d: np.ndarray,
-    v: np.ndarray,
-    fits: dict,
-    spacing: float,
-    shared_width: bool,
-    w: np.ndarray | None,
-) -> dict:
-    """Backward elimination: each ``K``-plateau fit is also started from the ``K + 1``
-    fit with one of its steps removed, and the lower residual is kept.
-
-    The piecewise-constant partition that starts a ``K``-plateau fit cuts diffused steps
-    where a staircase of flat segments fits best, which for alternating plateaus joined by
-    wide steps is often not where the steps are (the fit then settles in a local minimum,
-    e.g. two steps of the right sign and one of a few DN in the core tail). The ``K + 1``
-    fit usually has the ``K`` real steps plus a spurious one; removing each step in turn
-    and refitting reaches the ``K``-step optimum from there. Returns ``{K: fit}``.
-    """
-    out = dict(fits)
-    for k in sorted(out, reverse=True):
-        if k - 1 < 2 or k - 1 not in out:
-            continue
-        pos, _, widths, levels = out[k]["steps"]
-        for j in range(len(pos)):
-            start = (
-                np.delete(levels, j + 1),
-                np.delete(pos, j),
-                np.delete(widths, j),
-            )
-            fit = _fit_steps(d, v, None, spacing, shared_width, w, start=start)
-            if fit is not None and fit["rss"] < out[k - 1]["rss"]:
-                out[k - 1] = fit
-    return out
 
 
 def _fit_hinge(d: np.ndarray, v: np.ndarray, w: np.ndarray | None = None) -> dict | None:
