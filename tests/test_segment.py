@@ -819,3 +819,22 @@ def test_an_inclusion_at_a_crystal_edge_leaves_no_notch():
     p = ids[np.argmax(counts)]
     iou = counts.max() / np.count_nonzero(t | (lab == p))
     assert iou >= 0.9
+
+
+def test_cracked_flag_sees_crossing_cracks_but_not_grain_boundaries():
+    """Two crossing cracks make one X-shaped dark feature (not elongated by its second
+    moments, but long and thin); a grain boundary between two touching crystals is a thin
+    dark line too, on their contact, and is not a crack."""
+    rng = np.random.default_rng(0)
+    img = np.full((120, 240), 60.0)
+    lab = np.zeros((120, 240), np.int32)
+    lab[20:100, 20:100] = 1  # cracked: an X of two diagonals
+    lab[20:100, 130:180] = 2  # 2 and 3 touch along column 180 (a seam)
+    lab[20:100, 180:230] = 3
+    img[lab > 0] = 160.0
+    d = np.arange(25, 95)
+    img[d, d] = img[d, 119 - d] = 40.0
+    img[20:100, 180] = 50.0  # the grain boundary seam
+    img += rng.normal(0, 2.0, img.shape)
+    flags = crystal_table(img, lab, 1.0).set_index("label")["cracked"]
+    assert flags.tolist() == [True, False, False]

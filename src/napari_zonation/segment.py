@@ -2235,8 +2235,9 @@ def _cracked(grey, labels, px, noise, ids):
     size = max(3, 2 * int(round(1.5 / px)) + 1)
     bth = ndi.grey_closing(s, size=(size, size)) - s
     noise_l = noise / max(1.0, 2.0 * np.sqrt(np.pi) * sig)
-    # away from the crystal's own edge (the closing reaches over it)
-    inner = _edt(labels > 0) > size
+    # away from the crystal's own edge (the closing reaches over it), also where it touches
+    # another crystal (their grain boundary is a thin dark line too, not a crack)
+    inner = edt.edt(labels, black_border=False, parallel=1) > size
     line = (bth > max(5.0 * noise_l, 1e-12)) & inner
     out = np.zeros(len(ids), dtype=bool)
     if not line.any():
@@ -2245,21 +2246,15 @@ def _cracked(grey, labels, px, noise, ids):
     if n_comp == 0:
         return out
     min_len = max(10.0 / px, 5.0)
-    # second moments of every component at once: long (major axis) and thin (minor axis)
+    # long and thin: a skeleton at least ``min_len`` long, and a mean width (area over
+    # skeleton length) within the top-hat's reach; crossing cracks stay line-like, unlike
+    # by the components' second moments
     rr, cc = _nonzero(comp)
     lbl = comp[rr, cc]
     cnt = np.bincount(lbl, minlength=n_comp + 1).astype(float)
-    cnt[0] = 1.0
-    mr = np.bincount(lbl, rr, minlength=n_comp + 1) / cnt
-    mc = np.bincount(lbl, cc, minlength=n_comp + 1) / cnt
-    vrr = np.bincount(lbl, rr * rr, minlength=n_comp + 1) / cnt - mr**2
-    vcc = np.bincount(lbl, cc * cc, minlength=n_comp + 1) / cnt - mc**2
-    vrc = np.bincount(lbl, rr * cc, minlength=n_comp + 1) / cnt - mr * mc
-    half = 0.5 * (vrr + vcc)
-    root = np.sqrt(np.clip(half**2 - (vrr * vcc - vrc**2), 0, None))
-    major = 4.0 * np.sqrt(np.clip(half + root, 0, None))
-    minor = 4.0 * np.sqrt(np.clip(half - root, 0, None))
-    line_like = (major >= min_len) & (minor <= 0.35 * major)
+    skel = morphology.skeletonize(line)
+    length = np.bincount(comp[skel], minlength=n_comp + 1).astype(float)
+    line_like = (length >= min_len) & (cnt <= size * np.maximum(length, 1.0))
     line_like[0] = False
     owner = np.zeros(n_comp + 1, dtype=np.int64)
     owner[lbl] = labels[rr, cc]
