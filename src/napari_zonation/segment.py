@@ -31,7 +31,10 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
    through one crystal, not a grain boundary between two: one crystal has one rim);
    within a round of joins, a piece accepted by two neighbours joins only one of them when
    their own pair was rejected or their rims differ (the other join is judged again on the
-   joined pieces); holes (inclusions) are filled; crystals under ``min_area_um2`` are dropped.
+   joined pieces); holes (inclusions) are filled; the boundaries between the crystals that
+   still touch are moved onto their grain boundary (within ``contact_um``: a marker watershed
+   of the full-resolution image over its dark-line strength and gradient, from the rest of
+   each crystal); crystals under ``min_area_um2`` are dropped.
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
    (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
@@ -92,6 +95,7 @@ _DEFAULT_OPTIONS = {
     "dark_fraction": 0.2,  # near-black share of the image above which background may be masked
     "tile_halo_um": 400.0,  # crystal extent a tile surely holds whole (larger: a second look)
     "merge_rim": None,  # rim grey step that keeps pieces apart; None = 0.4 x contrast; 0 = off
+    "contact_um": 24.0,  # how far a contact may move onto the grain boundary; 0 = off
 }
 
 
@@ -768,6 +772,7 @@ def _merge_regions(
     max_rounds: int = 6,
     return_areas: bool = False,
     rim: tuple | None = None,
+    return_map: bool = False,
 ):
     """Join adjacent regions that are one crystal cut by a crack or by the splitting.
 
@@ -784,7 +789,8 @@ def _merge_regions(
     The accepted pairs of a round are then joined in order (closest rims first, then closest
     grey), and a join between groups already grown in the round is left to the next round
     when a rejected pair lies between them or their rims differ (:func:`_may_join`).
-    With ``return_areas`` the areas of the joined labels (index = label) come back too.
+    With ``return_areas`` the areas of the joined labels (index = label) come back too, and
+    with ``return_map`` also each input label's output label (index = input label).
 
     ``rim`` = ``(rim_labels, rim_grey, max_step, min_count, noise)`` adds a test on the
     crystals' free faces: one crystal has one rim, so two regions whose rims (the median of
@@ -798,7 +804,14 @@ def _merge_regions(
     la0, lb0, pa, pb = _adjacent_pairs(lab, row_changes=changes)
     if la0.size == 0:
         out = _relabel(lab)
-        return (out, np.bincount(out.ravel())) if return_areas else out
+        if not return_areas:
+            return out
+        if return_map:
+            n = int(lab.max()) + 1
+            present = np.bincount(lab.ravel(), minlength=n) > 0
+            present[0] = False
+            return out, np.bincount(out.ravel()), (np.cumsum(present) * present).astype(np.int32)
+        return out, np.bincount(out.ravel())
     n = int(lab.max()) + 1
     rows, cols = lab.shape
     ra, ca = np.divmod(pa, cols)
@@ -920,9 +933,10 @@ def _merge_regions(
     out = _lut(rank[roots], lab)
     if not return_areas:
         return out
-    return out, np.bincount(rank[roots], weights=areas0, minlength=int(rank.max()) + 1).astype(
-        np.int64
-    )
+    areas = np.bincount(rank[roots], weights=areas0, minlength=int(rank.max()) + 1)
+    if return_map:
+        return out, areas.astype(np.int64), rank[roots]
+    return out, areas.astype(np.int64)
 
 
 def _may_join(groups: dict, ra: int, rb: int, rejected: np.ndarray, n: int, rim) -> bool:
@@ -1778,18 +1792,32 @@ def _segment_stages(
             width * 20.0 / pc,
             lv["noise"] / f,  # of a block mean
         )
-    labels, area = _merge_regions(
-        labels,
-        smooth,
+    merge = functools.partial(
+        _merge_regions,
         small_px=2.0 * min_area_um2 / (px * px),
         merge_grey=opts["merge_grey"] if opts["merge_grey"] is not None else c,
         max_deficit=opts["max_deficit"] if split_touching else np.inf,
         band_px=max(2, int(round(3.0 / px))),
         lenient=lv["mode"] == "masked",
         return_areas=True,
-        rim=rim,
+        return_map=True,
     )
+    labels, area, new_id = merge(labels, smooth, rim=rim)
     labels, area = _fill_label_holes(labels, opts["max_hole_fraction"], area, in_place=True)
+    # the contacts between the crystals that still touch, onto their grain boundaries; then
+    # the pieces of one crystal whose cut now runs along its crack (where the grey just
+    # behind the contact agrees) are joined
+    if (
+        split_touching
+        and opts["contact_um"] > 0
+        and _refine_contacts(labels, smooth, opts["contact_um"] / px)
+    ):
+        if rim is not None:
+            top = int(rim[0].max()) + 1 if rim[0].size else 0
+            lut = np.zeros(max(top, new_id.size), dtype=np.int32)
+            lut[: new_id.size] = new_id
+            rim = (lut[rim[0]], *rim[1:])
+        labels, area, _ = merge(labels, smooth, rim=rim)
     if finite is not None and not finite.all():
         labels[~finite] = 0
         area = np.bincount(labels.ravel())
@@ -1812,6 +1840,87 @@ def _segment_stages(
     # the kept labels, renumbered 1..n in order, in one look-up
     lut = (np.cumsum(keep) * keep).astype(np.int32)
     return _lut(lut, labels)
+
+
+def _boundary_relief(smooth: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Where grain boundaries run, at the pixels ``at`` (flat indices) of a smoothed grey
+    image: the dark-line strength (the larger Hessian eigenvalue, positive across a thin
+    dark seam) plus half the gradient magnitude (a grey step between two phases), from
+    central differences (edges repeated)."""
+    h, w = smooth.shape
+    r, c = np.divmod(at, w)
+    up, down = np.maximum(r - 1, 0) * w, np.minimum(r + 1, h - 1) * w
+    left, right = np.maximum(c - 1, 0), np.minimum(c + 1, w - 1)
+    f = smooth.ravel()
+    mid = f[at].astype(np.float32)
+    vu, vd, vl, vr = f[up + c], f[down + c], f[r * w + left], f[r * w + right]
+    hrr = vu + vd - 2 * mid
+    hcc = vl + vr - 2 * mid
+    hrc = 0.25 * (f[down + right] - f[down + left] - f[up + right] + f[up + left])
+    gr, gc = 0.5 * (vd - vu), 0.5 * (vr - vl)
+    lam = 0.5 * (hrr + hcc) + np.sqrt(0.25 * (hrr - hcc) ** 2 + hrc * hrc)
+    return np.maximum(lam, 0) + 0.5 * np.sqrt(gr * gr + gc * gc)
+
+
+def _near_coarse(mask: np.ndarray, radius: float) -> np.ndarray:
+    """About :func:`_near` (within a pixel) for a large ``radius``: the distance transform of
+    the mask's 2 x 2 blocks (a quarter of the pixels)."""
+    if radius <= 2 * _SMALL_DISK:
+        return _near(mask, radius)
+    h, w = mask.shape
+    pad = np.zeros((-(-h // 2) * 2, -(-w // 2) * 2), dtype=bool)
+    pad[:h, :w] = mask
+    blocks = pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2).any(axis=(1, 3))
+    return _upsample(_edt(~blocks) <= 0.5 * radius + 0.5, 2, (h, w))
+
+
+def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) -> bool:
+    """Move (in place) the boundaries between touching crystals onto the grain boundary.
+
+    Within ``reach_px`` of a contact, the crystals' pixels are flooded again from the rest of
+    each crystal over :func:`_boundary_relief`: the contact then follows the thin dark seam or
+    the grey step between the two crystals, not the cut that separated their cores (a
+    watershed of their shapes, which can lie tens of micrometres inside one of them). A
+    crystal lying wholly within reach keeps its pixels. Returns whether any crystal touches
+    another (else nothing was done).
+    """
+    contact = _contact(labels)
+    rows = np.flatnonzero(contact.any(axis=1))
+    if not rows.size:
+        return False
+    cols = np.flatnonzero(contact.any(axis=0))
+    h, w = labels.shape
+    m = int(np.ceil(reach_px)) + 2
+    r0, r1 = max(int(rows[0]) - m, 0), min(int(rows[-1]) + m + 1, h)
+    c0, c1 = max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, w)
+    lab = labels[r0:r1, c0:c1]
+    crystal = lab > 0
+    band = _near_coarse(contact[r0:r1, c0:c1], reach_px) & crystal
+    markers = np.where(band, 0, lab)
+    n = int(lab.max()) + 1
+    lost = (np.bincount(lab[band], minlength=n) > 0) & (
+        np.bincount(markers.ravel(), minlength=n) == 0
+    )
+    if lost.any():
+        markers = np.where(_lut(lost, lab), lab, markers)
+    # the marker pixels next to the band too: the flooding starts from the lowest of them
+    at = np.flatnonzero(_dilate_square(band, 1) & crystal)
+    relief = np.zeros(lab.shape, dtype=np.float32)
+    relief.ravel()[at] = _boundary_relief(smooth[r0:r1, c0:c1], at)
+    # one flooding per cluster of touching crystals, on its own box (grown by a pixel, which
+    # holds the markers around it; another cluster's pixels in the box are not flooded)
+    parts, _ = ndi.label(band, structure=np.ones((3, 3), dtype=bool))
+    hh, ww = lab.shape
+    for k, sl in enumerate(ndi.find_objects(parts), start=1):
+        a0, a1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, hh)
+        b0, b1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, ww)
+        box = (slice(a0, a1), slice(b0, b1))
+        mine = parts[box] == k
+        flood = crystal[box] & (mine | ~band[box])
+        out = _watershed(relief[box], np.where(mine, 0, markers[box]), mask=flood)
+        fix = mine & (out > 0)
+        lab[box][fix] = out[fix]
+    return True
 
 
 def _adopt_enclosed(
@@ -1976,7 +2085,9 @@ def segment_crystals(
         of the smaller piece, under which two pieces may be one crystal), ``merge_grey`` (grey
         step across a cut that keeps two pieces apart; default the contrast), ``merge_rim``
         (difference of the pieces' rim greys, on their free faces, that keeps them apart;
-        default 0.4 x the contrast; 0 turns the rim test off),
+        default 0.4 x the contrast; 0 turns the rim test off), ``contact_um`` (24: how far
+        the boundary between two touching crystals may move onto their grain boundary, the
+        thin dark seam or grey step between them; 0 keeps the cut of their cores),
         ``max_hole_fraction`` (0.5), ``texture`` (True: reject textured, microlite-rich cores),
         ``smooth_texture`` (0.75), ``min_smooth_share`` (0.25), ``max_vesicle_share`` (0.6:
         cores mostly within 6 um of near-black pixels are vesicle walls), ``dark_fraction``
@@ -2235,8 +2346,9 @@ def _cracked(grey, labels, px, noise, ids):
     size = max(3, 2 * int(round(1.5 / px)) + 1)
     bth = ndi.grey_closing(s, size=(size, size)) - s
     noise_l = noise / max(1.0, 2.0 * np.sqrt(np.pi) * sig)
-    # away from the crystal's own edge (the closing reaches over it)
-    inner = _edt(labels > 0) > size
+    # away from the crystal's own edge (the closing reaches over it), also where it touches
+    # another crystal (their grain boundary is a thin dark line too, not a crack)
+    inner = edt.edt(labels, black_border=False, parallel=1) > size
     line = (bth > max(5.0 * noise_l, 1e-12)) & inner
     out = np.zeros(len(ids), dtype=bool)
     if not line.any():
@@ -2245,21 +2357,15 @@ def _cracked(grey, labels, px, noise, ids):
     if n_comp == 0:
         return out
     min_len = max(10.0 / px, 5.0)
-    # second moments of every component at once: long (major axis) and thin (minor axis)
+    # long and thin: a skeleton at least ``min_len`` long, and a mean width (area over
+    # skeleton length) within the top-hat's reach; crossing cracks stay line-like, unlike
+    # by the components' second moments
     rr, cc = _nonzero(comp)
     lbl = comp[rr, cc]
     cnt = np.bincount(lbl, minlength=n_comp + 1).astype(float)
-    cnt[0] = 1.0
-    mr = np.bincount(lbl, rr, minlength=n_comp + 1) / cnt
-    mc = np.bincount(lbl, cc, minlength=n_comp + 1) / cnt
-    vrr = np.bincount(lbl, rr * rr, minlength=n_comp + 1) / cnt - mr**2
-    vcc = np.bincount(lbl, cc * cc, minlength=n_comp + 1) / cnt - mc**2
-    vrc = np.bincount(lbl, rr * cc, minlength=n_comp + 1) / cnt - mr * mc
-    half = 0.5 * (vrr + vcc)
-    root = np.sqrt(np.clip(half**2 - (vrr * vcc - vrc**2), 0, None))
-    major = 4.0 * np.sqrt(np.clip(half + root, 0, None))
-    minor = 4.0 * np.sqrt(np.clip(half - root, 0, None))
-    line_like = (major >= min_len) & (minor <= 0.35 * major)
+    skel = morphology.skeletonize(line)
+    length = np.bincount(comp[skel], minlength=n_comp + 1).astype(float)
+    line_like = (length >= min_len) & (cnt <= size * np.maximum(length, 1.0))
     line_like[0] = False
     owner = np.zeros(n_comp + 1, dtype=np.int64)
     owner[lbl] = labels[rr, cc]
