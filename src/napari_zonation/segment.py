@@ -34,7 +34,8 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
    joined pieces); holes (inclusions) are filled; the boundaries between the crystals that
    still touch are moved onto their grain boundary (within ``contact_um``: a marker watershed
    of the full-resolution image over its dark-line strength and gradient, from the rest of
-   each crystal); crystals under ``min_area_um2`` are dropped.
+   each crystal) and the pieces are judged once more (a cut that now runs along a crack
+   joins); crystals under ``min_area_um2`` are dropped.
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
    (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
