@@ -1863,18 +1863,6 @@ def _boundary_relief(smooth: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.maximum(lam, 0) + 0.5 * np.sqrt(gr * gr + gc * gc)
 
 
-def _near_coarse(mask: np.ndarray, radius: float) -> np.ndarray:
-    """About :func:`_near` (within a pixel) for a large ``radius``: the distance transform of
-    the mask's 2 x 2 blocks (a quarter of the pixels)."""
-    if radius <= 2 * _SMALL_DISK:
-        return _near(mask, radius)
-    h, w = mask.shape
-    pad = np.zeros((-(-h // 2) * 2, -(-w // 2) * 2), dtype=bool)
-    pad[:h, :w] = mask
-    blocks = pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2).any(axis=(1, 3))
-    return _upsample(_edt(~blocks) <= 0.5 * radius + 0.5, 2, (h, w))
-
-
 def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) -> bool:
     """Move (in place) the boundaries between touching crystals onto the grain boundary.
 
@@ -1896,7 +1884,7 @@ def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) ->
     c0, c1 = max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, w)
     lab = labels[r0:r1, c0:c1]
     crystal = lab > 0
-    band = _near_coarse(contact[r0:r1, c0:c1], reach_px) & crystal
+    band = _near(contact[r0:r1, c0:c1], reach_px) & crystal
     markers = np.where(band, 0, lab)
     n = int(lab.max()) + 1
     lost = (np.bincount(lab[band], minlength=n) > 0) & (
