@@ -804,15 +804,11 @@ def _merge_regions(
     changes = _row_changes(lab)
     la0, lb0, pa, pb = _adjacent_pairs(lab, row_changes=changes)
     if la0.size == 0:
+        if return_areas and return_map:
+            out, lut = _relabel(lab, return_lut=True)
+            return out, np.bincount(out.ravel()), lut
         out = _relabel(lab)
-        if not return_areas:
-            return out
-        if return_map:
-            n = int(lab.max()) + 1
-            present = np.bincount(lab.ravel(), minlength=n) > 0
-            present[0] = False
-            return out, np.bincount(out.ravel()), (np.cumsum(present) * present).astype(np.int32)
-        return out, np.bincount(out.ravel())
+        return (out, np.bincount(out.ravel())) if return_areas else out
     n = int(lab.max()) + 1
     rows, cols = lab.shape
     ra, ca = np.divmod(pa, cols)
@@ -1958,15 +1954,16 @@ def _adopt_enclosed(
     return labels, area
 
 
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    """Consecutive ids 1..n in the order of the old ids (0 stays 0), as int32."""
+def _relabel(labels: np.ndarray, return_lut: bool = False):
+    """Consecutive ids 1..n in the order of the old ids (0 stays 0), as int32 (with
+    ``return_lut`` also the look-up table, index = old id)."""
     n = int(labels.max()) if labels.size else 0
     present = np.zeros(n + 1, dtype=bool)
     present[labels.ravel()] = True
     present[0] = False
     lut = np.zeros(n + 1, dtype=np.int32)
     lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
-    return _lut(lut, labels)
+    return (_lut(lut, labels), lut) if return_lut else _lut(lut, labels)
 
 
 def _context_px(lv: dict, opts: dict, smooth_um: float, close_um: float) -> int:
