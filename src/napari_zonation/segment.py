@@ -35,7 +35,10 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
    still touch are moved onto their grain boundary (within ``contact_um``: a marker watershed
    of the full-resolution image over its dark-line strength and gradient, from the rest of
    each crystal) and the pieces are judged once more (a cut that now runs along a crack
-   joins); crystals under ``min_area_um2`` are dropped.
+   joins); each crystal is opened with a disc of ``trim_um``: what sticks out of its outline
+   narrower than the disc's diameter (an oxide or microlite speck at the rim, a bump of
+   groundmass the blur joined to it) is not crystal; crystals under ``min_area_um2`` are
+   dropped.
 8. Large images (``tile_size``; automatic above 4096 x 4096): steps 2 and 4-7 run on
    overlapping tiles with the levels of step 3, and the labels are stitched by ownership
    (:mod:`napari_zonation.tiling`): no crystal is cut or counted twice at a seam.
@@ -97,6 +100,7 @@ _DEFAULT_OPTIONS = {
     "tile_halo_um": 400.0,  # crystal extent a tile surely holds whole (larger: a second look)
     "merge_rim": None,  # rim grey step that keeps pieces apart; None = 0.4 x contrast; 0 = off
     "contact_um": 24.0,  # how far a contact may move onto the grain boundary; 0 = off
+    "trim_um": 4.0,  # outline protrusions narrower than 2 x this are not crystal; 0 = off
 }
 
 
@@ -1815,6 +1819,9 @@ def _segment_stages(
             lut[: new_id.size] = new_id
             rim = (lut[rim[0]], *rim[1:])
         labels, area, _ = merge(labels, smooth, rim=rim)
+    if opts["trim_um"] > 0:
+        labels = _open_labels(labels, opts["trim_um"] / px)
+        area = np.bincount(labels.ravel(), minlength=area.size)
     if finite is not None and not finite.all():
         labels[~finite] = 0
         area = np.bincount(labels.ravel())
@@ -1908,6 +1915,32 @@ def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) ->
     return True
 
 
+def _open_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
+    """The crystals' outline against the background opened with a disc of ``radius_px``.
+
+    A crystal pixel is kept when it lies within ``radius_px`` of a crystal pixel that is more
+    than ``radius_px`` from the background (the image edge is not background: crystals cut
+    by it keep their cut). What sticks out into the groundmass narrower than the disc's
+    diameter goes; the contacts between touching crystals stay where they are (the opening
+    is of the union of the crystals). A label with no such centre pixel (thinner than the
+    disc everywhere) is kept as it was.
+    """
+    if radius_px <= 0 or not labels.any():
+        return labels
+    r2 = float(radius_px) * float(radius_px)
+    crystal = np.ascontiguousarray(labels != 0)
+    centre = edt.edtsq(crystal.view(np.uint8), black_border=False, parallel=1) > r2
+    if centre.any():
+        reach = edt.edtsq((~centre).view(np.uint8), black_border=False, parallel=1) <= r2
+    else:
+        reach = centre
+    n = int(labels.max()) + 1
+    thin = np.bincount(labels[centre], minlength=n) == 0
+    thin[0] = False
+    keep = reach | _lut(thin, labels)
+    return np.where(keep, labels, 0).astype(labels.dtype, copy=False)
+
+
 def _adopt_enclosed(
     labels: np.ndarray, area: np.ndarray, min_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1971,7 +2004,7 @@ def _context_px(lv: dict, opts: dict, smooth_um: float, close_um: float) -> int:
 
     The reach of every stage, in um: the detection and texture smoothing (4 sigma), the
     opening, closing and growth radii, the edge band of the refinement, the merging's look
-    behind a cut; doubled for safety, and at least 32 blocks.
+    behind a cut, the outline's opening (``trim_um``); doubled for safety, and at least 32 blocks.
     """
     pc = lv["pc"]
     grow_um = opts["grow_um"] if opts["grow_um"] is not None else opts["open_um"] + 3.0
@@ -1983,6 +2016,7 @@ def _context_px(lv: dict, opts: dict, smooth_um: float, close_um: float) -> int:
         + 4.0 * smooth_um
         + 3.0 * pc
         + 3.0
+        + 2.0 * opts["trim_um"]
     )
     return max(int(np.ceil(2.0 * reach_um / lv["px"])), 32 * lv["f"])
 
@@ -2078,6 +2112,8 @@ def segment_crystals(
         ``smooth_texture`` (0.75), ``min_smooth_share`` (0.25), ``max_vesicle_share`` (0.6:
         cores mostly within 6 um of near-black pixels are vesicle walls), ``dark_fraction``
         (0.2: near-black share above which the background may be a black mask),
+        ``trim_um`` (4: each crystal is opened with a disc of this radius, so that specks
+        and bumps narrower than its diameter stuck to the rim are left out; 0 = off),
         ``tile_halo_um`` (400: extent of a crystal that a tile surely holds whole; larger ones
         are segmented again in a larger window).
 
