@@ -1927,13 +1927,8 @@ def _open_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
     """
     if radius_px <= 0 or not labels.any():
         return labels
-    r2 = float(radius_px) * float(radius_px)
-    crystal = np.ascontiguousarray(labels != 0)
-    centre = edt.edtsq(crystal.view(np.uint8), black_border=False, parallel=1) > r2
-    if centre.any():
-        reach = edt.edtsq((~centre).view(np.uint8), black_border=False, parallel=1) <= r2
-    else:
-        reach = centre
+    centre = ~_near(labels == 0, radius_px)
+    reach = _near(centre, radius_px) if centre.any() else centre
     n = int(labels.max()) + 1
     thin = np.bincount(labels[centre], minlength=n) == 0
     thin[0] = False
