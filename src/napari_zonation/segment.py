@@ -1916,23 +1916,20 @@ def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) ->
 
 
 def _open_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
-    """The crystals' outline against the background opened with a disc of ``radius_px``.
+    """The crystals' outline against the background opened (:func:`_open`) with a disc of
+    ``radius_px``.
 
-    A crystal pixel is kept when it lies within ``radius_px`` of a crystal pixel that is more
-    than ``radius_px`` from the background (the image edge is not background: crystals cut
-    by it keep their cut). What sticks out into the groundmass narrower than the disc's
-    diameter goes; the contacts between touching crystals stay where they are (the opening
-    is of the union of the crystals). A label with no such centre pixel (thinner than the
-    disc everywhere) is kept as it was.
+    What sticks out into the groundmass narrower than the disc's diameter goes; the image edge
+    is not background (crystals cut by it keep their cut) and the contacts between touching
+    crystals stay where they are (the opening is of the union of the crystals). A label with
+    no pixel left (thinner than the disc everywhere) is kept as it was.
     """
-    if radius_px <= 0 or not labels.any():
+    if not labels.any():
         return labels
-    centre = ~_near(labels == 0, radius_px)
-    reach = _near(centre, radius_px) if centre.any() else centre
-    n = int(labels.max()) + 1
-    thin = np.bincount(labels[centre], minlength=n) == 0
-    thin[0] = False
-    keep = reach | _lut(thin, labels)
+    keep = _open(labels != 0, radius_px)
+    gone = np.bincount(labels[keep], minlength=int(labels.max()) + 1) == 0
+    gone[0] = False
+    keep |= _lut(gone, labels)
     return np.where(keep, labels, 0).astype(labels.dtype, copy=False)
 
 
