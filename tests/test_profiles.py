@@ -589,3 +589,37 @@ def test_automatic_traverses_cross_no_crack_of_the_generator():
     # seed 2 crystals 16 and 18 crossed cracks at the rim end before the band was checked
     assert (2, 16) not in crossing and (2, 18) not in crossing
     assert len(crossing) <= 2, crossing
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shells_of_a_float_image_match_its_integer_twin_and_the_float_path(dtype):
+    """A float image of whole numbers is read as it is (no float64 copy) and takes the
+    integer statistics; the result equals that of the integer image, and that of the same
+    image shifted by half a grey level (not whole: the float statistics, another sort and
+    clip), shifted back. NaN pixels are left out of their shell."""
+    s = make_thin_section((256, 256), n_crystals=8, size_um=(40.0, 90.0), noise=0.03, seed=4)
+    ref = rim_profiles(s.image, s.labels, s.pixel_size_um)
+    img = s.image.astype(dtype)
+    as_float = rim_profiles(img, s.labels, s.pixel_size_um)
+    pd.testing.assert_frame_equal(
+        as_float.drop(columns="value"), ref.drop(columns="value"), check_dtype=False
+    )
+    np.testing.assert_allclose(as_float["value"], ref["value"])
+    shifted = rim_profiles(img + dtype(0.5), s.labels, s.pixel_size_um)
+    pd.testing.assert_frame_equal(
+        shifted.drop(columns=["value", "sigma"]),
+        ref.drop(columns=["value", "sigma"]),
+        check_dtype=False,
+    )
+    np.testing.assert_allclose(shifted["value"] - 0.5, ref["value"], atol=1e-9)
+    np.testing.assert_allclose(shifted["sigma"], ref["sigma"], rtol=1e-9)
+    with_nan = img.copy()
+    lab = int(ref["label"].iloc[0])
+    rr, cc = np.nonzero(s.labels == lab)
+    with_nan[rr[::2], cc[::2]] = np.nan
+    holed = rim_profiles(with_nan, s.labels, s.pixel_size_um)
+    kept = holed.set_index(["label", "distance_um"])["n_pixels"]
+    full = ref.set_index(["label", "distance_um"])["n_pixels"]
+    one = ref["label"] == lab
+    assert holed.loc[holed["label"] != lab, "n_pixels"].sum() == ref.loc[~one, "n_pixels"].sum()
+    assert kept.xs(lab).sum() < 0.6 * full.xs(lab).sum()

@@ -475,6 +475,19 @@ def _needles(x: np.ndarray, dtype) -> np.ndarray:
     return x
 
 
+def _as_integers(v: np.ndarray, max_span: int = 2**20) -> np.ndarray | None:
+    """Float values that are all whole numbers within ``max_span`` of each other as int32
+    (their shell statistics then take the integer path: one sort of packed pairs, the clip
+    by binary search), else None."""
+    if not v.size:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo >= max_span or max(abs(lo), abs(hi)) >= 2**30:
+        return None
+    iv = v.astype(np.int32)
+    return iv if np.array_equal(iv, v) else None
+
+
 def _int_shell_stats(
     key: np.ndarray,
     d: np.ndarray,
@@ -625,14 +638,19 @@ def rim_profiles(
     """
     px = check_pixel_size(pixel_size_um)
     raw = np.asarray(image)
-    integer = method == "shells" and np.issubdtype(raw.dtype, np.integer) and raw.ndim in (2, 3)
-    if integer and (raw.ndim == 2 or raw.shape[0] <= 32):
-        # integer images are read as they are (no float copy of the whole image)
+    native = (
+        method == "shells"
+        and raw.dtype.kind in "uif"
+        and (raw.ndim == 2 or (raw.ndim == 3 and raw.shape[0] <= 32))
+    )
+    if native:
+        # integer and float images are read as they are (no float64 copy of the whole
+        # image): only the crystal pixels are gathered, channel by channel
         stack = raw[None] if raw.ndim == 2 else raw
         _, names = _channels(raw[..., :1, :1], channel_names)
     else:
-        integer = False
         stack, names = _channels(image, channel_names)
+    integer = native and raw.dtype.kind in "ui"
     lab = check_labels(labels, stack.shape[1:])
     if method == "traverse":
         trav = place_traverses(lab, px, image=stack[0], width_um=width_um)
@@ -714,13 +732,17 @@ def rim_profiles(
             st = _int_shell_stats(key, d_um, v, n_keys, crystal_of_key, clip_sigmas)
         else:
             vals = stack[ci].ravel()[sel]
-            if vals.dtype != np.float32:  # float32 values stay float32 (a faster sort)
-                vals = vals.astype(np.float64)
+            if vals.dtype not in (np.float32, np.float64):  # float32 stays (a faster sort)
+                vals = vals.astype(np.float32 if vals.dtype == np.float16 else np.float64)
             ok = np.isfinite(vals)
             k, d, v = (key, d_um, vals) if ok.all() else (key[ok], d_um[ok], vals[ok])
-            st = _shell_stats(k, d, v, n_keys)
-            if clip_sigmas:
-                st = _clipped_shell_stats(st, k, d, v, n_keys, n_bins, key_ids, clip_sigmas)
+            iv = _as_integers(v)
+            if iv is not None:  # whole numbers (counts, an integer image stored as float)
+                st = _int_shell_stats(k, d, iv, n_keys, crystal_of_key, clip_sigmas)
+            else:
+                st = _shell_stats(k, d, v, n_keys)
+                if clip_sigmas:
+                    st = _clipped_shell_stats(st, k, d, v, n_keys, n_bins, key_ids, clip_sigmas)
         full_key = st["key"].to_numpy() if key_ids is None else key_ids[st["key"].to_numpy()]
         n = st["n_pixels"].to_numpy()
         out = pd.DataFrame(
