@@ -11,7 +11,9 @@ every crystal keeps its generator's true profile. In the same process it times
   shell;
 - ``rim_profiles(..., contacts="rim")`` and the recipe without the second transform,
 - ``rim_profiles`` of the same image as float32 (element maps often are; the recipe's
-  time does not depend on the dtype),
+  time does not depend on the dtype): whole numbers (counts, an integer image stored as
+  float) take the integer statistics, so it is timed again shifted by half a grey level
+  (the float statistics),
 
 in interleaved rounds, and prints wall times (medians of the rounds), their ratios and the
 peak resident memory of each call (Linux ``VmHWM`` reset before the call).
@@ -300,6 +302,9 @@ def main(quick: bool = False, repeats: int | None = None, speed_only: bool = Fal
             image, labels, 1.0
         ),
         "rim_profiles(shells) of the image as float32": ours("exclude", image_f32),
+        "rim_profiles(shells) of the image as float32 + 0.5 (not whole numbers)": ours(
+            "exclude", image_f32 + np.float32(0.5)
+        ),
     }
     times = {k: [] for k in calls}
     peaks = dict.fromkeys(calls, 0.0)

@@ -476,15 +476,20 @@ def _needles(x: np.ndarray, dtype) -> np.ndarray:
 
 
 def _as_integers(v: np.ndarray, max_span: int = 2**20) -> np.ndarray | None:
-    """Float values that are all whole numbers within ``max_span`` of each other as int32
-    (their shell statistics then take the integer path: one sort of packed pairs, the clip
-    by binary search), else None."""
+    """Float values that are all whole numbers within ``max_span`` of each other in the
+    narrowest integer type that holds them (their shell statistics then take the integer
+    path: one sort of packed pairs, the clip by binary search), else None."""
     if not v.size:
         return None
     lo, hi = float(v.min()), float(v.max())
     if hi - lo >= max_span or max(abs(lo), abs(hi)) >= 2**30:
         return None
-    iv = v.astype(np.int32)
+    dt = next(
+        t
+        for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32)
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max
+    )
+    iv = v.astype(dt)
     return iv if np.array_equal(iv, v) else None
 
 
