@@ -623,3 +623,58 @@ def test_shells_of_a_float_image_match_its_integer_twin_and_the_float_path(dtype
     one = ref["label"] == lab
     assert holed.loc[holed["label"] != lab, "n_pixels"].sum() == ref.loc[~one, "n_pixels"].sum()
     assert kept.xs(lab).sum() < 0.6 * full.xs(lab).sum()
+
+
+def _clipped_reference(key, v, crystal, clip, min_dropped=0.01):
+    """Per key: median and IQR / 1.349 of ``v`` after the clip of ``_sorted_shell_stats``, one
+    numpy call per key (the crystal's noise is the median of its keys' first spreads)."""
+    keys = np.unique(key)
+    first = {k: np.quantile(v[key == k].astype(float), [0.25, 0.5, 0.75]) for k in keys}
+    spread = {k: (q[2] - q[0]) / profiles_module.IQR_SIGMA for k, q in first.items()}
+    noise = {c: np.median([spread[k] for k in keys if crystal[k] == c]) for c in set(crystal)}
+    med, spr, n = [], [], []
+    for k in keys:
+        x = v[key == k].astype(float)
+        w = clip * noise[crystal[k]]
+        kept = x[np.abs(x - first[k][1]) <= w]
+        if (
+            noise[crystal[k]] > 0
+            and kept.size
+            and x.size - kept.size >= max(1, min_dropped * x.size)
+        ):
+            q = np.quantile(kept, [0.25, 0.5, 0.75])
+            (
+                med.append(q[1]),
+                spr.append((q[2] - q[0]) / profiles_module.IQR_SIGMA),
+                n.append(kept.size),
+            )
+        else:
+            med.append(first[k][1]), spr.append(spread[k]), n.append(x.size)
+    return keys, np.array(med), np.array(spr), np.array(n)
+
+
+@pytest.mark.parametrize("as_float", [False, True])
+def test_clipped_shell_statistics_match_numpy_at_the_ends_of_the_value_range(as_float):
+    """The clip window of a shell whose values sit at the darkest grey level, next to a shell
+    with outliers at the brightest one (and the reverse), takes no pixel of the neighbouring
+    shell in the sorted array: medians, spreads and counts equal numpy's per shell."""
+    rng = np.random.default_rng(3)
+    n_keys, per = 12, 60
+    key = np.repeat(np.arange(n_keys), per)
+    v = rng.integers(0, 3, key.size)  # dark: at the image minimum
+    v[key >= 6] = rng.integers(253, 256, int((key >= 6).sum()))  # bright: at the maximum
+    for k, val in ((2, 255), (3, 255), (7, 0), (8, 0)):  # outliers at the other end
+        v[np.flatnonzero(key == k)[:8]] = val
+    v = v.astype(np.float32 if as_float else np.uint8)
+    order = rng.permutation(key.size)
+    key, v = key[order], v[order]
+    d = key.astype(float)
+    crystal = np.where(np.arange(n_keys) < 6, 0, 1)
+    if as_float:
+        v = v + np.float32(0.25)  # not whole numbers: the float32 codes
+    st = profiles_module._sorted_shell_stats(key, d, v, n_keys, lambda k: crystal[k], 3.0)
+    keys, med, spr, n = _clipped_reference(key, v, crystal, 3.0)
+    np.testing.assert_array_equal(st["key"], keys)
+    np.testing.assert_allclose(st["value"], med, atol=1e-6)
+    np.testing.assert_allclose(st["spread"], spr, atol=1e-6)
+    np.testing.assert_array_equal(st["n_pixels"], n)

@@ -323,16 +323,18 @@ def rim_distance(labels: np.ndarray) -> np.ndarray:
 IQR_SIGMA = 1.349
 
 
-def _quartiles_of_runs(vs: np.ndarray, starts: np.ndarray, n: np.ndarray) -> tuple:
+def _quartiles_of_runs(vs: np.ndarray, starts: np.ndarray, n: np.ndarray, values=None) -> tuple:
     """First quartile, median and third quartile of sorted runs ``vs[starts:starts + n]``
-    (linear interpolation between order statistics, as :func:`numpy.quantile`)."""
+    (linear interpolation between order statistics, as :func:`numpy.quantile`); ``values``
+    turns the entries read (sort codes) into float64 values."""
+    values = values or (lambda x: x.astype(np.float64))
     out = []
     for q in (0.25, 0.5, 0.75):
         pos = (n - 1) * q
         lo = np.floor(pos).astype(np.int64)
         frac = pos - lo
-        v_lo = vs[starts + lo].astype(np.float64)
-        v_hi = vs[starts + np.minimum(lo + 1, n - 1)].astype(np.float64)
+        v_lo = values(vs[starts + lo])
+        v_hi = values(vs[starts + np.minimum(lo + 1, n - 1)])
         out.append(v_lo + frac * (v_hi - v_lo))
     return tuple(out)
 
@@ -460,12 +462,6 @@ def _packed_sort(key: np.ndarray, v: np.ndarray, vmin: int, n_keys: int, span: i
     return packed
 
 
-def _run_lengths(packed: np.ndarray, n_keys: int, span: int) -> np.ndarray:
-    """Pixels per key of a sorted :func:`_packed_sort` array (its runs' lengths)."""
-    edges = np.searchsorted(packed, np.arange(1, n_keys, dtype=packed.dtype) * span)
-    return np.diff(edges, prepend=0, append=packed.size)
-
-
 def _needles(x: np.ndarray, dtype) -> np.ndarray:
     """Search values in the sorted array's own integer type when they fit (a search with
     wider needles would first convert the whole sorted array)."""
@@ -493,7 +489,56 @@ def _as_integers(v: np.ndarray, max_span: int = 2**20) -> np.ndarray | None:
     return iv if np.array_equal(iv, v) else None
 
 
-def _int_shell_stats(
+class _IntCodes:
+    """Sort codes of integer values: ``key * span + (v - vmin)`` (see :func:`_packed_sort`)."""
+
+    def __init__(self, key: np.ndarray, v: np.ndarray, n_keys: int):
+        self.vmin = int(v.min())
+        self.span = int(v.max()) - self.vmin + 1
+        self.sorted = _packed_sort(key, v, self.vmin, n_keys, self.span)
+
+    def key_starts(self, keys: np.ndarray) -> np.ndarray:
+        return keys.astype(np.int64) * self.span
+
+    def values(self, codes: np.ndarray) -> np.ndarray:
+        return (codes % self.span + self.vmin).astype(np.float64)
+
+    def window(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
+        """Codes of the smallest value >= ``lo`` and the largest <= ``hi`` of each key, within
+        the key's own range (a window reaching past the value range takes no pixel of the
+        neighbouring key's run)."""
+        top = self.span - 1
+        lo_c = np.clip(np.ceil(lo - self.vmin), 0, top).astype(np.int64)
+        hi_c = np.clip(np.floor(hi - self.vmin), 0, top).astype(np.int64)
+        base = self.key_starts(keys)
+        return base + lo_c, base + hi_c
+
+
+class _FloatCodes:
+    """Sort codes of float32 values: ``key << 32 | sortable_bits(v)`` (uint64)."""
+
+    def __init__(self, key: np.ndarray, v32: np.ndarray, n_keys: int):
+        self.sorted = key.astype(np.uint64) << np.uint64(32)
+        self.sorted |= sortable_bits(v32)
+        self.sorted.sort()
+
+    def key_starts(self, keys: np.ndarray) -> np.ndarray:
+        return keys.astype(np.uint64) << np.uint64(32)
+
+    def values(self, codes: np.ndarray) -> np.ndarray:
+        return float_of_bits(codes).astype(np.float64)
+
+    def window(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
+        """Codes of the smallest float32 >= ``lo`` and the largest float32 <= ``hi``."""
+        with np.errstate(over="ignore"):
+            lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+        lo32 = np.where(lo32 < lo, np.nextafter(lo32, np.float32(np.inf)), lo32)
+        hi32 = np.where(hi32 > hi, np.nextafter(hi32, np.float32(-np.inf)), hi32)
+        base = self.key_starts(keys)
+        return base | sortable_bits(lo32), base | sortable_bits(hi32)
+
+
+def _sorted_shell_stats(
     key: np.ndarray,
     d: np.ndarray,
     v: np.ndarray,
@@ -501,8 +546,10 @@ def _int_shell_stats(
     crystal_of_key,
     clip: float | None,
     min_dropped: float = 0.01,
-) -> pd.DataFrame:
-    """Shell statistics of integer values from one sort of the packed ``(key, value)`` pairs.
+) -> pd.DataFrame | None:
+    """Shell statistics from one sort of the ``(key, value)`` pairs packed into one integer
+    code each: integer values (:class:`_IntCodes`) or float32 ones (:class:`_FloatCodes`; other
+    values: None).
 
     Per key: pixel count, mean distance, median and spread (IQR / 1.349), all read from the
     key's sorted run. With ``clip``, pixels farther than ``clip`` times their crystal's pixel
@@ -520,44 +567,40 @@ def _int_shell_stats(
         return pd.DataFrame(
             {"key": present, "distance_um": dist, "value": dist, "spread": dist, "n_pixels": n}
         )
-    vmin = int(v.min())
-    span = int(v.max()) - vmin + 1
-    packed = _packed_sort(key, v, vmin, n_keys, span)
+    if v.dtype.kind in "ui":
+        codes = _IntCodes(key, v, n_keys)
+    elif v.dtype == np.float32 and n_keys < 2**32:
+        codes = _FloatCodes(key, v, n_keys)
+    else:
+        return None
+    packed = codes.sorted
     # the counts are the sorted runs' lengths (no pass over the keys)
-    present, n, starts = _runs(_run_lengths(packed, n_keys, span))
+    edges = np.searchsorted(packed, codes.key_starts(np.arange(1, n_keys)))
+    present, n, starts = _runs(np.diff(edges, prepend=0, append=packed.size))
     dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
-    base = present.astype(np.int64) * span
-    q1, med, q3 = _quartiles_of_runs(packed, starts, n)
-    med -= base
+    q1, med, q3 = _quartiles_of_runs(packed, starts, n, codes.values)
     spread = (q3 - q1) / IQR_SIGMA
     kept = n
     if clip:
         crystal = crystal_of_key(present)
         noise = pd.Series(spread).groupby(crystal).transform("median").to_numpy()
         w = clip * noise
-        lo_v = base + np.ceil(med - w).astype(np.int64)
-        hi_v = base + np.floor(med + w).astype(np.int64)
+        lo_c, hi_c = codes.window(present, med - w, med + w)
         # only shells with a value outside the window lose pixels (their ends tell)
-        out = (noise > 0) & ((packed[starts] < lo_v) | (packed[starts + n - 1] > hi_v))
+        out = (noise > 0) & ((packed[starts] < lo_c) | (packed[starts + n - 1] > hi_c))
         a, kept = starts.copy(), n.copy()
         if out.any():
-            a[out] = np.searchsorted(packed, _needles(lo_v[out], packed.dtype), "left")
-            kept[out] = np.searchsorted(packed, _needles(hi_v[out], packed.dtype), "right") - a[out]
+            a[out] = np.searchsorted(packed, _needles(lo_c[out], packed.dtype), "left")
+            kept[out] = np.searchsorted(packed, _needles(hi_c[out], packed.dtype), "right") - a[out]
         redo = (noise > 0) & (kept > 0) & (n - kept >= np.maximum(1, min_dropped * n))
         kept = np.where(redo, kept, n)
         if redo.any():
-            r1, rmed, r3 = _quartiles_of_runs(packed, a[redo], kept[redo])
+            r1, rmed, r3 = _quartiles_of_runs(packed, a[redo], kept[redo], codes.values)
             med, spread = med.copy(), spread.copy()
-            med[redo] = rmed - base[redo]
+            med[redo] = rmed
             spread[redo] = (r3 - r1) / IQR_SIGMA
     return pd.DataFrame(
-        {
-            "key": present,
-            "distance_um": dist,
-            "value": med + vmin,
-            "spread": spread,
-            "n_pixels": kept,
-        }
+        {"key": present, "distance_um": dist, "value": med, "spread": spread, "n_pixels": kept}
     )
 
 
@@ -734,7 +777,7 @@ def rim_profiles(
     for ci, name in enumerate(names):
         if integer:
             v = stack[ci].ravel()[sel]
-            st = _int_shell_stats(key, d_um, v, n_keys, crystal_of_key, clip_sigmas)
+            st = _sorted_shell_stats(key, d_um, v, n_keys, crystal_of_key, clip_sigmas)
         else:
             vals = stack[ci].ravel()[sel]
             if vals.dtype not in (np.float32, np.float64):  # float32 stays (a faster sort)
@@ -742,9 +785,15 @@ def rim_profiles(
             ok = np.isfinite(vals)
             k, d, v = (key, d_um, vals) if ok.all() else (key[ok], d_um[ok], vals[ok])
             iv = _as_integers(v)
-            if iv is not None:  # whole numbers (counts, an integer image stored as float)
-                st = _int_shell_stats(k, d, iv, n_keys, crystal_of_key, clip_sigmas)
-            else:
+            if iv is None and v.dtype == np.float64:
+                with np.errstate(over="ignore"):  # beyond float32: inf, not equal
+                    v32 = v.astype(np.float32)
+                v = v32 if np.array_equal(v32, v) else v  # float32 codes when exact
+            # whole numbers (counts, an integer image stored as float): integer codes
+            st = _sorted_shell_stats(
+                k, d, v if iv is None else iv, n_keys, crystal_of_key, clip_sigmas
+            )
+            if st is None:  # float64 values that float32 does not hold
                 st = _shell_stats(k, d, v, n_keys)
                 if clip_sigmas:
                     st = _clipped_shell_stats(st, k, d, v, n_keys, n_bins, key_ids, clip_sigmas)
