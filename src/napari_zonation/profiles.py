@@ -575,7 +575,7 @@ def _sorted_shell_stats(
         return None
     packed = codes.sorted
     # the counts are the sorted runs' lengths (no pass over the keys)
-    edges = np.searchsorted(packed, codes.key_starts(np.arange(1, n_keys)))
+    edges = np.searchsorted(packed, _needles(codes.key_starts(np.arange(1, n_keys)), packed.dtype))
     present, n, starts = _runs(np.diff(edges, prepend=0, append=packed.size))
     dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
     q1, med, q3 = _quartiles_of_runs(packed, starts, n, codes.values)
