@@ -273,30 +273,97 @@ def _root(e2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return e
 
 
-def _shells_of(e2: np.ndarray, px: float, skip: float, shell: float, shape, low: int = 0):
-    """Distance to the rim (um, exact) and shell index of pixels at squared transform values
-    ``e2`` (integers, all at least ``low``), and the smallest and largest shell index (-1: a
-    pixel inside the skipped rim band; ``(0, 0)`` when there is no pixel).
+class _Shells:
+    """Distance to the rim (um, exact) and shell index of pixels from their squared transform
+    values (integers; -1: a pixel inside the skipped rim band).
 
-    Below 1000 pixels from the rim, distance and shell are read from tables indexed by the
-    squared distance; the shells grow with it, so their range is read from the table too.
+    Below 1000 pixels from the rim (``top``, the largest squared value, under 1e6) both are
+    read from tables indexed by the squared distance; beyond, they are computed. ``last`` is
+    the largest shell index (the shells grow with the distance).
     """
-    top = float(e2.max()) if e2.size else 0.0
-    if e2.size and top < 1e6:
-        d2 = e2.astype(np.intp)  # (indices of the native type: the gathers do not convert)
-        table_d = (np.sqrt(np.arange(int(top) + 1)) - 0.5) * px
-        table_bin = np.floor((table_d - skip) / shell).astype(np.int32)
-        table_bin[table_d < skip] = -1
-        lo = int(table_bin[min(low, int(top))])
-        if lo < 0:  # the table's first entries may not occur: look at the pixels
-            lo = int(table_bin[int(d2.min())])
-        return table_d[d2], table_bin[d2], lo, int(table_bin[-1])
-    d_um = (_root(e2, shape) - 0.5) * px
-    bins = np.floor((d_um - skip) / shell).astype(np.int64)
-    bins[d_um < skip] = -1
-    if not bins.size:
-        return d_um, bins, 0, 0
-    return d_um, bins, int(bins.min()), int(bins.max())
+
+    def __init__(self, top: float, px: float, skip: float, shell: float, shape):
+        self.px, self.skip, self.shell, self.shape = px, skip, shell, shape
+        self.tabled = top < 1e6
+        if self.tabled:
+            self.table_d = (np.sqrt(np.arange(int(top) + 1)) - 0.5) * px
+            self.table_bin = self._bins(self.table_d).astype(np.int32)
+            self.last = int(self.table_bin[-1])
+        else:
+            self.last = int(self(np.array([top], np.float32))[1][0])
+
+    def _bins(self, d_um: np.ndarray) -> np.ndarray:
+        bins = np.floor((d_um - self.skip) / self.shell).astype(np.int64)
+        bins[d_um < self.skip] = -1
+        return bins
+
+    def __call__(self, e2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.tabled:
+            d2 = e2.astype(np.intp)  # (indices of the native type: the gathers do not convert)
+            return self.table_d[d2], self.table_bin[d2]
+        d_um = (_root(e2, self.shape) - 0.5) * self.px
+        return d_um, self._bins(d_um)
+
+
+# pixels per strip of :func:`_gather_shells`: the strip's temporaries stay in the cache and
+# are not image-sized allocations (which the kernel zeroes page by page)
+STRIP_PIXELS = 2**20
+
+
+def _gather_shells(
+    flat: np.ndarray,
+    least: float,
+    lab_flat: np.ndarray,
+    planes: list[np.ndarray],
+    shells: _Shells,
+    n_keys: int,
+) -> tuple:
+    """The crystal pixels at squared rim distance ``flat >= least`` and in a shell (index >= 0),
+    read strip by strip: their key ``label * n_bins + shell`` (int32 when ``n_keys`` fits),
+    the distances, and their values in each of ``planes`` (flat image channels, native dtype).
+
+    The distances come per key, as sums (float64, ``n_keys`` long) when there are few keys
+    for the pixels (each strip adds into them), else per pixel (float64).
+
+    Returns ``(key, distance_sums or None, pixel_distances or None, values)``.
+    """
+    n_bins = shells.last + 1
+    cap = int(np.count_nonzero(flat >= least))
+    n_strips = -(-flat.size // STRIP_PIXELS)
+    per_key = n_keys * n_strips <= 8 * max(cap, 1)
+    key = np.empty(cap, np.int32 if n_keys < 2**31 else np.int64)
+    sums = np.zeros(n_keys) if per_key else None
+    dists = None if per_key else np.empty(cap)
+    vals = [np.empty(cap, p.dtype) for p in planes]
+    pos = 0
+    for s in range(0, flat.size, STRIP_PIXELS):
+        part = np.s_[s : s + STRIP_PIXELS]
+        sel = flat[part] >= least
+        d_um, bins = shells(flat[part][sel])
+        if bins.size and bins.min() < 0:  # a rounding let a rim pixel through
+            keep = bins >= 0
+            sel[np.flatnonzero(sel)[~keep]] = False
+            d_um, bins = d_um[keep], bins[keep]
+        n = bins.size
+        if not n:
+            continue
+        k = key[pos : pos + n]
+        np.multiply(lab_flat[part][sel], n_bins, out=k, dtype=k.dtype)
+        np.add(k, bins, out=k, casting="unsafe")
+        if per_key:
+            lo, hi = int(k.min()), int(k.max())
+            sums[lo : hi + 1] += np.bincount(k - lo, weights=d_um, minlength=hi - lo + 1)
+        else:
+            dists[pos : pos + n] = d_um
+        for v, plane in zip(vals, planes, strict=True):
+            np.compress(sel, plane[part], out=v[pos : pos + n])
+        pos += n
+    return (
+        key[:pos],
+        sums,
+        None if per_key else dists[:pos],
+        [v[:pos] for v in vals],
+    )
 
 
 def rim_distance(labels: np.ndarray) -> np.ndarray:
@@ -373,18 +440,26 @@ def _grouped_quartiles(key: np.ndarray, v: np.ndarray, counts: np.ndarray) -> tu
     return _quartiles_of_runs(v[order], starts, n)
 
 
-def _shell_stats(key: np.ndarray, d: np.ndarray, v: np.ndarray, n_keys: int) -> pd.DataFrame:
-    """Per (crystal, shell) key: pixel count, mean distance, median and spread (IQR / 1.349)
-    of the values."""
-    counts = np.bincount(key, minlength=n_keys)
-    present = np.flatnonzero(counts)
-    q1, med, q3 = _grouped_quartiles(key, v, counts)
-    dsum = np.bincount(key, weights=d, minlength=n_keys)
-    n = counts[present]
+def _mean_distance(dsum: np.ndarray, counts: np.ndarray | None, present, n) -> np.ndarray:
+    """Mean distance of the keys ``present`` from the per-key distance sums ``dsum`` of all
+    their pixels: over ``counts`` of them (per key), or ``n`` when every pixel is counted."""
+    return dsum[present] / (n if counts is None else counts[present])
+
+
+def _shell_stats(
+    key: np.ndarray, dsum: np.ndarray, v: np.ndarray, n_keys: int, counts=None
+) -> pd.DataFrame:
+    """Per (crystal, shell) key: pixel count, mean distance (from the distance sums ``dsum``
+    over ``counts`` pixels, see :func:`_mean_distance`), median and spread (IQR / 1.349) of
+    the values."""
+    n_of = np.bincount(key, minlength=n_keys)
+    present = np.flatnonzero(n_of)
+    q1, med, q3 = _grouped_quartiles(key, v, n_of)
+    n = n_of[present]
     return pd.DataFrame(
         {
             "key": present,
-            "distance_um": dsum[present] / n,
+            "distance_um": _mean_distance(dsum, counts, present, n),
             "value": med,
             "spread": (q3 - q1) / IQR_SIGMA,
             "n_pixels": n,
@@ -395,7 +470,6 @@ def _shell_stats(key: np.ndarray, d: np.ndarray, v: np.ndarray, n_keys: int) -> 
 def _clipped_shell_stats(
     st: pd.DataFrame,
     key: np.ndarray,
-    d: np.ndarray,
     v: np.ndarray,
     n_keys: int,
     n_bins: int,
@@ -428,7 +502,7 @@ def _clipped_shell_stats(
     if not affected.any():
         return st
     sel = affected[key] & keep
-    new = _shell_stats(key[sel], d[sel], v[sel], n_keys)
+    new = _shell_stats(key[sel], np.zeros(n_keys), v[sel], n_keys)
     retained = st[~np.isin(sk, new["key"].to_numpy())]
     cur = pd.concat([retained, new]).sort_values("key").reset_index(drop=True)
     # a shell's distance is that of all its pixels (the clipping picks values, not places)
@@ -540,18 +614,20 @@ class _FloatCodes:
 
 def _sorted_shell_stats(
     key: np.ndarray,
-    d: np.ndarray,
+    dsum: np.ndarray,
     v: np.ndarray,
     n_keys: int,
     crystal_of_key,
     clip: float | None,
     min_dropped: float = 0.01,
+    counts: np.ndarray | None = None,
 ) -> pd.DataFrame | None:
     """Shell statistics from one sort of the ``(key, value)`` pairs packed into one integer
     code each: integer values (:class:`_IntCodes`) or float32 ones (:class:`_FloatCodes`; other
     values: None).
 
-    Per key: pixel count, mean distance, median and spread (IQR / 1.349), all read from the
+    Per key: pixel count, mean distance (from the distance sums ``dsum`` over ``counts``
+    pixels, see :func:`_mean_distance`), median and spread (IQR / 1.349), read from the
     key's sorted run. With ``clip``, pixels farther than ``clip`` times their crystal's pixel
     noise (the median over its shells of the spread) from their shell's median are dropped:
     being sorted, the kept pixels of a shell are one contiguous run found by binary search,
@@ -563,7 +639,7 @@ def _sorted_shell_stats(
     if not v.size:
         counts = np.bincount(key, minlength=n_keys)
         present, n, starts = _runs(counts)
-        dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
+        dist = _mean_distance(dsum, counts, present, n)
         return pd.DataFrame(
             {"key": present, "distance_um": dist, "value": dist, "spread": dist, "n_pixels": n}
         )
@@ -577,7 +653,7 @@ def _sorted_shell_stats(
     # the counts are the sorted runs' lengths (no pass over the keys)
     edges = np.searchsorted(packed, _needles(codes.key_starts(np.arange(1, n_keys)), packed.dtype))
     present, n, starts = _runs(np.diff(edges, prepend=0, append=packed.size))
-    dist = np.bincount(key, weights=d, minlength=n_keys)[present] / n
+    dist = _mean_distance(dsum, counts, present, n)
     q1, med, q3 = _quartiles_of_runs(packed, starts, n, codes.values)
     spread = (q3 - q1) / IQR_SIGMA
     kept = n
@@ -718,11 +794,9 @@ def rim_profiles(
     lab_n = _narrow(lab)
     flat = _rim_edt_sq(lab_n).ravel()  # 0 outside crystals
     lab_flat = lab_n.ravel()
-    # crystal pixels beyond the skipped rim band (squared distances are exact integers);
-    # boolean masks over the image are cheaper here than index arrays
+    # crystal pixels beyond the skipped rim band (squared distances are exact integers)
     inner = max(skip / px + 0.5, 0.5)
     least = np.float32(inner * inner * (1 - 1e-6))
-    sel = flat >= least
     # every crystal with a boundary has a pixel next to it (squared distance 1); one without
     # a boundary fills the image and is counted from its pixels below
     band = np.flatnonzero(flat == 1)
@@ -739,64 +813,54 @@ def rim_profiles(
             enclosed = (in_band > 0) & (has_free == 0)
             if enclosed.any():
                 near = near[~enclosed[lab_flat[near]]]
-            sel[near] = False
+            flat[near] = 0  # (the transform is this call's own array) not gathered below
             del near
-    e2 = flat[sel]
-    lab_px = lab_flat[sel]
-    del flat
     present = np.flatnonzero(in_band)
-    if not present.size and lab_px.size:  # one crystal fills the image: no boundary anywhere
-        present = np.unique(lab_px)
+    top_label = int(present[-1]) if present.size else int(lab_flat.max(initial=0))
+    shells = _Shells(float(flat.max(initial=0)), px, skip, shell, lab.shape)
+    n_bins = max(shells.last, 0) + 1
+    n_keys = (top_label + 1) * n_bins
+    planes = [stack[ci].ravel() for ci in range(len(names))]
+    # (label, shell) keys, sorted like (label, shell), and the values of each channel
+    key, dsum, d_px, values = _gather_shells(flat, least, lab_flat, planes, shells, n_keys)
+    del flat
+    if not present.size and key.size:  # one crystal fills the image: no boundary anywhere
+        present = np.unique(key // n_bins)
     if not present.size:
         return _finish([], [], "rim")
-    # the selected squared distances are integers of at least ``least``
-    d_um, bins, b_lo, b_hi = _shells_of(e2, px, skip, shell, lab.shape, int(np.ceil(least)))
-    del e2
-    if b_lo < 0:  # a rounding let a rim pixel through
-        keep = bins >= 0
-        sel[np.flatnonzero(sel)[~keep]] = False
-        d_um, bins, lab_px = d_um[keep], bins[keep], lab_px[keep]
-    top = int(present[-1])
-    n_bins = max(b_hi, 0) + 1
-    n_keys = (top + 1) * n_bins
-    # (label, shell), sorted like (label, bin); of the native index type, which the counts
-    # (np.bincount) would otherwise convert to
-    key = np.multiply(lab_px, n_bins, dtype=np.intp if n_keys < 2**31 else np.int64)
-    del lab_px
-    np.add(key, bins, out=key)
-    del bins
     key_ids = None
-    if n_keys > 4 * max(key.size, 1):  # sparse keys: number them densely
+    if d_px is not None:  # many keys for the pixels: number them densely
         key_ids, key = np.unique(key, return_inverse=True)
         n_keys = key_ids.size
+        dsum = np.bincount(key, weights=d_px, minlength=n_keys)
+        del d_px
 
     def crystal_of_key(k):
         return (k if key_ids is None else key_ids[k]) // n_bins
 
     frames, failures = [], []
-    for ci, name in enumerate(names):
+    for name, vals in zip(names, values, strict=True):
         if integer:
-            v = stack[ci].ravel()[sel]
-            st = _sorted_shell_stats(key, d_um, v, n_keys, crystal_of_key, clip_sigmas)
+            st = _sorted_shell_stats(key, dsum, vals, n_keys, crystal_of_key, clip_sigmas)
         else:
-            vals = stack[ci].ravel()[sel]
             if vals.dtype not in (np.float32, np.float64):  # float32 stays (a faster sort)
                 vals = vals.astype(np.float32 if vals.dtype == np.float16 else np.float64)
             ok = np.isfinite(vals)
-            k, d, v = (key, d_um, vals) if ok.all() else (key[ok], d_um[ok], vals[ok])
+            # a shell's distance is that of all its pixels, NaN or not
+            counts = None if ok.all() else np.bincount(key, minlength=n_keys)
+            k, v = (key, vals) if counts is None else (key[ok], vals[ok])
             iv = _as_integers(v)
             if iv is None and v.dtype == np.float64:
                 with np.errstate(over="ignore"):  # beyond float32: inf, not equal
                     v32 = v.astype(np.float32)
                 v = v32 if np.array_equal(v32, v) else v  # float32 codes when exact
             # whole numbers (counts, an integer image stored as float): integer codes
-            st = _sorted_shell_stats(
-                k, d, v if iv is None else iv, n_keys, crystal_of_key, clip_sigmas
-            )
+            v = v if iv is None else iv
+            st = _sorted_shell_stats(k, dsum, v, n_keys, crystal_of_key, clip_sigmas, counts=counts)
             if st is None:  # float64 values that float32 does not hold
-                st = _shell_stats(k, d, v, n_keys)
+                st = _shell_stats(k, dsum, v, n_keys, counts)
                 if clip_sigmas:
-                    st = _clipped_shell_stats(st, k, d, v, n_keys, n_bins, key_ids, clip_sigmas)
+                    st = _clipped_shell_stats(st, k, v, n_keys, n_bins, key_ids, clip_sigmas)
         full_key = st["key"].to_numpy() if key_ids is None else key_ids[st["key"].to_numpy()]
         n = st["n_pixels"].to_numpy()
         out = pd.DataFrame(
