@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import profile_line
 
 from ._sortkeys import float_of_bits, sortable_bits
-from ._threads import auto_threads
+from ._threads import Workers, auto_threads
 from ._validation import (
     ZonationInputError,
     as_image,
@@ -317,53 +317,69 @@ def _gather_shells(
     planes: list[np.ndarray],
     shells: _Shells,
     n_keys: int,
+    threads: int = 1,
 ) -> tuple:
     """The crystal pixels at squared rim distance ``flat >= least`` and in a shell (index >= 0),
     read strip by strip: their key ``label * n_bins + shell`` (int32 when ``n_keys`` fits),
     the distances, and their values in each of ``planes`` (flat image channels, native dtype).
 
     The distances come per key, as sums (float64, ``n_keys`` long) when there are few keys
-    for the pixels (each strip adds into them), else per pixel (float64).
+    for the pixels (each strip adds into them), else per pixel (float64). The image is read
+    in ``threads`` contiguous parts at once, each into its own place of the outputs (in
+    image order) and its own sums.
 
     Returns ``(key, distance_sums or None, pixel_distances or None, values)``.
     """
     n_bins = shells.last + 1
-    cap = int(np.count_nonzero(flat >= least))
     n_strips = -(-flat.size // STRIP_PIXELS)
+    cuts = [STRIP_PIXELS * (n_strips * i // threads) for i in range(threads)] + [flat.size]
+    parts = list(zip(cuts[:-1], cuts[1:], strict=True))
+    caps = [int(np.count_nonzero(flat[a:b] >= least)) for a, b in parts]
+    offsets = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+    cap = int(offsets[-1])
     per_key = n_keys * n_strips <= 8 * max(cap, 1)
     key = np.empty(cap, np.int32 if n_keys < 2**31 else np.int64)
-    sums = np.zeros(n_keys) if per_key else None
     dists = None if per_key else np.empty(cap)
     vals = [np.empty(cap, p.dtype) for p in planes]
-    pos = 0
-    for s in range(0, flat.size, STRIP_PIXELS):
-        part = np.s_[s : s + STRIP_PIXELS]
-        sel = flat[part] >= least
-        d_um, bins = shells(flat[part][sel])
-        if bins.size and bins.min() < 0:  # a rounding let a rim pixel through
-            keep = bins >= 0
-            sel[np.flatnonzero(sel)[~keep]] = False
-            d_um, bins = d_um[keep], bins[keep]
-        n = bins.size
-        if not n:
-            continue
-        k = key[pos : pos + n]
-        np.multiply(lab_flat[part][sel], n_bins, out=k, dtype=k.dtype)
-        np.add(k, bins, out=k, casting="unsafe")
-        if per_key:
-            lo, hi = int(k.min()), int(k.max())
-            sums[lo : hi + 1] += np.bincount(k - lo, weights=d_um, minlength=hi - lo + 1)
-        else:
-            dists[pos : pos + n] = d_um
-        for v, plane in zip(vals, planes, strict=True):
-            np.compress(sel, plane[part], out=v[pos : pos + n])
-        pos += n
-    return (
-        key[:pos],
-        sums,
-        None if per_key else dists[:pos],
-        [v[:pos] for v in vals],
-    )
+
+    def part(i: int) -> tuple:
+        sums = np.zeros(n_keys) if per_key else None
+        pos = int(offsets[i])
+        start, stop = parts[i]
+        for s in range(start, stop, STRIP_PIXELS):
+            strip = np.s_[s : s + STRIP_PIXELS]
+            sel = flat[strip] >= least
+            d_um, bins = shells(flat[strip][sel])
+            if bins.size and bins.min() < 0:  # a rounding let a rim pixel through
+                keep = bins >= 0
+                sel[np.flatnonzero(sel)[~keep]] = False
+                d_um, bins = d_um[keep], bins[keep]
+            n = bins.size
+            if not n:
+                continue
+            k = key[pos : pos + n]
+            np.multiply(lab_flat[strip][sel], n_bins, out=k, dtype=k.dtype)
+            np.add(k, bins, out=k, casting="unsafe")
+            if per_key:
+                lo, hi = int(k.min()), int(k.max())
+                sums[lo : hi + 1] += np.bincount(k - lo, weights=d_um, minlength=hi - lo + 1)
+            else:
+                dists[pos : pos + n] = d_um
+            for v, plane in zip(vals, planes, strict=True):
+                np.compress(sel, plane[strip], out=v[pos : pos + n])
+            pos += n
+        return pos, sums
+
+    with Workers(threads) as workers:
+        done = workers.map(part, range(threads))
+    ends = [end for end, _ in done]
+    if ends != list(offsets[1:]):  # rim pixels were dropped: close the gaps
+        spans = [np.s_[a:e] for a, e in zip(offsets[:-1], ends, strict=True)]
+        key = np.concatenate([key[s] for s in spans])
+        dists = None if per_key else np.concatenate([dists[s] for s in spans])
+        vals = [np.concatenate([v[s] for s in spans]) for v in vals]
+    sums = np.sum([s for _, s in done], axis=0) if per_key else None
+    return key, sums, dists, vals
 
 
 def rim_distance(labels: np.ndarray) -> np.ndarray:
@@ -822,7 +838,9 @@ def rim_profiles(
     n_keys = (top_label + 1) * n_bins
     planes = [stack[ci].ravel() for ci in range(len(names))]
     # (label, shell) keys, sorted like (label, shell), and the values of each channel
-    key, dsum, d_px, values = _gather_shells(flat, least, lab_flat, planes, shells, n_keys)
+    key, dsum, d_px, values = _gather_shells(
+        flat, least, lab_flat, planes, shells, n_keys, auto_threads()
+    )
     del flat
     if not present.size and key.size:  # one crystal fills the image: no boundary anywhere
         present = np.unique(key // n_bins)
