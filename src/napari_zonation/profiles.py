@@ -279,7 +279,8 @@ class _Shells:
 
     Below 1000 pixels from the rim (``top``, the largest squared value, under 1e6) both are
     read from tables indexed by the squared distance; beyond, they are computed. ``last`` is
-    the largest shell index (the shells grow with the distance).
+    the largest shell index (the shells grow with the distance), ``n_bins`` the number of
+    shell indices a key holds (at least 1).
     """
 
     def __init__(self, top: float, px: float, skip: float, shell: float, shape):
@@ -291,6 +292,7 @@ class _Shells:
             self.last = int(self.table_bin[-1])
         else:
             self.last = int(self(np.array([top], np.float32))[1][0])
+        self.n_bins = max(self.last, 0) + 1
 
     def _bins(self, d_um: np.ndarray) -> np.ndarray:
         bins = np.floor((d_um - self.skip) / self.shell).astype(np.int64)
@@ -321,7 +323,8 @@ def _gather_shells(
 ) -> tuple:
     """The crystal pixels at squared rim distance ``flat >= least`` and in a shell (index >= 0),
     read strip by strip: their key ``label * n_bins + shell`` (int32 when ``n_keys`` fits),
-    the distances, and their values in each of ``planes`` (flat image channels, native dtype).
+    the distances, and their values in each of ``planes`` (flat image channels, native dtype;
+    all channels at once: one pass over the distances).
 
     The distances come per key, as sums (float64, ``n_keys`` long) when there are few keys
     for the pixels (each strip adds into them), else per pixel (float64). The image is read
@@ -330,7 +333,7 @@ def _gather_shells(
 
     Returns ``(key, distance_sums or None, pixel_distances or None, values)``.
     """
-    n_bins = shells.last + 1
+    n_bins = shells.n_bins
     n_strips = -(-flat.size // STRIP_PIXELS)
     cuts = [STRIP_PIXELS * (n_strips * i // threads) for i in range(threads)] + [flat.size]
     parts = list(zip(cuts[:-1], cuts[1:], strict=True))
@@ -834,7 +837,7 @@ def rim_profiles(
     present = np.flatnonzero(in_band)
     top_label = int(present[-1]) if present.size else int(lab_flat.max(initial=0))
     shells = _Shells(float(flat.max(initial=0)), px, skip, shell, lab.shape)
-    n_bins = max(shells.last, 0) + 1
+    n_bins = shells.n_bins
     n_keys = (top_label + 1) * n_bins
     planes = [stack[ci].ravel() for ci in range(len(names))]
     # (label, shell) keys, sorted like (label, shell), and the values of each channel
