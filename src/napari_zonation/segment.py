@@ -53,7 +53,6 @@ heuristic, documented there).
 from __future__ import annotations
 
 import functools
-import itertools
 import threading
 import warnings
 from collections.abc import Callable
@@ -1873,28 +1872,37 @@ def _boundary_relief(smooth: np.ndarray, at: np.ndarray) -> np.ndarray:
 _CONTACT_BLOCK = 16  # side (pixels) of the blocks that group the contacts into boxes
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    """Whether two boxes ``(r0, r1, c0, c1)`` (ends excluded) share a pixel."""
-    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+def _overlapping_pairs(b: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)``, ``i < j``, of the boxes (rows ``r0, r1, c0, c1`` of ``b``, ends
+    excluded) that share a pixel; compared ``chunk`` boxes against all at a time."""
+    ii, jj = [], []
+    for s in range(0, len(b), chunk):
+        x = b[s : s + chunk, :, None]
+        ov = (x[:, 0] < b[:, 1]) & (b[:, 0] < x[:, 1]) & (x[:, 2] < b[:, 3]) & (b[:, 2] < x[:, 3])
+        i, j = np.nonzero(ov)
+        i += s
+        ii.append(i[i < j])
+        jj.append(j[i < j])
+    return np.concatenate(ii), np.concatenate(jj)
 
 
 def _merge_overlapping(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Boxes ``(r0, r1, c0, c1)``, two that overlap replaced by the box around both until no
-    two do."""
-    boxes = list(boxes)
-    while True:
-        pairs = itertools.combinations(range(len(boxes)), 2)
-        pair = next(((i, j) for i, j in pairs if _overlap(boxes[i], boxes[j])), None)
-        if pair is None:
-            return boxes
-        i, j = pair
-        one, two = boxes[i], boxes.pop(j)
-        boxes[i] = (
-            min(one[0], two[0]),
-            max(one[1], two[1]),
-            min(one[2], two[2]),
-            max(one[3], two[3]),
-        )
+    """Boxes ``(r0, r1, c0, c1)`` (ends excluded), each group of boxes that overlap (directly
+    or through others) replaced by the box around it, until no two boxes overlap."""
+    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    while len(b) > 1:
+        i, j = _overlapping_pairs(b)
+        if not i.size:
+            break
+        graph = sparse.coo_matrix((np.ones(i.size, np.int8), (i, j)), shape=(len(b), len(b)))
+        n, group = connected_components(graph, directed=False)
+        out = np.empty((n, 4), dtype=np.int64)
+        out[:, 0::2], out[:, 1::2] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+        for col in (0, 2):
+            np.minimum.at(out[:, col], group, b[:, col])
+            np.maximum.at(out[:, col + 1], group, b[:, col + 1])
+        b = out
+    return [tuple(int(v) for v in row) for row in b]
 
 
 def _contact_boxes(contact: np.ndarray, margin: int) -> list[tuple[slice, slice]]:
