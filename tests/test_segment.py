@@ -940,3 +940,46 @@ def test_specks_stuck_to_the_rim_are_left_out_of_the_crystal():
     assert far[4.0] <= 0.6 * far[0.0], far
     assert iou[4.0] >= iou[0.0] + 0.005, iou
     assert iou[4.0] >= 0.96, iou
+
+
+@pytest.mark.parametrize("margin", [1, 7, 20])
+def test_contact_boxes_are_disjoint_and_hold_each_contact_with_its_surroundings(margin):
+    """``_refine_contacts`` works on the boxes of ``_contact_boxes``; its result equals that of
+    one crop around all contacts only if the boxes are disjoint and each True pixel's square
+    of side ``2 * margin + 1`` (within the image) lies wholly in one box."""
+    from napari_zonation.segment import _contact_boxes, _merge_overlapping
+
+    rng = np.random.default_rng(margin)
+    for _ in range(20):
+        h, w = (int(x) for x in rng.integers(20, 300, 2))
+        mask = rng.random((h, w)) < rng.choice([0.0005, 0.003, 0.02])
+        mask[int(rng.integers(h)), int(rng.integers(w))] = True
+        boxes = _contact_boxes(mask, margin)
+        owner = np.full((h, w), -1)
+        for k, (rows, cols) in enumerate(boxes):
+            assert (owner[rows, cols] == -1).all(), "boxes overlap"
+            owner[rows, cols] = k
+        for r, c in np.argwhere(mask):
+            around = owner[max(r - margin, 0) : r + margin + 1, max(c - margin, 0) : c + margin + 1]
+            assert around.min() >= 0 and around.min() == around.max()
+    # merging: disjoint results, each the box around the inputs it holds
+    for _ in range(50):
+        n = int(rng.integers(1, 60))
+        r0, c0 = rng.integers(0, 200, n), rng.integers(0, 200, n)
+        size = rng.integers(1, 40, (n, 2))
+        boxes = list(zip(r0, r0 + size[:, 0], c0, c0 + size[:, 1], strict=True))
+        merged = np.array(_merge_overlapping(boxes))
+        lo, hi = np.maximum(merged[:, None, [0, 2]], merged[None, :, [0, 2]]), np.minimum(
+            merged[:, None, [1, 3]], merged[None, :, [1, 3]]
+        )
+        shared = (lo < hi).all(axis=2)
+        assert shared.sum() == len(merged), "merged boxes overlap"
+        def holds(m, b):
+            return m[0] <= b[0] and b[1] <= m[1] and m[2] <= b[2] and b[3] <= m[3]
+
+        inside = [[k for k, b in enumerate(boxes) if holds(m, b)] for m in merged]
+        assert sorted(k for ks in inside for k in ks) == list(range(n))
+        for m, ks in zip(merged, inside, strict=True):
+            held = np.array([boxes[k] for k in ks])
+            around = (held[:, 0].min(), held[:, 1].max(), held[:, 2].min(), held[:, 3].max())
+            assert tuple(m) == around
