@@ -18,7 +18,7 @@ every crystal keeps its generator's true profile. In the same process it times
 in interleaved rounds, and prints wall times (medians of the rounds), their ratios and the
 peak resident memory of each call (Linux ``VmHWM`` reset before the call). Each call in the
 rounds starts on memory the previous, different call freed, which the kernel hands out again
-page by page (system time, about 1 s of a 2-3 s call on the 2-core test machine); our two
+page by page (system time, 0.6-1.1 s of a 2.5-3 s call on the 2-core test machine); our two
 default calls are then timed again right after themselves, with their system time.
 
 Accuracy: on default-size synthetic thin sections (768 x 768, 20 crystals of 90-260 um) at

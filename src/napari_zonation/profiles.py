@@ -656,8 +656,7 @@ def _sorted_shell_stats(
     zero noise and shells that would lose every pixel keep their first statistics.
     """
     if not v.size:
-        counts = np.bincount(key, minlength=n_keys)
-        present, n, starts = _runs(counts)
+        present, n, starts = _runs(np.bincount(key, minlength=n_keys))
         dist = _mean_distance(dsum, counts, present, n)
         return pd.DataFrame(
             {"key": present, "distance_um": dist, "value": dist, "spread": dist, "n_pixels": n}
