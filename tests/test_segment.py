@@ -983,3 +983,49 @@ def test_contact_boxes_are_disjoint_and_hold_each_contact_with_its_surroundings(
             held = np.array([boxes[k] for k in ks])
             around = (held[:, 0].min(), held[:, 1].max(), held[:, 2].min(), held[:, 3].max())
             assert tuple(m) == around
+
+
+def test_one_flooding_of_a_contact_band_equals_a_flooding_per_part():
+    """``_flood_band`` floods every connected part of the band in one watershed; the result
+    must equal the part-by-part floodings (each part alone, the other parts' pixels out of
+    the mask) that it replaces, here run with scikit-image on the whole image."""
+    from skimage.segmentation import watershed
+
+    from napari_zonation.segment import _boundary_relief, _flood_band
+
+    rng = np.random.default_rng(7)
+    n_parts_seen = 0
+    for _ in range(30):
+        h, w = (int(x) for x in rng.integers(30, 160, 2))
+        # touching crystals (a Voronoi tessellation of a few seeds) with some groundmass
+        seeds = np.zeros((h, w), dtype=np.int32)
+        k = int(rng.integers(2, 12))
+        seeds[rng.integers(0, h, k), rng.integers(0, w, k)] = np.arange(1, k + 1)
+        _, (ii, jj) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+        lab = seeds[ii, jj]
+        lab[rng.random((h, w)) < 0.02] = 0
+        lab[ndi.binary_dilation(rng.random((h, w)) < 0.002, iterations=3)] = 0
+        smooth = ndi.gaussian_filter(rng.random((h, w)), 1.5)
+        # the band: near the contacts between different labels
+        contact = np.zeros((h, w), dtype=bool)
+        for a, b in ((lab[:, :-1], lab[:, 1:]), (lab[:-1], lab[1:])):
+            step = (a != b) & (a > 0) & (b > 0)
+            contact[: step.shape[0], : step.shape[1]] |= step
+        reach = float(rng.choice([1.5, 3.0, 6.0]))
+        band = (ndi.distance_transform_edt(~contact) <= reach) & (lab > 0)
+
+        got = lab.copy()
+        _flood_band(got, smooth, band)
+
+        want = lab.copy()
+        relief = _boundary_relief(smooth, np.arange(h * w)).reshape(h, w).astype(np.float32)
+        markers = np.where(band, 0, lab)
+        parts, n_parts = ndi.label(band, structure=np.ones((3, 3), dtype=bool))
+        n_parts_seen += n_parts
+        for p in range(1, n_parts + 1):
+            mine = parts == p
+            out = watershed(relief, markers, mask=(lab > 0) & (mine | ~band))
+            want[mine & (out > 0)] = out[mine & (out > 0)]
+        np.testing.assert_array_equal(got, want)
+        assert (got[~band] == lab[~band]).all()
+    assert n_parts_seen > 60  # several parts per image: the batching is exercised

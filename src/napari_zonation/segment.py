@@ -1945,16 +1945,16 @@ def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) ->
     each crystal over :func:`_boundary_relief`: the contact then follows the thin dark seam or
     the grey step between the two crystals, not the cut that separated their cores (a
     watershed of their shapes, which can lie tens of micrometres inside one of them). A
-    crystal lying wholly within reach keeps its pixels. Returns whether any crystal touches
-    another (else nothing was done).
+    crystal lying wholly within reach has no marker left and goes to its neighbours: on the
+    benchmark scenes such labels are pieces cut off a crystal (keeping them lowers F1 on 5 of
+    the 54 scenes and raises it on none). Returns whether any crystal touches another (else
+    nothing was done).
 
     The work is done on the disjoint boxes of :func:`_contact_boxes` (margin: the reach and 2
     pixels) rather than on one crop around all the contacts, with the same result: a pixel
-    within reach of contacts lies in their group's box with all of them (the same band);
-    each connected part of the band, its box grown by a pixel and the neighbours the relief
-    reads there lie in one box (the same floodings). A crystal is wholly within reach when
-    none of its pixels in the crop around the contacts (grown by the margin) is outside the
-    band, as before.
+    within reach of contacts lies in their group's box with all of them (the same band), and
+    each connected part of the band, grown by a pixel, and the neighbours the relief reads
+    there lie in one box (the same floodings).
     """
     contact = _contact(labels)
     rows = np.flatnonzero(contact.any(axis=1))
@@ -1965,62 +1965,30 @@ def _refine_contacts(labels: np.ndarray, smooth: np.ndarray, reach_px: float) ->
     m = int(np.ceil(reach_px)) + 2
     r0, r1 = max(int(rows[0]) - m, 0), min(int(rows[-1]) + m + 1, h)
     c0, c1 = max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, w)
-    crop = labels[r0:r1, c0:c1]
-    contact = contact[r0:r1, c0:c1]
-    boxes = _contact_boxes(contact, m)
-    bands = [_near(contact[box], reach_px) & (crop[box] > 0) for box in boxes]
-    n = max(int(crop[box].max()) for box in boxes) + 1
-    in_band, kept = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    for box, band in zip(boxes, bands, strict=True):
+    crop, smooth_crop, contact = labels[r0:r1, c0:c1], smooth[r0:r1, c0:c1], contact[r0:r1, c0:c1]
+    for box in _contact_boxes(contact, m):
         lab = crop[box]
-        in_band |= np.bincount(lab[band], minlength=n) > 0
-        kept |= np.bincount(lab[~band], minlength=n) > 0
-    lost = _lost_labels(crop, boxes, in_band & ~kept)
-    for box, band in zip(boxes, bands, strict=True):
-        _flood_band(crop[box], smooth[r0:r1, c0:c1][box], band, lost)
+        _flood_band(lab, smooth_crop[box], _near(contact[box], reach_px) & (lab > 0))
     return True
 
 
-def _lost_labels(
-    crop: np.ndarray, boxes: list[tuple[slice, slice]], candidates: np.ndarray
-) -> np.ndarray:
-    """Which ``candidates`` (a table by label: no pixel outside the band within the
-    ``boxes``, which hold the whole band) have no pixel outside the boxes either, in the
-    label image ``crop``: the crystals lying wholly within the band there."""
-    if not candidates.any():
-        return candidates
-    table = np.zeros(max(int(crop.max()) + 1, candidates.size), dtype=bool)
-    table[: candidates.size] = candidates
-    outside = _lut(table, crop)
-    for box in boxes:
-        outside[box] = False
-    lost = candidates.copy()
-    lost[crop[outside]] = False
-    return lost
-
-
-def _flood_band(lab: np.ndarray, smooth: np.ndarray, band: np.ndarray, lost: np.ndarray) -> None:
+def _flood_band(lab: np.ndarray, smooth: np.ndarray, band: np.ndarray) -> None:
     """Flood (in place) the pixels of the ``band`` of a label image from its other pixels
-    and the ``lost`` labels' over :func:`_boundary_relief` of ``smooth``: one flooding per
-    connected part of the band, on its box (grown by a pixel, which holds the markers around
-    it; another part's pixels in the box are not flooded)."""
-    crystal = lab > 0
-    markers = np.where(band & ~_lut(lost, lab), 0, lab) if lost.any() else np.where(band, 0, lab)
+    over :func:`_boundary_relief` of ``smooth``.
+
+    One watershed floods every connected part of the band (8-connected) at once, on the band
+    grown by a pixel: no two parts are 4-neighbours, each is reached only from the marker
+    pixels next to it, and the flooding queue keeps the order of each part's own pixels, so
+    each part gets what a flooding of it alone, on its own box, would give.
+    """
     # the marker pixels next to the band too: the flooding starts from the lowest of them
-    at = np.flatnonzero(_dilate_square(band, 1) & crystal)
+    reach = _dilate_square(band, 1) & (lab > 0)
+    at = np.flatnonzero(reach)
     relief = np.zeros(lab.shape, dtype=np.float32)
     relief.ravel()[at] = _boundary_relief(smooth, at)
-    parts, _ = ndi.label(band, structure=np.ones((3, 3), dtype=bool))
-    hh, ww = lab.shape
-    for k, sl in enumerate(ndi.find_objects(parts), start=1):
-        a0, a1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, hh)
-        b0, b1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, ww)
-        box = (slice(a0, a1), slice(b0, b1))
-        mine = parts[box] == k
-        flood = crystal[box] & (mine | ~band[box])
-        out = _watershed(relief[box], np.where(mine, 0, markers[box]), mask=flood)
-        fix = mine & (out > 0)
-        lab[box][fix] = out[fix]
+    out = segmentation.watershed(relief, np.where(band, 0, lab), mask=reach)
+    fix = band & (out > 0)
+    lab[fix] = out[fix]
 
 
 def _open_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
