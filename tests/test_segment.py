@@ -482,11 +482,13 @@ def test_disk_morphology_equals_the_distance_transform_definition():
     from napari_zonation import segment as seg
 
     rng = np.random.default_rng(5)
-    for shape, density in (((61, 47), 0.9), ((80, 80), 0.6)):
+    # radii of both ways of _near (the disk row by row up to _ROWS_DISK, then the distance
+    # transform), on images narrower than the disk too
+    for shape, density in (((61, 47), 0.9), ((80, 80), 0.6), ((5, 90), 0.97), ((70, 3), 0.9)):
         mask = ndi.gaussian_filter(rng.random(shape), 1.5) > np.quantile(rng.random(9), 0.5)
         mask |= rng.random(shape) > density
         dist_out = ndi.distance_transform_edt(~mask)  # distance to the mask
-        for r in (0.75, 1.0, 1.5, 2.17, 3.0, 5.5):
+        for r in (0.75, 1.0, 1.5, 2.17, 3.0, 5.5, 8.0, 12.3, 24.0, 31.0):
             np.testing.assert_array_equal(seg._near(mask, r), dist_out <= r)
             np.testing.assert_array_equal(seg._near(mask, r, strict=True), dist_out < r)
             eroded = ndi.distance_transform_edt(mask) > r

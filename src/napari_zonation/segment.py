@@ -305,7 +305,7 @@ def _lut(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take(table, index)
 
 
-_SMALL_DISK = 4.0  # radii (pixels) up to which a dilation beats a distance transform
+_ROWS_DISK = 24.0  # radii (pixels) up to which the disk's rows beat a distance transform
 
 
 @functools.lru_cache(maxsize=64)
@@ -323,32 +323,38 @@ def _disk(radius: float, strict: bool = False) -> np.ndarray:
     return foot
 
 
-@functools.lru_cache(maxsize=64)
-def _disk_offsets(radius: float, strict: bool = False) -> tuple[tuple[int, int], ...]:
-    """The offsets ``(di, dj)`` of :func:`_disk`'s footprint, without ``(0, 0)`` (cached)."""
-    foot = _disk(radius, strict)
-    k = foot.shape[0] // 2
-    return tuple((int(di), int(dj)) for di, dj in np.argwhere(foot) - k if di or dj)
-
-
 def _near(mask: np.ndarray, radius: float, strict: bool = False) -> np.ndarray:
     """Pixels within ``radius`` of a True pixel of ``mask`` (Euclidean; closer with ``strict``).
 
-    The same as ``_edt(~mask) <= radius`` (``< radius``): a dilation by a disk for small radii,
-    the distance transform for large ones.
+    The same as ``_edt(~mask) <= radius`` (``< radius``), and as a binary dilation by
+    :func:`_disk` (pixels beyond the border are False). Up to ``_ROWS_DISK`` pixels the disk
+    is taken row by row: the mask is widened along the rows to the half-width of each of the
+    disk's rows, from the outermost row (the narrowest) in, and each widening is ORed in
+    shifted by its row's offset (about 4 x radius whole-image ORs, several times faster than
+    the distance transform there); beyond it, the distance transform.
     """
-    if radius > _SMALL_DISK:
+    if radius > _ROWS_DISK:
         d = _edt(~mask)
         return d < radius if strict else d <= radius
-    offsets = _disk_offsets(float(radius), strict)
-    if not offsets:
-        return mask.copy()
-    # OR of shifted copies (one per offset of the disk): faster than a generic dilation here
+    foot = _disk(float(radius), strict)
+    k = foot.shape[0] // 2
+    width = foot.sum(axis=1)[k:]  # pixels in the disk's rows at offsets 0..k (odd, or 0)
     h, w = mask.shape
-    out = mask.copy()
-    for di, dj in offsets:
-        src = mask[max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)]
-        out[max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)] |= src
+    out = np.zeros_like(mask)
+    wide, half = mask.copy(), 0
+    for i in range(k, -1, -1):
+        if not width[i]:
+            continue
+        while half < width[i] // 2:
+            half += 1
+            if half < w:
+                wide[:, half:] |= mask[:, :-half]
+                wide[:, :-half] |= mask[:, half:]
+        if i == 0:
+            out |= wide
+        elif i < h:
+            out[i:] |= wide[:-i]
+            out[:-i] |= wide[i:]
     return out
 
 
@@ -756,7 +762,7 @@ def _rim_band(lab: np.ndarray, smooth: np.ndarray, band: tuple, close_px: float)
     sel = _on_border(row, c0, c1, comp, n, lab.shape)[comp]
     out_px = np.zeros(lab.shape, dtype=bool)
     out_px.ravel()[_run_pixels(row[sel], c0[sel], c1[sel], lab.shape[1])] = True
-    if band[1] <= _SMALL_DISK:  # two small dilations are cheaper than the distance transform
+    if band[1] <= _ROWS_DISK:  # two dilations are cheaper than the distance transform
         sel = _near(out_px, band[1]) & ~_near(out_px, band[0], strict=True) & (lab > 0)
     else:
         depth = _edt(~out_px)
