@@ -1022,9 +1022,15 @@ def _packed_watershed(
     scikit-image's call makes several passes over the whole image (a float64 copy, padding,
     the marker search) however few pixels the mask holds: the cores and bands flooded here
     are a tenth of the image or less. The flooding never crosses from one connected part of
-    the mask to another, and its queue keeps the order of each part's own pixels (moving a
-    part keeps their raster order), so each part floods as it would in place: the result is
-    the same. The plain call is made when the parts' boxes would not shrink the image much.
+    the mask to another, and its queue orders pixels by grey level, then by when they were
+    queued (moving a part keeps its pixels' raster order). The result is the same wherever
+    no two markers of equal grey compete: scikit-image queues all markers at once, and the
+    order among equal ones then depends on everything in its queue, the other parts too. So
+    it is exact on a continuous grey (the gradient, the boundary relief); on the quantised
+    distances of :func:`_cut_cores` such ties may fall the other way. On the 54 benchmark
+    scenes, the real image and 327 random contact-stage inputs the labels were identical;
+    on random images of 2-5 grey levels, 20 of 1500 differed. The plain call is made when
+    the parts' boxes would not shrink the image much.
     """
     comp, n = ndi.label(mask, ndi.generate_binary_structure(2, connectivity))
     if n == 0:
