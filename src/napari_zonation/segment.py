@@ -2044,8 +2044,10 @@ def _flood_band(lab: np.ndarray, smooth: np.ndarray, band: np.ndarray) -> None:
 
     One watershed floods every connected part of the band (8-connected) at once, on the band
     grown by a pixel: no two parts are 4-neighbours, each is reached only from the marker
-    pixels next to it, and the flooding queue keeps the order of each part's own pixels, so
-    each part gets what a flooding of it alone, on its own box, would give.
+    pixels next to it, and the flooding queue orders each part's own pixels as before (by
+    relief, then by when they were queued), so each part gets what a flooding of it alone,
+    on its own box, would give (the relief is a continuous grey: no two markers tie; see
+    :func:`_packed_watershed`).
     """
     # the marker pixels next to the band too: the flooding starts from the lowest of them
     reach = _dilate_square(band, 1) & (lab > 0)
