@@ -22,6 +22,9 @@ and the process's peak resident memory during the call (Linux ``VmHWM``, reset b
 ``--threads N`` sets ``segment_crystals``' worker threads (default: automatic, ``min(4, CPUs)``;
 1: serial); the header prints the count used. The recipe is single-threaded scikit-image, as a
 user would run it.
+``--option KEY=VALUE`` (repeatable) passes an option to ``segment_crystals`` on the grid, e.g.
+``--option contact_um=0 --option trim_um=0 --option split_touching=false`` to see what a stage
+costs and what it buys.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ def recipe(image: np.ndarray, pixel_size_um: float, min_area_um2: float = 400.0)
     return segmentation.watershed(-dist, markers, mask=mask).astype(np.int32)
 
 
-def methods(threads: int | None = None) -> dict:
-    """The two methods compared: ``segment_crystals`` (with ``threads``) and the recipe."""
+def methods(threads: int | None = None, options: dict | None = None) -> dict:
+    """The two methods compared: ``segment_crystals`` (with ``threads`` and ``options``) and
+    the recipe."""
+    opts = options or {}
     return {
-        "napari-zonation": lambda img, px: segment_crystals(img, px, threads=threads),
+        "napari-zonation": lambda img, px: segment_crystals(img, px, threads=threads, **opts),
         "skimage recipe": recipe,
     }
 
@@ -166,6 +171,21 @@ def run_large(
     return out
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """``"contact_um=0"`` -> ``("contact_um", 0.0)``; true/false/none as Python values."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--option {text!r}: expected KEY=VALUE, e.g. contact_um=0")
+    words = {"true": True, "false": False, "none": None}
+    if value.lower() in words:
+        return key, words[value.lower()]
+    try:
+        return key, float(value)
+    except ValueError:
+        msg = f"--option {text!r}: VALUE must be a number, true, false or none"
+        raise SystemExit(msg) from None
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 2-minute subset of the grid")
@@ -180,11 +200,20 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument(
         "--threads", type=int, default=None, help="segment_crystals threads (default automatic)"
     )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a segment_crystals option (number, true/false), e.g. contact_um=0; repeatable",
+    )
     args = parser.parse_args(argv)
+    options = dict(parse_option(o) for o in args.option)
     n_threads = resolve_threads(args.threads)
     print(
         f"segment_crystals threads: {n_threads}"
         f"{' (automatic)' if args.threads is None else ''}; recipe: single-threaded scikit-image"
+        + (f"; segment_crystals options: {options}" if options else "")
     )
     if args.large:
         return pd.DataFrame(run_large(args.cache, args.tile_size, args.threads)).T
@@ -221,7 +250,7 @@ def main(argv=None) -> pd.DataFrame:
             (size, size), n_crystals=n, pixel_size_um=px, noise=noise, bit_depth=bits, seed=seed
         )
         mpix = s.image.size / 1e6
-        for name, fn in methods(args.threads).items():
+        for name, fn in methods(args.threads, options).items():
             lab, seconds, peak = run_one(fn, s.image, px, repeat)
             m = match(s.labels, lab)
             row = {

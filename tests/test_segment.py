@@ -1031,37 +1031,3 @@ def test_one_flooding_of_a_contact_band_equals_a_flooding_per_part():
         np.testing.assert_array_equal(got, want)
         assert (got[~band] == lab[~band]).all()
     assert n_parts_seen > 60  # several parts per image: the batching is exercised
-
-
-@pytest.mark.parametrize("connectivity", [1, 2])
-def test_packed_watershed_equals_scikit_image_on_the_whole_image(connectivity):
-    """``_packed_watershed`` floods the mask's connected parts packed into a small canvas; on
-    a continuous grey (no two pixels equal: the order of scikit-image's queue is then fixed
-    by grey and age alone) it must give scikit-image's labels exactly."""
-    from skimage.segmentation import watershed
-
-    from napari_zonation.segment import _packed_watershed
-
-    rng = np.random.default_rng(connectivity)
-    n_packed = 0
-    for _ in range(40):
-        h, w = (int(x) for x in rng.integers(20, 250, 2))
-        mask = ndi.binary_dilation(
-            rng.random((h, w)) < rng.choice([0.0005, 0.002, 0.01]),
-            iterations=int(rng.integers(1, 6)),
-        )
-        mask &= rng.random((h, w)) > 0.05  # holes and ragged edges
-        image = rng.random((h, w)) * float(rng.choice([1.0, 1e3]))
-        markers = np.zeros((h, w), dtype=np.int32)
-        k = int(rng.integers(1, 40))
-        markers[rng.integers(0, h, k), rng.integers(0, w, k)] = rng.integers(1, 6, k)
-        comp, n = ndi.label(mask, ndi.generate_binary_structure(2, connectivity))
-        boxes = ndi.find_objects(comp)
-        n_packed += sum(
-            (b[0].stop - b[0].start + 1) * (b[1].stop - b[1].start + 1) for b in boxes
-        ) <= 0.4 * mask.size
-        np.testing.assert_array_equal(
-            _packed_watershed(image, markers, mask, connectivity),
-            watershed(image, markers, mask=mask, connectivity=connectivity),
-        )
-    assert n_packed >= 20  # most cases take the packed way
