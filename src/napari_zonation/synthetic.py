@@ -531,7 +531,7 @@ SCENE_KINDS: dict[str, dict] = {
         "glass_texture": 0.012,
     },
     "glass_laths": {"glass_zoned_laths": 0.8, "phases": ("plagioclase", "olivine")},
-    "halo": {"edge_halo": 0.35, "epoxy_fraction": 0.08},
+    "halo": {"edge_halo": 0.35},
     "instrument": {"scan_lines": 6, "data_bar": True, "jpeg_quality": 75},
     "glomerocrysts": {"touching_fraction": 0.6, "crack_contacts": 1.0, "crack_fraction": 0.8},
     "needles": {"needles": 0.06},
