@@ -42,6 +42,8 @@ def _context_px(lv: Levels, opts: Options, smooth_um: float, close_um: float) ->
         + 3.0 * pc
         + 3.0
         + 2.0 * opts.trim_um
+        + 2.0 * opts.snap_um
+        + 12.0
     )
     return max(int(np.ceil(2.0 * reach_um / lv.px)), 32 * lv.f)
 
@@ -316,7 +318,7 @@ def _segment_source(
         def segment_window(win):
             r0, r1, c0, c1 = win
             norm, finite = normalise(read_window(src, r0, r1, c0, c1), lv.lo, lv.span, lv.fill)
-            return segment_one_window(norm, finite, lv, opts, **kwargs)
+            return segment_one_window(norm, finite, lv, opts, origin=(r0, c0), **kwargs)
 
         # several tiles at a time, each segmented in its worker's thread
         labels, stats = stitch_tiles(

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._threads import Workers
+from .background import vesicle_cores, vesicle_discs
 from .labelops import index_lut
 from .morphology import close_mask, near_mask, open_mask
 from .runs import fill_holes
@@ -91,5 +92,18 @@ def crystal_cores(
                     cores.ravel(), weights=near_dark.ravel(), minlength=n_cores + 1
                 ) / np.maximum(area, 1)
                 keep &= dark_share <= opts.max_vesicle_share
+                # the bright floor of a vesicle, seen through it, lies within the vesicle's disc
+                discs = vesicle_discs(dark, (5.0 / pc) ** 2)
+                if discs.any():
+                    in_disc = np.bincount(
+                        cores.ravel(), weights=discs.ravel(), minlength=n_cores + 1
+                    ) / np.maximum(area, 1)
+                    keep &= in_disc <= 0.5
+                keep &= ~vesicle_cores(
+                    np.where(index_lut(keep, cores), cores, 0),
+                    dark,
+                    n_cores,
+                    reach_px=max(2, int(round(6.0 / pc))),
+                )
         cores = np.where(index_lut(keep, cores), cores, 0)
     return cores, bg_marker

@@ -17,7 +17,10 @@ from .runs import mask_runs, run_components, run_pixels
 
 
 def rim_thresholds(labels: np.ndarray, smooth: np.ndarray, ref: float, band: tuple):
-    """Per-label midpoint between the rim grey and the reference, and the crystal's sign."""
+    """Per-label midpoint between the rim grey and the reference, the crystal's sign, and the
+    grey below which a pixel is no part of a darker crystal (half its rim grey, 0 being the
+    image's near-black level: epoxy, holes and vesicles beside a dark crystal are no part of
+    it although they are darker than the reference too)."""
     n = int(labels.max())
     edge = inner_boundary(labels)
     in_band = (labels > 0) & near_mask(edge, band[1]) & ~near_mask(edge, band[0], strict=True)
@@ -31,7 +34,8 @@ def rim_thresholds(labels: np.ndarray, smooth: np.ndarray, ref: float, band: tup
         rim[missing] = label_medians(smooth[sel], labels[sel], n)[missing]
     thr = np.concatenate([[0.0], ref + 0.5 * (rim - ref)]).astype(np.float32)
     sign = np.concatenate([[0.0], np.sign(rim - ref)]).astype(np.float32)
-    return thr, sign
+    floor = np.concatenate([[-np.inf], np.where(rim < ref, 0.5 * rim, -np.inf)]).astype(np.float32)
+    return thr, sign, floor
 
 
 def _full_labels(coarse: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
@@ -45,6 +49,7 @@ def refine_edges(
     smooth: np.ndarray,
     thr: np.ndarray,
     sign: np.ndarray,
+    floor: np.ndarray,
     line_px: int = 1,
     run: Workers = SERIAL,
 ) -> np.ndarray:
@@ -85,6 +90,7 @@ def refine_edges(
     in_crystal = crystal[bi, bj][:, None]
     v = smooth.ravel()[idx]
     keep = (v - index_lut(thr, cand)[:, None]) * index_lut(sign, cand)[:, None] > 0
+    keep &= v > index_lut(floor, cand)[:, None]
     keep &= (cand > 0)[:, None]
     if valid is not None:
         keep &= valid

@@ -218,13 +218,17 @@ def set_levels(lv: Levels, opts: Options, contrast, background: str, info: dict)
     # the groundmass is the textured mode: histogram of the most textured half of the image
     # (smooth crystal interiors drop out, whatever their share of the image), then the peak of
     # the full histogram near that level gives its level and width
-    tex_low, tex_mid = (float(v) for v in np.percentile(t_fin, [5, 50]))
+    tex_mid = float(np.percentile(t_fin, 50))
     rough = t_fin >= tex_mid
     not_black = s_fin > mode_all + 0.1 if mode_all < 0.15 else np.ones(s_fin.shape, bool)
     ref, _, _, _ = histogram_mode(s_fin[rough & not_black], -0.05, 1.05)
     ref, ref_w, _, _ = histogram_mode(s_fin[not_black], -0.05, 1.05, near=(ref, 0.04))
     c = contrast if contrast is not None else max(3.0 * ref_w / 1.1774, 4.0 * lv.noise_d, 0.03)
     dark_thr = 0.45 * ref
+    # the smoothest blocks that are not near-black (a black mask, epoxy or a data bar is
+    # smoother than any crystal: its noise is clipped at black)
+    lit = sm_fin > dark_thr
+    tex_low = float(np.percentile(t_fin[lit] if lit.any() else t_fin, 5))
     lv.ref, lv.c, lv.dark_thr = ref, c, dark_thr
     info.update(reference=ref * span + lo, contrast=c, dark_level=dark_thr * span + lo)
     if opts.texture:

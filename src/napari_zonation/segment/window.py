@@ -17,6 +17,7 @@ from .edges import refine_edges, rim_thresholds
 from .fields import coarse_fields
 from .growth import coarse_crystals
 from .merging import merge_regions, rim_band
+from .outline import snap_outlines
 from .state import CoarseFields, Levels, Options
 
 
@@ -32,6 +33,7 @@ def segment_one_window(
     split_touching: bool,
     fields: CoarseFields | None = None,
     run: Workers = SERIAL,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Crystal labels of one window (or the whole image) with the image's fixed levels.
 
@@ -56,6 +58,7 @@ def segment_one_window(
             split_touching=split_touching,
             fields=fields,
             run=run,
+            origin=origin,
         )
     finally:
         smooth_job.cancel()
@@ -79,6 +82,7 @@ def _segment_stages(
     split_touching: bool,
     fields: CoarseFields | None,
     run: Workers,
+    origin: tuple[int, int],
 ) -> np.ndarray:
     """The stages of :func:`segment_one_window` (``smooth_job``: the full-resolution smoothing)."""
     px, f, pc = lv.px, lv.f, lv.pc
@@ -95,7 +99,7 @@ def _segment_stages(
 
     # ---- full resolution: each crystal's edge at the midpoint of its rim and the reference
     band = (max(1.0, (smooth_um + 1.5) / pc), max(2.0, (smooth_um + 5.0) / pc))
-    thr, sign = rim_thresholds(coarse, smooth_c, ref, band)
+    thr, sign, floor = rim_thresholds(coarse, smooth_c, ref, band)
     smooth = smooth_job.result()
     # the rims of the pieces for the merging (below), while the edges are refined
     rim_job = None
@@ -105,7 +109,19 @@ def _segment_stages(
         # of a free face
         near, width = max(1.5, (2.0 * smooth_um + px) / pc), max(1.0, 3.0 / pc)
         rim_job = run.submit(rim_band, coarse, cm, (near, near + width), close_um / pc)
-    labels = refine_edges(coarse, f, smooth, thr, sign, line_px=int(np.ceil(1.0 / px)), run=run)
+    labels = refine_edges(
+        coarse, f, smooth, thr, sign, floor, line_px=int(np.ceil(1.0 / px)), run=run
+    )
+    if opts.snap_um > 0:
+        labels = snap_outlines(
+            labels,
+            norm,
+            lv.noise,
+            band_px=max(6, int(np.ceil(opts.snap_um / px))),
+            tile_px=max(12, int(round(12.0 / px))),
+            max_move_px=max(6.0, opts.snap_um / px),
+            origin=origin,
+        )
     # join what one crystal lost to a cut or a crack (judged at full resolution; the rims of
     # the pieces, on the coarse blocks, which carry the same labels)
     rim = None
