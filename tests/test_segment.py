@@ -251,6 +251,11 @@ def test_crystal_table_columns_and_geometry(scene_a):
         "cracked",
         "touching",
         "n_pixels",
+        "rim_grey",
+        "edge_contrast",
+        "edge_sure",
+        "faint_edge",
+        "rim_near_groundmass",
     ]
     assert list(table.columns) == expected
     assert sorted(table["label"]) == list(range(1, lab.max() + 1))
@@ -472,7 +477,13 @@ def test_real_masked_plagioclase_is_one_crystal():
     # the reference joins the small grain to the plagioclase; ours keeps it apart
     assert inter / largest.sum() > 0.97
     assert inter / largest_ref.sum() > 0.9
+    # no groundmass is visible (masked black): no phase is guessed from the grey alone; with
+    # the glass grey given (brighter than this crystal), the darker crystal is plagioclase
     table = crystal_table(img, lab, px)
+    big_one = table["area_um2"].idxmax()
+    assert table.loc[big_one, "phase"] == "unknown"
+    glass = table.loc[big_one, "median_value"] + 40.0
+    table = crystal_table(img, lab, px, groundmass_level=glass)
     assert table.loc[table["area_um2"].idxmax(), "phase"] == "plagioclase"
 
 

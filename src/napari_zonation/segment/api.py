@@ -11,7 +11,9 @@ import numpy as np
 from .._threads import Workers, resolve_threads
 from .._validation import ZonationInputError, check_pixel_size
 from ..tiling import stitch_tiles, tile_grid
+from .fields import coarse_fields, coarse_halo
 from .levels import round_up, sample_levels, set_levels, work_factor
+from .reference import learn_reference, outline_mask, stamp_reference, warn_groundmass_share
 from .source import Serialised, full_scale, grey_source, normalise, read_window
 from .state import Levels, Options
 from .window import segment_one_window
@@ -62,6 +64,8 @@ def segment_crystals(
     return_info: bool = False,
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
+    reference=None,
+    groundmass=None,
     **options,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -122,6 +126,18 @@ def segment_crystals(
         segmented whole runs independent stages concurrently (the full-resolution smoothing
         alongside the coarse stages, the bright and dark cores, ...). The labels are the same
         for every thread count.
+    reference : array-like, optional
+        One crystal outlined by the user, rim included: a boolean mask of the image's (y, x)
+        shape, or an ``(N, 2)`` polygon of (row, col) pixel vertices (napari Shapes data). A
+        pixel classifier learns from it what that crystal's inside looks like against its
+        surroundings, and the blocks it calls crystal join the crystal cores: crystals that
+        look like it are found even where their grey equals the groundmass's. The reference
+        itself comes back as one label, exactly its outline (labels mostly inside it are
+        absorbed). ``info["reference_groundmass_share"]`` tells how much of it looked like
+        its surroundings.
+    groundmass : array-like, optional
+        A patch of groundmass (mask or polygon, as ``reference``) that the classifier learns
+        as not crystal, beside the ring around the reference. Only with ``reference``.
     **options
         Fine control (lengths in um): ``work_um`` (3.0: detection, splitting and growing run
         on blocks of about this size, edges and merging at full resolution), ``detect_um``
@@ -141,6 +157,8 @@ def segment_crystals(
         (0.2: near-black share above which the background may be a black mask),
         ``trim_um`` (4: each crystal is opened with a disc of this radius, so that specks
         and bumps narrower than its diameter stuck to the rim are left out; 0 = off),
+        ``snap_um`` (5: the band on each side of an outline within which its free faces move
+        onto the crystal's own edge, read on grey profiles across it; 0 = off),
         ``tile_halo_um`` (400: extent of a crystal that a tile surely holds whole; larger ones
         are segmented again in a larger window).
 
@@ -156,13 +174,16 @@ def segment_crystals(
     ------
     ZonationInputError
         Bad image (1D, empty, 4D, 3D that is neither channels nor RGB), bad pixel size, bad
-        tile size or thread count, unknown option or background mode.
+        tile size or thread count, unknown option or background mode; a reference (or
+        groundmass patch) that is empty, crosses itself, lies outside the image, is smaller
+        than ``min_area_um2`` or was drawn on an image of another shape.
 
     Warns
     -----
     UserWarning
         RGB input (converted to grey), constant or all-NaN image (no crystals), crystals still
-        cut by a tile seam after the largest window tried.
+        cut by a tile seam after the largest window tried, a reference of which more than
+        10 % looks like the groundmass around it (the warning names the share).
 
     Notes
     -----
@@ -174,10 +195,14 @@ def segment_crystals(
     enough and smooth enough (microlite clusters are textured); cores cut at the h-maxima of
     their distance transform; a gradient watershed grows the pieces against a background marker
     (groundmass-level or near-black blocks); pieces joined when the grey behind their contact
-    agrees and their union stays convex; finally each crystal's edge is placed at full
-    resolution where the smoothed grey crosses the midpoint between its rim and the reference
-    (where a blurred step crosses the true edge). The levels come from regular samples of the
-    image (about 250,000 pixels and coarse blocks), the same whether or not it is tiled.
+    agrees and their union stays convex; each crystal's edge is placed at full resolution
+    where the smoothed grey crosses the midpoint between its rim and the reference, then its
+    free faces move onto the crystal's own edge (:mod:`napari_zonation.segment.outline`: grey
+    profiles across the edge, averaged along it, against the local outside level, so that an
+    edge halo stays inside and epoxy or a vesicle beside the crystal sets its own level).
+    Round near-black regions and what they enclose (vesicles and their bright floors) are
+    never crystals. The levels come from regular samples of the image (about 250,000 pixels
+    and coarse blocks), the same whether or not it is tiled.
     """
     unknown = set(options) - set(Options.names())
     if unknown:
@@ -216,6 +241,16 @@ def segment_crystals(
     n_threads = resolve_threads(threads)
     src, dtype = grey_source(image)
     shape = tuple(int(s) for s in src.shape)
+    ref_mask = gm_mask = None
+    if reference is not None:
+        ref_mask = outline_mask(reference, shape, px, min_area_um2, "reference")
+    if groundmass is not None:
+        if reference is None:
+            raise ZonationInputError(
+                "groundmass= is a patch of groundmass that goes with a reference crystal; "
+                "give reference= too (or leave both out)."
+            )
+        gm_mask = outline_mask(groundmass, shape, px, 0.0, "groundmass")
     info: dict = {
         "background": None,
         "pixel_size_um": px,
@@ -246,6 +281,8 @@ def segment_crystals(
             tile_size=tile_size if tiled else None,
             return_info=return_info,
             progress=progress,
+            reference=ref_mask,
+            groundmass=gm_mask,
         )
 
 
@@ -267,6 +304,8 @@ def _segment_source(
     tile_size: int | None,
     return_info: bool,
     progress,
+    reference: np.ndarray | None = None,
+    groundmass: np.ndarray | None = None,
 ):
     """:func:`segment_crystals` after the checks: levels, then the image whole or tiled."""
     tiled = tile_size is not None
@@ -293,11 +332,17 @@ def _segment_source(
         return empty()
     info.update(noise=lv.noise * lv.span, work_factor=f)
     set_levels(lv, opts, contrast, background, info)
+    model = None
+    if reference is not None:
+        model = _learn(src, shape, lv, fields, reference, groundmass, run.n)
+        warn_groundmass_share(model)
+        info["reference_groundmass_share"] = model.groundmass_share
     kwargs = dict(
         min_area_um2=min_area_um2,
         smooth_um=smooth_um,
         close_um=close_um,
         split_touching=split_touching,
+        model=model,
     )
     if not tiled:
         if fields is not None and fields.norm is not None:
@@ -343,7 +388,27 @@ def _segment_source(
                 UserWarning,
                 stacklevel=3,
             )
+    if reference is not None:
+        labels = stamp_reference(labels, reference)
     info["n_crystals"] = int(labels.max())
     if return_info:
         return labels, info
     return labels
+
+
+def _learn(src, shape, lv: Levels, fields, reference, groundmass, threads: int):
+    """The reference model, learned on the whole image's coarse fields or, for a tiled image,
+    on a window around the reference (and the groundmass patch)."""
+    if fields is not None:
+        return learn_reference(fields, lv, reference, groundmass, threads=threads)
+    f = lv.f
+    both = reference if groundmass is None else reference | groundmass
+    rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
+    m = int(np.ceil(60.0 / lv.px)) + coarse_halo(lv)
+    r0 = max(rows[0] - m, 0) // f * f
+    c0 = max(cols[0] - m, 0) // f * f
+    r1, c1 = min(rows[-1] + m + 1, shape[0]), min(cols[-1] + m + 1, shape[1])
+    norm, finite = normalise(read_window(src, r0, r1, c0, c1), lv.lo, lv.span, lv.fill)
+    fl = coarse_fields(norm, finite, lv)
+    gm = None if groundmass is None else groundmass[r0:r1, c0:c1]
+    return learn_reference(fl, lv, reference[r0:r1, c0:c1], gm, threads=threads)

@@ -107,3 +107,38 @@ def crystal_cores(
                 )
         cores = np.where(index_lut(keep, cores), cores, 0)
     return cores, bg_marker
+
+
+def add_cores(
+    cores: np.ndarray,
+    extra: np.ndarray,
+    lv: Levels,
+    opts: Options,
+    *,
+    min_area_um2: float,
+    close_um: float,
+) -> np.ndarray:
+    """Cores with the blocks of ``extra`` (blocks called crystal another way) added.
+
+    ``extra`` is cleaned as the cores are (:func:`core_labels`); its parts that overlap a core
+    grow that core over them (the core's label floods them), the others become new cores when
+    large enough.
+    """
+    from skimage.segmentation import watershed
+
+    pc = lv.pc
+    lab, n = core_labels(extra, opts.open_um / pc, close_um / pc, opts.max_hole_fraction)
+    if n == 0:
+        return cores
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    small = area < 0.25 * min_area_um2 / (pc * pc)
+    small[0] = True
+    lab = np.where(small[lab], 0, lab)
+    region = (cores > 0) | (lab > 0)
+    grown = watershed(np.zeros(cores.shape, np.float32), cores, mask=region) if cores.any() else (
+        np.zeros_like(cores)
+    )
+    rest = (grown == 0) & (lab > 0)
+    n0 = int(cores.max())
+    new, _ = ndi.label(rest)
+    return np.where(rest, new + n0, grown).astype(np.int32)

@@ -126,14 +126,15 @@ def edge_positions(
     difference (the rim's contrast) must exceed ``min_z`` standard errors (``noise``: of one
     pixel), else the profile is unsure.
 
-    The shape of the edge is read once per crystal, on the median of its profiles scaled by
-    their contrast: coming from the outside, the first bin that departs from the outside level
-    by more than ``detect`` times the contrast (for two bins in a row, or by half as much
-    again), and the peak of that departure within ``peak_bins`` bins: the rim level for a
-    plain step, a halo's brightness when the crystal's outermost pixels are brighter than
-    both the rim and the outside. On each profile the edge is then the first crossing, from
-    the outside, of half that peak (the same way; one of the next two bins must not be back at
-    the outside level), between bin centres.
+    The shape of the edge is read once per crystal. On each profile scaled by its contrast,
+    coming from the outside: the first bin that departs from the outside level by more than
+    ``detect`` times the contrast (for two bins in a row, or by half as much again), and the
+    peak of that departure within ``peak_bins`` bins: the rim level for a plain step, a halo's
+    brightness when the crystal's outermost pixels are brighter than both the rim and the
+    outside. When most of the crystal's profiles show a halo, its peak is the median of their
+    peaks, else the median of the plain ones. On each profile the edge is then the first
+    crossing, from the outside, of half that peak (the same way; one of the next two bins
+    must not be back at the outside level), between bin centres.
     """
     n_groups, n_bins = profiles.shape
     b = n_bins // 2
@@ -141,8 +142,8 @@ def edge_positions(
     if n_groups == 0:
         return out
     with np.errstate(invalid="ignore", divide="ignore"):
-        g_out = _nanmedian_rows(profiles[:, :n_ref])
-        g_in = _nanmedian_rows(profiles[:, -n_ref:])
+        g_out = nanmedian_rows(profiles[:, :n_ref])
+        g_in = nanmedian_rows(profiles[:, -n_ref:])
         n_out = counts[:, :n_ref].sum(axis=1)
         n_in = counts[:, -n_ref:].sum(axis=1)
         amp = g_in - g_out
@@ -155,15 +156,26 @@ def edge_positions(
         return out
     mag = np.abs(amp[rows])
     scaled = (dep[rows] / mag[:, None]).astype(np.float32)
-    # the edge's shape per crystal: the median scaled profile
+    # the edge's shape per crystal: each profile's first departure and its peak; when most
+    # of a crystal's profiles first depart the other way than its rim (a halo brighter than
+    # the outside on a darker crystal, or brighter than the rim on a brighter one), the
+    # median of those peaks, else the median of the others
     ids, cidx = np.unique(crystal[rows], return_inverse=True)
-    cell = (cidx[:, None] * n_bins + np.arange(n_bins)[None, :]).ravel()
-    pooled = label_medians(scaled.ravel(), cell + 1, ids.size * n_bins).reshape(-1, n_bins)
-    pooled = np.where(np.isfinite(pooled), pooled, 0.0)
-    peak = _first_peak(pooled, n_ref, detect, peak_bins)
+    own = _first_peak(scaled, n_ref, detect, peak_bins)
+    rim_sign = np.sign(amp[rows])
+    has = np.isfinite(own)
+    halo = has & ((np.sign(own) != rim_sign) | (np.abs(own) > 1.25))
+    plain = has & ~halo
+    n_halo = np.bincount(cidx, weights=halo, minlength=ids.size)
+    n_has = np.bincount(cidx, weights=has, minlength=ids.size)
+    use_halo = n_halo >= 0.5 * np.maximum(n_has, 1)
+    pick = np.where(use_halo[cidx], halo, plain)
+    peak = label_medians(
+        np.where(pick, own, 0.0).astype(np.float32), np.where(pick, cidx + 1, 0), ids.size
+    )
     # crystals without a clear departure: a plain step to the rim
-    plain = ~np.isfinite(peak)
-    peak[plain] = np.sign(np.bincount(cidx, weights=np.sign(amp[rows]), minlength=ids.size))[plain]
+    none = ~np.isfinite(peak)
+    peak[none] = np.sign(np.bincount(cidx, weights=rim_sign, minlength=ids.size))[none]
     f = peak[cidx]
     sf = np.sign(f)
     level = 0.5 * np.abs(f)
@@ -205,7 +217,7 @@ def _first_peak(pooled: np.ndarray, n_ref: int, detect: float, peak_bins: int) -
     return out
 
 
-def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
+def nanmedian_rows(a: np.ndarray) -> np.ndarray:
     """Median of each row ignoring NaN (NaN for a row of NaN), without warnings."""
     s = np.sort(a, axis=1)  # NaN last
     n = np.isfinite(s).sum(axis=1)

@@ -13,6 +13,7 @@ from .fields import local_texture
 from .labelops import adjacent_pairs, label_medians
 from .levels import histogram_mode, noise_sigma
 from .morphology import flat_nonzero
+from .qa import rim_qa
 from .source import full_scale, subsample, to_grey
 
 #: Default names of the grey-level classes used by :func:`crystal_table` (a heuristic).
@@ -92,6 +93,7 @@ def crystal_table(
     pixel_size_um: float = 1.0,
     *,
     phase_names: dict | None = None,
+    groundmass_level: float | None = None,
 ) -> pd.DataFrame:
     """Measure each crystal: size, position, grey, a phase guess and QA flags.
 
@@ -108,6 +110,12 @@ def crystal_table(
         Names for the grey-level classes, keyed by class (``"darker"``, ``"brighter_low"``,
         ``"brighter_high"``, ``"very_bright"``) or by the default name they replace
         (``{"olivine": "Ol"}``).
+    groundmass_level : float, optional
+        The groundmass's grey in image units, e.g. ``info["reference"]`` of
+        ``segment_crystals(..., return_info=True)`` when ``info["background"]`` is
+        ``"groundmass"``, or the glass grey a user knows for an image whose background was
+        masked black. Default: measured on the pixels that are not crystals (none when the
+        background is masked black).
 
     Returns
     -------
@@ -116,7 +124,13 @@ def crystal_table(
         ``mean_value``, ``median_value`` (image units), ``centroid_row``, ``centroid_col``
         (pixels), ``equivalent_diameter_um``, ``solidity``, ``low_contrast`` (the crystal's grey
         is within three widths of the groundmass mode), ``cracked`` (thin, elongated dark
-        features inside), ``touching`` (shares a boundary with another label), ``n_pixels``.
+        features inside), ``touching`` (shares a boundary with another label), ``n_pixels``,
+        and the rim QA columns (:mod:`napari_zonation.segment.qa`): ``rim_grey`` (image
+        units), ``edge_contrast`` (the step across the outline in units of the pixel noise,
+        median over the outline), ``edge_sure`` (the share of the outline where that step
+        stands out of the noise), ``faint_edge`` (flag: less than half of it does) and
+        ``rim_near_groundmass`` (flag: the rim's grey is within three widths of the
+        groundmass's).
 
     Notes
     -----
@@ -125,9 +139,9 @@ def crystal_table(
     are split in two grey modes (Otsu threshold of their medians when the two groups are well
     apart, else a threshold 0.18 of full scale above the groundmass): the lower
     ``"clinopyroxene"``, the higher ``"olivine"``; a median above 0.85 of full scale
-    ``"oxide"``. Without a groundmass (a background masked black) the crystal's grey as a
-    fraction of full scale is compared with 0.42 (the glass level of the synthetic model)
-    instead. Element maps have no such physics: check the phases by hand.
+    ``"oxide"``. Without a groundmass (a background masked black) and without
+    ``groundmass_level`` there is nothing to compare with: the phase is ``"unknown"`` (except
+    ``"oxide"``). Element maps have no such physics: check the phases by hand.
     """
     px = check_pixel_size(pixel_size_um)
     grey, dtype = to_grey(image)
@@ -164,6 +178,11 @@ def crystal_table(
         "cracked",
         "touching",
         "n_pixels",
+        "rim_grey",
+        "edge_contrast",
+        "edge_sure",
+        "faint_edge",
+        "rim_near_groundmass",
     ]
     ids = np.unique(lab)
     ids = ids[ids > 0]
@@ -203,6 +222,14 @@ def crystal_table(
     table["touching"] = table["label"].isin(np.unique(np.concatenate([la, lb])))
     # groundmass (or masked background) and the grey classes
     level, width, masked = _groundmass_level(grey, lab, px)
+    if groundmass_level is not None:
+        if not np.isfinite(groundmass_level):
+            raise ZonationInputError(
+                f"groundmass_level={groundmass_level!r} must be a finite grey (image units)."
+            )
+        gm_given = float(groundmass_level)
+    else:
+        gm_given = None
     sample = subsample(grey[finite])
     full = full_scale(sample, dtype)
     black = 0.0 if np.issubdtype(dtype, np.integer) or sample.min() >= 0 else float(sample.min())
@@ -210,19 +237,22 @@ def crystal_table(
     gm_frac = (level - black) / (full - black) if np.isfinite(level) else np.nan
     noise = noise_sigma(np.where(finite, grey, 0.0))
     wide = max(width if np.isfinite(width) else 0.0, 2.0 * noise / max(1.0, 2 * np.sqrt(np.pi)))
-    if masked or not np.isfinite(level):
-        table["low_contrast"] = (table["median_value"] - level).abs() < 3.0 * wide
-        darker = frac < 0.42
-        ref_frac = 0.42
-    else:
-        table["low_contrast"] = (table["median_value"] - level).abs() < 3.0 * wide
-        darker = frac < gm_frac
-        ref_frac = gm_frac
+    # the crystal's grey against the black mask (masked) or the groundmass
+    table["low_contrast"] = (table["median_value"] - level).abs() < 3.0 * wide
+    if gm_given is not None:
+        gm_frac = (gm_given - black) / (full - black)
+    elif masked:
+        gm_frac = np.nan  # no groundmass to compare with
+    ref_frac = gm_frac
     very = frac > 0.85
+    known = np.isfinite(ref_frac)
+    darker = frac < ref_frac if known else np.zeros(frac.shape, bool)
     bright = ~darker & ~very
     phase = np.where(darker, names["darker"], names["brighter_low"]).astype(object)
+    if not known:
+        phase[:] = "unknown"
     phase[very] = names["very_bright"]
-    vals = frac[bright]
+    vals = frac[bright] if known else frac[:0]
     if vals.size:
         split = ref_frac + 0.18
         if vals.size >= 4 and np.ptp(vals) > 0:
@@ -236,4 +266,15 @@ def crystal_table(
         phase[bright] = np.where(vals > split, names["brighter_high"], names["brighter_low"])
     table["phase"] = phase
     table["cracked"] = _cracked(grey, lab, px, noise, table["label"].to_numpy())
+    qa = rim_qa(
+        np.where(finite, grey, 0.0),
+        lab_fin,
+        px,
+        noise,
+        table["label"].to_numpy(),
+        gm_given if gm_given is not None else (np.nan if masked else level),
+        np.nan if (masked or gm_given is not None) else width,
+    )
+    for col in qa.columns:
+        table[col] = qa[col].to_numpy()
     return table[columns].reset_index(drop=True)

@@ -12,12 +12,13 @@ from scipy import ndimage as ndi
 from .._threads import SERIAL, Workers
 from .cleanup import fill_label_holes, final_labels
 from .contacts import refine_contacts
-from .cores import crystal_cores
+from .cores import add_cores, crystal_cores
 from .edges import refine_edges, rim_thresholds
 from .fields import coarse_fields
 from .growth import coarse_crystals
 from .merging import merge_regions, rim_band
 from .outline import snap_outlines
+from .reference import ReferenceModel, reference_probability
 from .state import CoarseFields, Levels, Options
 
 
@@ -34,6 +35,7 @@ def segment_one_window(
     fields: CoarseFields | None = None,
     run: Workers = SERIAL,
     origin: tuple[int, int] = (0, 0),
+    model: ReferenceModel | None = None,
 ) -> np.ndarray:
     """Crystal labels of one window (or the whole image) with the image's fixed levels.
 
@@ -59,6 +61,7 @@ def segment_one_window(
             fields=fields,
             run=run,
             origin=origin,
+            model=model,
         )
     finally:
         smooth_job.cancel()
@@ -83,6 +86,7 @@ def _segment_stages(
     fields: CoarseFields | None,
     run: Workers,
     origin: tuple[int, int],
+    model: ReferenceModel | None,
 ) -> np.ndarray:
     """The stages of :func:`segment_one_window` (``smooth_job``: the full-resolution smoothing)."""
     px, f, pc = lv.px, lv.f, lv.pc
@@ -92,6 +96,14 @@ def _segment_stages(
     cores, bg_marker = crystal_cores(
         fl, lv, opts, min_area_um2=min_area_um2, close_um=close_um, run=run
     )
+    if model is not None:
+        # blocks that look like the reference crystal are crystal cores too
+        prob = reference_probability(fl, lv, model)
+        extra = prob > 0.5
+        if fl.fin_c is not None:
+            extra &= fl.fin_c
+        cores = add_cores(cores, extra, lv, opts, min_area_um2=min_area_um2, close_um=close_um)
+        bg_marker = bg_marker | (prob < 0.1)
     if not cores.any():
         return np.zeros(norm.shape, dtype=np.int32)
     # cut, grow back to the edges

@@ -1,0 +1,293 @@
+"""The one-shot reference: one crystal outlined by the user teaches the segmentation.
+
+The reference is a boolean mask of the image's shape or a polygon of (row, col) vertices of
+one crystal, rim included; a patch of groundmass may be given the same way. From it:
+
+- a pixel classifier (a random forest on block features: grey at several scales, its
+  gradient, the block texture and its larger-scale means, the grey's local spread) is trained
+  on the reference's inside (the outline eroded by a few micrometres) against a ring around
+  it (and the groundmass patch, and near-black blocks: epoxy and vesicles are never crystal);
+  every block it calls crystal becomes part of a crystal core beside the cores found from the
+  grey, so crystals that look like the reference are found even when their grey equals the
+  groundmass's;
+- the reference itself comes back as one label, exactly its outline.
+
+Bad references (empty, self-intersecting, outside the image, below the size limit, of another
+image's shape) raise :class:`~napari_zonation.ZonationInputError`; a reference that covers
+groundmass as well as crystal gives a warning naming the share.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.draw import polygon as draw_polygon
+
+from .._validation import ZonationInputError
+from .fields import block_mean
+from .morphology import distance_inside
+from .state import CoarseFields, Levels
+
+#: The block features' smoothing scales, in micrometres.
+_SCALES_UM = (3.0, 6.0, 12.0)
+
+
+@dataclass
+class ReferenceModel:
+    """What the segmentation learned from the reference crystal."""
+
+    classifier: object  # a fitted sklearn classifier of block features (1 = crystal)
+    mask: np.ndarray  # the reference's mask (image shape)
+    groundmass_share: float  # the share of the reference that looks like its surroundings
+
+
+def _polygon_self_intersects(v: np.ndarray) -> bool:
+    """Whether a closed polygon's edges cross (edges sharing a vertex excepted)."""
+    n = len(v)
+    a = v
+    b = np.roll(v, -1, axis=0)
+    i, j = np.triu_indices(n, k=2)
+    keep = ~((i == 0) & (j == n - 1))  # the first and last edges share vertex 0
+    i, j = i[keep], j[keep]
+    if i.size == 0:
+        return False
+
+    def orient(p, q, r):
+        return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (
+            r[:, 0] - p[:, 0]
+        ))
+
+    p1, p2, q1, q2 = a[i], b[i], a[j], b[j]
+    o1, o2 = orient(p1, p2, q1), orient(p1, p2, q2)
+    o3, o4 = orient(q1, q2, p1), orient(q1, q2, p2)
+    return bool(np.any((o1 * o2 < 0) & (o3 * o4 < 0)))
+
+
+def outline_mask(
+    outline, shape: tuple[int, int], px: float, min_area_um2: float, what: str = "reference"
+) -> np.ndarray:
+    """The checked mask of a reference (or groundmass) outline: a boolean mask of ``shape`` or
+    an ``(N, 2)`` polygon of (row, col) vertices.
+
+    Raises :class:`~napari_zonation.ZonationInputError` (naming ``what``) for an empty mask or
+    polygon, a polygon that is not ``(N, 2)`` numbers or crosses itself, an outline outside the
+    image (more than 1 % of it beyond the image's edge), a mask of another shape, or an area
+    below ``min_area_um2``.
+    """
+    arr = np.asarray(outline)
+    h, w = shape
+    is_mask = arr.ndim == 2 and arr.shape == (h, w) and (arr.dtype == bool or w != 2)
+    if is_mask:
+        if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
+            raise ZonationInputError(
+                f"the {what} mask has dtype {arr.dtype}; give a boolean mask (True inside the "
+                "crystal) or an (N, 2) polygon of (row, col) vertices."
+            )
+        mask = arr != 0
+        if not mask.any():
+            raise ZonationInputError(
+                f"the {what} mask is empty; outline the crystal (rim included) or select its "
+                "label."
+            )
+    elif arr.ndim == 2 and (arr.dtype == bool or arr.shape[1] != 2):
+        raise ZonationInputError(
+            f"the {what} mask has shape {arr.shape} but the image is {h} x {w}: it was drawn "
+            "on another image. Give a mask of this image's shape, or an (N, 2) polygon of "
+            "(row, col) vertices."
+        )
+    elif arr.ndim == 2:
+        if arr.shape[0] == 0:
+            raise ZonationInputError(
+                f"the {what} polygon is empty; draw it around the crystal (rim included)."
+            )
+        if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+            raise ZonationInputError(
+                f"the {what} polygon must hold finite numbers (row, col); got dtype {arr.dtype}."
+            )
+        v = arr.astype(np.float64)
+        if np.allclose(v[0], v[-1]) and len(v) > 3:
+            v = v[:-1]
+        if len(v) < 3 or len(np.unique(v, axis=0)) < 3:
+            raise ZonationInputError(
+                f"the {what} polygon has {len(v)} distinct vertices; draw at least 3 around "
+                "the crystal (rim included)."
+            )
+        if _polygon_self_intersects(v):
+            raise ZonationInputError(
+                f"the {what} polygon crosses itself; redraw it once around the crystal, "
+                "without loops."
+            )
+        rr, cc = draw_polygon(v[:, 0], v[:, 1])
+        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        if rr.size == 0 or not inside.any():
+            raise ZonationInputError(
+                f"the {what} polygon lies outside the image ({h} x {w} pixels) or encloses no "
+                "pixel; draw it on the image, in pixel coordinates (row, col)."
+            )
+        if inside.mean() < 0.99:
+            raise ZonationInputError(
+                f"{100 * (1 - inside.mean()):.0f} % of the {what} polygon lies outside the "
+                f"image ({h} x {w} pixels); outline a crystal inside the image."
+            )
+        mask = np.zeros(shape, dtype=bool)
+        mask[rr[inside], cc[inside]] = True
+    else:
+        raise ZonationInputError(
+            f"the {what} must be a boolean mask of the image's shape ({h} x {w}) or an (N, 2) "
+            f"polygon of (row, col) vertices; got an array of shape {arr.shape}."
+        )
+    area_um2 = float(mask.sum()) * px * px
+    if area_um2 < min_area_um2:
+        raise ZonationInputError(
+            f"the {what} covers {area_um2:.0f} um^2, below the smallest crystal kept "
+            f"(min_area_um2={min_area_um2:g}); outline a larger crystal or lower min_area_um2."
+        )
+    return mask
+
+
+def block_features(fl: CoarseFields, lv: Levels) -> np.ndarray:
+    """Features of every block for the pixel classifier, ``(rows, cols, k)`` float32.
+
+    The block grey (normalised), smoothed at :data:`_SCALES_UM`; its gradient magnitude at the
+    two smaller scales; the block texture and its means at the two larger scales; the spread of
+    the block grey at the middle scale.
+    """
+    pc = lv.pc
+    cm = fl.cm.astype(np.float32, copy=False)
+    tex = fl.tex.astype(np.float32, copy=False)
+    out = [cm]
+    for s in _SCALES_UM:
+        out.append(ndi.gaussian_filter(cm, s / pc))
+    for s in _SCALES_UM[:2]:
+        out.append(ndi.gaussian_gradient_magnitude(cm, s / pc))
+    out.append(tex)
+    for s in _SCALES_UM[1:]:
+        out.append(ndi.gaussian_filter(tex, s / pc))
+    g = ndi.gaussian_filter(cm, _SCALES_UM[1] / pc)
+    out.append(np.sqrt(np.clip(ndi.gaussian_filter(cm * cm, _SCALES_UM[1] / pc) - g * g, 0, None)))
+    return np.stack(out, axis=-1)
+
+
+def _blocks_within(mask: np.ndarray, f: int, shape_c: tuple[int, int]) -> np.ndarray:
+    """Blocks (of ``f`` x ``f`` pixels) wholly inside ``mask``."""
+    share = block_mean(mask.astype(np.float32), f)[: shape_c[0], : shape_c[1]]
+    return share > 0.999
+
+
+def learn_reference(
+    fl: CoarseFields,
+    lv: Levels,
+    mask: np.ndarray,
+    groundmass: np.ndarray | None = None,
+    *,
+    threads: int = 1,
+    seed: int = 0,
+) -> ReferenceModel:
+    """Train the block classifier on the reference crystal (see the module's notes).
+
+    ``fl``: the coarse fields of the whole image (or of a window holding the reference and
+    its surroundings, with ``mask`` on that window).
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    px, f = lv.px, lv.f
+    shape_c = fl.cm.shape
+    d_in = distance_inside(mask)
+    d_out = distance_inside(~mask)
+    inner_px = max(2.0, 3.0 / px)
+    inside = _blocks_within(d_in > inner_px, f, shape_c)
+    if not inside.any():  # a thin crystal: its blocks that are mostly inside
+        inside = block_mean((d_in > 1.0).astype(np.float32), f)[: shape_c[0], : shape_c[1]] > 0.5
+    ring = _blocks_within((d_out > max(2.0, 3.0 / px)) & (d_out < max(8.0, 15.0 / px)), f, shape_c)
+    negative = ring.copy()
+    if groundmass is not None:
+        negative |= block_mean(groundmass.astype(np.float32), f)[: shape_c[0], : shape_c[1]] > 0.5
+    if not inside.any() or not negative.any():
+        raise ZonationInputError(
+            "the reference is too thin or covers the whole image: outline one crystal (rim "
+            "included) with some groundmass around it."
+        )
+    feats = block_features(fl, lv)
+    rng = np.random.default_rng(seed)
+
+    def sample(sel: np.ndarray, n: int) -> np.ndarray:
+        x = feats[sel]
+        if len(x) > n:
+            x = x[rng.choice(len(x), n, replace=False)]
+        return x
+
+    pos = sample(inside, 20000)
+    neg = [sample(negative, 20000)]
+    dark = fl.smooth_c < lv.dark_thr
+    if dark.any() and np.isfinite(lv.dark_thr):
+        neg.append(sample(dark & ~ndi.binary_dilation(inside, iterations=2), 5000))
+    neg = np.concatenate(neg)
+    x = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(neg), np.int8)])
+    clf = RandomForestClassifier(
+        n_estimators=40,
+        max_depth=12,
+        min_samples_leaf=3,
+        class_weight="balanced",
+        n_jobs=max(1, int(threads)),
+        random_state=seed,
+    ).fit(x, y)
+    # the reference's share that looks like its surroundings: its blocks (beyond the rim
+    # band) that a classifier trained on its deep inside and its surroundings calls outside
+    deep = _blocks_within(d_in > max(inner_px, 0.25 * float(d_in.max())), f, shape_c)
+    body = _blocks_within(d_in > inner_px, f, shape_c)
+    share = 0.0
+    if deep.any() and body.sum() > deep.sum():
+        probe = RandomForestClassifier(
+            n_estimators=20, max_depth=8, class_weight="balanced", random_state=seed
+        ).fit(
+            np.concatenate([sample(deep, 5000), neg]),
+            np.concatenate([np.ones(min(deep.sum(), 5000), np.int8), y[len(pos) :]]),
+        )
+        share = float(np.mean(probe.predict(feats[body]) == 0))
+    return ReferenceModel(classifier=clf, mask=mask, groundmass_share=share)
+
+
+def reference_probability(fl: CoarseFields, lv: Levels, model: ReferenceModel) -> np.ndarray:
+    """Probability that each block is crystal like the reference (block image)."""
+    feats = block_features(fl, lv)
+    shape = feats.shape[:2]
+    flat = feats.reshape(-1, feats.shape[-1])
+    prob = np.empty(flat.shape[0], dtype=np.float32)
+    step = 1 << 18
+    for s in range(0, flat.shape[0], step):
+        prob[s : s + step] = model.classifier.predict_proba(flat[s : s + step])[:, 1]
+    return prob.reshape(shape)
+
+
+def warn_groundmass_share(model: ReferenceModel, limit: float = 0.1) -> None:
+    """Warn when a share of the reference looks like its surroundings, not like crystal."""
+    if model.groundmass_share > limit:
+        warnings.warn(
+            f"about {100 * model.groundmass_share:.0f} % of the reference looks like the "
+            "groundmass around it, not like crystal: outline only the crystal (rim included), "
+            "or give the groundmass separately (groundmass=...).",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def stamp_reference(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The labels with the reference as one label: its pixels get a new id, labels left with
+    less than half of themselves outside it are absorbed, ids renumbered 1..n."""
+    n = int(labels.max())
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    inside = np.bincount(labels[mask], minlength=n + 1)
+    absorbed = inside > 0.5 * np.maximum(area, 1)
+    absorbed[0] = False
+    out = np.where(absorbed[labels], 0, labels).astype(np.int32)
+    out[mask] = n + 1
+    present = np.zeros(n + 2, dtype=bool)
+    present[out.ravel()] = True
+    present[0] = False
+    lut = np.zeros(n + 2, dtype=np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[out]
