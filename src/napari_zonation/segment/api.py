@@ -11,6 +11,7 @@ import numpy as np
 from .._threads import Workers, resolve_threads
 from .._validation import ZonationInputError, check_pixel_size
 from ..tiling import stitch_tiles, tile_grid
+from .background import data_bar_rows
 from .fields import coarse_fields, coarse_halo
 from .levels import round_up, sample_levels, set_levels, work_factor
 from .reference import learn_reference, outline_mask, stamp_reference, warn_groundmass_share
@@ -133,8 +134,8 @@ def segment_crystals(
         surroundings, and the blocks it calls crystal join the crystal cores: crystals that
         look like it are found even where their grey equals the groundmass's. The reference
         itself comes back as one label, exactly its outline (labels mostly inside it are
-        absorbed). ``info["reference_groundmass_share"]`` tells how much of it looked like
-        its surroundings.
+        absorbed). ``info["reference_groundmass_share"]`` is the share of its outline along
+        which the image shows no edge (a warning above a quarter).
     groundmass : array-like, optional
         A patch of groundmass (mask or polygon, as ``reference``) that the classifier learns
         as not crystal, beside the ring around the reference. Only with ``reference``.
@@ -182,8 +183,9 @@ def segment_crystals(
     -----
     UserWarning
         RGB input (converted to grey), constant or all-NaN image (no crystals), crystals still
-        cut by a tile seam after the largest window tried, a reference of which more than
-        10 % looks like the groundmass around it (the warning names the share).
+        cut by a tile seam after the largest window tried, a reference whose outline runs
+        where the image shows no edge along more than a quarter of it (it seems to cover
+        groundmass too; the warning names the share).
 
     Notes
     -----
@@ -332,6 +334,8 @@ def _segment_source(
         return empty()
     info.update(noise=lv.noise * lv.span, work_factor=f)
     set_levels(lv, opts, contrast, background, info)
+    bar = data_bar_rows(src, shape, lv.lo, lv.span, lv.dark_thr) if lv.mode != "masked" else 0
+    info["data_bar_rows"] = bar
     model = None
     if reference is not None:
         model = _learn(src, shape, lv, fields, reference, groundmass, run.n)
@@ -352,6 +356,10 @@ def _segment_source(
             norm, finite = normalise(
                 read_window(src, 0, shape[0], 0, shape[1]), lv.lo, lv.span, lv.fill
             )
+        if bar:
+            finite = _without_bar(finite, norm.shape, 0, shape[0], bar)
+            if fields is not None:
+                fields = None  # their finite share must leave the bar out too
         labels = segment_one_window(norm, finite, lv, opts, fields=fields, run=run, **kwargs)
         if progress is not None:
             progress(1, 1)
@@ -363,6 +371,8 @@ def _segment_source(
         def segment_window(win):
             r0, r1, c0, c1 = win
             norm, finite = normalise(read_window(src, r0, r1, c0, c1), lv.lo, lv.span, lv.fill)
+            if bar and r1 > shape[0] - bar:
+                finite = _without_bar(finite, norm.shape, r0, shape[0], bar)
             return segment_one_window(norm, finite, lv, opts, origin=(r0, c0), **kwargs)
 
         # several tiles at a time, each segmented in its worker's thread
@@ -396,11 +406,21 @@ def _segment_source(
     return labels
 
 
+def _without_bar(finite, shape, r0: int, height: int, bar: int) -> np.ndarray:
+    """The finite mask of a window starting at image row ``r0``, the data bar (the last
+    ``bar`` rows of an image ``height`` rows tall) left out as if it were NaN."""
+    out = np.ones(shape, dtype=bool) if finite is None else finite.copy()
+    out[max(height - bar - r0, 0) :] = False
+    return out
+
+
 def _learn(src, shape, lv: Levels, fields, reference, groundmass, threads: int):
     """The reference model, learned on the whole image's coarse fields or, for a tiled image,
     on a window around the reference (and the groundmass patch)."""
     if fields is not None:
-        return learn_reference(fields, lv, reference, groundmass, threads=threads)
+        return learn_reference(
+            fields, lv, reference, groundmass, norm=fields.norm, threads=threads
+        )
     f = lv.f
     both = reference if groundmass is None else reference | groundmass
     rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
@@ -411,4 +431,4 @@ def _learn(src, shape, lv: Levels, fields, reference, groundmass, threads: int):
     norm, finite = normalise(read_window(src, r0, r1, c0, c1), lv.lo, lv.span, lv.fill)
     fl = coarse_fields(norm, finite, lv)
     gm = None if groundmass is None else groundmass[r0:r1, c0:c1]
-    return learn_reference(fl, lv, reference[r0:r1, c0:c1], gm, threads=threads)
+    return learn_reference(fl, lv, reference[r0:r1, c0:c1], gm, norm=norm, threads=threads)

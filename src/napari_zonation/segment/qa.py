@@ -84,11 +84,13 @@ def rim_qa(
         n_out, n_in = counts[:, :k].sum(axis=1), counts[:, -k:].sum(axis=1)
         step = np.abs(g_in - g_out)
         se = 1.2533 * noise * np.sqrt(1.0 / np.maximum(n_out, 1) + 1.0 / np.maximum(n_in, 1))
-        ok = np.isfinite(step) & (n_out > 0) & (n_in > 0)
+        # pieces of a few pixels (cut by the tiles' grid) say little: shares are of pixels
+        ok = np.isfinite(step) & (n_out >= 6) & (n_in >= 6)
         crystal, step, se = crystal[ok], step[ok], se[ok]
+        weight = (n_out + n_in)[ok].astype(np.float64)
         contrast = label_medians((step / noise).astype(np.float32), crystal, n)
-        sure = np.bincount(crystal, weights=(step > 5.0 * se), minlength=n + 1)
-        pieces = np.bincount(crystal, minlength=n + 1)
+        sure = np.bincount(crystal, weights=(step > 5.0 * se) * weight, minlength=n + 1)
+        pieces = np.bincount(crystal, weights=weight, minlength=n + 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(pieces > 0, sure / np.maximum(pieces, 1), np.nan)
         out["edge_contrast"] = contrast[ids - 1]

@@ -29,6 +29,7 @@ from skimage.draw import polygon as draw_polygon
 from .._validation import ZonationInputError
 from .fields import block_mean
 from .morphology import distance_inside
+from .outline import edge_profiles, nanmedian_rows
 from .state import CoarseFields, Levels
 
 #: The block features' smoothing scales, in micrometres.
@@ -41,7 +42,7 @@ class ReferenceModel:
 
     classifier: object  # a fitted sklearn classifier of block features (1 = crystal)
     mask: np.ndarray  # the reference's mask (image shape)
-    groundmass_share: float  # the share of the reference that looks like its surroundings
+    groundmass_share: float  # the share of the reference's outline without an edge
 
 
 def _polygon_self_intersects(v: np.ndarray) -> bool:
@@ -56,9 +57,9 @@ def _polygon_self_intersects(v: np.ndarray) -> bool:
         return False
 
     def orient(p, q, r):
-        return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (
-            r[:, 0] - p[:, 0]
-        ))
+        return np.sign(
+            (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
+        )
 
     p1, p2, q1, q2 = a[i], b[i], a[j], b[j]
     o1, o2 = orient(p1, p2, q1), orient(p1, p2, q2)
@@ -74,7 +75,7 @@ def outline_mask(
 
     Raises :class:`~napari_zonation.ZonationInputError` (naming ``what``) for an empty mask or
     polygon, a polygon that is not ``(N, 2)`` numbers or crosses itself, an outline outside the
-    image (more than 1 % of it beyond the image's edge), a mask of another shape, or an area
+    image (more than 5 % of its area beyond the image's edge), a mask of another shape, or an area
     below ``min_area_um2``.
     """
     arr = np.asarray(outline)
@@ -89,8 +90,7 @@ def outline_mask(
         mask = arr != 0
         if not mask.any():
             raise ZonationInputError(
-                f"the {what} mask is empty; outline the crystal (rim included) or select its "
-                "label."
+                f"the {what} mask is empty; outline the crystal (rim included) or select its label."
             )
     elif arr.ndim == 2 and (arr.dtype == bool or arr.shape[1] != 2):
         raise ZonationInputError(
@@ -120,20 +120,24 @@ def outline_mask(
                 f"the {what} polygon crosses itself; redraw it once around the crystal, "
                 "without loops."
             )
-        rr, cc = draw_polygon(v[:, 0], v[:, 1])
-        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-        if rr.size == 0 or not inside.any():
+        rr, cc = draw_polygon(v[:, 0], v[:, 1], shape=shape)
+        if rr.size == 0:
             raise ZonationInputError(
                 f"the {what} polygon lies outside the image ({h} x {w} pixels) or encloses no "
                 "pixel; draw it on the image, in pixel coordinates (row, col)."
             )
-        if inside.mean() < 0.99:
+        # its area (shoelace) against the pixels it holds inside the image
+        area = 0.5 * abs(
+            np.dot(v[:, 0], np.roll(v[:, 1], -1)) - np.dot(v[:, 1], np.roll(v[:, 0], -1))
+        )
+        outside = 1.0 - rr.size / max(area, 1.0)
+        if outside > 0.05:
             raise ZonationInputError(
-                f"{100 * (1 - inside.mean()):.0f} % of the {what} polygon lies outside the "
-                f"image ({h} x {w} pixels); outline a crystal inside the image."
+                f"{100 * outside:.0f} % of the {what} polygon lies outside the image ({h} x {w} "
+                "pixels); outline a crystal inside the image, in pixel coordinates (row, col)."
             )
         mask = np.zeros(shape, dtype=bool)
-        mask[rr[inside], cc[inside]] = True
+        mask[rr, cc] = True
     else:
         raise ZonationInputError(
             f"the {what} must be a boolean mask of the image's shape ({h} x {w}) or an (N, 2) "
@@ -177,19 +181,51 @@ def _blocks_within(mask: np.ndarray, f: int, shape_c: tuple[int, int]) -> np.nda
     return share > 0.999
 
 
+def outline_without_edge(norm: np.ndarray, mask: np.ndarray, lv: Levels) -> float:
+    """The share of an outline along which the image shows no edge: the grey just inside
+    and just outside (profiles across it, pieces of about 24 um) differ by less than three
+    standard errors. A reference drawn through groundmass has no edge there."""
+    px = lv.px
+    found = edge_profiles(
+        mask.astype(np.int32),
+        norm,
+        max(4, int(np.ceil(4.0 / px))),
+        max(24, int(round(24.0 / px))),
+    )
+    if found is None or not lv.noise:
+        return 0.0
+    _, _, _, _, profiles, counts = found
+    k = 2
+    g_out = nanmedian_rows(np.where(counts[:, :k] > 0, profiles[:, :k], np.nan))
+    g_in = nanmedian_rows(np.where(counts[:, -k:] > 0, profiles[:, -k:], np.nan))
+    n_out, n_in = counts[:, :k].sum(axis=1), counts[:, -k:].sum(axis=1)
+    # pieces of a few pixels (cut by the tiles' grid) say little: the share is of the pixels
+    ok = np.isfinite(g_out) & np.isfinite(g_in) & (n_out >= 6) & (n_in >= 6)
+    if not ok.any():
+        return 0.0
+    se = 1.2533 * lv.noise * np.sqrt(1.0 / np.maximum(n_out, 1) + 1.0 / np.maximum(n_in, 1))
+    step = np.abs(g_in - g_out)
+    edge = step > 3.0 * se
+    weight = (n_out + n_in)[ok]
+    return float(1.0 - np.sum(edge[ok] * weight) / np.sum(weight))
+
+
 def learn_reference(
     fl: CoarseFields,
     lv: Levels,
     mask: np.ndarray,
     groundmass: np.ndarray | None = None,
     *,
+    norm: np.ndarray | None = None,
     threads: int = 1,
     seed: int = 0,
 ) -> ReferenceModel:
     """Train the block classifier on the reference crystal (see the module's notes).
 
     ``fl``: the coarse fields of the whole image (or of a window holding the reference and
-    its surroundings, with ``mask`` on that window).
+    its surroundings, with ``mask`` on that window); ``norm``: the normalised grey of the
+    same window, on which the share of the outline without an edge is measured
+    (:func:`outline_without_edge`).
     """
     from sklearn.ensemble import RandomForestClassifier
 
@@ -235,19 +271,7 @@ def learn_reference(
         n_jobs=max(1, int(threads)),
         random_state=seed,
     ).fit(x, y)
-    # the reference's share that looks like its surroundings: its blocks (beyond the rim
-    # band) that a classifier trained on its deep inside and its surroundings calls outside
-    deep = _blocks_within(d_in > max(inner_px, 0.25 * float(d_in.max())), f, shape_c)
-    body = _blocks_within(d_in > inner_px, f, shape_c)
-    share = 0.0
-    if deep.any() and body.sum() > deep.sum():
-        probe = RandomForestClassifier(
-            n_estimators=20, max_depth=8, class_weight="balanced", random_state=seed
-        ).fit(
-            np.concatenate([sample(deep, 5000), neg]),
-            np.concatenate([np.ones(min(deep.sum(), 5000), np.int8), y[len(pos) :]]),
-        )
-        share = float(np.mean(probe.predict(feats[body]) == 0))
+    share = outline_without_edge(norm, mask, lv) if norm is not None else 0.0
     return ReferenceModel(classifier=clf, mask=mask, groundmass_share=share)
 
 
@@ -263,13 +287,14 @@ def reference_probability(fl: CoarseFields, lv: Levels, model: ReferenceModel) -
     return prob.reshape(shape)
 
 
-def warn_groundmass_share(model: ReferenceModel, limit: float = 0.1) -> None:
-    """Warn when a share of the reference looks like its surroundings, not like crystal."""
+def warn_groundmass_share(model: ReferenceModel, limit: float = 0.25) -> None:
+    """Warn when much of the reference's outline runs where the image shows no edge."""
     if model.groundmass_share > limit:
         warnings.warn(
-            f"about {100 * model.groundmass_share:.0f} % of the reference looks like the "
-            "groundmass around it, not like crystal: outline only the crystal (rim included), "
-            "or give the groundmass separately (groundmass=...).",
+            f"about {100 * model.groundmass_share:.0f} % of the reference's outline runs "
+            "where the image shows no edge: it seems to cover groundmass as well as crystal "
+            "(or the crystal's rim has the groundmass's grey there). Outline only the crystal, "
+            "rim included, along its edge.",
             UserWarning,
             stacklevel=4,
         )
