@@ -24,8 +24,11 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
    h-maxima; the pieces grow back to the edges by a gradient watershed against a background
    marker (groundmass-level or near-black blocks).
 6. Full resolution: each crystal's edge is placed where the smoothed grey (``smooth_um``)
-   crosses the midpoint between its rim grey and the reference (where a blurred step crosses
-   the true edge); cracks that reach the edge are closed, stray microlite specks dropped.
+   crosses the midpoint between its rim grey and the reference (a darker crystal stops at
+   half its rim grey: epoxy beside it is not crystal); cracks that reach the edge are closed,
+   stray microlite specks dropped. Then the free faces move onto the crystal's own edge
+   (``snap_um``), read on grey profiles across it per piece of outline, against the local
+   outside level; a bright edge halo stays inside (:mod:`.outline`).
 7. Pieces are joined again when the grey just behind their contact agrees, their union is
    as convex as they are and their rims (the grey just inside their free faces) agree (a crack
    through one crystal, not a grain boundary between two: one crystal has one rim);
@@ -50,8 +53,10 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
 heuristic, documented there).
 
 Modules, one per stage: :mod:`.source` (input), :mod:`.levels` (levels of the whole image),
-:mod:`.fields` (coarse block fields), :mod:`.cores`, :mod:`.cutting`, :mod:`.growth`,
-:mod:`.edges`, :mod:`.merging` (with :mod:`.hulls`), :mod:`.contacts`, :mod:`.cleanup`,
+:mod:`.fields` (coarse block fields), :mod:`.background` (vesicles, data bar),
+:mod:`.cores`, :mod:`.cutting`, :mod:`.growth`, :mod:`.edges`, :mod:`.outline`,
+:mod:`.merging` (with :mod:`.hulls`), :mod:`.contacts`, :mod:`.cleanup`, :mod:`.reference`
+(the one-shot reference crystal), :mod:`.qa` (rim QA),
 :mod:`.window` (the stages of one window in order), :mod:`.api` (``segment_crystals``, tiling),
 :mod:`.table` (``crystal_table``); :mod:`.state` holds the typed state passed between them
 and :mod:`.morphology`, :mod:`.runs`, :mod:`.labelops` the array helpers they share.

@@ -5,10 +5,10 @@ groundmass's, and the rim band itself (for a QA layer).
   faces (not at contacts with other crystals, not at the image's edge), beyond a bright edge
   halo one or two pixels wide: where the rim composition is read.
 - The edge contrast: on grey profiles across the free outline (pieces of outline of about
-  12 um, :func:`~napari_zonation.segment.outline.edge_profiles`), the step between the grey
+  24 um, :func:`~napari_zonation.segment.outline.edge_profiles`), the step between the grey
   just inside and just outside, in units of the image's pixel noise; its median over the
   outline is ``edge_contrast``, and ``edge_sure`` the share of the outline where the step
-  stands five standard errors out of the noise. An outline that is mostly unsure is flagged
+  stands four standard errors out of the noise. An outline that is mostly unsure is flagged
   ``faint_edge``: the crystal is kept as segmented, not clipped, and should be checked.
 - ``rim_near_groundmass`` flags a rim whose grey is within three widths of the groundmass
   mode (or of the level given; the width is at least that of the noise of a grey smoothed
@@ -73,7 +73,7 @@ def rim_qa(
     rim = np.where(np.isfinite(rim), rim, whole)
     out["rim_grey"] = rim[ids - 1]
     b = max(4, int(np.ceil(4.0 / px)))
-    found = edge_profiles(labels, grey.astype(np.float32), b, max(12, int(round(12.0 / px))))
+    found = edge_profiles(labels, grey.astype(np.float32), b, max(24, int(round(24.0 / px))))
     if found is not None and noise > 0:
         _, _, owner, group, profiles, counts = found
         crystal = np.zeros(profiles.shape[0], dtype=np.int64)
@@ -89,7 +89,7 @@ def rim_qa(
         crystal, step, se = crystal[ok], step[ok], se[ok]
         weight = (n_out + n_in)[ok].astype(np.float64)
         contrast = label_medians((step / noise).astype(np.float32), crystal, n)
-        sure = np.bincount(crystal, weights=(step > 5.0 * se) * weight, minlength=n + 1)
+        sure = np.bincount(crystal, weights=(step > 4.0 * se) * weight, minlength=n + 1)
         pieces = np.bincount(crystal, weights=weight, minlength=n + 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(pieces > 0, sure / np.maximum(pieces, 1), np.nan)

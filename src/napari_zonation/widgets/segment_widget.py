@@ -7,9 +7,9 @@ the widget), ``<image> rim band`` (each crystal's rim band, where its rim compos
 centroids of crystals with a QA flag: low contrast, cracked, touching, at the border, a faint
 edge, a rim at the groundmass's grey).
 
-One-shot reference: "Use as reference" takes the last polygon of the chosen Shapes layer, or
-the selected label of the plugin's crystals layer (a crystal the user corrected), as one
-crystal outlined rim included, and segments the image again with
+One-shot reference: "Use shape as reference" takes the last polygon of the chosen Shapes
+layer, "Use crystal as reference" the selected label of the plugin's crystals layer (a crystal
+the user corrected), as one crystal outlined rim included, and segments the image again with
 ``segment_crystals(..., reference=...)``; on a bad reference the error is shown and the
 previous labels stay.
 
@@ -254,22 +254,20 @@ class SegmentWidget(ZonationWidget):
         )
         self.split_button.clicked.connect(lambda: self.split_last_line())
         form.addRow(self.split_button)
-        row = QHBoxLayout()
-        self.reference_shape_button = QPushButton("Use last shape as reference")
+        self.reference_shape_button = QPushButton("Use shape as reference")
         self.reference_shape_button.setToolTip(
             "One-shot reference: the last polygon of the line layer outlines one crystal, rim "
             "included; the image is segmented again, learning from it."
         )
         self.reference_shape_button.clicked.connect(lambda: self.use_reference("shape"))
-        self.reference_label_button = QPushButton("Use selected crystal as reference")
+        self.reference_label_button = QPushButton("Use crystal as reference")
         self.reference_label_button.setToolTip(
             "One-shot reference: the crystals layer's selected label (correct it first if "
             "needed) is the reference crystal; the image is segmented again, learning from it."
         )
         self.reference_label_button.clicked.connect(lambda: self.use_reference("label"))
-        row.addWidget(self.reference_shape_button)
-        row.addWidget(self.reference_label_button)
-        form.addRow(row)
+        form.addRow(self.reference_shape_button)
+        form.addRow(self.reference_label_button)
         self._layout.addWidget(box)
 
     # ------------------------------------------------------------------ pixel size
