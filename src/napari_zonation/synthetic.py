@@ -494,6 +494,22 @@ def rim_at_glass_zoning(
     return Zoning("multi_step", (rim, at_glass, core), (p1, p2), sqrt_dt)
 
 
+def _thin_rim_zoning(
+    phase: str, core: float, px: float, rng: np.random.Generator
+) -> Zoning:
+    """A real rim zone one to two pixels wide, 0.03-0.07 brighter or darker than the core
+    (inside the phase's grey range), over an unzoned core; the step is sharp (``sqrt_dt`` a
+    quarter pixel)."""
+    glo, ghi = _phase_grey_range(phase)
+    delta = rng.uniform(0.03, 0.07)
+    up = core + delta <= ghi and (core - delta < glo or rng.random() < 0.5)
+    rim = core + delta if up else core - delta
+    # (the generator's distance of a pixel is its distance transform, a pixel more than its
+    # centre's distance to the outline: the zone covers the outermost one to two pixels)
+    width = (rng.uniform(1.0, 2.0) + 0.5) * px
+    return Zoning("rim_brighter" if up else "rim_darker", (rim, core), (width,), 0.25 * px)
+
+
 def _keep_contrast(z: Zoning, phase: str, glass: float, gap: float = 0.03) -> Zoning:
     """Shift a zoning's levels so that its core differs from the glass by at least ``gap``
     (staying inside the phase's grey range), so that a crystal never vanishes into a glass of
@@ -580,6 +596,7 @@ def make_thin_section(
     plucked_holes: float = 0.0,
     faint_rims: float = 0.0,
     glass_zoned_laths: float = 0.0,
+    thin_rims: float = 0.0,
     edge_halo: float = 0.0,
     crack_contacts: float = 0.0,
     needles: float = 0.0,
@@ -662,6 +679,11 @@ def make_thin_section(
         Fraction of plagioclase crystals zoned across the glass's grey: a rim darker than the
         glass over a brighter core, an outer zone at the glass grey over a darker core, or
         both (see :func:`rim_at_glass_zoning`).
+    thin_rims : float
+        Fraction of crystals (not drawn for the two options above) whose zoning is a real
+        rim zone one to two pixels wide over an unzoned core, 0.03-0.07 of full scale
+        brighter or darker, with a sharp step (``sqrt_dt_um`` a quarter pixel): what an edge
+        halo must not be taken for (truth column ``thin_rim``).
     edge_halo : float
         Amplitude (fraction of full scale) of the bright edge halo on the outermost one or two
         pixels of every crystal at its free faces (0.5-1 x this per crystal); the halo lies
@@ -753,6 +775,7 @@ def make_thin_section(
 
     # --- place phenocrysts
     rng_z = feat.stream(seed, "zoning")
+    rng_t = feat.stream(seed, "thin")
     labels = np.zeros((H, W), dtype=np.int32)
     occupied = np.zeros((H, W), dtype=bool)
     gap = max(1, int(round(8.0 / px)))
@@ -823,6 +846,9 @@ def make_thin_section(
             special = rim_at_glass_zoning(phase, depth, glass, rng_z)
             if special is not None:
                 z, rim_at_glass = special, True
+        thin = False
+        if not rim_at_glass and thin_rims > 0 and rng_t.random() < thin_rims:
+            z, thin = _thin_rim_zoning(phase, z.core_grey, px, rng_t), True
         if not rim_at_glass:
             z = _keep_contrast(z, phase, glass)
         values = z.grey(dist_um[rr_l, cc_l])
@@ -847,6 +873,7 @@ def make_thin_section(
                 "local": (local, dist_um, r0, c0),
                 "rim_at_glass": rim_at_glass,
                 "rim_cue": "",
+                "thin_rim": thin,
             }
         )
 
@@ -1112,6 +1139,7 @@ def make_thin_section(
             depth_um=float(cr["depth"]),
             rim_at_glass=bool(cr["rim_at_glass"]),
             rim_cue=cr["rim_cue"],
+            thin_rim=bool(cr["thin_rim"]),
             halo_px=int(halo_w[cr["label"]]) if halo_w is not None else 0,
             halo_dn=float(halo_amp[cr["label"]] * full_scale) if halo_amp is not None else 0.0,
             crack_contact=nid in crack_ids and nid in touching_ids,
