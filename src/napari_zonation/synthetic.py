@@ -8,6 +8,12 @@ makes plateaus joined by steps that diffusion relaxes into error functions of ha
 vesicles are near-black discs with a bright polished crescent; olivines are cracked; the probe
 blurs the scene (Gaussian), the detector adds Gaussian noise, the beam current drifts slowly
 across the field, and the result is quantised to 8 or 16 bits.
+
+Options of :func:`make_thin_section`, all off by default, add what real BSE images carry
+(drawn by ``_synthetic_features``): a glassy groundmass with real vesicles, black epoxy and
+plucked holes, rims at the glass's grey, plagioclase zoned across it, thin real rim zones,
+edge halos, crack contacts, needles and microlite clusters, scan lines, a data bar and JPEG
+compression; :data:`SCENE_KINDS` holds one set per kind.
 """
 
 from __future__ import annotations
