@@ -948,13 +948,20 @@ def make_thin_section(
             if rng_c.random() < crack_contacts:
                 grey_of_pair[key] = rng_c.uniform(0.04, 0.14)
                 crack_pairs.add(divmod(key, n))
+        keys = np.array(sorted(grey_of_pair), dtype=np.int64)
+        greys = np.array([grey_of_pair[k] for k in keys.tolist()])
         for axis, diff, lo_, hi_ in pair_keys:
-            key = lo_ * n + hi_
-            for k, g in grey_of_pair.items():
-                on = diff & (key == k)
-                canvas[on] = g
-                if px <= 1.0:  # the crack's other side: two pixels wide
-                    canvas[np.roll(on, -1, axis=axis)] = g
+            if not keys.size:
+                break
+            at = np.flatnonzero(diff)
+            key = (lo_.ravel()[at] * n + hi_.ravel()[at]).astype(np.int64)
+            i = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+            crack = keys[i] == key
+            at, g = at[crack], greys[i[crack]]
+            canvas.ravel()[at] = g
+            if px <= 1.0:  # the crack's other side: two pixels wide
+                step = W if axis == 0 else 1
+                canvas.ravel()[at - step] = g
 
     # --- vesicles in the groundmass
     if n_vesicles is None:
