@@ -28,6 +28,7 @@ STREAM = {
     "scan": 109,
     "bar": 110,
     "jpeg": 111,
+    "thin": 112,
 }
 
 #: grey of the black mounting epoxy and of plucked holes (near 0: C, H, O)

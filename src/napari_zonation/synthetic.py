@@ -8,6 +8,12 @@ makes plateaus joined by steps that diffusion relaxes into error functions of ha
 vesicles are near-black discs with a bright polished crescent; olivines are cracked; the probe
 blurs the scene (Gaussian), the detector adds Gaussian noise, the beam current drifts slowly
 across the field, and the result is quantised to 8 or 16 bits.
+
+Options of :func:`make_thin_section`, all off by default, add what real BSE images carry
+(drawn by ``_synthetic_features``): a glassy groundmass with real vesicles, black epoxy and
+plucked holes, rims at the glass's grey, plagioclase zoned across it, thin real rim zones,
+edge halos, crack contacts, needles and microlite clusters, scan lines, a data bar and JPEG
+compression; :data:`SCENE_KINDS` holds one set per kind.
 """
 
 from __future__ import annotations
@@ -494,6 +500,22 @@ def rim_at_glass_zoning(
     return Zoning("multi_step", (rim, at_glass, core), (p1, p2), sqrt_dt)
 
 
+def _thin_rim_zoning(
+    phase: str, core: float, px: float, rng: np.random.Generator
+) -> Zoning:
+    """A real rim zone one to two pixels wide, 0.03-0.07 brighter or darker than the core
+    (inside the phase's grey range), over an unzoned core; the step is sharp (``sqrt_dt`` a
+    quarter pixel)."""
+    glo, ghi = _phase_grey_range(phase)
+    delta = rng.uniform(0.03, 0.07)
+    up = core + delta <= ghi and (core - delta < glo or rng.random() < 0.5)
+    rim = core + delta if up else core - delta
+    # (the generator's distance of a pixel is its distance transform, a pixel more than its
+    # centre's distance to the outline: the zone covers the outermost one to two pixels)
+    width = (rng.uniform(1.0, 2.0) + 0.5) * px
+    return Zoning("rim_brighter" if up else "rim_darker", (rim, core), (width,), 0.25 * px)
+
+
 def _keep_contrast(z: Zoning, phase: str, glass: float, gap: float = 0.03) -> Zoning:
     """Shift a zoning's levels so that its core differs from the glass by at least ``gap``
     (staying inside the phase's grey range), so that a crystal never vanishes into a glass of
@@ -580,6 +602,7 @@ def make_thin_section(
     plucked_holes: float = 0.0,
     faint_rims: float = 0.0,
     glass_zoned_laths: float = 0.0,
+    thin_rims: float = 0.0,
     edge_halo: float = 0.0,
     crack_contacts: float = 0.0,
     needles: float = 0.0,
@@ -662,6 +685,11 @@ def make_thin_section(
         Fraction of plagioclase crystals zoned across the glass's grey: a rim darker than the
         glass over a brighter core, an outer zone at the glass grey over a darker core, or
         both (see :func:`rim_at_glass_zoning`).
+    thin_rims : float
+        Fraction of crystals (not drawn for the two options above) whose zoning is a real
+        rim zone one to two pixels wide over an unzoned core, 0.03-0.07 of full scale
+        brighter or darker, with a sharp step (``sqrt_dt_um`` a quarter pixel): what an edge
+        halo must not be taken for (truth column ``thin_rim``).
     edge_halo : float
         Amplitude (fraction of full scale) of the bright edge halo on the outermost one or two
         pixels of every crystal at its free faces (0.5-1 x this per crystal); the halo lies
@@ -753,6 +781,7 @@ def make_thin_section(
 
     # --- place phenocrysts
     rng_z = feat.stream(seed, "zoning")
+    rng_t = feat.stream(seed, "thin")
     labels = np.zeros((H, W), dtype=np.int32)
     occupied = np.zeros((H, W), dtype=bool)
     gap = max(1, int(round(8.0 / px)))
@@ -823,6 +852,9 @@ def make_thin_section(
             special = rim_at_glass_zoning(phase, depth, glass, rng_z)
             if special is not None:
                 z, rim_at_glass = special, True
+        thin = False
+        if not rim_at_glass and thin_rims > 0 and rng_t.random() < thin_rims:
+            z, thin = _thin_rim_zoning(phase, z.core_grey, px, rng_t), True
         if not rim_at_glass:
             z = _keep_contrast(z, phase, glass)
         values = z.grey(dist_um[rr_l, cc_l])
@@ -847,6 +879,7 @@ def make_thin_section(
                 "local": (local, dist_um, r0, c0),
                 "rim_at_glass": rim_at_glass,
                 "rim_cue": "",
+                "thin_rim": thin,
             }
         )
 
@@ -915,13 +948,20 @@ def make_thin_section(
             if rng_c.random() < crack_contacts:
                 grey_of_pair[key] = rng_c.uniform(0.04, 0.14)
                 crack_pairs.add(divmod(key, n))
+        keys = np.array(sorted(grey_of_pair), dtype=np.int64)
+        greys = np.array([grey_of_pair[k] for k in keys.tolist()])
         for axis, diff, lo_, hi_ in pair_keys:
-            key = lo_ * n + hi_
-            for k, g in grey_of_pair.items():
-                on = diff & (key == k)
-                canvas[on] = g
-                if px <= 1.0:  # the crack's other side: two pixels wide
-                    canvas[np.roll(on, -1, axis=axis)] = g
+            if not keys.size:
+                break
+            at = np.flatnonzero(diff)
+            key = (lo_.ravel()[at] * n + hi_.ravel()[at]).astype(np.int64)
+            i = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+            crack = keys[i] == key
+            at, g = at[crack], greys[i[crack]]
+            canvas.ravel()[at] = g
+            if px <= 1.0:  # the crack's other side: two pixels wide
+                step = W if axis == 0 else 1
+                canvas.ravel()[at - step] = g
 
     # --- vesicles in the groundmass
     if n_vesicles is None:
@@ -1112,6 +1152,7 @@ def make_thin_section(
             depth_um=float(cr["depth"]),
             rim_at_glass=bool(cr["rim_at_glass"]),
             rim_cue=cr["rim_cue"],
+            thin_rim=bool(cr["thin_rim"]),
             halo_px=int(halo_w[cr["label"]]) if halo_w is not None else 0,
             halo_dn=float(halo_amp[cr["label"]] * full_scale) if halo_amp is not None else 0.0,
             crack_contact=nid in crack_ids and nid in touching_ids,
