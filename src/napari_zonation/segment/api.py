@@ -418,9 +418,7 @@ def _learn(src, shape, lv: Levels, fields, reference, groundmass, threads: int):
     """The reference model, learned on the whole image's coarse fields or, for a tiled image,
     on a window around the reference (and the groundmass patch)."""
     if fields is not None:
-        return learn_reference(
-            fields, lv, reference, groundmass, norm=fields.norm, threads=threads
-        )
+        return learn_reference(fields, lv, reference, groundmass, norm=fields.norm, threads=threads)
     f = lv.f
     both = reference if groundmass is None else reference | groundmass
     rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))

@@ -135,8 +135,10 @@ def add_cores(
     small[0] = True
     lab = np.where(small[lab], 0, lab)
     region = (cores > 0) | (lab > 0)
-    grown = watershed(np.zeros(cores.shape, np.float32), cores, mask=region) if cores.any() else (
-        np.zeros_like(cores)
+    grown = (
+        watershed(np.zeros(cores.shape, np.float32), cores, mask=region)
+        if cores.any()
+        else (np.zeros_like(cores))
     )
     rest = (grown == 0) & (lab > 0)
     n0 = int(cores.max())
