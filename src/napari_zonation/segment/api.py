@@ -131,10 +131,12 @@ def segment_crystals(
         One crystal outlined by the user, rim included: a boolean mask of the image's (y, x)
         shape, or an ``(N, 2)`` polygon of (row, col) pixel vertices (napari Shapes data). A
         pixel classifier learns from it what that crystal's inside looks like against its
-        surroundings, and the blocks it calls crystal join the crystal cores: crystals that
-        look like it are found even where their grey equals the groundmass's. The reference
-        itself comes back as one label, exactly its outline (labels mostly inside it are
-        absorbed). ``info["reference_groundmass_share"]`` is the share of its outline along
+        surroundings, and the blocks it calls crystal extend the crystal cores they touch:
+        zones of crystals that look like it join them even where their grey equals the
+        groundmass's. The reference
+        itself comes back as one label, exactly its outline (other labels lose what lies
+        inside it; what they keep outside stays where it is large enough).
+        ``info["reference_groundmass_share"]`` is the share of its outline along
         which the image shows no edge (a warning above a quarter).
     groundmass : array-like, optional
         A patch of groundmass (mask or polygon, as ``reference``) that the classifier learns
@@ -399,7 +401,7 @@ def _segment_source(
                 stacklevel=3,
             )
     if reference is not None:
-        labels = stamp_reference(labels, reference)
+        labels = stamp_reference(labels, reference, min_area_um2 / (px * px))
     info["n_crystals"] = int(labels.max())
     if return_info:
         return labels, info

@@ -117,12 +117,13 @@ def add_cores(
     *,
     min_area_um2: float,
     close_um: float,
+    new: bool = True,
 ) -> np.ndarray:
     """Cores with the blocks of ``extra`` (blocks called crystal another way) added.
 
     ``extra`` is cleaned as the cores are (:func:`core_labels`); its parts that overlap a core
-    grow that core over them (the core's label floods them), the others become new cores when
-    large enough.
+    grow that core over them (the core's label floods them); with ``new`` the others become
+    new cores when they are as large as ``min_area_um2`` on their own.
     """
     from skimage.segmentation import watershed
 
@@ -142,5 +143,22 @@ def add_cores(
     )
     rest = (grown == 0) & (lab > 0)
     n0 = int(cores.max())
-    new, _ = ndi.label(rest)
-    return np.where(rest, new + n0, grown).astype(np.int32)
+    parts, k = ndi.label(rest)
+    if k and new:
+        # a new core must be as large as a crystal on its own (not a quarter of one)
+        big = np.bincount(parts.ravel(), minlength=k + 1) >= min_area_um2 / (pc * pc)
+        big[0] = False
+        rest &= big[parts]
+    elif k:
+        rest[:] = False
+    return np.where(rest, parts + n0, grown).astype(np.int32)
+
+
+def bg_near_black(fl: CoarseFields, lv: Levels) -> np.ndarray:
+    """Blocks within 6 um of near-black blocks (vesicle walls and halos, epoxy edges)."""
+    dark = fl.smooth_c < lv.dark_thr
+    if fl.fin_c is not None:
+        dark &= fl.fin_c
+    if not dark.any():
+        return dark
+    return near_mask(dark, max(1.0, 6.0 / lv.pc))

@@ -37,7 +37,7 @@ def edge_profiles(
 
     Returns ``(pixels, sd, owner, group, profiles, counts)``: the flat indices of the band's
     pixels, their signed distance to the outline (pixels; > 0 inside), their crystal (an
-    outside pixel's: the only crystal within about ``band_px``; pixels near two are left
+    outside pixel's: the only crystal within ``band_px`` on each axis; pixels near two are left
     out), their piece of outline (0..g-1),
     and per piece the median grey and the pixel count of each distance bin (``g x 2 band_px``
     arrays, NaN where a bin is empty; bin ``k`` holds distances ``k - band_px`` to
@@ -48,15 +48,16 @@ def edge_profiles(
         return None
     b = int(band_px)
     h, w = labels.shape
-    # the signed distance to the outline by shells: a pixel within k pixels (Euclidean) of
-    # the other side but not within k - 1 lies k - 1/2 from the outline (pixel centres), on
-    # its own side; far cheaper than two distance transforms of the whole image
+    # the signed distance to the outline by shells: the distance of a pixel centre to the
+    # nearest pixel centre on the other side is one of the lattice's distances sqrt(i^2 + j^2);
+    # the pixels first reached by a dilation of that radius lie at it. The same distances as
+    # a distance transform within the band, far cheaper than two of the whole image
     sd = np.zeros(labels.shape, dtype=np.float32)
     near_in, near_out = inside, ~inside
-    for k in range(1, b + 1):
-        grown_in, grown_out = near_mask(inside, k), near_mask(~inside, k)
-        sd[grown_in & ~near_in] = 0.5 - k
-        sd[grown_out & ~near_out] = k - 0.5
+    for d in _lattice_distances(b):
+        grown_in, grown_out = near_mask(inside, d), near_mask(~inside, d)
+        sd[grown_in & ~near_in] = 0.5 - d
+        sd[grown_out & ~near_out] = d - 0.5
         near_in, near_out = grown_in, grown_out
     at = np.flatnonzero(sd != 0)
     if at.size == 0:
@@ -65,7 +66,7 @@ def edge_profiles(
     owner = labels.ravel()[at]
     out = owner == 0
     if out.any():
-        owner[out] = _sole_crystal(labels, at[out], b, origin)
+        owner[out] = _sole_crystal(labels, at[out], b)
     keep = owner > 0
     at, sd_at, owner = at[keep], sd_at[keep], owner[keep]
     # the piece of outline of each pixel: the tile holding its nearest outline point, about
@@ -100,26 +101,22 @@ def edge_profiles(
     )
 
 
-def _sole_crystal(labels: np.ndarray, at: np.ndarray, reach: int, origin: tuple[int, int]):
-    """The crystal of each outside pixel ``at`` (flat indices): the only one within about
-    ``reach`` pixels, judged on a grid of 4-pixel cells anchored on the whole image (so that
-    a window of a tiled image judges as the whole image does); 0 near two crystals."""
-    q = 4
-    h, w = labels.shape
-    # the grid's first row and column in the window: image rows and columns that are
-    # multiples of q
-    fr, fc = (-origin[0]) % q, (-origin[1]) % q
-    grid = labels[fr::q, fc::q]
-    if grid.size == 0:
-        return np.zeros(at.size, dtype=labels.dtype)
-    m = -(-reach // q) + 1
-    top = dilate_square(grid, m)
-    low = -dilate_square(np.where(grid > 0, -grid, np.iinfo(grid.dtype).min), m)
-    r, c = np.divmod(at, w)
-    gi = np.clip((r - fr + q // 2) // q, 0, grid.shape[0] - 1)
-    gj = np.clip((c - fc + q // 2) // q, 0, grid.shape[1] - 1)
-    hi_, lo_ = top[gi, gj], low[gi, gj]
-    return np.where((hi_ == lo_) & (hi_ > 0), hi_, 0).astype(labels.dtype)
+def _lattice_distances(b: int) -> np.ndarray:
+    """The distances between pixel centres below ``b + 0.5``, sorted: sqrt(i^2 + j^2)."""
+    i, j = np.mgrid[0 : b + 1, 0 : b + 1]
+    q = np.unique(i * i + j * j)
+    q = q[(q > 0) & (q < (b + 0.5) ** 2)]
+    return np.sqrt(q)
+
+
+def _sole_crystal(labels: np.ndarray, at: np.ndarray, reach: int) -> np.ndarray:
+    """The crystal of each outside pixel ``at`` (flat indices): the only one within ``reach``
+    pixels on each axis; 0 near two (whatever their ids: the same in every window)."""
+    small = labels.max() < np.iinfo(np.int16).max
+    lab = labels.astype(np.int16) if small else labels
+    top = dilate_square(lab, reach).ravel()[at]
+    low = dilate_square(np.where(lab > 0, -lab, np.iinfo(lab.dtype).min), reach).ravel()[at]
+    return np.where(top == -low, top, 0).astype(labels.dtype)
 
 
 def _gradient_at(field: np.ndarray, r: np.ndarray, c: np.ndarray):

@@ -7,9 +7,10 @@ one crystal, rim included; a patch of groundmass may be given the same way. From
   gradient, the block texture and its larger-scale means, the grey's local spread) is trained
   on the reference's inside (the outline eroded by a few micrometres) against a ring around
   it (and the groundmass patch, and near-black blocks: epoxy and vesicles are never crystal);
-  every block it calls crystal becomes part of a crystal core beside the cores found from the
-  grey, so crystals that look like the reference are found even when their grey equals the
-  groundmass's;
+  the blocks it calls crystal (with a probability above 0.8, away from near-black blocks)
+  extend the crystal cores they touch, so that a zone of a crystal whose grey equals the
+  groundmass's joins its crystal. It starts no crystal of its own: taught by one crystal, it
+  calls too much of a glass crystal-like;
 - the reference itself comes back as one label, exactly its outline.
 
 Bad references (empty, self-intersecting, outside the image, below the size limit, of another
@@ -300,15 +301,26 @@ def warn_groundmass_share(model: ReferenceModel, limit: float = 0.25) -> None:
         )
 
 
-def stamp_reference(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The labels with the reference as one label: its pixels get a new id, labels left with
-    less than half of themselves outside it are absorbed, ids renumbered 1..n."""
-    n = int(labels.max())
-    area = np.bincount(labels.ravel(), minlength=n + 1)
-    inside = np.bincount(labels[mask], minlength=n + 1)
-    absorbed = inside > 0.5 * np.maximum(area, 1)
-    absorbed[0] = False
-    out = np.where(absorbed[labels], 0, labels).astype(np.int32)
+def stamp_reference(labels: np.ndarray, mask: np.ndarray, min_px: float = 0.0) -> np.ndarray:
+    """The labels with the reference as one label, exactly its mask; ids renumbered 1..n.
+
+    Labels that reach into the reference lose those pixels; what is left of each outside it
+    stays a label when its parts are at least ``min_px`` pixels (another crystal beside the
+    reference, or a fragment the segmentation had joined to it), else it goes.
+    """
+    out = np.where(mask, 0, labels).astype(np.int32)
+    touched = np.unique(labels[mask])
+    touched = touched[touched > 0]
+    if touched.size:
+        lut = np.zeros(int(labels.max()) + 1, dtype=bool)
+        lut[touched] = True
+        rest = lut[out]
+        parts, n = ndi.label(rest)
+        if n:
+            small = np.bincount(parts.ravel(), minlength=n + 1) < max(min_px, 1.0)
+            small[0] = False
+            out[small[parts]] = 0
+    n = int(out.max())
     out[mask] = n + 1
     present = np.zeros(n + 2, dtype=bool)
     present[out.ravel()] = True

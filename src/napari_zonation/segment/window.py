@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from .._threads import SERIAL, Workers
 from .cleanup import fill_label_holes, final_labels
 from .contacts import refine_contacts
-from .cores import add_cores, crystal_cores
+from .cores import add_cores, bg_near_black, crystal_cores
 from .edges import refine_edges, rim_thresholds
 from .fields import coarse_fields
 from .growth import coarse_crystals
@@ -97,13 +97,14 @@ def _segment_stages(
         fl, lv, opts, min_area_um2=min_area_um2, close_um=close_um, run=run
     )
     if model is not None:
-        # blocks that look like the reference crystal are crystal cores too
+        # blocks that look like the reference crystal extend the cores they touch
         prob = reference_probability(fl, lv, model)
-        extra = prob > 0.5
+        extra = (prob > 0.8) & ~bg_near_black(fl, lv)
         if fl.fin_c is not None:
             extra &= fl.fin_c
-        cores = add_cores(cores, extra, lv, opts, min_area_um2=min_area_um2, close_um=close_um)
-        bg_marker = bg_marker | (prob < 0.1)
+        cores = add_cores(
+            cores, extra, lv, opts, min_area_um2=min_area_um2, close_um=close_um, new=False
+        )
     if not cores.any():
         return np.zeros(norm.shape, dtype=np.int32)
     # cut, grow back to the edges
