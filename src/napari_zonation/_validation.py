@@ -244,9 +244,9 @@ def check_memory(
     need = hp * wp * PIPELINE_BYTES_PER_PIXEL + h * w * n_channels * (itemsize + 8)
     free = available_memory_bytes() if available is None else available
     if free is not None and need > free:
-        padded = "" if (hp, wp) == (h, w) else (
-            f", padded to {hp} x {wp} px: at {pixel_size_um:g} µm/px one {block_um:g} µm "
-            f"working block is {f} x {f} px"
+        padded = "" if hp * wp <= 1.1 * h * w else (
+            f", padded to {hp} x {wp} px (at {pixel_size_um:g} µm/px one {block_um:g} µm "
+            f"working block is {f} x {f} px),"
         )
         raise ZonationInputError(
             f"the {h} x {w} px image{padded} needs about {_gb(need)} of memory, more than the "

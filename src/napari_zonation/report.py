@@ -187,6 +187,7 @@ def build_report(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
 
     img = np.asarray(combined_grey(image), dtype=float)
     labels = np.asarray(labels)
@@ -266,9 +267,9 @@ def build_report(
         handles.append(Line2D([], [], color="0.3", ls=(0, (3, 2)),
                               label=f"cut by the image edge ({len(border)})"))
     if handles:
-        ax_map.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07),
-                      ncol=min(4, len(handles)), fontsize=7, frameon=False,
-                      title="numbers: label in crystals.csv" + n_numbers, title_fontsize=7)
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)),
+                   fontsize=8, frameon=False, title_fontsize=8,
+                   title="map: crystals numbered by their label in crystals.csv" + n_numbers)
 
     # --- profiles per cluster
     unit = quantity_label(profiles, quantity)
@@ -340,6 +341,11 @@ def build_report(
                 ax.plot([max(lo_d[k], 1e-9), hi_d[k]], [y[k], y[k]], color=colour, lw=2.0)
             ax.plot(days[k], y[k], "o", color=colour, mec="black", mew=0.5, ms=5)
         ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""
+        ))
         ax.set_yticks(y, [str(int(lab)) for lab in order.index], fontsize=6)
         ax.set_ylabel("crystal", fontsize=8)
         ax.set_xlabel("diffusion timescale (days; bars: interval)", fontsize=8)
