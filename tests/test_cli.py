@@ -208,8 +208,9 @@ def test_unreadable_or_unsupported_images(files, tmp_path, name, fragments):
 @pytest.mark.parametrize(
     "pixel_size, fragments",
     [
-        ("1e-6", ["1e-06 µm/px is outside the range of SEM images (0.005-50 µm/px)"]),
-        ("1e6", ["1e+06 µm/px is outside the range of SEM images"]),
+        ("1e-6", ["1e-06 µm/px is outside the range of SEM images, 0.005-50 µm/px",
+                  "would be 0.256 x 0.256 nm"]),
+        ("1e6", ["1e+06 µm/px is outside the range of SEM images", "would be 256 x 256 m"]),
         ("0.01", ["covers 6.55 µm², less than the smallest crystal kept", "--min-area-um2"]),
         ("-1", ["--pixel-size-um: -1 must be above 0"]),
         ("nan", ["--pixel-size-um", "not a finite number"]),
@@ -306,7 +307,8 @@ def test_grey_scene_stored_as_rgb_gives_the_grey_image_s_results(files, tmp_path
 def test_nothing_found_exits_1_and_writes_nothing_unless_allowed(files, tmp_path):
     out = tmp_path / "out"
     rc, text, err = nz("run", files / "noise.png", "--pixel-size-um", "1", "--out", out)
-    one_line_error(rc, err, 1, "no crystal found", "--min-area-um2", "Nothing was written")
+    one_line_error(rc, err, 1, "no crystal found", "--min-area-um2", "--contrast",
+                   "Nothing was written")
     assert "[1/5] segment" in text and "[2/5]" not in text
     assert not out.exists() or not any(out.iterdir())
     rc, text, err = nz("run", files / "noise.png", "--pixel-size-um", "1", "--out", out,

@@ -359,7 +359,7 @@ def test_sem_pixel_size_range_and_unit_hint():
     for bad in (1e-6, 1e-3, 60.0, 1e6):
         with pytest.raises(ZonationInputError, match="outside the range of SEM images"):
             check_sem_pixel_size(bad, (256, 256))
-    with pytest.raises(ZonationInputError, match=r"256 x 256 px image would be 0.256 nm"):
+    with pytest.raises(ZonationInputError, match=r"256 x 256 px image would be 0.256 x 0.256 nm"):
         check_sem_pixel_size(1e-6, (256, 256))
     for bad in (0, -1, float("nan"), None, "x"):
         with pytest.raises(ZonationInputError):

@@ -97,6 +97,7 @@ def test_every_axis_has_its_unit(figure):
     assert any(ax.get_xlabel() == "distance from rim (µm)" for ax in panels)
     texts = [t.get_text() for ax in figure.axes for t in (ax.xaxis.label, ax.yaxis.label)]
     assert not any("(um)" in t for t in texts)
+    # 2.5 to 45 days: more than a decade, a log axis
     assert times and times[0].get_xscale() == "log" and "days" in times[0].get_xlabel()
 
 

@@ -139,15 +139,17 @@ def _extent(px: float, shape: tuple[int, ...] | None) -> str:
     if not shape:
         return ""
     h, w = (int(n) for n in shape[-2:])
-    return f" (the {h} x {w} px image would be {_um(h * px)} x {_um(w * px)} across)"
+    value, unit = _length(max(h, w) * px)
+    scale = value / (max(h, w) * px)
+    return f" (the {h} x {w} px image would be {h * px * scale:.3g} x {w * px * scale:.3g} {unit})"
 
 
-def _um(length_um: float) -> str:
-    if length_um >= 1e4:
-        return f"{length_um / 1e3:.3g} mm"
-    if length_um < 1:
-        return f"{length_um * 1e3:.3g} nm"
-    return f"{length_um:.3g} µm"
+def _length(length_um: float) -> tuple[float, str]:
+    """A length in micrometres in the unit that reads best."""
+    for factor, unit in ((1e6, "m"), (1e3, "mm"), (1.0, "µm")):
+        if length_um >= factor:
+            return length_um / factor, unit
+    return length_um * 1e3, "nm"
 
 
 def check_sem_pixel_size(pixel_size_um, shape: tuple[int, ...] | None = None) -> float:
@@ -175,7 +177,7 @@ def check_sem_pixel_size(pixel_size_um, shape: tuple[int, ...] | None = None) ->
     lo, hi = SEM_PIXEL_SIZE_UM
     if not lo <= px <= hi:
         raise ZonationInputError(
-            f"pixel size {px:g} µm/px is outside the range of SEM images ({lo:g}-{hi:g} µm/px)"
+            f"pixel size {px:g} µm/px is outside the range of SEM images, {lo:g}-{hi:g} µm/px"
             f"{_extent(px, shape)}; give micrometres per pixel (1 nm = 0.001 µm, "
             "1 mm = 1000 µm), read from the scale bar or the data bar."
         )

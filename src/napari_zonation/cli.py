@@ -115,6 +115,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="output folder (created when missing; checked before the run)")
     p.add_argument("--min-area-um2", type=_non_negative, default=None,
                    help="smallest crystal area kept, in µm² (default: segment_crystals' own)")
+    p.add_argument("--contrast", type=_number(float, low=0, low_open=True, high=1,
+                                              what="a fraction of the grey range"),
+                   default=None,
+                   help="smallest grey difference from the groundmass that counts as crystal, "
+                        "as a fraction of the grey range (default: set from the image's noise)")
     p.add_argument("--profile-method", default="shells", choices=["shells", "traverse"],
                    help="shells: median grey of each distance-to-rim shell (default); "
                         "traverse: one placed line from the rim to the core")
@@ -187,7 +192,10 @@ def _keyword_flags(parser: argparse.ArgumentParser) -> list[tuple[re.Pattern, st
     pairs = []
     for action in parser._actions:  # argparse offers no public iterator
         flags = [f for f in action.option_strings if f.startswith("--")]
-        if not flags or not ("_" in action.dest or action.dest == "xfe"):
+        if not flags or not ("_" in action.dest or action.dest in ("xfe", "contrast")):
+            continue
+        if action.dest == "contrast":
+            pairs.append((re.compile(r"segment_crystals' contrast"), flags[0]))
             continue
         if action.nargs == 0:  # a switch: "name=True" -> "--name"
             pattern = re.compile(rf"\b{action.dest}\b(=True)?")
@@ -330,10 +338,9 @@ def _pipeline_options(args) -> dict:
             "command line does not take: give --diffusivity-um2-s instead, or date the "
             "profiles in Python with fit_diffusion(..., xfe=...)."
         )
+    segment = {"min_area_um2": args.min_area_um2, "contrast": args.contrast}
     return {
-        "segment_options": (
-            {"min_area_um2": args.min_area_um2} if args.min_area_um2 is not None else None
-        ),
+        "segment_options": {k: v for k, v in segment.items() if v is not None} or None,
         "profile_method": args.profile_method,
         "profile_options": {"contacts": args.contacts},
         "backend": args.backend,
@@ -428,9 +435,8 @@ def _load(args, options: dict, progress: _Progress):
         px = header.pixel_size_um
         if px is None:
             raise ZonationInputError(
-                f"{args.image.name} carries no pixel size in its metadata "
-                f"({header.info['pixel_size_source']}); pass --pixel-size-um (micrometres per "
-                "pixel, from the SEM's scale bar or data bar)."
+                f"{args.image.name} carries no pixel size in its metadata; pass "
+                "--pixel-size-um (micrometres per pixel, from the SEM's scale bar or data bar)."
             )
         _say(f"pixel size {px:.4g} µm/px from {header.info['pixel_size_source']}")
     check_pipeline(header.shape, px, itemsize=header.dtype.itemsize, **options)
@@ -494,6 +500,10 @@ def _run(args, progress: _Progress, flags) -> int:
                 _say(f"clusters: {table['cluster'].nunique()}")
             _print_timescales(table)
             for note in result.notes:
+                if note.startswith("diffusion skipped"):
+                    note = ("diffusion skipped: give --diffusivity-um2-s, or --mineral with its "
+                            "conditions (--temperature-c, --pressure-mpa, --delta-qfm), to date "
+                            "the crystals")
                 _say(f"note: {_in_flags(note, flags)}")
     finally:
         out.cleanup()

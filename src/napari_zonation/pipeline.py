@@ -341,7 +341,7 @@ def run_pipeline(
         reason = (
             f"no region of the image stands out from the groundmass over the smallest crystal "
             f"area kept ({min_area:g} µm², {min_area / px**2:,.0f} px at {px:g} µm/px); check "
-            "the pixel size, lower min_area_um2, or set a lower contrast"
+            "the pixel size, lower min_area_um2, or lower segment_crystals' contrast"
         )
         notes.append(f"no crystal found: {reason}")
         return PipelineResult(

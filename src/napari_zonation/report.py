@@ -340,12 +340,13 @@ def build_report(
             if np.isfinite(lo_d[k]) and np.isfinite(hi_d[k]):
                 ax.plot([max(lo_d[k], 1e-9), hi_d[k]], [y[k], y[k]], color=colour, lw=2.0)
             ax.plot(days[k], y[k], "o", color=colour, mec="black", mew=0.5, ms=5)
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(FuncFormatter(
-            lambda v, _: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""
-        ))
+        spread = np.nanmax(np.r_[days, hi_d]) / np.nanmin(np.r_[days, lo_d])
+        if spread > 10:  # a log axis only when the timescales span more than a decade
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(
+                lambda v, _: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""
+            ))
         ax.set_yticks(y, [str(int(lab)) for lab in order.index], fontsize=6)
         ax.set_ylabel("crystal", fontsize=8)
         ax.set_xlabel("diffusion timescale (days; bars: interval)", fontsize=8)
