@@ -183,6 +183,22 @@ def test_output_folder_that_is_a_file_is_refused_first(files):
     assert "[1/5]" not in text
 
 
+def test_output_folder_that_cannot_be_written_is_refused_first(tmp_path, capsys, monkeypatch):
+    from napari_zonation import cli
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli.tempfile, "mkstemp", refuse)  # root may write anywhere
+    out = tmp_path / "new" / "out"
+    assert main(["demo", "--out", str(out)]) == 2
+    assert first_line(capsys.readouterr().err) == (
+        f"napari-zonation: error: cannot write to the output folder {out} (Permission denied); "
+        "give a folder you can write to."
+    )
+    assert not (tmp_path / "new").exists()  # the folders it made for the check are gone
+
+
 @pytest.mark.parametrize(
     "name, fragments",
     [
@@ -414,6 +430,21 @@ def test_demo_honours_the_openai_backend(tmp_path):
     crystals = pd.read_csv(tmp_path / "o" / "crystals.csv")
     assert asked == set(crystals["label"])
     assert (crystals["llm_status"] == "ok").all()
+
+
+def test_run_honours_base_url_for_the_openai_backend(files, tmp_path):
+    from llm_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        env = {"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None,
+               "NAPARI_ZONATION_CACHE_DIR": str(tmp_path / "cache")}
+        rc, _, err = nz("run", files / "grey.png", "--pixel-size-um", "1", "--out",
+                        tmp_path / "o", "--backend", "openai", "--base-url", server.base_url,
+                        "--model", "my-model", env=env)
+        assert rc == 0, err
+        assert server.problems == [] and server.requests
+        assert {r["body"]["model"] for r in server.requests} == {"my-model"}
+    assert (pd.read_csv(tmp_path / "o" / "crystals.csv")["llm_status"] == "ok").all()
 
 
 # --------------------------------------------------------------------------------------------
