@@ -38,7 +38,7 @@ DEMO_SIZE = (128, 16384)
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit status 2)."""
 
-    def error(self, message: str):  # noqa: D102 - argparse's hook
+    def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -187,29 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _keyword_flags(parser: argparse.ArgumentParser) -> list[tuple[re.Pattern, str]]:
     """Python keywords in the core's messages and the flags that set them on this command
-    (``min_area_um2`` -> ``--min-area-um2``, ``date_border_crystals=True`` ->
-    ``--date-border-crystals``), so that a message names what the user can type."""
+    (``min_area_um2`` -> ``--min-area-um2``, ``xfe=0.15`` -> ``--xfe 0.15``,
+    ``date_border_crystals=True`` -> ``--date-border-crystals``), so that a message names what
+    the user can type. Only snake_case names (and ``xfe``) are matched: plain words such as
+    "model" or "contrast" are left alone."""
     pairs = []
     for action in parser._actions:  # argparse offers no public iterator
         flags = [f for f in action.option_strings if f.startswith("--")]
-        if not flags or not ("_" in action.dest or action.dest in ("xfe", "contrast")):
+        if not flags:
             continue
         if action.dest == "contrast":
             pairs.append((re.compile(r"segment_crystals' contrast"), flags[0]))
-            continue
-        if action.nargs == 0:  # a switch: "name=True" -> "--name"
-            pattern = re.compile(rf"\b{action.dest}\b(=True)?")
-            pairs.append((pattern, flags[0]))
-        else:
-            pattern = re.compile(rf"\b{action.dest}\b(?:=(?=\S))?")
-            pairs.append((pattern, flags[0]))
+        elif "_" in action.dest or action.dest == "xfe":
+            value = "(=True)?" if action.nargs == 0 else r"(=(?=\S))?"
+            pairs.append((re.compile(rf"\b{action.dest}\b{value}"), flags[0]))
     return pairs
 
 
 def _in_flags(text: str, pairs) -> str:
+    """``text`` with the keywords of :func:`_keyword_flags` replaced by their flags."""
     for pattern, flag in pairs:
-        text = pattern.sub(lambda m, flag=flag: flag + (" " if m.group(0).endswith("=") else ""),
-                           text)
+        text = pattern.sub(lambda m, f=flag: f + (" " if m.group(0).endswith("=") else ""), text)
     return text
 
 
