@@ -386,6 +386,14 @@ def run_pipeline(
     return PipelineResult(labels, prof, table, px, timings, notes)
 
 
+def _border_labels(table: pd.DataFrame, date_border_crystals: bool) -> set:
+    """Labels of the crystals cut by the image edge, unless they are to be dated."""
+    if date_border_crystals or "touches_border" not in table:
+        return set()
+    cut = table["touches_border"].fillna(False).astype(bool)
+    return set(table.loc[cut, "label"])
+
+
 def _date(
     table: pd.DataFrame,
     prof: pd.DataFrame,
@@ -394,11 +402,26 @@ def _date(
     notes: list,
 ) -> pd.DataFrame:
     """Fit the profiles and merge the timescales into the crystal table."""
-    border: set = set()
-    if not date_border_crystals and "touches_border" in table:
-        cut = table["touches_border"].fillna(False).astype(bool)
-        border = set(table.loc[cut, "label"])
+    border = _border_labels(table, date_border_crystals)
     fits = fit_diffusion(prof[~prof["label"].isin(border)], **diffusion_options)
+    return merge_fits(table, fits, diffusion_options, date_border_crystals, notes)
+
+
+def merge_fits(
+    table: pd.DataFrame,
+    fits: pd.DataFrame | None,
+    diffusion_options: dict,
+    date_border_crystals: bool,
+    notes: list,
+) -> pd.DataFrame:
+    """Merge diffusion fits into the crystal table; the crystals cut by the image edge that
+    were not dated get ``fit_status`` saying so (``fits`` None: nothing was fitted)."""
+    border = _border_labels(table, date_border_crystals)
+    if fits is None:
+        empty = pd.DataFrame({"label": pd.Series(dtype=np.int32),
+                              "distance_um": pd.Series(dtype=float),
+                              "value": pd.Series(dtype=float)})
+        fits = fit_diffusion(empty, **diffusion_options)
     new = [c for c in fits.columns if c == "label" or c not in table.columns]
     table = table.merge(fits[new], on="label", how="left")
     if border:
