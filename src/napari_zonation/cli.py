@@ -164,13 +164,29 @@ def build_parser() -> argparse.ArgumentParser:
                "input; 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run the pipeline on an image")
-    run.add_argument("image", type=Path,
+    run = sub.add_parser("run", help="run the pipeline on an image, a mosaic or a batch")
+    run.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
                      help="BSE image: SEM TIFF (pixel size read from its metadata), PNG, JPEG, "
-                          "BMP; element maps as one multi-page TIFF")
+                          "BMP; element maps as one multi-page TIFF; a whole-section mosaic "
+                          "as a .zarr store (OME-Zarr too) or a TIFF of more than 8192 x "
+                          "8192 px, read window by window. Several images or a folder: a "
+                          "batch, one result folder per section in --out")
     run.add_argument("--pixel-size-um", type=_positive, default=None,
-                     help="micrometres per pixel, 0.005-50 (default: from the TIFF's metadata)")
+                     help="micrometres per pixel, 0.005-50 (default: from the TIFF's or the "
+                          "OME-Zarr's metadata)")
     _add_common(run)
+    g = run.add_argument_group("mosaics and batches")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the tiles and batches of crystals on this running "
+                        "dask.distributed scheduler (default: this machine's threads)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing labels.zarr, and redo the sections of a batch "
+                        "that an earlier run finished (by default they are skipped)")
+    g.add_argument("--allow-missing-chunks", action="store_true",
+                   help="read the chunks missing from a .zarr store as its fill value "
+                        "(by default such a store is refused)")
+    g.add_argument("--threads", type=_number(int, low=1, what="a whole number"), default=None,
+                   help="threads of this machine (default: up to 4)")
     demo = sub.add_parser("demo", help="run the pipeline on the built-in synthetic sample")
     demo.add_argument("--seed", type=_number(int, low=0, what="a whole number"), default=0,
                       help="seed of the synthetic thin section")
@@ -282,7 +298,14 @@ class _OutFolder:
         try:
             yield stage
             for f in sorted(stage.iterdir()):
-                os.replace(f, self.path / f.name)
+                target = self.path / f.name
+                if target.is_dir() and not target.is_symlink():  # a store replaced (--overwrite)
+                    old = Path(tempfile.mkdtemp(prefix=".napari-zonation-old-", dir=self.path))
+                    os.replace(target, old / f.name)
+                    os.replace(f, target)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(f, target)
             self.created = []
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -427,25 +450,26 @@ def _load(args, options: dict, progress: _Progress):
              f"crystals, seed {args.seed}")
         return s.image, s.pixel_size_um, f"synthetic sample (seed {args.seed})", s.truth
 
-    header = image_header(args.image)
+    path = args.image
+    header = image_header(path)
     px = args.pixel_size_um
     if px is None:
         px = header.pixel_size_um
         if px is None:
             raise ZonationInputError(
-                f"{args.image.name} carries no pixel size in its metadata; pass "
+                f"{path.name} carries no pixel size in its metadata; pass "
                 "--pixel-size-um (micrometres per pixel, from the SEM's scale bar or data bar)."
             )
         _say(f"pixel size {px:.4g} µm/px from {header.info['pixel_size_source']}")
     check_pipeline(header.shape, px, itemsize=header.dtype.itemsize, **options)
     progress.stage = "reading the image"
-    image, _, info = read_image(args.image)
+    image, _, info = read_image(path)
     for note in info["notes"]:
         _say(f"note: {note}")
     from ._validation import check_image_content
 
-    check_image_content(image, name=args.image.name)
-    return image, px, args.image.name, None
+    check_image_content(image, name=path.name)
+    return image, px, path.name, None
 
 
 def _write(out: _OutFolder, image, px, title, truth, result, note=None) -> dict:
@@ -465,9 +489,42 @@ def _write(out: _OutFolder, image, px, title, truth, result, note=None) -> dict:
 
 
 def _run(args, progress: _Progress, flags) -> int:
+    if args.command == "run":
+        from .batch import find_sections
+        from .mosaic import is_mosaic
+
+        sections = find_sections(args.images)
+        several = len(sections) > 1 or any(
+            p.is_dir() and not _is_store(p) for p in args.images
+        )
+        if several:
+            from ._batch_cli import run_batch
+
+            return run_batch(args, sections, progress, flags)
+        args.image = sections[0].path
+        if is_mosaic(args.image):
+            from ._batch_cli import run_mosaic
+
+            return run_mosaic(args, progress, flags)
+    return _run_in_memory(args, progress, flags)
+
+
+def _is_store(p: Path) -> bool:
+    from .mosaic import is_zarr_path
+
+    return is_zarr_path(p)
+
+
+def _run_in_memory(args, progress: _Progress, flags) -> int:
     from .pipeline import run_pipeline
 
     options = _pipeline_options(args)
+    segment = dict(options["segment_options"] or {})
+    if getattr(args, "threads", None):
+        segment["threads"] = args.threads
+    if getattr(args, "scheduler", None):
+        segment["client"] = args.scheduler  # the tiles of a large image on the cluster
+    options["segment_options"] = segment or None
     out = _OutFolder(args.out)
     out.check()
     try:
