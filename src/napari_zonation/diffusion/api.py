@@ -14,7 +14,8 @@ import pandas as pd
 from .._validation import ZonationInputError, check_profiles
 from .conditions import CONDITION_KEYS, Resolved, conditions_rows, resolve
 from .erf import _fit_erf, _initial_guess, _Profile, _window
-from .fitting import FitResult, fit_model, guess_steps, model_curve, profile_ln_tau
+from .fitting import FitResult, _levels_between, fit_model, guess_steps, model_curve
+from .fitting import profile_ln_tau
 from .models import Domain, GivenInitialModel, Physics, PlateauModel, TwoStageModel
 from .uncertainty import SECONDS_PER_DAY, nominal_ln_d, timescale_samples
 
@@ -134,38 +135,6 @@ def _quantity(group: pd.DataFrame, values: np.ndarray, option) -> _Quantity:
         if lo >= 49.0 and hi <= 101.0:
             return _Quantity("fo", -0.01)
     return _Quantity("other")
-
-
-class _Fixed:
-    """A model with some parameters held at given values (the free ones are fitted)."""
-
-    def __init__(self, model, fixed: dict[int, float], size: int):
-        self.model = model
-        self.fixed = fixed
-        self.free = [i for i in range(size) if i not in fixed]
-        self.size = size
-        self.name = model.name
-        self.n_steps = getattr(model, "n_steps", 0)
-
-    def full(self, theta):
-        out = np.empty(self.size)
-        out[self.free] = theta
-        for i, v in self.fixed.items():
-            out[i] = v
-        return out
-
-    def names(self):
-        names = self.model.names()
-        return [names[i] for i in self.free]
-
-    def final(self, theta, grid, domain, physics):
-        return self.model.final(self.full(theta), grid, domain, physics)
-
-    def initial(self, theta, grid, domain):
-        return self.model.initial(self.full(theta), grid, domain)
-
-    def focus(self, theta):
-        return self.model.focus(self.full(theta))
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,6 +562,7 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
     hi_v = float(np.max(y) + np.ptp(y))
     lt_lo, lt_hi = 2 * math.log(0.02 * spacing), 2 * math.log(3.0 * span)
     fixed_opts = dict(opts["fix"] or {})
+    extra_two: list = []
     if key == "step" or key == "multi_step":
         k = 1 if key == "step" else int(opts["n_steps"] or _zoning_steps(opts["zoning"], label)
                                          or 2)
@@ -609,12 +579,33 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
         v_ref = 0.5 * (levels[0] + levels[-1])
     elif key == "two_stage":
         mdl = TwoStageModel()
+        # a two-step plateau fit (one time) places the steps and levels
         q1, q2 = guess_steps(d, y, 2)
-        lv = [float(np.median(y[d < q1])) if np.any(d < q1) else float(y[0]),
-              float(np.median(y[(d > q1) & (d < q2)])) if np.any((d > q1) & (d < q2))
-              else float(np.median(y)),
-              float(np.median(y[d > q2])) if np.any(d > q2) else float(y[-1])]
-        theta0 = np.array([lv[2], lv[1], lv[0], q2, q1, 2 * math.log(s0), 2 * math.log(s0)])
+        lv = _levels_between(d, y, [q1, q2])
+        lt0 = 2 * math.log(s0)
+        try:
+            pl = fit_model(PlateauModel(n_steps=2), np.array(lv + [q1, q2, lt0]),
+                           np.array([lo_v] * 3 + _pos_bounds([q1, q2], start, d.max())[0]
+                                    + [lt_lo]),
+                           np.array([hi_v] * 3 + _pos_bounds([q1, q2], start, d.max())[1]
+                                    + [lt_hi]),
+                           d, y, sig, domain, Physics(k_value=k_value, v_ref=float(np.mean(lv)),
+                                                      n_steps=int(opts["fd_steps"])),
+                           blur_sigma, s0, value_slots=[0, 1, 2], extra_starts=0)
+            lv = [float(v) for v in pl.theta[:3]]
+            q1, q2 = sorted(float(v) for v in pl.theta[3:5])
+            lt0 = float(pl.theta[5])
+        except (RuntimeError, ValueError):
+            pass
+        theta0 = np.array([lv[2], lv[1], lv[0], q2, q1, lt0, lt0])
+        extra_two = [np.array([lv[2], lv[1], lv[0], q2, q1, lt1, lt0])
+                     for lt1 in (lt0 + 2.5, lt0 + 5.0, 2 * math.log(0.5 * span))]
+        # a long relaxed gradient toward a core level beyond the measured points
+        for frac in (0.25, 0.5):
+            b1 = float(np.quantile(d, frac))
+            extra_two.append(np.array([lv[2], float(np.median(y[d < b1])), lv[0], b1,
+                                       min(q1, 0.5 * (start + b1)),
+                                       2 * math.log(0.5 * span), lt0]))
         lower = np.array([lo_v, lo_v, lo_v, start, start, lt_lo, lt_lo])
         upper = np.array([hi_v, hi_v, hi_v, float(d.max()), float(d.max()), lt_hi, lt_hi])
         value_slots = [0, 1, 2]
@@ -641,23 +632,20 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
                                      f"{names}.")
         fixed[names.index(alias)] = float(val)
         theta0[names.index(alias)] = float(val)
+        for e in extra_two:
+            e[names.index(alias)] = float(val)
     if key == "two_stage" and "core" in fixed_opts:
         v_ref = 0.5 * (theta0[0] + theta0[2])
     physics = Physics(k_value=k_value, v_ref=v_ref, n_steps=int(opts["fd_steps"]))
     used = mdl
-    if fixed:
-        used = _Fixed(mdl, fixed, len(names))
-        free = used.free
-        theta0, lower, upper = theta0[free], lower[free], upper[free]
-        value_slots = [free.index(i) for i in value_slots if i in free]
     try:
-        fit = fit_model(used, theta0, lower, upper, d, y, sig, domain, physics, blur_sigma,
-                        s0, value_slots=value_slots)
+        fit = fit_model(mdl, theta0, lower, upper, d, y, sig, domain, physics, blur_sigma,
+                        s0, value_slots=value_slots, starts=extra_two, fixed=fixed)
     except (RuntimeError, ValueError, FloatingPointError) as exc:
         return _failed(row, "fit failed", f"the finite-difference fit failed: {exc}"), None
-    theta = used.full(fit.theta) if fixed else fit.theta
+    theta = fit.theta
     ln_names = used.names()
-    row.update(chi2_red=fit.chi2_red, n_params=len(fit.theta))
+    row.update(chi2_red=fit.chi2_red, n_params=len(fit.theta) - len(fixed))
     row["rim"] = rim
     row["domain_start_um"] = start
     xfe_ref = _xfe_ref(res, q, v_ref)

@@ -36,6 +36,7 @@ class FitResult:
     model: object
     scale: float  # value scale of the normalisation
     offset: float
+    fixed: tuple = ()  # indices of the parameters held fixed
 
     def ln_tau_err(self, index: int = -1) -> float:
         if self.cov is None:
@@ -86,13 +87,21 @@ def fit_model(
     *,
     value_slots: list[int],
     extra_starts: int = 2,
+    starts: list | None = None,
     refine: bool = True,
+    fixed: dict | None = None,
 ) -> FitResult:
     """Weighted least squares of ``model`` to ``(d, y)``.
 
-    ``value_slots`` are the parameters in value units (normalised internally so that the
-    profile spans about 1); the others are micrometres or ln tau.
+    ``theta0``, ``lower``, ``upper`` and the extra ``starts`` are full parameter vectors;
+    ``fixed`` (``{index: value}``) holds parameters at given values. ``value_slots`` are the
+    parameters in value units (normalised internally so that the profile spans about 1); the
+    others are micrometres or ln tau. The result's ``theta`` is the full vector and its ``cov``
+    has zero rows and columns for the held parameters.
     """
+    fixed = dict(fixed or {})
+    size = len(theta0)
+    free = np.array([i for i in range(size) if i not in fixed], dtype=int)
     offset = float(np.median(y))
     scale = float(np.ptp(y)) or 1.0
     yn = (y - offset) / scale
@@ -105,45 +114,60 @@ def fit_model(
         drift=physics.drift,
         d_nodes=physics.d_nodes,
     )
+    vs = np.zeros(size, dtype=bool)
+    vs[list(value_slots)] = True
 
     def to_norm(theta):
         t = np.array(theta, dtype=float)
-        t[value_slots] = (t[value_slots] - offset) / scale
+        t[vs] = (t[vs] - offset) / scale
         return t
 
     def from_norm(t):
         out = np.array(t, dtype=float)
-        out[value_slots] = out[value_slots] * scale + offset
+        out[vs] = out[vs] * scale + offset
         return out
+
+    held = to_norm(np.array([fixed.get(i, 0.0) for i in range(size)]))
+
+    def full(tf):
+        t = held.copy()
+        t[free] = tf
+        return t
 
     lo = to_norm(lower)
     hi = to_norm(upper)
-    # infinite bounds stay infinite
-    lo[value_slots] = np.where(np.isfinite(lower[value_slots]), lo[value_slots], -np.inf)
-    hi[value_slots] = np.where(np.isfinite(upper[value_slots]), hi[value_slots], np.inf)
+    lo[vs] = np.where(np.isfinite(np.asarray(lower, float)[vs]), lo[vs], -np.inf)
+    hi[vs] = np.where(np.isfinite(np.asarray(upper, float)[vs]), hi[vs], np.inf)
+    lo_f, hi_f = lo[free], hi[free]
 
-    def run(t0, grid):
-        def resid(t):
-            return (yn - predict(model, t, grid, domain, phys, d, blur_sigma)) / w
+    def run(tf0, grid):
+        def resid(tf):
+            return (yn - predict(model, full(tf), grid, domain, phys, d, blur_sigma)) / w
 
-        t0 = np.clip(t0, lo + 1e-9 * (1 + np.abs(lo)), hi - 1e-9 * (1 + np.abs(hi)))
+        tf0 = np.clip(tf0, lo_f + 1e-9 * (1 + np.abs(lo_f)), hi_f - 1e-9 * (1 + np.abs(hi_f)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return least_squares(resid, t0, bounds=(lo, hi), x_scale="jac", diff_step=1e-6,
-                                 max_nfev=400)
+            return least_squares(resid, tf0, bounds=(lo_f, hi_f), x_scale="jac",
+                                 diff_step=1e-6, max_nfev=400)
 
     t0 = to_norm(theta0)
+    for i, v in fixed.items():
+        t0[i] = held[i]
     grid = make_grid(domain, model.focus(from_norm(t0)), s_scale)
-    best = None
     ln_tau_slots = [i for i, nme in enumerate(model.names()) if nme.startswith("ln_tau")]
-    starts = [t0]
+    cand = [t0]
     for j in range(extra_starts):
         alt = t0.copy()
         alt[ln_tau_slots] = t0[ln_tau_slots] + (1.4 if j % 2 == 0 else -1.4) * (j // 2 + 1)
-        starts.append(alt)
-    for start in starts:
+        cand.append(alt)
+    for extra in starts or []:
+        e = to_norm(np.asarray(extra, dtype=float))
+        e[list(fixed)] = held[list(fixed)]
+        cand.append(e)
+    best = None
+    for start in cand:
         try:
-            sol = run(start, grid)
+            sol = run(start[free], grid)
         except (ValueError, np.linalg.LinAlgError):
             continue
         if best is None or sol.cost < best.cost:
@@ -151,37 +175,36 @@ def fit_model(
     if best is None:
         raise RuntimeError("the least-squares fit failed from every start")
     if refine:
-        taus = [math.exp(best.x[i]) for i in ln_tau_slots]
+        taus = [math.exp(full(best.x)[i]) for i in ln_tau_slots]
         s_new = math.sqrt(max(min(taus), 1e-12))
-        moved = np.max(np.abs(np.subtract(model.focus(from_norm(best.x)),
-                                          model.focus(from_norm(t0))))) if model.focus(
-            from_norm(t0)) else 0.0
+        f0 = model.focus(from_norm(t0))
+        f1 = model.focus(from_norm(full(best.x)))
+        moved = float(np.max(np.abs(np.subtract(f1, f0)))) if f0 else 0.0
         if s_new < 0.8 * s_scale or moved > 2.0 * s_scale or s_new > 3.0 * s_scale:
             s_scale = max(s_new, 1e-3)
-            grid = make_grid(domain, model.focus(from_norm(best.x)), s_scale)
+            grid = make_grid(domain, f1, s_scale)
             try:
-                sol = run(best.x, grid)
-                best = sol
+                best = run(best.x, grid)
             except (ValueError, np.linalg.LinAlgError):  # pragma: no cover
                 pass
     n = d.size
-    k = best.x.size
+    k = free.size
     chi2 = float(np.sum(best.fun**2))
     dof = max(n - k, 1)
     chi2_red = chi2 / dof if sn is not None else math.nan
     cov = None
     try:
         jac = best.jac
-        cov = np.linalg.pinv(jac.T @ jac)
-        cov = cov * (chi2 / dof if sn is None else max(1.0, chi2_red))
-        # back to value units
-        s_vec = np.ones(k)
-        s_vec[value_slots] = scale
-        cov = cov * np.outer(s_vec, s_vec)
+        cf = np.linalg.pinv(jac.T @ jac)
+        cf = cf * (chi2 / dof if sn is None else max(1.0, chi2_red))
+        s_vec = np.where(vs[free], scale, 1.0)
+        cf = cf * np.outer(s_vec, s_vec)
+        cov = np.zeros((size, size))
+        cov[np.ix_(free, free)] = cf
     except (np.linalg.LinAlgError, ValueError):  # pragma: no cover
         cov = None
     return FitResult(
-        theta=from_norm(best.x),
+        theta=from_norm(full(best.x)),
         cov=cov,
         chi2=chi2 if sn is not None else chi2 * scale**2,
         dof=dof,
@@ -192,6 +215,7 @@ def fit_model(
         model=model,
         scale=scale,
         offset=offset,
+        fixed=tuple(sorted(fixed)),
     )
 
 
@@ -215,7 +239,7 @@ def profile_ln_tau(
     w = 1.0 if sigma is None else sigma
     base = fit.theta.copy()
     chi_prev, lt_prev = fit.chi2, float(base[slot])
-    free = [i for i in range(base.size) if i != slot]
+    free = [i for i in range(base.size) if i != slot and i not in fit.fixed]
     lo = np.asarray(lower, float)[free]
     hi = np.asarray(upper, float)[free]
     limit = float(upper[slot]) if direction > 0 else float(lower[slot])
