@@ -14,6 +14,7 @@ import pandas as pd
 from .._validation import ZonationInputError, check_profiles
 from .conditions import CONDITION_KEYS, Resolved, conditions_rows, resolve
 from .erf import _fit_erf, _initial_guess, _Profile, _window
+from .laws import ConstantLaw
 from .fitting import FitResult, _levels_between, fit_model, guess_steps, model_curve
 from .fitting import profile_ln_tau
 from .models import Domain, GivenInitialModel, Physics, PlateauModel, TwoStageModel
@@ -93,9 +94,10 @@ _DEFAULT_OPTIONS = {
     "fd_steps": 60,
     "fd_nodes": None,
     "quantity": None,
-    "max_ln_tau_err": 1.5,
+    "max_ln_tau_err": 1.0,
     "return_curves": False,
     "conditions": None,
+    "profile_errors": None,
 }
 
 #: Gaussian 1-sigma of the default blur of image profiles, in point spacings: a probe of one
@@ -302,7 +304,8 @@ diffusivity_um2_s, temperature_c_err, d_law
         ``{"core": 89.5}`` for a two-stage model), ``conditions``, ``d_factors``, ``pt_path``,
         ``n_samples`` (2000), ``interval`` ((5, 95)), ``seed`` (0), ``min_points`` (6),
         ``step_significance`` (4: a step smaller than this many standard errors is no step),
-        ``max_ln_tau_err`` (1.5: a 1-sigma error of ln(Dt) above it is "too noisy"),
+        ``max_ln_tau_err`` (1.0: a 1-sigma error of ln(Dt) above it, t uncertain by more than a
+        factor e, is "too noisy"),
         ``window_um`` (fit only within this distance of the largest jump, both ends closed),
         ``composition_dependent`` (True), ``quantity`` ("Fo", "XFo" or "other"),
         ``fd_steps`` (60 time steps), ``return_curves`` (False).
@@ -486,6 +489,8 @@ def _fit_one(group, has_sigma, key, opts, res: Resolved, rng, label):
     first = _fit_erf(pr, {**opts, "min_points": min(int(opts["min_points"]), d.size)})
     if key == "erf":
         return _erf_row(row, first, pr, q, opts, res, rng, blur_text), None
+    if first.get("fit_status") == "no step" and "unzoned" in str(first.get("fit_error")):
+        return _failed(row, "no step", first["fit_error"]), None
     return _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label, group)
 
 
@@ -703,7 +708,9 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
             sd = np.sqrt(np.clip(np.diag(fit.cov), 1e-300, None))
             c = fit.cov[slot] / (sd * sd[slot])
             corr = float(np.max(np.abs(np.delete(c, slot)))) if c.size > 1 else 0.0
-        if np.isfinite(e) and e < 0.15 and not near and corr < 0.95:
+        forced = opts["profile_errors"]
+        if forced is False or (forced is None and np.isfinite(e) and e < 0.15 and not near
+                                and corr < 0.95):
             return lt_, e, e, True, True
         step = float(np.clip(e, 0.05, 0.5)) if np.isfinite(e) else 0.2
         lo_ = profile_ln_tau(fit, d, y, sig, domain, physics, blur_sigma, slot=slot,
@@ -770,17 +777,25 @@ def _fd_checks(fit: FitResult, used, theta, d, resid, sig, rim, opts, key):
     if np.isfinite(fit.chi2_red):
         noise *= math.sqrt(max(fit.chi2_red, 1.0))
     height = float(np.max(lv) - np.min(lv))
+    if fit.cov is not None and key != "two_stage":
+        # the error of the outer-inner difference from the fit itself
+        i_max, i_min = int(np.argmax(lv)), int(np.argmin(lv))
+        var = fit.cov[i_max, i_max] + fit.cov[i_min, i_min] - 2 * fit.cov[i_max, i_min]
+        h_err = math.sqrt(max(var, 0.0))
+    else:
+        h_err = 0.0
     n_out = int(np.sum(d < min(pos)))
     n_in = int(np.sum(d > max(pos)))
     floor = noise * math.sqrt(1.0 / max(n_out, 1) + 1.0 / max(n_in, 1))
-    if height < float(opts["step_significance"]) * max(floor, 1e-300):
-        return ("no step", f"the fitted step ({height:.3g}) is below "
-                f"{opts['step_significance']:g} times its uncertainty ({floor:.2g}); the "
-                "profile looks unzoned.")
     if n_in < 2:
         return ("step at the core", f"the fitted step ({max(pos):.3g} um) has {n_in} point(s) "
                 "on its core side: the core plateau is not measured; extend the profile past "
                 "the step.")
+    floor = max(floor, h_err)
+    if height < float(opts["step_significance"]) * max(floor, 1e-300):
+        return ("no step", f"the fitted step ({height:.3g}) is below "
+                f"{opts['step_significance']:g} times its uncertainty ({floor:.2g}); the "
+                "profile looks unzoned.")
     if rim != "fixed" and n_out < 2:
         return ("step at the rim", f"the fitted step ({min(pos):.3g} um) has {n_out} point(s) "
                 "on its rim side and the rim is not held (rim='fixed' holds it at the rim "
@@ -809,6 +824,8 @@ def _timescales(row, res: Resolved, q, xfe_ref, ln_tau, ln_tau_err, opts, rng, *
     ln_d = nominal_ln_d(res.law, res.spec, xr, pt_path=pt, d_factors=factors,
                         temperature_c=temperature_c)
     d_um2 = math.exp(ln_d) * 1e12
+    if isinstance(res.law, ConstantLaw) and factors is None:
+        d_um2 = res.law.d_um2_s  # exactly the D given
     row["diffusivity_um2_s"] = d_um2
     n = int(opts["n_samples"])
     lo_p, hi_p = (float(v) for v in opts["interval"])
