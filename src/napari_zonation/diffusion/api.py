@@ -621,7 +621,9 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
             return _failed(row, "bad conditions",
                            f"initial= holds no profile for label {label!r}."), None
         mdl = GivenInitialModel(ini_d, ini_v)
+        s0 = max(spacing, 0.5)
         theta0 = np.array([2 * math.log(s0)])
+        extra_two = [np.array([2 * math.log(s0 * f)]) for f in (0.3, 3.0, 10.0, 30.0)]
         lower, upper = np.array([lt_lo]), np.array([lt_hi])
         value_slots = []
         v_ref = 0.5 * (float(ini_v[0]) + float(ini_v[-1]))

@@ -136,6 +136,9 @@ def fit_model(
         drift=physics.drift,
         d_nodes=physics.d_nodes,
     )
+    model_out = model
+    if hasattr(model, "normalised"):  # values carried by the model itself
+        model = model.normalised(offset, scale)
     vs = np.zeros(size, dtype=bool)
     vs[list(value_slots)] = True
 
@@ -236,7 +239,7 @@ def fit_model(
         success=bool(best.success),
         message=str(best.message),
         grid=grid,
-        model=model,
+        model=model_out,
         scale=scale,
         offset=offset,
         fixed=tuple(sorted(fixed)),

@@ -201,8 +201,25 @@ class GivenInitialModel:
     def names(self) -> list[str]:
         return ["ln_tau"]
 
+    def normalised(self, offset: float, scale: float) -> GivenInitialModel:
+        """The same model with its values in the fit's normalised units."""
+        return GivenInitialModel(self.distance_um, (self.value - offset) / scale, self.name)
+
     def initial(self, theta, grid: Grid, domain: Domain) -> np.ndarray:
-        return np.interp(grid.x, self.distance_um, self.value)
+        """The given profile (linear between its points) averaged over each node's control
+        volume, so a sharp given step is represented where it is, whatever the grid."""
+        x = grid.x
+        mid = 0.5 * (x[1:] + x[:-1])
+        lo = np.concatenate([[x[0]], mid])
+        hi = np.concatenate([mid, [x[-1]]])
+        fine = np.union1d(np.linspace(x[0], x[-1], 20001),
+                          self.distance_um[(self.distance_um > x[0]) & (self.distance_um < x[-1])])
+        vals = np.interp(fine, self.distance_um, self.value)
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (vals[1:] + vals[:-1]) * np.diff(fine))])
+        width = hi - lo
+        avg = (np.interp(hi, fine, cum) - np.interp(lo, fine, cum)) / np.where(width > 0, width,
+                                                                              1.0)
+        return np.where(width > 0, avg, np.interp(x, self.distance_um, self.value))
 
     def final(self, theta, grid: Grid, domain: Domain, physics: Physics) -> np.ndarray:
         c0 = self.initial(theta, grid, domain)
