@@ -489,7 +489,9 @@ def _fit_one(group, has_sigma, key, opts, res: Resolved, rng, label):
     first = _fit_erf(pr, {**opts, "min_points": min(int(opts["min_points"]), d.size)})
     if key == "erf":
         return _erf_row(row, first, pr, q, opts, res, rng, blur_text), None
-    if first.get("fit_status") == "no step" and "unzoned" in str(first.get("fit_error")):
+    if (first.get("fit_status") == "no step" and "unzoned" in str(first.get("fit_error"))
+            and opts["rim"] != "fixed"):
+        # without a held rim the step must stand out of the noise as an erf does
         return _failed(row, "no step", first["fit_error"]), None
     return _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label, group)
 

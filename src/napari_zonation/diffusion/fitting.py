@@ -124,7 +124,7 @@ def fit_model(
     fixed = dict(fixed or {})
     size = len(theta0)
     free = np.array([i for i in range(size) if i not in fixed], dtype=int)
-    offset = float(np.median(y))
+    offset = 0.0 if getattr(model, "multiplicative", False) else float(np.median(y))
     scale = float(np.ptp(y)) or 1.0
     yn = (y - offset) / scale
     sn = None if sigma is None else sigma / scale
@@ -135,6 +135,8 @@ def fit_model(
         n_steps=physics.n_steps,
         drift=physics.drift,
         d_nodes=physics.d_nodes,
+        d_of_x=physics.d_of_x,
+        lnk_of_x=physics.lnk_of_x,
     )
     model_out = model
     if hasattr(model, "normalised"):  # values carried by the model itself

@@ -55,6 +55,21 @@ class Physics:
     n_steps: int = 60
     drift: np.ndarray | None = None  # per face of the grid (plagioclase), or None
     d_nodes: np.ndarray | None = None  # fixed D / D_ref per node (plagioclase), or None
+    #: position-dependent D / D_ref and ln K (plagioclase: from the An profile), evaluated on
+    #: the grid when it is known (:meth:`on_grid`)
+    d_of_x: object = None
+    lnk_of_x: object = None
+
+    def on_grid(self, x: np.ndarray) -> Physics:
+        """This physics with its position-dependent terms evaluated on the nodes ``x``."""
+        if self.d_of_x is None and self.lnk_of_x is None:
+            return self
+        d_nodes = None if self.d_of_x is None else np.asarray(self.d_of_x(x), dtype=float)
+        drift = None
+        if self.lnk_of_x is not None:
+            lnk = np.asarray(self.lnk_of_x(x), dtype=float)
+            drift = np.diff(lnk) / np.diff(x)
+        return Physics(self.k_value, self.v_ref, self.n_steps, drift, d_nodes)
 
     def d_rel(self):
         if self.d_nodes is not None:
@@ -127,13 +142,20 @@ class PlateauModel:
             [[levels[0]], levels[1:][order]]))
 
     def final(self, theta, grid: Grid, domain: Domain, physics: Physics) -> np.ndarray:
-        levels, _, ln_tau = self.split(theta)
+        _, _, ln_tau = self.split(theta)
+        physics = physics.on_grid(grid.x)
         c0 = self.initial(theta, grid, domain)
         tau = math.exp(min(ln_tau, 60.0))
         rim = "closed" if domain.rim == "open" else domain.rim
-        return relax(grid.x, c0, tau, physics.d_rel(), rim=rim, rim_value=levels[0],
-                     core=domain.core, core_value=levels[-1], drift=physics.drift,
+        levels = self.split(theta)[0]
+        ends = self.end_factors(grid)
+        return relax(grid.x, c0, tau, physics.d_rel(), rim=rim,
+                     rim_value=float(levels[0] * ends[0]), core=domain.core,
+                     core_value=float(levels[-1] * ends[1]), drift=physics.drift,
                      n_steps=physics.n_steps)
+
+    def end_factors(self, grid: Grid) -> tuple[float, float]:
+        return 1.0, 1.0
 
     def focus(self, theta) -> list[float]:
         return list(self.split(theta)[1])
@@ -222,6 +244,7 @@ class GivenInitialModel:
         return np.where(width > 0, avg, np.interp(x, self.distance_um, self.value))
 
     def final(self, theta, grid: Grid, domain: Domain, physics: Physics) -> np.ndarray:
+        physics = physics.on_grid(grid.x)
         c0 = self.initial(theta, grid, domain)
         rim = "closed" if domain.rim == "open" else domain.rim
         return relax(grid.x, c0, math.exp(min(float(theta[-1]), 60.0)), physics.d_rel(),
@@ -234,6 +257,25 @@ class GivenInitialModel:
             return []
         idx = np.argsort(jumps)[::-1][:3]
         return [float(0.5 * (self.distance_um[i] + self.distance_um[i + 1])) for i in idx]
+
+
+@dataclass
+class PartitionedPlateauModel(PlateauModel):
+    """Plateaus of the *melt* composition joined by steps: the crystal starts in equilibrium
+    with a stepped melt, ``C0(x) = L(x) K(x) / K_ref`` with ``K`` the partition coefficient at
+    each node (plagioclase: from its An), so the parameters ``L_j`` are crystal values at the
+    reference An. ``k_ratio_of_x(x)`` gives ``K(x) / K_ref``."""
+
+    k_ratio_of_x: object = None
+    multiplicative: bool = True  # values are not shifted by the fit's normalisation
+
+    def initial(self, theta, grid: Grid, domain: Domain) -> np.ndarray:
+        base = super().initial(theta, grid, domain)
+        return base * np.asarray(self.k_ratio_of_x(grid.x), dtype=float)
+
+    def end_factors(self, grid: Grid) -> tuple[float, float]:
+        kr = np.asarray(self.k_ratio_of_x(grid.x[[0, -1]]), dtype=float)
+        return float(kr[0]), float(kr[1])
 
 
 def predict(model, theta, grid: Grid, domain: Domain, physics: Physics, d: np.ndarray,
