@@ -187,6 +187,37 @@ def print_generator(res: pd.DataFrame, title: str) -> None:
               f"{ok.s_per_profile.median():.2f} s per profile")
 
 
+# ---------------------------------------------------------------------------- plagioclase
+def run_plagioclase() -> pd.DataFrame:
+    from napari_zonation.diffusion.plagioclase import fit_plagioclase_mg
+
+    prof = nz.read_profiles(DATA / "plag_diffusion_test_data.xlsx", distance=None,
+                            spacing_um=5.0, value=["An", "Mg"], label="grain", sigma="auto",
+                            rim="end")
+    author = pd.read_csv(DATA / "ns8_1-1_Mg_model_summary.csv")
+    best = [float(v) for v in author["best fit (yrs)"].iloc[0].strip("[]").split(",")]
+    rows = []
+    for model, pub in zip(("bindeman", "mutch", "dohmen"), best, strict=True):
+        for steps in (1, 2):
+            t0 = time.perf_counter()
+            out = fit_plagioclase_mg(prof, temperature_c=750.0, partitioning=model,
+                                     sio2_melt_wt=70.0, skip_core_points=8,
+                                     n_melt_steps=steps).iloc[0]
+            rows.append(dict(partitioning=model, melt_steps=steps, status=out.fit_status,
+                             years=out.timescale_years, lo=out.timescale_years_lo,
+                             hi=out.timescale_years_hi, chi2_red=out.chi2_red,
+                             author_years=pub, seconds=time.perf_counter() - t0))
+    return pd.DataFrame(rows)
+
+
+def print_plagioclase(res: pd.DataFrame) -> None:
+    print("\n== Mg in plagioclase, shipped traverse, 750 C, 70 wt % SiO2, 8 core spots clipped ==")
+    for _, r in res.iterrows():
+        print(f"{r.partitioning:9s} melt steps {r.melt_steps}: {r.years:8.3g} yr "
+              f"[{r.lo:8.3g}-{r.hi:8.3g}]  chi2_red {r.chi2_red:5.2f}  author {r.author_years:g}"
+              f" yr  ratio {r.years / r.author_years:.2g}  ({r.seconds:.0f} s)")
+
+
 def _literal(text: str):
     import ast
 
@@ -209,6 +240,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.part in ("kilauea", "all"):
         print_kilauea(run_kilauea(n_samples=1000 if args.quick else 4000))
+    if args.part in ("plagioclase", "all"):
+        print_plagioclase(run_plagioclase())
     if args.part in ("generator", "all"):
         seeds = HELDOUT_SEEDS if args.heldout else DEV_SEEDS
         seeds = seeds[:4] if args.quick else seeds

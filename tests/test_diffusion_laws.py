@@ -15,7 +15,7 @@ from napari_zonation.diffusion import (
     euler_to_axis_angles,
     olivine_diffusivity,
 )
-from napari_zonation.diffusion.laws import DFENS_COV, DFENS_MEAN, DFENS2021, Conditions
+from napari_zonation.diffusion.laws import DFENS2021, DFENS_COV, DFENS_MEAN, Conditions
 
 
 def test_dfens_value_by_hand():

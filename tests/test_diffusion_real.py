@@ -129,8 +129,7 @@ def test_plagioclase_uniform_an_reduces_to_the_erf():
 def test_plagioclase_equilibrium_with_one_melt_does_not_diffuse():
     """Mg in equilibrium with one melt follows K(An): zero flux in the Costa equation, so the
     profile does not change however long it is run (the drift's sign and size are right)."""
-    from napari_zonation.diffusion.models import Domain, PartitionedPlateauModel, Physics
-    from napari_zonation.diffusion.models import make_grid
+    from napari_zonation.diffusion.models import Domain, PartitionedPlateauModel, Physics, make_grid
 
     d = np.linspace(0.0, 100.0, 101)
     an = 0.4 + 0.2 * 0.5 * (1 + erf((d - 50) / 5))

@@ -17,13 +17,13 @@ from __future__ import annotations
 from .api import OUTPUT_COLUMNS, check_diffusion_options, fit_diffusion
 from .erf import erf_step
 from .laws import (
+    DFENS2021,
     DFENS_COV,
     DFENS_MEAN,
     FO2_TAMED_MIN_PA,
     OLIVINE_ANISOTROPY,
     R_GAS,
     ArrheniusLaw,
-    DFENS2021,
     DohmenChakraborty2007,
     anisotropy_factor,
     euler_to_axis_angles,

@@ -14,9 +14,8 @@ import pandas as pd
 from .._validation import ZonationInputError, check_profiles
 from .conditions import CONDITION_KEYS, Resolved, conditions_rows, resolve
 from .erf import _fit_erf, _initial_guess, _Profile, _window
+from .fitting import FitResult, _levels_between, fit_model, guess_steps, model_curve, profile_ln_tau
 from .laws import ConstantLaw
-from .fitting import FitResult, _levels_between, fit_model, guess_steps, model_curve
-from .fitting import profile_ln_tau
 from .models import Domain, GivenInitialModel, Physics, PlateauModel, TwoStageModel
 from .uncertainty import SECONDS_PER_DAY, nominal_ln_d, timescale_samples
 
@@ -467,7 +466,7 @@ def _fit_one(group, has_sigma, key, opts, res: Resolved, rng, label):
     if opts["window_um"] is not None:
         pr = _window(pr, opts["window_um"])
         row["n_points"] = int(pr.d.size)
-    d, y, sig = pr.d, pr.y, pr.w
+    d, y = pr.d, pr.y
     q = _quantity(group, y, opts["quantity"])
     # the reference composition for D, and D's composition dependence
     n_params_est = {"erf": 4, "step": 4, "multi_step": 2 * (opts["n_steps"] or 2) + 2,
@@ -843,7 +842,7 @@ def _timescales(row, res: Resolved, q, xfe_ref, ln_tau, ln_tau_err, opts, rng, *
                                    d_factors=factors, pt_path=pt, temperature_c=temperature_c,
                                    temperature_c_err=temperature_c_err, law_samples=law_samples)
             row["timescale_days_lo"], row["timescale_days_hi"] = np.percentile(ts, [lo_p, hi_p])
-            row["timescale_days"] = float(np.median(ts))
+            row["timescale_days"] = float(np.exp(np.median(np.log(ts))))
     elif np.isfinite(upper_ln_tau):
         # a bound only: no timescale; the upper end folds in D's own lower tail
         row["timescale_days_lo"] = 0.0
@@ -861,7 +860,7 @@ def _timescales(row, res: Resolved, q, xfe_ref, ln_tau, ln_tau_err, opts, rng, *
             ts1 = timescale_samples(lt1, lt1_err, res.law, res.spec, xr, n=n, rng=rng,
                                     d_factors=factors, pt_path=pt, law_samples=law_samples)
             row["stage1_days_lo"], row["stage1_days_hi"] = np.percentile(ts1, [lo_p, hi_p])
-            row["stage1_days"] = float(np.median(ts1))
+            row["stage1_days"] = float(np.exp(np.median(np.log(ts1))))
 
 
 def _pos_bounds(pos, start, end):

@@ -19,8 +19,16 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import least_squares
 
-from .models import Domain, GivenInitialModel, Grid, Physics, PlateauModel, TwoStageModel
-from .models import make_grid, predict
+from .models import (
+    Domain,
+    GivenInitialModel,
+    Grid,
+    Physics,
+    PlateauModel,
+    TwoStageModel,
+    make_grid,
+    predict,
+)
 
 
 @dataclass
@@ -178,7 +186,7 @@ def fit_model(
                                  diff_step=1e-6, max_nfev=400)
 
     t0 = to_norm(theta0)
-    for i, v in fixed.items():
+    for i in fixed:
         t0[i] = held[i]
     grid = make_grid(domain, model.focus(from_norm(t0)), s_scale)
     ln_tau_slots = [i for i, nme in enumerate(model.names()) if nme.startswith("ln_tau")]

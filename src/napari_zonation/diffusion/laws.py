@@ -330,7 +330,8 @@ class DohmenChakraborty2007(DiffusionLaw):
         return 3.0 * LN10
 
     def describe(self) -> str:
-        return f"Dohmen & Chakraborty 2007 (Ea {self.ea_j_mol / 1e3:g} +/- {self.ea_err_j_mol / 1e3:g} kJ/mol)"
+        return (f"Dohmen & Chakraborty 2007 (Ea {self.ea_j_mol / 1e3:g} +/- "
+                f"{self.ea_err_j_mol / 1e3:g} kJ/mol)")
 
 
 @dataclass
