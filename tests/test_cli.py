@@ -63,9 +63,12 @@ def test_run_on_a_tiff_with_and_without_pixel_size(tmp_path, capsys):
         sums[contacts] = written["n_pixels"].sum()
     assert sums["exclude"] < sums["rim"]  # two crystals of this section touch
     ok = crystals["fit_status"] == "ok"
-    # t = (sqrt(Dt))^2 / D, in days
-    np.testing.assert_allclose(crystals.loc[ok, "timescale_days"],
-                               crystals.loc[ok, "sqrt_dt_um"] ** 2 / 0.001 / 86400, rtol=1e-6)
+    # t = (sqrt(Dt))^2 / D, in days: the Monte Carlo median sits beside it (the fit's error
+    # may be asymmetric) and the 5-95 % interval holds it
+    best = crystals.loc[ok, "sqrt_dt_um"] ** 2 / 0.001 / 86400
+    np.testing.assert_allclose(crystals.loc[ok, "timescale_days"], best, rtol=0.15)
+    assert ((crystals.loc[ok, "timescale_days_lo"] <= best)
+            & (best <= crystals.loc[ok, "timescale_days_hi"])).all()
 
 
 def test_pipeline_bad_input():

@@ -39,15 +39,59 @@ def _load_image(path: Path, pixel_size_um: float | None):
 
 
 def _diffusion_options(args) -> dict:
+    """fit_diffusion's keywords from the diffusion flags (only those given)."""
     opts = {}
-    if args.diffusivity_um2_s is not None:
-        opts["diffusivity_um2_s"] = args.diffusivity_um2_s
-    if args.mineral:
-        opts.update(mineral=args.mineral, temperature_c=args.temperature_c,
-                    pressure_mpa=args.pressure_mpa, delta_qfm=args.delta_qfm)
-        if args.temperature_c_err is not None:
-            opts["temperature_c_err"] = args.temperature_c_err
+    pairs = {
+        "diffusivity_um2_s": args.diffusivity_um2_s,
+        "diffusivity_um2_s_err": args.diffusivity_um2_s_err,
+        "temperature_c": args.temperature_c,
+        "temperature_c_err": args.temperature_c_err,
+        "pressure_mpa": args.pressure_mpa,
+        "pressure_mpa_err": args.pressure_mpa_err,
+        "delta_qfm": args.delta_qfm,
+        "delta_qfm_err": args.delta_qfm_err,
+        "log_fo2_pa": args.log_fo2_pa,
+        "log_fo2_pa_err": args.log_fo2_pa_err,
+        "xfe": args.xfe,
+        "ea_kj_mol_err": args.ea_kj_mol_err,
+        "blur_fwhm_um": args.blur_fwhm_um,
+    }
+    if args.mineral or args.d_law:
+        if args.mineral:
+            opts["mineral"] = args.mineral
+        if args.d_law:
+            opts["d_law"] = args.d_law
+    elif args.diffusivity_um2_s is None:
+        return {}
+    opts.update({k: v for k, v in pairs.items() if v is not None})
+    if args.angles_deg is not None:
+        opts["angles_deg"] = tuple(args.angles_deg)
+    if args.euler_deg is not None:
+        opts["euler_deg"] = tuple(args.euler_deg)
+    if args.azimuth_deg is not None:
+        opts["azimuth_deg"] = args.azimuth_deg
+    if args.diffusion_model:
+        opts["model"] = args.diffusion_model
     return opts
+
+
+def _print_timescales(table) -> None:
+    """One line per dated crystal and a summary of the others."""
+    if table is None or "timescale_days" not in table:
+        return
+    ok = table[table["timescale_days"].notna()] if "timescale_days" in table else table[:0]
+    if len(ok):
+        print(f"timescales ({len(ok)} crystals, days, median [5-95 %]):")
+        for _, r in ok.iterrows():
+            print(f"  crystal {r['label']}: {r['timescale_days']:.3g} "
+                  f"[{r.get('timescale_days_lo', float('nan')):.3g}-"
+                  f"{r.get('timescale_days_hi', float('nan')):.3g}]")
+    if "fit_status" in table:
+        bad = table[table["fit_status"].fillna("").astype(str).ne("ok")
+                    & table["fit_status"].notna()]
+        if len(bad):
+            counts = bad["fit_status"].value_counts()
+            print("not dated: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def _run(image, px, out: Path, args, title: str) -> int:
@@ -97,6 +141,7 @@ def _run(image, px, out: Path, args, title: str) -> int:
                                           table["zoning_type"].value_counts().items()))
         if "cluster" in table:
             print(f"clusters: {table['cluster'].nunique()}")
+    _print_timescales(table if "timescale_days" in table else None)
     for note in result.notes:
         print(f"note: {note}")
     for key, path in {**written, "report": report}.items():
@@ -122,12 +167,42 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-clusters", type=int, default=None, help="default: automatic")
     p.add_argument("--cluster-method", default="kmeans",
                    choices=["kmeans", "gmm", "agglomerative", "hdbscan"])
-    p.add_argument("--diffusivity-um2-s", type=float, default=None)
-    p.add_argument("--mineral", default=None, help="e.g. olivine (with the conditions below)")
-    p.add_argument("--temperature-c", type=float, default=None)
-    p.add_argument("--temperature-c-err", type=float, default=None)
-    p.add_argument("--pressure-mpa", type=float, default=None)
-    p.add_argument("--delta-qfm", type=float, default=None)
+    g = p.add_argument_group("diffusion timescales")
+    g.add_argument("--diffusivity-um2-s", type=float, default=None,
+                   help="a plain D along the traverse (um^2/s), any mineral")
+    g.add_argument("--diffusivity-um2-s-err", type=float, default=None,
+                   help="1-sigma of --diffusivity-um2-s (um^2/s)")
+    g.add_argument("--mineral", default=None, help="olivine (with the conditions below)")
+    g.add_argument("--d-law", default=None,
+                   help="olivine Fe-Mg law: dc07 (Dohmen & Chakraborty 2007, default) or dfens "
+                        "(Mutch et al. 2021)")
+    g.add_argument("--diffusion-model", default=None,
+                   choices=["step", "multi_step", "two_stage", "erf"],
+                   help="diffusion model (default step: finite differences, one step)")
+    g.add_argument("--temperature-c", type=float, default=None, help="temperature (C)")
+    g.add_argument("--temperature-c-err", type=float, default=None, help="1-sigma (C)")
+    g.add_argument("--pressure-mpa", type=float, default=None, help="pressure (MPa)")
+    g.add_argument("--pressure-mpa-err", type=float, default=None, help="1-sigma (MPa)")
+    g.add_argument("--delta-qfm", type=float, default=None,
+                   help="oxygen fugacity, log units relative to QFM")
+    g.add_argument("--delta-qfm-err", type=float, default=None, help="1-sigma (log units)")
+    g.add_argument("--log-fo2-pa", type=float, default=None,
+                   help="oxygen fugacity as log10 fO2 in Pa (instead of --delta-qfm)")
+    g.add_argument("--log-fo2-pa-err", type=float, default=None, help="1-sigma (log units)")
+    g.add_argument("--xfe", type=float, default=None,
+                   help="fayalite fraction for D when the profiles are grey levels (0.15 = Fo85)")
+    g.add_argument("--angles-deg", type=float, nargs=3, default=None,
+                   metavar=("A100", "A010", "A001"),
+                   help="angles between the traverse and olivine's [100], [010], [001]")
+    g.add_argument("--euler-deg", type=float, nargs=3, default=None,
+                   metavar=("PHI1", "PHI", "PHI2"),
+                   help="EBSD Bunge Euler angles of the crystal (with --azimuth-deg)")
+    g.add_argument("--azimuth-deg", type=float, default=None,
+                   help="the traverse's direction in the EBSD map, degrees from X toward Y")
+    g.add_argument("--ea-kj-mol-err", type=float, default=None,
+                   help="1-sigma of the D&C 2007 activation energy (default 20 kJ/mol)")
+    g.add_argument("--blur-fwhm-um", type=float, default=None,
+                   help="the measurement's resolution (FWHM, um); default one pixel")
 
 
 def build_parser() -> argparse.ArgumentParser:

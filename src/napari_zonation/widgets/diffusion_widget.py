@@ -124,7 +124,8 @@ class DiffusionWidget(ZonationWidget):
         self.diffusivity_err = _spin(0.0, 0.0, 1e6, 1e-4, decimals=8, suffix=" µm²/s",
                                      special="none")
         self._form.addRow("D", _row(self.diffusivity, "±", self.diffusivity_err))
-        self.d0 = _spin(1e-8, 0.0, 1.0, 1e-9, decimals=12, suffix=" m²/s")
+        self.d0 = _spin(-8.0, -20.0, 2.0, 0.1, decimals=2, suffix=" log₁₀ m²/s")
+        self.d0.setToolTip("log10 of the pre-exponential factor D0 (m²/s).")
         self.ea = _spin(250.0, 0.0, 1000.0, 5.0, decimals=1, suffix=" kJ/mol")
         self.ea_err = _spin(0.0, 0.0, 200.0, 5.0, decimals=1, suffix=" kJ/mol", special="none")
         self._form.addRow("D0, Ea", _row(self.d0, self.ea, "±", self.ea_err))
@@ -273,7 +274,7 @@ class DiffusionWidget(ZonationWidget):
                 kwargs["xfe"] = self.xfe.value()
         elif law.get("d_law") == "arrhenius":
             kwargs.update(d_law="arrhenius", temperature_c=self.temperature.value(),
-                          pressure_mpa=self.pressure.value(), d0_m2_s=self.d0.value(),
+                          pressure_mpa=self.pressure.value(), d0_m2_s=10.0 ** self.d0.value(),
                           ea_kj_mol=self.ea.value())
             if self.temperature_err.value() > 0:
                 kwargs["temperature_c_err"] = self.temperature_err.value()
