@@ -211,3 +211,38 @@ def test_pt_path_and_d_factors():
     spread = fit_diffusion(prof, temperature_c=1150, d_factors=[0.5, 1.0, 2.0], **kw).iloc[0]
     assert spread.timescale_days_lo == pytest.approx(one.timescale_days / 2, rel=0.01)
     assert spread.timescale_days_hi == pytest.approx(one.timescale_days * 2, rel=0.01)
+
+
+# ---------------------------------------------------------------------------- population
+def test_timescale_density_per_cluster(tmp_path):
+    from napari_zonation.diffusion import timescale_density, timescale_density_table
+
+    rng = np.random.default_rng(0)
+    fits = pd.DataFrame({
+        "label": np.arange(60),
+        "cluster": np.repeat([0, 1], 30),
+        "timescale_days": np.concatenate([10 ** rng.normal(0, 0.2, 30),
+                                          10 ** rng.normal(2, 0.2, 30)]),
+        "fit_status": "ok",
+    })
+    fits.loc[5, "fit_status"] = "no step"  # not counted
+    fits["timescale_days_lo"] = fits.timescale_days / 2
+    fits["timescale_days_hi"] = fits.timescale_days * 2
+    table = timescale_density_table(fits)
+    for name, g in table.groupby("group"):
+        step = np.diff(g.log10_days).mean()
+        assert g.density.sum() * step == pytest.approx(1.0, abs=0.02)  # a density per log10 day
+        peak = g.log10_days.iloc[int(np.argmax(g.density))]
+        assert peak == pytest.approx({0: 0.0, 1: 2.0}[name], abs=0.2)
+    assert table.groupby("group").n.first().to_dict() == {0: 29, 1: 30}
+    fig, _ = timescale_density(fits, path=tmp_path / "t.png", csv_path=tmp_path / "t.csv",
+                               title="two clusters")
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert set(back.columns) == {"group", "log10_days", "density", "n"}
+    ax = fig.axes[0]
+    assert "log$_{10}$ timescale (days)" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cluster 0 (n = 29)",
+                                                                  "cluster 1 (n = 30)"]
+    empty = timescale_density(fits.assign(fit_status="no step"))[1]
+    assert empty.empty

@@ -30,6 +30,8 @@ from .laws import (
     olivine_diffusivity,
     qfm_log_fo2_pa,
 )
+from .plagioclase import fit_plagioclase_mg, mg_rtlnk, plagioclase_mg_diffusivity
+from .plots import timescale_density, timescale_density_table
 from .solver import relax
 from .uncertainty import SECONDS_PER_DAY
 
@@ -49,6 +51,11 @@ __all__ = [
     "erf_step",
     "euler_to_axis_angles",
     "fit_diffusion",
+    "fit_plagioclase_mg",
+    "mg_rtlnk",
+    "plagioclase_mg_diffusivity",
+    "timescale_density",
+    "timescale_density_table",
     "olivine_diffusivity",
     "qfm_log_fo2_pa",
     "relax",
