@@ -111,7 +111,7 @@ def run_kilauea(n_samples: int = 2000) -> pd.DataFrame:
 
 
 def print_kilauea(res: pd.DataFrame) -> None:
-    print("\n== Kilauea olivine (published 2-sigma ranges; ours: best fit [5-95 %]) ==")
+    print("\n== Kilauea olivine (published median [2-sigma]; ours: Monte Carlo median [5-95 %]) ==")
     for _, r in res.iterrows():
         print(f"{r.profile:10s} {r.law:5s} {r.stage:3s} ours {r.ours:9.3g} "
               f"[{r.ours_lo:8.3g}-{r.ours_hi:8.3g}]  published {r.pub:9.3g} "

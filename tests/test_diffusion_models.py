@@ -246,3 +246,28 @@ def test_timescale_density_per_cluster(tmp_path):
                                                                   "cluster 1 (n = 30)"]
     empty = timescale_density(fits.assign(fit_status="no step"))[1]
     assert empty.empty
+
+
+def test_command_line_diffusion_flags_reach_fit_diffusion():
+    from napari_zonation.cli import _diffusion_options, build_parser
+    from napari_zonation.diffusion import check_diffusion_options
+
+    args = build_parser().parse_args([
+        "demo", "--out", "x", "--mineral", "olivine", "--d-law", "dfens",
+        "--temperature-c", "1200", "--temperature-c-err", "20", "--pressure-mpa", "100",
+        "--pressure-mpa-err", "10", "--log-fo2-pa", "-3.3", "--log-fo2-pa-err", "0.2",
+        "--xfe", "0.15", "--euler-deg", "10", "20", "30", "--azimuth-deg", "45",
+        "--diffusion-model", "two_stage", "--blur-fwhm-um", "1.5"])
+    opts = _diffusion_options(args)
+    assert opts == {"mineral": "olivine", "d_law": "dfens", "temperature_c": 1200.0,
+                    "temperature_c_err": 20.0, "pressure_mpa": 100.0, "pressure_mpa_err": 10.0,
+                    "log_fo2_pa": -3.3, "log_fo2_pa_err": 0.2, "xfe": 0.15,
+                    "euler_deg": (10.0, 20.0, 30.0), "azimuth_deg": 45.0,
+                    "model": "two_stage", "blur_fwhm_um": 1.5}
+    check_diffusion_options(**opts)
+    plain = _diffusion_options(build_parser().parse_args(
+        ["demo", "--out", "x", "--diffusivity-um2-s", "0.01", "--diffusivity-um2-s-err", "0.002",
+         "--angles-deg", "90", "90", "0"]))
+    assert plain == {"diffusivity_um2_s": 0.01, "diffusivity_um2_s_err": 0.002,
+                     "angles_deg": (90.0, 90.0, 0.0)}
+    assert _diffusion_options(build_parser().parse_args(["demo", "--out", "x"])) == {}

@@ -508,7 +508,16 @@ LAW_ALIASES = {
 
 def law_from_name(name: str, **params) -> DiffusionLaw:
     """A law from its name (``"dc07"``, ``"dfens"``, ``"arrhenius"``) and its parameters."""
-    key = LAW_ALIASES.get(str(name).strip().lower().replace(" ", "_").replace("-", "_"))
+    raw = str(name).strip().lower()
+    key = LAW_ALIASES.get(raw.replace(" ", "_").replace("-", "_"))
+    if key is None:  # free spellings: "Dohmen & Chakraborty (2007)", "DFENS 2021", ...
+        flat = "".join(ch for ch in raw if ch.isalnum())
+        if "dfens" in flat or "mutch" in flat:
+            key = "dfens"
+        elif "dohmen" in flat or flat.startswith(("dc07", "dc2007", "dandc", "dc")):
+            key = "dc07"
+        elif "arrhenius" in flat:
+            key = "arrhenius"
     if key is None:
         raise ZonationInputError(
             f"d_law={name!r} is not known; use 'dc07' (Dohmen & Chakraborty 2007), 'dfens' (the "
