@@ -307,7 +307,10 @@ diffusivity_um2_s, temperature_c_err, d_law
         factor e, is "too noisy"),
         ``window_um`` (fit only within this distance of the largest jump, both ends closed),
         ``composition_dependent`` (True), ``quantity`` ("Fo", "XFo" or "other"),
-        ``fd_steps`` (60 time steps), ``return_curves`` (False).
+        ``fd_steps`` (60 time steps), ``return_curves`` (False), ``profile_errors`` (None:
+        the profile likelihood when the Jacobian error is large or ill-conditioned; True or
+        False to force it), ``fd_nodes`` (accepted and ignored: the grid is refined
+        around the steps automatically).
 
     Returns
     -------
