@@ -155,9 +155,12 @@ def test_run_on_a_tiff_with_and_without_pixel_size(tmp_path, capsys):
     assert sums["exclude"] < sums["rim"]  # two crystals of this section touch
     ok = crystals["fit_status"] == "ok"
     assert ok.any()
-    # t = (sqrt(Dt))^2 / D, in days; and each dated crystal's timescale is printed
-    np.testing.assert_allclose(crystals.loc[ok, "timescale_days"],
-                               crystals.loc[ok, "sqrt_dt_um"] ** 2 / 0.001 / 86400, rtol=1e-6)
+    # t = (sqrt(Dt))^2 / D, in days: the Monte Carlo median sits beside it (the fit's error
+    # may be asymmetric) and the 5-95 % interval holds it; each dated crystal is printed
+    best = crystals.loc[ok, "sqrt_dt_um"] ** 2 / 0.001 / 86400
+    np.testing.assert_allclose(crystals.loc[ok, "timescale_days"], best, rtol=0.15)
+    assert ((crystals.loc[ok, "timescale_days_lo"] <= best)
+            & (best <= crystals.loc[ok, "timescale_days_hi"])).all()
     assert f"timescales: {int(ok.sum())} of {len(crystals)} crystals dated" in text
     for row in crystals[ok].itertuples():
         assert f"crystal {row.label}: {row.timescale_days:.3g} days" in text
@@ -484,7 +487,10 @@ def test_border_crystals_are_kept_out_of_dating_unless_asked():
     assert table.loc[cut, "timescale_days"].isna().all()
     assert (table.loc[~cut, "fit_status"] != BORDER_STATUS).all()
     assert any("cut by the image edge not dated" in n for n in result.notes)
-    asked = run_pipeline(s.image, 1.0, diffusion_options={"diffusivity_um2_s": 1e-3},
+    # asked: the border crystals are fitted like the others (the erf quick look dates some of
+    # these small cut crystals; the default finite-difference model is stricter about them)
+    asked = run_pipeline(s.image, 1.0, diffusion_options={"diffusivity_um2_s": 1e-3,
+                                                          "model": "erf"},
                          date_border_crystals=True).crystals
     assert (asked["fit_status"] != BORDER_STATUS).all()
     assert asked.loc[asked["touches_border"].astype(bool), "fit_status"].eq("ok").any()

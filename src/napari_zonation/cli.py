@@ -76,33 +76,95 @@ def _add_diffusion(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("diffusion timescales (optional; without them nothing is dated)")
     g.add_argument("--diffusivity-um2-s", type=_positive, default=None,
                    help="diffusivity along the profiles in µm²/s, for any mineral: each "
-                        "profile's relaxed step width gives t = (sqrt(Dt))² / D")
+                        "profile's fitted sqrt(Dt) gives t = (sqrt(Dt))² / D")
+    g.add_argument("--diffusivity-um2-s-err", type=_non_negative, default=None,
+                   help="1-sigma uncertainty of --diffusivity-um2-s in µm²/s")
     g.add_argument("--mineral", default=None,
                    help="mineral whose diffusivity is computed from the conditions below "
-                        "(olivine: Fe-Mg after Dohmen & Chakraborty 2007)")
+                        "(olivine: Fe-Mg, law chosen with --d-law)")
+    g.add_argument("--d-law", default=None,
+                   help="olivine Fe-Mg diffusivity law: dc07 (Dohmen & Chakraborty 2007, the "
+                        "default) or dfens (the DFENS regression, Mutch et al. 2021)")
+    g.add_argument("--diffusion-model", default=None,
+                   choices=["step", "multi_step", "two_stage", "erf"],
+                   help="diffusion model: step (default; finite differences, one step), "
+                        "multi_step, two_stage, or erf (the analytical quick look)")
     g.add_argument("--temperature-c", type=_finite, default=None,
                    help="temperature in °C (with --mineral)")
     g.add_argument("--temperature-c-err", type=_non_negative, default=None,
                    help="1-sigma uncertainty of the temperature in °C (widens the interval)")
     g.add_argument("--pressure-mpa", type=_non_negative, default=None,
                    help="pressure in MPa (with --mineral)")
+    g.add_argument("--pressure-mpa-err", type=_non_negative, default=None,
+                   help="1-sigma uncertainty of the pressure in MPa")
     g.add_argument("--delta-qfm", type=_finite, default=None,
                    help="oxygen fugacity in log units relative to the QFM buffer (with "
                         "--mineral)")
+    g.add_argument("--delta-qfm-err", type=_non_negative, default=None,
+                   help="1-sigma uncertainty of --delta-qfm in log units")
+    g.add_argument("--log-fo2-pa", type=_finite, default=None,
+                   help="oxygen fugacity as log10 fO2 in Pa (instead of --delta-qfm)")
+    g.add_argument("--log-fo2-pa-err", type=_non_negative, default=None,
+                   help="1-sigma uncertainty of --log-fo2-pa in log units")
+    g.add_argument("--xfe", type=_number(float, low=0, high=1, what="a fraction"),
+                   default=None,
+                   help="fayalite fraction of the crystals for olivine D (0.15 for Fo85): the "
+                        "rim profiles of a BSE image are grey levels, not Fo")
+    g.add_argument("--angles-deg", type=_finite, nargs=3, default=None,
+                   metavar=("A100", "A010", "A001"),
+                   help="angles in degrees between the traverses and olivine's [100], [010], "
+                        "[001] (default: D along [001], timescales then minima)")
+    g.add_argument("--euler-deg", type=_finite, nargs=3, default=None,
+                   metavar=("PHI1", "PHI", "PHI2"),
+                   help="EBSD Bunge Euler angles of the crystal in degrees (with "
+                        "--azimuth-deg), instead of --angles-deg")
+    g.add_argument("--azimuth-deg", type=_finite, default=None,
+                   help="the traverses' direction in the EBSD map, degrees from X toward Y")
+    g.add_argument("--ea-kj-mol-err", type=_non_negative, default=None,
+                   help="1-sigma of the Dohmen & Chakraborty 2007 activation energy in kJ/mol "
+                        "(default 20)")
+    g.add_argument("--blur-fwhm-um", type=_non_negative, default=None,
+                   help="the measurement's resolution (FWHM, µm) convolved into the model "
+                        "(default: a one-pixel probe)")
     g.add_argument("--date-border-crystals", action="store_true",
                    help="also date the crystals cut by the image edge (by default they are "
                         "left out: their profile there runs to the image edge, not to a face)")
 
 
 def _diffusion_options(args) -> dict:
+    """fit_diffusion's keywords from the diffusion flags (only those given)."""
     opts = {}
-    if args.diffusivity_um2_s is not None:
-        opts["diffusivity_um2_s"] = args.diffusivity_um2_s
-    if args.mineral:
-        opts.update(mineral=args.mineral, temperature_c=args.temperature_c,
-                    pressure_mpa=args.pressure_mpa, delta_qfm=args.delta_qfm)
-        if args.temperature_c_err is not None:
-            opts["temperature_c_err"] = args.temperature_c_err
+    pairs = {
+        "diffusivity_um2_s": args.diffusivity_um2_s,
+        "diffusivity_um2_s_err": args.diffusivity_um2_s_err,
+        "temperature_c": args.temperature_c,
+        "temperature_c_err": args.temperature_c_err,
+        "pressure_mpa": args.pressure_mpa,
+        "pressure_mpa_err": args.pressure_mpa_err,
+        "delta_qfm": args.delta_qfm,
+        "delta_qfm_err": args.delta_qfm_err,
+        "log_fo2_pa": args.log_fo2_pa,
+        "log_fo2_pa_err": args.log_fo2_pa_err,
+        "xfe": args.xfe,
+        "ea_kj_mol_err": args.ea_kj_mol_err,
+        "blur_fwhm_um": args.blur_fwhm_um,
+    }
+    if args.mineral or args.d_law:
+        if args.mineral:
+            opts["mineral"] = args.mineral
+        if args.d_law:
+            opts["d_law"] = args.d_law
+    elif args.diffusivity_um2_s is None:
+        return {}
+    opts.update({k: v for k, v in pairs.items() if v is not None})
+    if args.angles_deg is not None:
+        opts["angles_deg"] = tuple(args.angles_deg)
+    if args.euler_deg is not None:
+        opts["euler_deg"] = tuple(args.euler_deg)
+    if args.azimuth_deg is not None:
+        opts["azimuth_deg"] = args.azimuth_deg
+    if args.diffusion_model:
+        opts["model"] = args.diffusion_model
     return opts
 
 

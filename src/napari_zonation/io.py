@@ -548,6 +548,8 @@ def read_profiles(
     spacing_um: float | None = None,
     rim: str | None = None,
     sheet: str | int | None = None,
+    keep: str | None = None,
+    flag: str | None = None,
 ) -> pd.DataFrame:
     """Read measured 1D profiles (CSV or Excel; one file or a folder of them).
 
@@ -574,6 +576,11 @@ def read_profiles(
         profiles); ``"start"`` keeps them, as does None (a plain traverse).
     sheet : str or int, optional
         Excel sheet.
+    keep : str, optional
+        Rows to keep, as a pandas query on the file's columns (e.g. ``"zone == 1"``, the
+        points an EPMA analyst accepted); the others are left out.
+    flag : str, optional
+        Column marking bad points (true, 1, "yes", "x"): those rows are left out.
 
     Returns
     -------
@@ -604,6 +611,7 @@ def read_profiles(
                 f"{f.name} has no column(s) {missing}; its columns are {list(df.columns)}. "
                 "Name the right ones with distance=, value= and label=."
             )
+        df = _honour_flags(df, f.name, keep, flag)
         if distance is None:
             if spacing_um is None:
                 raise ZonationInputError(
@@ -658,6 +666,26 @@ def read_profiles(
     out = pd.concat(frames, ignore_index=True)
     out["source"] = "csv"
     return out
+
+
+def _honour_flags(df: pd.DataFrame, name: str, keep: str | None, flag: str | None):
+    """The rows ``keep`` (a pandas query) selects and ``flag`` does not mark as bad."""
+    if keep is not None:
+        try:
+            df = df.query(keep)
+        except Exception as exc:  # pandas raises many kinds for a bad query
+            raise ZonationInputError(
+                f"{name}: keep={keep!r} is not a query on its columns ({list(df.columns)}): "
+                f"{exc}. Example: keep='zone == 1'."
+            ) from exc
+    if flag is not None:
+        if flag not in df.columns:
+            raise ZonationInputError(f"{name} has no flag column {flag!r}; its columns are "
+                                     f"{list(df.columns)}.")
+        marks = df[flag].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes",
+                                                                   "y", "x", "bad"))
+        df = df[~marks.to_numpy()]
+    return df
 
 
 def _sigma_column(df: pd.DataFrame, value: str, sigma) -> str | None:
