@@ -27,7 +27,7 @@ def _distributed():
     return distributed
 
 
-def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
+def connect(address: str, timeout_s: float | None = None):
     """Connect to a running dask.distributed scheduler.
 
     Parameters
@@ -35,8 +35,8 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
     address : str
         ``tcp://HOST:PORT`` (or ``tls://``, ``ws://``, ...), as printed by ``dask scheduler``
         or a dask-jobqueue / Kubernetes cluster's ``scheduler_address``.
-    timeout_s : float
-        Seconds to wait for the scheduler.
+    timeout_s : float, optional
+        Seconds to wait for the scheduler (default :data:`CONNECT_TIMEOUT_S`).
 
     Returns
     -------
@@ -53,6 +53,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
             "(printed by 'dask scheduler' or by your cluster's scheduler_address)."
         )
     distributed = _distributed()
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else float(timeout_s)
     try:
         client = distributed.Client(address.strip(), timeout=timeout_s, set_as_default=False)
     except (OSError, TimeoutError) as exc:

@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["Runner", "call_in_task"]
+__all__ = ["Runner", "call_in_task", "hold"]
+
+
+def _identity(obj: Any) -> Any:
+    return obj
+
+
+def hold(client, obj: Any):
+    """``obj`` kept on the cluster as the result of a task, so that a worker lost with it is
+    no loss: the scheduler runs the task again (scattered data would be gone for good)."""
+    return client.submit(_identity, obj, pure=False)
 
 
 def call_in_task(func: Callable, shared: Any, item: Any) -> Any:
@@ -80,7 +90,7 @@ class Runner:
                     progress(k + 1, total)
             return
         if self.client is not None:
-            held = self.client.scatter(shared, broadcast=False, hash=False)
+            held = hold(self.client, shared)
 
             def submit(item):
                 return self.client.submit(

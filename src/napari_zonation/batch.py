@@ -141,7 +141,8 @@ class ProgressBar:
     times the items left.
     """
 
-    UNITS = {"segment": "tiles", "index": "strips", "levels": "strips", "measure": "batches",
+    UNITS = {"segment": "tiles", "index": "strips", "levels": "strips",
+             "fields": "strips", "measure": "batches",
              "describe": "batches", "cluster": "steps"}
 
     def __init__(self, stream=None, width: int = 28, prefix: str = "") -> None:

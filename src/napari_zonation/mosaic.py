@@ -33,6 +33,7 @@ __all__ = [
     "LAZY_TIFF_PIXELS",
     "Mosaic",
     "ZarrWriter",
+    "is_labels_store",
     "is_mosaic",
     "is_zarr_path",
     "open_labels",
@@ -416,6 +417,18 @@ def _open_tiff_lazily(p: Path) -> Mosaic:
     notes = list(header.info["notes"])
     return Mosaic(levels[0], levels, header.pixel_size_um, p, "tiff",
                   {"pixel_size_source": header.info["pixel_size_source"], "notes": notes})
+
+
+def is_labels_store(path: str | os.PathLike) -> bool:
+    """Whether a zarr store holds labels: written as labels by napari-zonation, or an
+    OME-Zarr ``image-label``."""
+    try:
+        attrs = dict(_open_zarr_node(Path(path)).attrs)
+    except ZonationInputError:
+        return False
+    own = attrs.get(_KEY) if isinstance(attrs.get(_KEY), dict) else {}
+    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs
+    return own.get("kind") == "labels" or "image-label" in ome
 
 
 def open_labels(path: str | os.PathLike) -> Mosaic:

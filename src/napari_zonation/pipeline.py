@@ -36,7 +36,7 @@ from .segment import crystal_table, segment_crystals
 
 STAGES = ("segment", "profiles", "describe", "cluster", "diffusion")
 #: stages of :func:`run_mosaic_pipeline`, as its ``progress`` names them
-MOSAIC_STAGES = ("segment", "index", "levels", "measure", "describe", "cluster")
+MOSAIC_STAGES = ("segment", "index", "levels", "fields", "measure", "describe", "cluster")
 #: ``fit_status`` of a crystal cut by the image edge that was not dated
 BORDER_STATUS = "cut by the image edge"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")

@@ -299,7 +299,7 @@ def _fields_strip(shared, item) -> dict:
 
 
 def section_levels(image, labels, px: float, index: SectionIndex, *, runner=None,
-                   progress=None) -> SectionLevels:
+                   progress=None, progress_fields=None) -> SectionLevels:
     """The levels of a whole section, read in strips, as the in-memory functions set them.
 
     Parameters
@@ -312,8 +312,9 @@ def section_levels(image, labels, px: float, index: SectionIndex, *, runner=None
         From :func:`section_index` (the strips and their counts).
     runner : Runner, optional
         Where the strips are read.
-    progress : callable, optional
-        ``progress(done, total)`` per strip of each of the two passes.
+    progress, progress_fields : callable, optional
+        ``progress(done, total)`` per strip of the first pass (samples) and of the second
+        (the smoothed image at the pixels outside crystals).
 
     Returns
     -------
@@ -361,7 +362,7 @@ def section_levels(image, labels, px: float, index: SectionIndex, *, runner=None
     before = np.concatenate([[0], np.cumsum(index.n_out)[:-1]])
     items = list(zip(index.strips, before.tolist(), strict=True))
     parts = list(runner.map(_fields_strip, (image, labels, lv, px, step), items,
-                            progress=progress))
+                            progress=progress_fields))
     s_out = np.concatenate([p["det"] for p in parts])
     tex = np.concatenate([p["tex"] for p in parts])
     span = lv.span
@@ -791,7 +792,8 @@ def stream_stages(
         Threads of this process or a dask cluster (default: automatic threads).
     progress : callable, optional
         ``progress(stage, done, total)`` as the strips and batches of each stage finish
-        (stages ``"index"``, ``"levels"``, ``"measure"``, ``"describe"``, ``"cluster"``);
+        (stages ``"index"``, ``"levels"``, ``"fields"``, ``"measure"``, ``"describe"``,
+        ``"cluster"``);
         an exception it raises stops the run.
     batch_px : int
         Side of the grid whose tiles group crystals into batches.
@@ -828,7 +830,8 @@ def stream_stages(
     index = section_index(image, labels, runner=runner, progress=step("index"))
     timings["index"] = time.perf_counter() - t
     t = time.perf_counter()
-    lv = section_levels(image, labels, px, index, runner=runner, progress=step("levels"))
+    lv = section_levels(image, labels, px, index, runner=runner, progress=step("levels"),
+                        progress_fields=step("fields"))
     timings["levels"] = time.perf_counter() - t
     batches = plan_batches(index.boxes, lv.shape, px, batch_px=batch_px)
     options = {"method": profile_method, **(profile_options or {})}

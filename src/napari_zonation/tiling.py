@@ -276,12 +276,14 @@ def run_window(segment: Callable[[Box], np.ndarray], window: Box) -> np.ndarray:
 
 
 class _OnCluster:
-    """``segment`` run on a dask.distributed client: shipped to the workers once, each window
+    """``segment`` run on a dask.distributed client: shipped to the cluster once, each window
     a task (a task lost with a dying worker is run again elsewhere by the scheduler)."""
 
     def __init__(self, client, segment: Callable[[Box], np.ndarray]) -> None:
+        from ._runner import hold
+
         self.client = client
-        self.segment = client.scatter(segment, hash=False)
+        self.segment = hold(client, segment)  # run again if its worker dies
         self.slots = max(1, sum(client.nthreads().values())) * 2
 
     def submit(self, window: Box):
