@@ -2,6 +2,10 @@
 
     napari-zonation run IMAGE --pixel-size-um X --out DIR
     napari-zonation demo --out DIR
+    napari-zonation run section.zarr --out DIR          # a mosaic, out of core
+    napari-zonation run FOLDER_OR_IMAGES... --out DIR   # a batch of sections
+
+Mosaics and batches are run by :mod:`napari_zonation._batch_cli` (see docs/whole_sections.md).
 
 Both write ``labels.tif``, ``profiles.csv``, ``crystals.csv`` and ``report.png`` to DIR (the
 demo also ``truth.csv``), all at the end of a run that found crystals: a failed run writes

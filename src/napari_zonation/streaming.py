@@ -270,12 +270,13 @@ def _sample_strip(shared, item) -> dict:
     grey = raw.astype(np.float64)
     fin = np.isfinite(grey)
     values = grey[fin] if not fin.all() else grey.ravel()
-    sample = values[_every(before_finite, steps["finite"]) :: steps["finite"]]
+    # copies: a strided view would keep the whole strip alive with the result
+    sample = values[_every(before_finite, steps["finite"]) :: steps["finite"]].copy()
     flat = raw.ravel()
-    ranged = flat[_every(a * width, steps["range"]) :: steps["range"]]
+    ranged = flat[_every(a * width, steps["range"]) :: steps["range"]].copy()
     wn = min(width, 4096)
     d = np.diff(np.where(fin, grey, 0.0)[:, :wn], axis=1)
-    noise = d.ravel()[_every(a * (wn - 1), steps["noise"]) :: steps["noise"]]
+    noise = d.ravel()[_every(a * (wn - 1), steps["noise"]) :: steps["noise"]].copy()
     return {"sample": sample, "range": ranged, "noise": noise}
 
 
@@ -293,8 +294,8 @@ def _fields_strip(shared, item) -> dict:
     inner = slice(a - a0, b - a0)
     out = (np.asarray(labels[a:b]) == 0) & fin[inner]
     start = _every(before_out, step)
-    det = ndi.gaussian_filter(norm, sd)[inner][out][start::step]
-    tex = local_texture(norm, fine, window)[inner][out][start::step]
+    det = ndi.gaussian_filter(norm, sd)[inner][out][start::step].copy()
+    tex = local_texture(norm, fine, window)[inner][out][start::step].copy()
     return {"det": det, "tex": tex}
 
 
@@ -534,9 +535,7 @@ def _window_profiles(image, labels, window: Box, ids: np.ndarray, lv: SectionLev
 def _profiles_of(raw, lab, lut, ids, lv, px, options) -> pd.DataFrame:
     local = np.searchsorted(lut, ids)
     ranges = None if not np.isfinite(lv.grey_range) else {"bse": lv.grey_range}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # failures are gathered and told once
-        prof = rim_profiles(raw, lab, px, grey_ranges=ranges, **options)
+    prof = rim_profiles(raw, lab, px, grey_ranges=ranges, **options)
     mine = set(local.tolist())
     failures = [(int(lut[k]), why) for k, why in prof.attrs.get("failures", ()) if k in mine]
     keep = prof["label"].isin(local)
@@ -592,7 +591,7 @@ def measure_batch(shared, batch: Batch) -> dict:
     r0, r1, c0, c1 = batch.window
     raw = _read(image, r0, r1, c0, c1)
     lab, lut = _compact(check_labels(_read(labels, r0, r1, c0, c1), raw.shape))
-    local = np.searchsorted(lut, batch.labels)
+    local = np.minimum(np.searchsorted(lut, batch.labels), lut.size - 1)
     if not np.array_equal(lut[local], batch.labels):
         raise ZonationInputError(
             "the labels changed while the section was measured (a crystal of the index is "
@@ -837,19 +836,20 @@ def stream_stages(
     options = {"method": profile_method, **(profile_options or {})}
     t = time.perf_counter()
     rows, files, failures, n_rows, n_regrown = [], [], [], 0, 0
-    for batch, got in zip(
-        batches,
-        runner.map(measure_batch, (image, labels, px, lv, options), batches,
-                   progress=step("measure")),
-        strict=True,
-    ):
-        rows.append(got["table"])
-        path = workdir / f"profiles-{batch.index:06d}.pkl"
-        got["profiles"].to_pickle(path)
-        files.append(path)
-        failures.extend(got["failures"])
-        n_rows += len(got["profiles"])
-        n_regrown += got["n_regrown"]
+    measured = runner.map(measure_batch, (image, labels, px, lv, options), batches,
+                          progress=step("measure"))
+    with warnings.catch_warnings():  # process-wide: the batches' threads see it too
+        # the profiles each batch skips are told once, for the whole section, below
+        warnings.filterwarnings("ignore", message=r"\d+ profile\(s\) skipped",
+                                category=UserWarning)
+        for batch, got in zip(batches, measured, strict=True):
+            rows.append(got["table"])
+            path = workdir / f"profiles-{batch.index:06d}.pkl"
+            got["profiles"].to_pickle(path)  # on disk as they come: memory holds one batch
+            files.append(path)
+            failures.extend(got["failures"])
+            n_rows += len(got["profiles"])
+            n_regrown += got["n_regrown"]
     timings["measure"] = time.perf_counter() - t
     table = assign_phases(pd.concat(rows, ignore_index=True) if rows else
                           pd.DataFrame(columns=TABLE_COLUMNS), lv)

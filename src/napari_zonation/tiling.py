@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._runner import release_memory
+
 __all__ = ["Tile", "tile_grid", "owned_labels", "stitch_tiles"]
 
 Box = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open
@@ -455,6 +457,8 @@ def stitch_tiles(
                     box = (sl[0].start + r0, sl[0].stop + r0, sl[1].start + c0, sl[1].stop + c0)
                     cut_records.append((box, lab[sl] == i))
                 del lab
+                if cluster is None:
+                    release_memory()
                 if progress is not None:
                     progress(k + 1, len(tiles))
         canvas.finish()
