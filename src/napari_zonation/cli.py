@@ -589,6 +589,9 @@ def _run_in_memory(args, progress: _Progress, flags) -> int:
     if getattr(args, "threads", None):
         segment["threads"] = args.threads
     if getattr(args, "scheduler", None):
+        from ._cluster import connect
+
+        connect(args.scheduler).close()  # it answers, before any work
         segment["client"] = args.scheduler  # the tiles of a large image on the cluster
     options["segment_options"] = segment or None
     out = _OutFolder(args.out)
