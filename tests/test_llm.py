@@ -17,8 +17,8 @@ from llm_server import (
     default_answer,
     openai_env,
     request_images,
-    request_text,
     request_schema,
+    request_text,
     user_parts,
 )
 from scipy import ndimage

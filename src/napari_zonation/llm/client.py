@@ -330,8 +330,8 @@ def send(
             f"reply is not JSON ({exc}): {content[:80]!r}",
             usage=usage,
         )
-    if not options.bounded:
-        answer = clip_answer(answer, schema)
+    # a complete answer whose text runs past its bound is cut there, not thrown away
+    answer = clip_answer(answer, schema)
     problems = validate_answer(answer, schema)
     if problems:
         return out("schema_error", "schema", "; ".join(problems[:5]), usage=usage)

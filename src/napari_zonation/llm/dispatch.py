@@ -421,8 +421,9 @@ class Batch:
             queue.appendleft(job)
             return
         if kind in FATAL_KINDS and self._fresh_ok == 0:
-            self._finish(job.label, Result("error", out.error, attempts=job.attempts))
-            self._halt(self._fatal_message(kind, out.error), fatal=True)
+            message = self._fatal_message(kind, out.error)
+            self._finish(job.label, Result("error", message, attempts=job.attempts))
+            self._halt(message, fatal=True)
             return
         if kind == "connection":
             self._lost += 1
@@ -437,7 +438,7 @@ class Batch:
                 job.timeouts += 1
                 queue.appendleft(job)
                 return
-        elif kind in ("rate_limit", "server", "connection"):
+        elif kind in ("rate_limit", "server", "connection", "html", "bad_body"):
             if kind == "rate_limit":
                 self.pacer.on_rate_limit()
             if job.retries < self.max_retries:
