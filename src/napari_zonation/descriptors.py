@@ -380,12 +380,14 @@ def describe_zoning(
             "(numeric + LLM descriptors)."
         )
     offline = {k: options.pop(k) for k in list(options) if k in _OFFLINE_OPTIONS}
+    reference, criteria = options.pop("reference", None), options.pop("criteria", None)
     if backend == "offline" and options:
         raise ZonationInputError(
             f"unknown option(s) {sorted(options)} for describe_zoning(backend='offline'); "
             f"known options: {sorted(_OFFLINE_OPTIONS)}."
         )
     table = _describe_offline(prof, crystals=crystals, phase=phase, channel=channel, **offline)
+    table = _judge_offline(table, prof, reference, criteria, channel)
     if backend == "offline":
         return table
     try:
@@ -395,7 +397,22 @@ def describe_zoning(
             "backend='openai' needs napari_zonation.llm.describe_llm, which could not be "
             f"imported ({exc}); use backend='offline' or update napari-zonation."
         ) from exc
-    return describe_llm(prof, table, **options)
+    return describe_llm(prof, table, reference=reference, criteria=criteria, **options)
+
+
+def _judge_offline(table, prof, reference, criteria, channel) -> pd.DataFrame:
+    """``reference_similarity`` and ``criterion_<slug>`` columns (offline, any backend)."""
+    if reference is not None:
+        from .similarity import reference_similarity
+
+        table = table.assign(
+            reference_similarity=reference_similarity(table, reference, prof, channel=channel)
+        )
+    if criteria:
+        from .criteria import apply_criteria
+
+        table = apply_criteria(table, criteria)
+    return table
 
 
 # --------------------------------------------------------------------------------------
@@ -471,29 +488,10 @@ def _describe_offline(
 
 
 def _select_channel(prof: pd.DataFrame, channel: str | None) -> tuple[pd.DataFrame, object]:
-    if "channel" not in prof.columns:
-        if channel is not None:
-            raise ZonationInputError(
-                f"channel={channel!r} was asked for, but the profiles have no 'channel' column."
-            )
-        return prof, None
-    chans = list(pd.unique(prof["channel"].dropna()))
-    if not chans:
-        return prof, None
-    if channel is None:
-        channel = chans[0]
-        if len(chans) > 1:
-            warnings.warn(
-                f"profiles have {len(chans)} channels {chans}; describing the first, "
-                f"{channel!r}. Pass channel= to choose another.",
-                UserWarning,
-                stacklevel=4,
-            )
-    elif channel not in chans:
-        raise ZonationInputError(
-            f"channel={channel!r} is not in the profiles; available channels: {chans}."
-        )
-    return prof[prof["channel"] == channel], channel
+    from .channels import select_channel  # one rule for every stage (the LLM's too)
+
+    return select_channel(prof, channel)
+
 
 
 def _normalise_phase(phase) -> str | None:
