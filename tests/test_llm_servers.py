@@ -407,3 +407,31 @@ def test_cost_is_known_for_hosted_models_and_nil_for_local_servers():
     local = estimate_llm_cost(100, model="smollm2", base_url="http://localhost:8080/v1")
     assert local["usd"] == 0.0
     assert estimate_llm_cost(100, model="mystery", base_url="https://x.example/v1")["usd"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# the command line: estimate first, ask over the budget
+
+
+def test_command_line_shows_the_estimate_and_refuses_over_budget_without_a_terminal(capsys):
+    from napari_zonation.cli import _confirm_cost
+
+    est = estimate_llm_cost(2000, model="gpt-4o", base_url=None)
+    assert est["usd"] > 1.0
+    assert _confirm_cost(est, budget_usd=1.0, yes=False) is False  # pytest's stdin: no tty
+    out = capsys.readouterr()
+    assert "2000 request(s)" in out.out and "USD" in out.out
+    assert "--yes" in out.err
+    assert _confirm_cost(est, budget_usd=1.0, yes=True) is True
+    assert _confirm_cost(est, budget_usd=0.0, yes=False) is True  # no budget
+
+
+def test_a_refused_confirmation_sends_nothing(profiles, monkeypatch, tmp_path):
+    prof, truth = profiles
+    seen = []
+    with FakeOpenAIServer() as srv:
+        openai_env(monkeypatch, srv, api_key=None)
+        with pytest.raises(LLMCancelled):
+            _run(prof, tmp_path, confirm=lambda est: seen.append(est) or False)
+        assert srv.n_requests == 0
+    assert seen[0]["requests"] == len(truth) and seen[0]["usd"] == 0.0  # local: free

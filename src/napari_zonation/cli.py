@@ -62,7 +62,14 @@ def _run(image, px, out: Path, args, title: str) -> int:
 
     describe_options = {}
     if args.backend == "openai":
-        describe_options = {"model": args.model}
+        describe_options = {
+            "model": args.model,
+            "send_images": not args.text_only,
+            "confirm": lambda est: _confirm_cost(est, args.budget_usd, args.yes),
+            "budget_usd": args.budget_usd or None,
+        }
+        if args.base_url:
+            describe_options["base_url"] = args.base_url
         if args.criteria:
             describe_options["criteria"] = list(args.criteria)
         if args.reference is not None:
@@ -104,6 +111,24 @@ def _run(image, px, out: Path, args, title: str) -> int:
     return 0
 
 
+def _confirm_cost(est: dict, budget_usd: float, yes: bool) -> bool:
+    """Show what an LLM run will send and cost; ask when it is over the budget."""
+    from .llm import cost_summary
+
+    print(f"LLM: {cost_summary(est)} (cached answers are free)", flush=True)
+    if not budget_usd or est["usd"] is None or est["usd"] <= budget_usd or yes:
+        return True
+    question = (
+        f"the estimate ({est['usd']:.4f} USD) is over the budget of {budget_usd:g} USD. "
+        "Send anyway? [y/N] "
+    )
+    if not sys.stdin.isatty():
+        print(f"napari-zonation: {question[:-14]}; pass --yes or a larger --budget-usd.",
+              file=sys.stderr)
+        return False
+    return input(question).strip().lower() in ("y", "yes")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--profile-method", default="shells", choices=["shells", "traverse"])
@@ -116,6 +141,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="zoning description; 'openai' sends crystal crops, profile plots and "
                         "numbers to OPENAI_BASE_URL (your opt-in)")
     p.add_argument("--model", default="gpt-4o-mini", help="model for --backend openai")
+    p.add_argument("--base-url", default=None,
+                   help="OpenAI-compatible server (default: OPENAI_BASE_URL, else OpenAI's); "
+                        "a server on localhost needs no key")
+    p.add_argument("--text-only", action="store_true",
+                   help="send numbers only (no plots or crops) to the LLM")
+    p.add_argument("--budget-usd", type=float, default=1.0,
+                   help="ask before an LLM run estimated above this, and stop sending once "
+                        "the answers cost this much (0: no budget)")
+    p.add_argument("--yes", action="store_true",
+                   help="do not ask about the budget (for scripts)")
     p.add_argument("--criterion", dest="criteria", action="append",
                    help="plain-text criterion checked on every crystal (repeatable)")
     p.add_argument("--reference", type=int, default=None, help="one-shot reference crystal")
@@ -174,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     except ZonationInputError as exc:
         print(f"napari-zonation: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from .llm import LLMCancelled
+
+        if isinstance(exc, LLMCancelled):
+            print(f"napari-zonation: stopped: {exc or 'cancelled'}", file=sys.stderr)
+            return 3
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

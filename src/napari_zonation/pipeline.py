@@ -132,8 +132,8 @@ def run_pipeline(
 
     t = stage("describe")
     opts = dict(describe_options or {})
-    if backend == "openai":
-        opts.setdefault("image", grey)
+    if backend == "openai":  # the crops show the channel the numbers describe
+        opts.setdefault("image", img)
         opts.setdefault("labels", labels)
     table = describe_zoning(prof, backend=backend, crystals=crystals, **opts)
     timings["describe"] = time.perf_counter() - t

@@ -23,8 +23,8 @@ from .client import (
     make_client,
     resolve_credentials,
 )
-from .cost import known_price
-from .dispatch import INPUT_LEVELS, Batch, Outcome, Pacer, Request, Result
+from .cost import estimate_llm_cost, known_price
+from .dispatch import INPUT_LEVELS, Batch, LLMCancelled, Outcome, Pacer, Request, Result
 from .prompt import (
     PROMPT_VERSION,
     SHORT_RATIONALE_CHARS,
@@ -62,6 +62,7 @@ def describe_llm(
     budget_usd: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    confirm: Callable[[dict[str, Any]], bool] | None = None,
 ) -> pd.DataFrame:
     """Describe each crystal's zoning with an LLM through an OpenAI-compatible server.
 
@@ -121,6 +122,10 @@ def describe_llm(
     cancel : callable, optional
         Checked several times a second; when it returns True the batch stops with
         :class:`~napari_zonation.llm.LLMCancelled`.
+    confirm : callable, optional
+        ``confirm(estimate) -> bool`` with :func:`~napari_zonation.llm.estimate_llm_cost`'s
+        figures for this run, called before anything is sent (the command line shows them
+        and asks when they are over the budget); False stops with ``LLMCancelled``.
 
     Returns
     -------
@@ -280,6 +285,18 @@ def describe_llm(
         models_hint=models_hint,
     )
     labs = list(dict.fromkeys(_as_label(x) for x in out["label"]))
+    if confirm is not None:
+        est = estimate_llm_cost(
+            sum(lab in have_prof for lab in labs),
+            requested != "text",
+            crops=crops is not None,
+            reference=ref is not None,
+            n_criteria=len(crit),
+            model=model,
+            base_url=server,
+        )
+        if not confirm(est):
+            raise LLMCancelled("not confirmed: nothing was sent")
     missing = {
         lab: f"no profile for label {lab} in the profiles" for lab in labs if lab not in have_prof
     }
