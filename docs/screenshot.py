@@ -319,7 +319,7 @@ def describe_main(out_dir: Path = HERE / "images") -> Path:
     assert seg.run(blocking=True) is not None, seg.status.text()
     crystals = viewer.layers["bse crystals"]
     desc = DescribeWidget(viewer)
-    viewer.window.add_dock_widget(desc, name="Describe zoning", area="right")
+    dock = viewer.window.add_dock_widget(desc, name="Describe zoning", area="right")
     # the reference: the largest crystal the generator made with a darker rim
     truth = s.truth[s.truth["zoning_type"] == "rim_darker"]
     true_id = int(
@@ -333,6 +333,10 @@ def describe_main(out_dir: Path = HERE / "images") -> Path:
     )
     _run(desc, app)
     viewer.window.remove_dock_widget(seg)  # room for the ranking
+    from qtpy.QtCore import Qt
+
+    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Orientation.Horizontal)
+    _settle(app, 0.5)
     for layer in viewer.layers:
         if layer.name.startswith("bse ") and layer.name != "bse crystals matches":
             layer.visible = False

@@ -191,7 +191,7 @@ class DescribeWidget(ZonationWidget):
             "The crystals ranked by similarity to the reference (or by label), with their\n"
             "type and each criterion's verdict (✓ met, ✗ not met, ? needs the LLM)."
         )
-        self.ranking.setMinimumHeight(150)
+        self.ranking.setMinimumHeight(220)
         self.ranking.setVisible(False)
         self._form.addRow(self.ranking)
 
@@ -558,7 +558,7 @@ class DescribeWidget(ZonationWidget):
             cols.append("llm_reference_score")
         heads = ["label", "type"] + (["similarity"] if has_sim else [])
         heads += ["LLM score"] if "llm_reference_score" in result.columns else []
-        heads += [c.removeprefix("criterion_").replace("_", " ") for c in crit]
+        heads += [c.removeprefix("criterion_").replace("_", " ")[:22] for c in crit]
         self.ranking.setColumnCount(len(heads))
         self.ranking.setHorizontalHeaderLabels(heads)
         self.ranking.setRowCount(len(tab))
