@@ -43,6 +43,17 @@ def find_binary() -> Path | None:
     return Path(env) if env and os.access(env, os.X_OK) else None
 
 
+def _die_with_parent() -> None:
+    """In the child (Linux): end the server when the process that started it ends."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,7 +104,9 @@ class LlamaServer:
             "--ctx-size", str(self.ctx_size * self.slots),
             "--alias", self.model_name,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=fd, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=fd, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         os.close(fd)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
