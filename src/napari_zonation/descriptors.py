@@ -397,7 +397,8 @@ def describe_zoning(
             "backend='openai' needs napari_zonation.llm.describe_llm, which could not be "
             f"imported ({exc}); use backend='offline' or update napari-zonation."
         ) from exc
-    return describe_llm(prof, table, reference=reference, criteria=criteria, **options)
+    given = {"reference": reference, "criteria": criteria}
+    return describe_llm(prof, table, **{k: v for k, v in given.items() if v is not None}, **options)
 
 
 def _judge_offline(table, prof, reference, criteria, channel) -> pd.DataFrame:
