@@ -1,9 +1,13 @@
-"""Which channel of a multi-channel profiles table a stage works on: one rule for all.
+"""Which channel a stage works on: one rule for every stage.
 
-Profiles of a ``(channels, y, x)`` stack of element maps carry a ``channel`` column. The
-numeric descriptors, the LLM's prompt, plot and crop, and the offline similarity must all
-describe the same channel: :func:`select_channel` decides it (the one asked for, else the
-first in the table's order), :func:`image_plane` finds that channel's plane in the stack.
+- :func:`select_channel`: the rows of a multi-channel profiles table that a stage describes
+  (the one asked for, else the first in the table's order). The numeric descriptors, the
+  offline similarity and the LLM's prompt, plot and crop all describe that channel;
+  :func:`image_plane` finds its plane in a ``(channels, y, x)`` stack of element maps.
+- :func:`combined_grey`: one grey image from an image or a stack of element maps, the way
+  the segmentation sees it (the command line, the report and the Segment widget use it): a
+  2D image as it is, an RGB(A) image converted to grey, element maps combined into their
+  first principal component (signed to grow with the first channel).
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
 
 from ._validation import ZonationInputError
 
-__all__ = ["select_channel", "image_plane"]
+__all__ = ["select_channel", "image_plane", "combined_grey"]
 
 
 def select_channel(
@@ -93,3 +98,22 @@ def image_plane(prof: pd.DataFrame, channel: object, n_planes: int) -> int:
         f"cannot tell which of the image's {n_planes} channels is {channel!r} (the profiles "
         f"list {len(chans)}: {chans}); pass the image of that channel alone."
     )
+
+
+def combined_grey(image) -> np.ndarray:
+    """The grey image the segmentation works on.
+
+    Parameters
+    ----------
+    image : array-like
+        2D grey image, RGB(A) ``(y, x, 3|4)``, or ``(channels, y, x)`` element maps.
+
+    Returns
+    -------
+    numpy.ndarray
+        2D float64 (a 2D image keeps its values; element maps become robust z-scores of
+        their first principal component, NaN where a channel is NaN).
+    """
+    from .segment import _to_grey  # the segmentation's own combination: one definition
+
+    return np.asarray(_to_grey(image)[0], dtype=np.float64)

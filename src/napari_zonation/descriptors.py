@@ -238,6 +238,8 @@ def describe_zoning(
     crystals: pd.DataFrame | None = None,
     phase: str | None = None,
     channel: str | None = None,
+    reference: int | None = None,
+    criteria=None,
     **options,
 ) -> pd.DataFrame:
     """Describe the zoning of every profile: plateaus, steps, slopes, oscillations, type.
@@ -267,6 +269,15 @@ def describe_zoning(
         When ``prof`` has a ``channel`` column, the channel to describe. By default the first
         channel in the table is described (a ``UserWarning`` says which when there are
         several).
+    reference : int, optional
+        Label of a one-shot reference crystal: adds ``reference_similarity`` (0 to 1,
+        :func:`napari_zonation.similarity.reference_similarity`); with ``"openai"`` the LLM
+        also judges each crystal against it (``llm_matches_reference``,
+        ``llm_reference_score``).
+    criteria : list of str or dict, optional
+        Plain-text criteria: ``criterion_<slug>`` columns judged offline when written in the
+        vocabulary of :mod:`napari_zonation.criteria` (others are marked as needing the LLM);
+        with ``"openai"`` the LLM's verdicts come beside them (``llm_criterion_<slug>``).
     **options
         Offline options:
 
@@ -380,7 +391,6 @@ def describe_zoning(
             "(numeric + LLM descriptors)."
         )
     offline = {k: options.pop(k) for k in list(options) if k in _OFFLINE_OPTIONS}
-    reference, criteria = options.pop("reference", None), options.pop("criteria", None)
     if backend == "offline" and options:
         raise ZonationInputError(
             f"unknown option(s) {sorted(options)} for describe_zoning(backend='offline'); "
