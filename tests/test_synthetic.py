@@ -342,3 +342,15 @@ def test_conflicting_glass_options_name_the_fix():
         make_thin_section((64, 64), n_crystals=1, faint_rims=0.5, glass_zoned_laths=0.5)
     with pytest.raises(ValueError, match="groundmass"):
         make_thin_section((64, 64), n_crystals=1, groundmass="sand")
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_crystals_erased_by_epoxy_leave_a_consistent_truth(seed):
+    """Epoxy covering the last crystals placed (their labels gone from the image) with the
+    options that keep per-label tables (faint-rim lines, halos): the truth lists exactly the
+    crystals left, halos and rim cues included (this crashed once)."""
+    s = make_thin_section((256, 256), n_crystals=8, seed=seed, epoxy_fraction=0.5,
+                          edge_halo=0.3, faint_rims=1.0, groundmass="glass")
+    assert set(np.unique(s.labels)) - {0} == set(s.truth["label"])
+    assert s.truth.cut_by_epoxy.any()
+    assert (s.truth.halo_px.isin([1, 2])).all()

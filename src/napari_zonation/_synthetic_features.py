@@ -208,17 +208,21 @@ def halo_rings(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def add_edge_halos(
-    canvas: np.ndarray, labels: np.ndarray, amplitude: float, rng: np.random.Generator
+    canvas: np.ndarray,
+    labels: np.ndarray,
+    amplitude: float,
+    rng: np.random.Generator,
+    n_labels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Brighten the outermost one or two pixels of every crystal at its free faces (the BSE
     edge effect at a polished grain's edge): per crystal a width of 1 or 2 px and an amplitude
     of 0.5-1 x ``amplitude`` (fraction of full scale) on the first ring, 0.4-0.8 of it on the
     second. The halo lies inside the true mask (the crystal's outline does not move).
 
-    Returns the halo mask, and per label (index = label) the halo width in px and the first
-    ring's amplitude.
+    Returns the halo mask, and per label (index = label, ``n_labels`` of them, at least
+    ``labels.max() + 1``) the halo width in px and the first ring's amplitude.
     """
-    n = int(labels.max()) + 1
+    n = max(int(labels.max()) + 1, int(n_labels or 0))
     width = rng.integers(1, 3, size=n)
     amp = amplitude * rng.uniform(0.5, 1.0, size=n)
     ratio = rng.uniform(0.4, 0.8, size=n)

@@ -1053,7 +1053,8 @@ def make_thin_section(
     # --- faint rims: a thin dark line just outside, or a thin bright line on the outermost
     # pixel, for some of the crystals whose rim has the glass's grey
     rng_z2 = feat.stream(seed, "halo")
-    cue_of = np.zeros(int(labels.max()) + 1, dtype=np.int8)  # 1 dark line, 2 bright line
+    # (every label ever placed: epoxy or a vesicle may have erased the last ones)
+    cue_of = np.zeros(next_label, dtype=np.int8)  # 1 dark line, 2 bright line
     for cr in crystals:
         if cr["rim_at_glass"]:
             cr["rim_cue"] = str(rng_z2.choice(["step", "dark_line", "bright_line"]))
@@ -1070,7 +1071,7 @@ def make_thin_section(
     halo_mask, halo_w, halo_amp = None, None, None
     if edge_halo > 0:
         halo_mask, halo_w, halo_amp = feat.add_edge_halos(
-            canvas, labels, edge_halo, feat.stream(seed, "halo")
+            canvas, labels, edge_halo, feat.stream(seed, "halo"), next_label
         )
 
     # --- probe blur, drift, noise, quantisation
@@ -1109,7 +1110,7 @@ def make_thin_section(
     new_labels = np.zeros_like(labels)
     min_visible = max(50, int(400.0 / (px * px)))
     new_id = 0
-    lab_ids = np.arange(labels.max() + 1)
+    lab_ids = np.arange(max(int(labels.max()) + 1, next_label))  # (erased labels too)
     counts = np.bincount(labels.ravel(), minlength=lab_ids.size)
     mapping = np.zeros(lab_ids.size, dtype=np.int32)
     for cr in crystals:
