@@ -358,8 +358,8 @@ def test_tiled_segmentation_follows_each_tile_and_cancels_between_tiles(
     import time
 
     # the test image tiled as a mosaic above 4096 x 4096 pixels would be (in 128 px tiles)
-    monkeypatch.setattr(segment, "TILE_AUTO_PIXELS", 100 * 100)
-    monkeypatch.setattr(segment, "TILE_AUTO_SIZE", 128)
+    monkeypatch.setattr(segment.api, "TILE_AUTO_PIXELS", 100 * 100)
+    monkeypatch.setattr(segment.api, "TILE_AUTO_SIZE", 128)
     want, info = segment.segment_crystals(sample.image, PX, tile_size=128, return_info=True)
     n = info["n_tiles"]
     assert n == 9

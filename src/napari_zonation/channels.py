@@ -114,6 +114,6 @@ def combined_grey(image) -> np.ndarray:
         2D float64 (a 2D image keeps its values; element maps become robust z-scores of
         their first principal component, NaN where a channel is NaN).
     """
-    from .segment import _to_grey  # the segmentation's own combination: one definition
+    from .segment.source import to_grey  # the segmentation's own combination: one definition
 
-    return np.asarray(_to_grey(image)[0], dtype=np.float64)
+    return np.asarray(to_grey(image)[0], dtype=np.float64)

@@ -49,7 +49,14 @@ logger = logging.getLogger("napari_zonation.widgets")
 META = "napari_zonation"
 TRANSPARENT = np.array([0.0, 0.0, 0.0, 0.0], dtype=np.float32)
 #: Boolean QA columns of the crystal table that mark a crystal as flagged.
-QA_FLAGS = ("low_contrast", "cracked", "touching", "touches_border")
+QA_FLAGS = (
+    "low_contrast",
+    "cracked",
+    "touching",
+    "touches_border",
+    "faint_edge",
+    "rim_near_groundmass",
+)
 PHASE_COLORS = {
     "olivine": (0.40, 0.78, 0.30, 1.0),
     "clinopyroxene": (0.10, 0.55, 0.50, 1.0),
