@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._validation import ZonationInputError
+from .._validation import ZonationCancelled, ZonationInputError
 from .client import FATAL_KINDS, Outcome, RequestOptions, Scrubber, send
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class LLMServerError(ZonationInputError):
     """No request of the batch can work (the message says why and what to do)."""
 
 
-class LLMCancelled(Exception):
+class LLMCancelled(ZonationCancelled):
     """The batch was cancelled; answers already received are in the cache."""
 
 
