@@ -265,7 +265,7 @@ def test_image_beyond_memory_is_refused_from_its_shape():
         (["--diffusivity-um2-s", "0"], ["--diffusivity-um2-s: 0 must be above 0"]),
         (["--contacts", "all"], ["--contacts: invalid choice"]),
         (["--model", "x"], ["--model is for --backend openai"]),
-        (["--criterion", "two plateaus"], ["--criterion need --backend openai"]),
+        (["--reference", "0"], ["--reference: 0 must be at least 1"]),
     ],
 )
 def test_demo_flags_are_validated(tmp_path, args, fragments):

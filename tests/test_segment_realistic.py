@@ -208,3 +208,17 @@ def test_a_bright_floor_hugged_by_a_crescent_is_a_vesicle_not_a_crystal():
     cores[rr, cc] = 2  # a crystal beside the vesicle
     out = vesicle_cores(cores, dark)
     assert out[1] and not out[2]
+
+
+def test_a_data_bar_is_found_at_the_bottom_and_nowhere_else():
+    from napari_zonation.segment.background import data_bar_rows
+
+    rng = np.random.default_rng(0)
+    img = 0.5 + rng.normal(0, 0.02, (300, 200))
+    img[-20:] = 0.0  # a black bar with bright text
+    img[-14:-6, 20:120:3] = 1.0
+    assert data_bar_rows(img, img.shape, 0.0, 1.0, 0.2) == 22  # with its top line
+    img[-20:] = 0.5 + rng.normal(0, 0.02, (20, 200))
+    assert data_bar_rows(img, img.shape, 0.0, 1.0, 0.2) == 0
+    img[-4:] = 0.0  # a few black rows are no data bar
+    assert data_bar_rows(img, img.shape, 0.0, 1.0, 0.2) == 0

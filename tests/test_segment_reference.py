@@ -144,3 +144,22 @@ def test_a_tiled_image_learns_the_same_reference():
     np.testing.assert_array_equal(
         tiled == np.bincount(tiled[s.labels == t]).argmax(), s.labels == t
     )
+
+
+def test_the_reference_stamp_keeps_what_other_labels_hold_outside_it():
+    from napari_zonation.segment.reference import stamp_reference
+
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:35, 5:30] = 1  # mostly inside the reference, with a large part outside
+    labels[5:35, 40:55] = 2  # another crystal, untouched
+    labels[30:35, 30:32] = 3  # a sliver that the reference leaves tiny
+    mask = np.zeros_like(labels, bool)
+    mask[5:35, 12:32] = True
+    out = stamp_reference(labels, mask, min_px=20)
+    ref_id = np.unique(out[mask])
+    assert ref_id.size == 1 and ref_id[0] > 0
+    np.testing.assert_array_equal(out == ref_id[0], mask)
+    left = out[5:35, 5:12]
+    assert np.unique(left).size == 1 and left[0, 0] not in (0, ref_id[0])  # kept, 210 px
+    assert (out[5:35, 40:55] > 0).all()
+    assert sorted(np.unique(out))[1:] == list(range(1, out.max() + 1))

@@ -892,3 +892,73 @@ def test_training_on_scribbles_fills_the_plugin_crystals_layer(make_napari_viewe
         feats["area_um2"], segment.crystal_table(sample.image, lab, PX)["area_um2"]
     )
     assert "scribbles" in seg.status.text()
+
+
+def test_describe_offline_reference_criteria_and_highlight(make_napari_viewer, qtbot, sample):
+    from napari_zonation.criteria import NEEDS_LLM
+
+    viewer = make_napari_viewer()
+    _, crystals, _ = segmented(viewer, sample)
+    dsw = dock(viewer, "Describe zoning")
+    ids = [int(i) for i in np.unique(crystals.data) if i > 0]
+    ref = ids[0]
+    dsw.pick_reference(ref)
+    dsw.criteria.setPlainText("two plateaus\nhas a dark resorption band\n")
+    dsw.threshold.setValue(0.0)  # every crystal passes the similarity: the criterion decides
+    run_and_wait(qtbot, dsw)
+    feats = crystals.features
+    described = feats[feats["describe_status"] == "ok"]
+    sim = described.set_index("label")["reference_similarity"]
+    assert sim[ref] == pytest.approx(1.0) and sim.between(0, 1).all()
+    # offline: the vocabulary's criterion is judged, the other needs the LLM
+    assert described["criterion_two_plateaus"].notna().all()
+    assert (
+        described["criterion_two_plateaus"].astype(bool) == (described["n_plateaus"] == 2)
+    ).all()
+    assert described["criterion_has_a_dark_resorption_band"].isna().all()
+    assert (described["criterion_has_a_dark_resorption_band_rationale"] == NEEDS_LLM).all()
+    assert "needing the LLM" in dsw.status.text()
+    # the highlight layer holds exactly the crystals with two plateaus, and the reference
+    layer = viewer.layers["bse crystals matches"]
+    assert layer.metadata["napari_zonation"]["owned"]
+    two = set(described.loc[described["n_plateaus"] == 2, "label"].astype(int))
+    shown = {int(i) for i in np.unique(layer.data) if i > 0}
+    assert shown == two | {ref}
+    np.testing.assert_array_equal(layer.data > 0, np.isin(crystals.data, list(two | {ref})))
+    # the ranking lists the reference first
+    assert dsw.ranking.isVisible() or dsw.ranking.rowCount() > 0
+    assert dsw.ranking.item(0, 0).text() == str(ref)
+
+
+def test_describe_llm_estimate_and_budget(make_napari_viewer, qtbot, sample, monkeypatch):
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_zonation.widgets import describe_widget
+
+    viewer = make_napari_viewer()
+    segmented(viewer, sample)
+    dsw = dock(viewer, "Describe zoning")
+    dsw.backend.setCurrentText("openai")
+    dsw.base_url.setText("https://api.openai.com/v1")
+    dsw.model.setText("gpt-4o")
+    dsw.api_key.setText("sk-test-not-used")
+    dsw.budget.setValue(0.01)
+    assert "request(s)" in dsw.estimate.text() and "USD" in dsw.estimate.text()
+    assert dsw.llm_estimate()["usd"] > 0.01
+    monkeypatch.setattr(describe_widget, "_CONSENT_GIVEN", True)
+
+    def no_network(*args, **kwargs):  # the test must never reach the hosted API
+        raise AssertionError("describe_zoning was called")
+
+    monkeypatch.setattr(describe_widget.descriptors, "describe_zoning", no_network)
+    asked = []
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        staticmethod(lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No),
+    )
+    assert dsw.run() is None  # over the budget, the user said no: nothing sent
+    assert asked and "budget" in asked[0]
+    assert "over the budget" in dsw.status.text()
+    dsw.base_url.setText("http://127.0.0.1:9/v1")
+    assert "local server: no charge" in dsw.estimate.text()

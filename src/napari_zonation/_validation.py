@@ -15,6 +15,10 @@ class ZonationInputError(ValueError):
     """Bad input to a napari-zonation function; the message names the problem and the fix."""
 
 
+class ZonationCancelled(Exception):
+    """A long job stopped because the user cancelled it (not a failure)."""
+
+
 #: most channels a ``(channels, y, x)`` stack of element maps may have
 MAX_CHANNELS = 32
 #: pixel sizes (micrometres per pixel) of SEM images, from whole-section mosaics (tens of

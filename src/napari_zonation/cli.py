@@ -202,6 +202,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-url", default=None,
                    help="OpenAI-compatible server for --backend openai, e.g. "
                         "http://127.0.0.1:8080/v1 (default: OPENAI_BASE_URL, else OpenAI's)")
+    g.add_argument("--text-only", action="store_true",
+                   help="--backend openai: send numbers only (no profile plots or crops)")
+    g.add_argument("--budget-usd", type=_non_negative, default=1.0,
+                   help="--backend openai: ask before a run estimated above this many US "
+                        "dollars, and stop sending once the answers cost this much (0: none)")
+    g.add_argument("--yes", action="store_true",
+                   help="--backend openai: do not ask about the budget (for scripts)")
     g.add_argument("--criterion", dest="criteria", action="append",
                    help="plain-text criterion checked on every crystal (repeatable)")
     g.add_argument("--reference", type=_number(int, low=1, what="a crystal label"), default=None,
@@ -381,6 +388,24 @@ def _has_flag(parser_args, name: str) -> bool:
     return hasattr(parser_args, name)
 
 
+def _confirm_cost(est: dict, budget_usd: float, yes: bool) -> bool:
+    """Show what an LLM run will send and cost; ask when it is over the budget."""
+    from .llm import cost_summary
+
+    print(f"LLM: {cost_summary(est)} (cached answers are free)", flush=True)
+    if not budget_usd or est["usd"] is None or est["usd"] <= budget_usd or yes:
+        return True
+    question = (
+        f"the estimate ({est['usd']:.4f} USD) is over the budget of {budget_usd:g} USD. "
+        "Send anyway? [y/N] "
+    )
+    if not sys.stdin.isatty():
+        print(f"{PROG}: {question[:-14]}; pass --yes or a larger --budget-usd.",
+              file=sys.stderr)
+        return False
+    return input(question).strip().lower() in ("y", "yes")
+
+
 def _describe_options(args) -> dict:
     opts: dict = {}
     if args.criteria:
@@ -392,6 +417,9 @@ def _describe_options(args) -> dict:
             opts["model"] = args.model
         if args.base_url:
             opts["base_url"] = args.base_url
+        opts["send_images"] = not args.text_only
+        opts["budget_usd"] = args.budget_usd or None
+        opts["confirm"] = lambda est: _confirm_cost(est, args.budget_usd, args.yes)
         return opts
     for flag in ("--model", "--base-url"):
         if getattr(args, flag[2:].replace("-", "_")):
@@ -660,6 +688,11 @@ def main(argv: list[str] | None = None) -> int:
                   "crop or bin the image.", file=sys.stderr)
             return EXIT_FAILED
         except Exception as exc:  # noqa: BLE001 - one line for the user; --debug shows it
+            from .llm import LLMCancelled
+
+            if isinstance(exc, LLMCancelled) and not args.debug:
+                print(f"{PROG}: stopped: {_one_line(exc) or 'cancelled'}", file=sys.stderr)
+                return EXIT_FAILED
             if args.debug:
                 raise
             print(f"{PROG}: error: the run failed in {progress.stage}: "

@@ -27,7 +27,6 @@ from ._validation import (
     check_memory,
     check_sem_pixel_size,
 )
-from .channels import combined_grey
 from .cluster import cluster_crystals
 from .descriptors import describe_zoning
 from .diffusion import check_diffusion_options, fit_diffusion
@@ -376,8 +375,8 @@ def run_pipeline(
 
     t = stage("describe")
     opts = dict(describe_options or {})
-    if backend == "openai":
-        opts.setdefault("image", combined_grey(img))
+    if backend == "openai":  # the crops show the channel the numbers describe
+        opts.setdefault("image", img)
         opts.setdefault("labels", labels)
     table = describe_zoning(prof, backend=backend, crystals=crystals, **opts)
     timings["describe"] = time.perf_counter() - t

@@ -134,6 +134,7 @@ def _segment_stages(
             tile_px=max(12, int(round(12.0 / px))),
             max_move_px=max(6.0, opts.snap_um / px),
             origin=origin,
+            threads=run.n,
         )
     # join what one crystal lost to a cut or a crack (judged at full resolution; the rims of
     # the pieces, on the coarse blocks, which carry the same labels)

@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._validation import ZonationInputError
+from .._validation import ZonationCancelled, ZonationInputError
 
 logger = logging.getLogger("napari_zonation.widgets")
 
@@ -562,7 +562,7 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class Cancelled(Exception):
+class Cancelled(ZonationCancelled):
     """Raised inside a job when the user pressed Cancel."""
 
 
@@ -777,7 +777,7 @@ class ZonationWidget(QWidget):
                 result = yield_all(gen, self._on_yielded)
                 if not self._on_returned(params, result):
                     return None
-            except Cancelled:
+            except ZonationCancelled:
                 self._on_aborted()
                 return None
             except Exception as exc:  # noqa: BLE001
@@ -838,7 +838,7 @@ class ZonationWidget(QWidget):
         return True
 
     def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled):
+        if isinstance(exc, ZonationCancelled):  # the widget's own or a core batch's
             self._on_aborted()
             return
         if not isinstance(exc, ZonationInputError):
