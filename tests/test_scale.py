@@ -409,8 +409,10 @@ def test_a_mosaic_on_the_command_line_and_its_existing_store(batch_inputs, tmp_p
     assert rc == 0, err
 
 
+@pytest.mark.parametrize("image", ["mosaic.zarr", "small1.png"])
 def test_the_command_line_refuses_a_scheduler_that_does_not_answer(batch_inputs, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, image):
+    # a mosaic and an image read in memory: both ask the scheduler before any work
     pytest.importorskip("distributed")
     from napari_zonation import _cluster
     from napari_zonation.cli import main
@@ -418,8 +420,8 @@ def test_the_command_line_refuses_a_scheduler_that_does_not_answer(batch_inputs,
     monkeypatch.setattr(_cluster, "CONNECT_TIMEOUT_S", 1.0)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    code = main(["run", str(batch_inputs / "mosaic.zarr"), "--out", str(tmp_path / "x"),
-                 "--scheduler", "tcp://127.0.0.1:9"])
+    code = main(["run", str(batch_inputs / image), "--pixel-size-um", "1",
+                 "--out", str(tmp_path / "x"), "--scheduler", "tcp://127.0.0.1:9"])
     assert code == 2
     assert "the dask scheduler at tcp://127.0.0.1:9 does not answer" in err.getvalue()
     assert not (tmp_path / "x").exists()  # nothing written, the folder it made removed
