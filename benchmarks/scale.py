@@ -304,8 +304,8 @@ def main() -> None:
           f"({' '.join(STAGES)}; in memory: segment profiles describe cluster)", flush=True)
     results = []
     plan = [("stream", n) for n in sorted(set(sizes) | {mem, clu} - {None, 0})]
-    if mem:
-        plan.append(("memory", mem))
+    if mem:  # right after its streamed run, so that a long run of larger sizes comes last
+        plan.insert(plan.index(("stream", mem)) + 1, ("memory", mem))
     if clu:
         plan.append(("cluster", clu))
     for kind, n in plan:

@@ -345,8 +345,11 @@ def run_pipeline(
         return time.perf_counter()
 
     t = stage("segment")
-    labels = segment_crystals(img, px, **(segment_options or {}))
-    crystals = crystal_table(img, labels, px)  # element maps combined as the segmentation does
+    # a grey image is segmented as given (its dtype decides how windows are normalised), so
+    # the pipeline gives the labels of segment_crystals(image) and of a mosaic read lazily
+    grey = arr if arr.ndim == 2 and arr.dtype != bool else img
+    labels = segment_crystals(grey, px, **(segment_options or {}))
+    crystals = crystal_table(grey, labels, px)  # element maps combined as the segmentation does
     timings["segment"] = time.perf_counter() - t
     if crystals.empty:
         min_area = _min_area_um2(segment_options)
