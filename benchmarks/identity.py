@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import napari_zonation as nz
-from napari_zonation.diffusion import fit_diffusion, fit_plagioclase_mg
+from napari_zonation.diffusion import fit_diffusion
 
 sys.path.insert(0, str(Path(__file__).parent))
 from diffusion import KILAUEA, kilauea_conditions  # noqa: E402

@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._stats import iqr_sigma
 from ._validation import ZonationInputError, check_profiles
 from .channels import select_channel
 
@@ -240,8 +241,7 @@ def _standardise(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     if x.shape[1] == 0 or sub.size == 0:
         return x
     med = np.nanmedian(sub, axis=0)
-    q75, q25 = np.nanpercentile(sub, [75, 25], axis=0)
-    scale = (q75 - q25) / 1.349
+    scale = iqr_sigma(sub, axis=0)
     std = np.nanstd(sub, axis=0)
     scale = np.where(scale > 0, scale, std)
     scale = np.where(scale > 0, scale, 1.0)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import curve_fit
-from scipy.special import erf
+
+from .._stats import unit_step
 
 
 def erf_step(d, outer, inner, position_um, sqrt_dt_um):
@@ -36,15 +37,14 @@ def erf_step(d, outer, inner, position_um, sqrt_dt_um):
     numpy.ndarray
         The profile at ``d``.
     """
-    d = np.asarray(d, dtype=float)
-    return outer + (inner - outer) * 0.5 * (1.0 + erf((d - position_um) / (2.0 * sqrt_dt_um)))
+    return outer + (inner - outer) * unit_step(d, position_um, 2.0 * sqrt_dt_um)
 
 
 def _erf_step_jac(d, outer, inner, position_um, sqrt_dt_um) -> np.ndarray:
     """Jacobian of :func:`erf_step` with respect to (outer, inner, position, sqrt_dt)."""
     d = np.asarray(d, dtype=float)
     z = (d - position_um) / (2.0 * sqrt_dt_um)
-    e = 0.5 * (1.0 + erf(z))
+    e = unit_step(d, position_um, 2.0 * sqrt_dt_um)
     g = (inner - outer) * np.exp(-(z**2)) / math.sqrt(math.pi)
     return np.column_stack([1.0 - e, e, -g / (2.0 * sqrt_dt_um), -g * z / sqrt_dt_um])
 
