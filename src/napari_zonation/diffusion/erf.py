@@ -11,7 +11,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import curve_fit
 
@@ -55,25 +54,6 @@ class _Profile:
     d: np.ndarray
     y: np.ndarray
     w: np.ndarray | None  # sigma per point, None when unknown
-
-
-def _prepare(group: pd.DataFrame, has_sigma: bool) -> _Profile:
-    d = pd.to_numeric(group["distance_um"], errors="coerce").to_numpy(dtype=float)
-    y = pd.to_numeric(group["value"], errors="coerce").to_numpy(dtype=float)
-    s = None
-    if has_sigma:
-        s = pd.to_numeric(group["sigma"], errors="coerce").to_numpy(dtype=float)
-    ok = np.isfinite(d) & np.isfinite(y)
-    d, y = d[ok], y[ok]
-    if s is not None:
-        s = s[ok]
-        good = np.isfinite(s) & (s > 0)
-        if not good.any():
-            s = None
-        elif not good.all():
-            s = np.where(good, s, np.median(s[good]))
-    order = np.argsort(d, kind="stable")
-    return _Profile(d[order], y[order], None if s is None else s[order])
 
 
 def _window(prof: _Profile, window_um) -> _Profile:
