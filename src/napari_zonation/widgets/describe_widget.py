@@ -50,6 +50,7 @@ from ..criteria import apply_criteria
 from ..llm import cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
 from ._common import (
+    Section,
     ZonationWidget,
     chunks,
     concat,
@@ -63,8 +64,10 @@ from ._common import (
     table_of,
     upsert_layer,
     weak_method,
+    writable_crystals,
     zmeta,
 )
+from ._results_table import ResultsTable
 from .profiles_widget import _is_crystals
 
 #: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
@@ -168,6 +171,7 @@ class DescribeWidget(ZonationWidget):
             "'rim at least X % brighter than the core', 'slope steeper than X per um', ...;\n"
             "see docs/llm.md); other criteria need the openai backend."
         )
+        self.criteria.setMinimumHeight(48)
         self.criteria.setMaximumHeight(70)
         self._form.addRow("Criteria", self.criteria)
         hi_row = QWidget()
@@ -195,11 +199,8 @@ class DescribeWidget(ZonationWidget):
         self.ranking.setVisible(False)
         self._form.addRow(self.ranking)
 
-        self.llm_box = QWidget()
-        from qtpy.QtWidgets import QFormLayout
-
-        llm_form = QFormLayout(self.llm_box)
-        llm_form.setContentsMargins(0, 0, 0, 0)
+        self.llm_box = Section("LLM settings (openai backend)", expanded=True)
+        llm_form = self.llm_box.form
         self.model = QLineEdit(os.environ.get("NAPARI_ZONATION_MODEL", DEFAULT_MODEL))
         llm_form.addRow("Model", self.model)
         self.base_url = QLineEdit(os.environ.get("OPENAI_BASE_URL", ""))
@@ -253,7 +254,9 @@ class DescribeWidget(ZonationWidget):
             sig.connect(self.update_estimate)
         self._pick_cb = weak_method(self._on_pick_click)
         self._pick_layer = None
-        self._finish_layout()
+        self._finish_layout(stretch=False)
+        self.results = ResultsTable(self.viewer)
+        self._layout.addWidget(self.results, 1)
         self.update_estimate()
 
     # ------------------------------------------------------------------ UI
@@ -497,6 +500,7 @@ class DescribeWidget(ZonationWidget):
         labels = p["labels_layer"]
         if labels not in self.viewer.layers:
             raise ZonationInputError(f"the layer '{labels.name}' was removed meanwhile.")
+        labels = p["labels_layer"] = writable_crystals(self.viewer, labels)
         if r["computed_profiles"] is not None:
             md = zmeta(labels)
             md["profiles"] = r["computed_profiles"]
@@ -518,10 +522,11 @@ class DescribeWidget(ZonationWidget):
             msg += self._llm_sent(result)
         msg += self._judged(result)
         self.show_ranking(result)
+        self.results.show_layer(labels)
         n_match = self._highlight(p, result)
         if n_match is not None:
             msg += f"; {n_match} matching crystal(s) highlighted in '{labels.name} matches'"
-        self.set_status(msg + ". Hover a crystal to see its row; next: Cluster.")
+        self.set_status(msg + ". Click a row of the table to see its crystal; next: Cluster.")
 
     # ------------------------------------------------------------------ reporting
     @staticmethod
