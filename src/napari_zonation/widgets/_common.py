@@ -619,6 +619,7 @@ class Section(QWidget):
         self.form = QFormLayout(self.body)
         self.form.setContentsMargins(12, 0, 0, 0)
         self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 2, 0, 2)
         lay.setSpacing(2)
@@ -689,7 +690,7 @@ class ZonationWidget(QWidget):
         self._cancel_event = threading.Event()
         self._combos: list = []
         self._layer_name_hooks: set[int] = set()
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(410)  # the widest form (Profiles tabs) with a scroll bar
 
         # everything sits in a scroll area, so that several docks fit a 1280 x 800 screen
         # (a dock can shrink to a few rows and scroll, rather than push the window taller)
@@ -707,6 +708,8 @@ class ZonationWidget(QWidget):
         self._layout.setContentsMargins(6, 6, 6, 6)
         self._form = QFormLayout()
         self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        # a field too wide beside its label goes below it, so the dock stays narrow
+        self._form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self._layout.addLayout(self._form)
 
         self.run_button = QPushButton(self.run_text)

@@ -242,12 +242,12 @@ class ClusterWidget(ZonationWidget):
             if len(phases) > 1:
                 # grey levels of different minerals do not share a scale: a median of them
                 # draws steps no crystal has, so each crystal is drawn and no median
-                title += ": " + ", ".join(sorted(phases)) + ", no median"
+                title += f"\n{len(phases)} phases, no median"
             else:
                 grid, med = median_profile(curves)
                 if grid.size:
                     ax.plot(grid, med, color=col, lw=2.4)
-            ax.set_title(title, color=col)
+            ax.set_title(title, color=col, fontsize=8)
         for ax in axs[-1, :]:
             ax.set_xlabel("distance from rim (µm)")
         for ax in axs[:, 0]:

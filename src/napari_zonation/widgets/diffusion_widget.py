@@ -154,6 +154,10 @@ class DiffusionWidget(ZonationWidget):
         profile_store.changed.connect(self.reset_choices)
         self.mineral = QComboBox()
         self.mineral.addItems(list(LAWS))
+        self.mineral.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.mineral.setMinimumContentsLength(18)
         self.mineral.setToolTip(
             "The diffusivity law: olivine Fe-Mg interdiffusion from T, P, fO2, XFe and the\n"
             "traverse's angles to the axes (Dohmen & Chakraborty 2007, or the DFENS regression\n"
