@@ -242,7 +242,7 @@ def docks_main(out_dir: Path = HERE / "images", size: tuple[int, int] = (1280, 8
         docks[name], widgets[name] = win.add_plugin_dock_widget("napari-zonation", name)
     qt_main = win._qt_window
     first = docks["Segment crystals"]
-    for name, d in docks.items():
+    for d in docks.values():
         if d is not first:
             qt_main.tabifyDockWidget(first, d)
     qt_main.resizeDocks([first], [430], Qt.Orientation.Horizontal)
