@@ -358,3 +358,33 @@ def test_describe_results_table_selects_crystal_and_plots_it(make_napari_viewer,
     other = int(feats["label"].min())
     crystals.selected_label = other
     assert res.selected_label == other
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Diffusion's defaults explain themselves on grey profiles
+
+
+def test_diffusion_on_grey_profiles_explains_what_to_do(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=2, zoning_types=("rim_brighter",), seed=6)
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    # the minerals are offered with their models
+    laws = [dfw.mineral.itemText(i) for i in range(dfw.mineral.count())]
+    assert any(t.startswith("olivine") for t in laws) and any("plagioclase" in t for t in laws)
+    assert any("Arrhenius" in t for t in laws) and any(t.startswith("plain D") for t in laws)
+    # the default olivine law on grey levels: what to do, in words, no API keywords
+    assert dfw.mineral.currentText().startswith("olivine")
+    dfw.run()
+    qtbot.waitUntil(lambda: not dfw.busy, timeout=TIMEOUT_MS)
+    text = dfw.status.text()
+    assert "Calibrate" in text and "plain D" in text and "xfe=" not in text
+    # a plain D without a value says to give D before anything runs
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    assert dfw.run() is None
+    assert "give D" in dfw.status.text()
