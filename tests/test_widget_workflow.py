@@ -388,3 +388,28 @@ def test_diffusion_on_grey_profiles_explains_what_to_do(make_napari_viewer, qtbo
     dfw.mineral.setCurrentText("plain D (any mineral)")
     assert dfw.run() is None
     assert "give D" in dfw.status.text()
+
+
+# --------------------------------------------------------------------------------------------
+# #29: the core's warnings reach the user instead of being silenced
+
+
+def test_describe_shows_the_core_warnings(make_napari_viewer, sample, monkeypatch):
+    import warnings
+
+    viewer = make_napari_viewer()
+    image, crystals, _ = segmented(viewer, sample)
+    real = descriptors.describe_zoning
+
+    def warning_describe(*args, **kwargs):
+        warnings.warn("profiles have 3 channels; describing the first", UserWarning,
+                      stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(descriptors, "describe_zoning", warning_describe)
+    dsw = dock(viewer, "Describe zoning")
+    assert dsw.run(blocking=True) is not None, dsw.status.text()
+    text = dsw.status.text()
+    assert "Notes: profiles have 3 channels; describing the first" in text
+    assert text.count("profiles have 3 channels") == 1  # said once, not once per chunk
+    assert "zoning_type" in crystals.features.columns

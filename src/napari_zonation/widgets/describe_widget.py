@@ -112,6 +112,22 @@ def ask_over_budget(parent, usd: float, budget: float) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+def _user_warnings(caught) -> list[str]:
+    """The messages of the UserWarnings a core call raised (to show, not to silence)."""
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _notes_text(notes, n: int = 3) -> str:
+    """The core's warnings for the status line: the first ``n`` and how many more."""
+    notes = list(notes or [])
+    if not notes:
+        return ""
+    text = " Notes: " + "; ".join(notes[:n])
+    if len(notes) > n:
+        text += f" (and {len(notes) - n} more)"
+    return text
+
+
 class DescribeWidget(ZonationWidget):
     """Dock widget: describe the zoning of every crystal (offline or with an LLM)."""
 
@@ -422,10 +438,12 @@ class DescribeWidget(ZonationWidget):
     def _work(self, p: dict):
         prof = p["prof"]
         computed = None
+        notes: list[str] = []  # the core's warnings, shown in the status line
         if prof is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
                 prof = zprof.rim_profiles(p["image"], p["labels"], p["pixel_size_um"])
+            notes += _user_warnings(caught)
             computed = prof
             self.check_cancel()
             yield "Shells profiles computed; describing…"
@@ -436,13 +454,14 @@ class DescribeWidget(ZonationWidget):
             for chunk in chunks(labs, N_CHUNKS):
                 sub = prof[prof["label"].isin(chunk)]
                 cry = table[table["label"].isin(chunk)] if table is not None else None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
                     parts.append(
                         descriptors.describe_zoning(
                             sub, "offline", crystals=cry, quantity=p["quantity"]
                         )
                     )
+                notes += _user_warnings(caught)
                 done += len(chunk)
                 self.check_cancel()
                 yield f"Described {done} of {len(labs)} crystals…"
@@ -456,12 +475,14 @@ class DescribeWidget(ZonationWidget):
                     reference_similarity=reference_similarity(result, p["reference"], prof)
                 )
             if p["criteria"]:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
                     result = apply_criteria(result, p["criteria"])
+                notes += _user_warnings(caught)
         else:
             result = yield from self._work_llm(p, prof, table)
-        return {"table": result, "computed_profiles": computed}
+        return {"table": result, "computed_profiles": computed,
+                "notes": list(dict.fromkeys(notes))}
 
     def _work_llm(self, p: dict, prof: pd.DataFrame, table):
         llm = dict(p["llm"])
@@ -526,7 +547,8 @@ class DescribeWidget(ZonationWidget):
         n_match = self._highlight(p, result)
         if n_match is not None:
             msg += f"; {n_match} matching crystal(s) highlighted in '{labels.name} matches'"
-        self.set_status(msg + ". Click a row of the table to see its crystal; next: Cluster.")
+        self.set_status(msg + ". Click a row of the table to see its crystal; next: Cluster."
+                        + _notes_text(r.get("notes")))
 
     # ------------------------------------------------------------------ reporting
     @staticmethod
