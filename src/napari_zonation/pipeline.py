@@ -620,10 +620,14 @@ def run_mosaic_pipeline(
     stats.update({k: v for k, v in streamed.stats.items() if k != "levels"})
     stats["where"] = runner.where
     notes = list(streamed.notes)
+    crystals = streamed.crystals
+    if diffusion_options:
+        crystals = merge_fits(crystals, streamed.fits, diffusion_options, date_border_crystals,
+                              notes)
     if not diffusion_options:
         notes.append(
             "diffusion skipped: give a diffusivity (diffusivity_um2_s) or the conditions "
             "(mineral, temperature_c, pressure_mpa, delta_qfm) to date the crystals"
         )
-    return MosaicResult(labels, labels_out, streamed.crystals, streamed.profile_files, px,
+    return MosaicResult(labels, labels_out, crystals, streamed.profile_files, px,
                         timings, notes, stats)

@@ -731,6 +731,10 @@ class StreamResult:
         What was skipped and why.
     stats : dict
         ``n_crystals``, ``n_batches``, ``n_regrown`` (profiles read again in a larger window).
+    fits : pandas.DataFrame or None
+        The diffusion fits of the batches (``diffusion_options`` given), not yet merged into
+        ``crystals`` (:func:`napari_zonation.pipeline.merge_fits` does, as
+        :func:`~napari_zonation.pipeline.run_mosaic_pipeline` does).
     """
 
     crystals: pd.DataFrame
@@ -740,6 +744,7 @@ class StreamResult:
     timings: dict = dataclasses.field(default_factory=dict)
     notes: list = dataclasses.field(default_factory=list)
     stats: dict = dataclasses.field(default_factory=dict)
+    fits: pd.DataFrame | None = None
 
 
 def iter_profiles(files, columns: list[str] | None = None):
@@ -894,11 +899,8 @@ def stream_stages(
     if progress is not None:
         progress("cluster", 1, 1)
     timings["cluster"] = time.perf_counter() - t
+    fitted = None
     if diffusion_options:
-        from .pipeline import merge_fits
-
         fitted = pd.concat(fits, ignore_index=True) if fits else None
-        clustered = merge_fits(clustered, fitted, diffusion_options, date_border_crystals,
-                               notes)
         notes.append("the diffusion fits ran beside the description (timed with it)")
-    return StreamResult(clustered, files, n_rows, failures, timings, notes, stats)
+    return StreamResult(clustered, files, n_rows, failures, timings, notes, stats, fitted)
