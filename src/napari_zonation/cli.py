@@ -700,10 +700,6 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILED
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # --------------------------------------------------------------------------------------------
 # whole-section mosaics and batches of sections
 
@@ -954,3 +950,7 @@ def _count_rows(path: Path) -> int:
         return 0
     return int(sum(len(part) for part in pd.read_csv(path, chunksize=100_000,
                                                      usecols=[0])))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
