@@ -19,6 +19,7 @@ import pandas as pd
 import tifffile
 
 from ._validation import ZonationInputError
+from .vocabulary import quantity_name
 
 _UNIT_TO_UM = {
     "m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0,
@@ -166,9 +167,12 @@ def read_profiles(
     Returns
     -------
     pandas.DataFrame
-        Long table ``label, channel, distance_um, value, sigma, source="csv"``, sorted by
-        distance. Rows with missing or non-numeric values are dropped with a warning naming
-        them; duplicated distances are averaged with a warning.
+        Long table ``label, channel, distance_um, value, sigma, quantity, source="csv"``,
+        sorted by distance; ``quantity`` is the value column's name in the zoning vocabulary
+        (``"fo"`` -> ``"Fo"``, ``"An (mol%)"`` -> ``"An"``; a name it does not know is kept
+        as it is), which :func:`describe_zoning` reads for the interpretation. Rows with
+        missing or non-numeric values are dropped with a warning naming them; duplicated
+        distances are averaged with a warning.
     """
     p = Path(path)
     if not p.exists():
@@ -240,6 +244,7 @@ def read_profiles(
                     raise ZonationInputError("rim must be None, 'start' or 'end'.")
                 one.insert(0, "channel", v)
                 one.insert(0, "label", lab)
+                one["quantity"] = quantity_name(v)  # what value is: Fo, An, ... (vocabulary)
                 frames.append(one)
     if not frames:
         raise ZonationInputError(f"no numeric profile could be read from {p}.")

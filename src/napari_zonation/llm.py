@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import ZonationInputError, as_image, check_labels, check_profiles
-from .descriptors import ZONING_TYPES
+from .vocabulary import ZONING_TYPES
 
 log = logging.getLogger(__name__)
 
