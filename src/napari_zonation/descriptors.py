@@ -451,6 +451,18 @@ def candidate_fits(prof: pd.DataFrame, **options) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def best_fit(profile: pd.DataFrame, **options) -> zm.Fit | None:
+    """The model :func:`describe_zoning` chose for one profile (for plots: its ``predict``
+    draws it); None when the profile could not be described."""
+    opts = {**_OFFLINE_OPTIONS, **options}
+    _check_options(opts)
+    sink: list = []
+    _describe_group(profile, {**opts, "_sink": sink})
+    if not sink:
+        return None
+    return min((f for f in sink[0] if f.eligible), key=lambda f: f.score)
+
+
 def _describe_group(grp: pd.DataFrame, opts: dict) -> dict:
     d = _column(grp, "distance_um")
     v = _column(grp, "value")
@@ -728,7 +740,11 @@ def _assemble(data: zm.ProfileData, fit: zm.Fit, *, noise, n_osc, misfit) -> dic
         )
     else:  # steps
         q = fit.info
-        lv, pos, widths = q["levels"], q["positions"], q["widths"]
+        lv, pos, widths = np.array(q["levels"], dtype=float), q["positions"], q["widths"]
+        if q["held"]:
+            # a step held at the rim: its rim level is the boundary's, reached at the rim
+            lv[0] = rim
+            pos = np.concatenate([[d0], pos[1:]])
         bounds = np.concatenate([[d0], np.clip(pos, d0, d1), [d1]])
         k = len(lv)
         out.update(

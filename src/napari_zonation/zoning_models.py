@@ -54,23 +54,26 @@ from scipy.special import erf
 
 __all__ = ["ProfileData", "Fit", "MARGINS", "fit_all", "criterion", "robust_sigma"]
 
-#: extra evidence (in -2 ln L units, beyond k ln n) a family needs to win: growth makes
-#: plateaus joined by steps, so a continuous slope and a periodic mantle are the claims that
-#: need support; the values come from ``benchmarks/zoning.py --calibrate`` on the training
-#: families (random shapes, 0.5-5 % noise), the smallest margins whose false-positive rate
-#: on the other families is at most 1 %.
+#: extra evidence (in -2 ln L units, beyond k ln n) a family needs to win: a step model
+#: over one level (the search over step positions finds some fit in noise), each further
+#: step, a slope and a periodic mantle (growth makes plateaus joined by steps: a continuous
+#: slope and bands are the claims that need support). Calibrated by
+#: ``benchmarks/zoning.py --part calibrate``: over 900 random profiles of the training
+#: families at 0.5-20 % noise (seeds 110-112), the grid point that maximises the worst
+#: class accuracy (0.922), ties broken by the mean accuracy (0.967), then by the smallest
+#: margins.
 MARGINS: dict[str, float] = {
     "constant": 0.0,
-    "steps": 0.0,
+    "steps": 3.0,
     "step": 0.0,
-    "ramp": 2.0,
-    "oscillatory": 6.0,
+    "ramp": 6.0,
+    "oscillatory": 16.0,
 }
 
 
 def family_margin(fit: Fit, margins: dict) -> float:
     """The evidence a model must add beyond ``k ln n``: its family's margin, and for steps
-    ``margins["step"]`` per step (the search over step positions finds some fit in noise)."""
+    ``margins["step"]`` per step."""
     m = float(margins.get(fit.family, 0.0))
     if fit.family == "steps":
         m += float(margins.get("step", 0.0)) * (len(fit.info["levels"]) - 1)
@@ -236,10 +239,14 @@ def fit_steps(
     held: bool = False,
     shared: bool = False,
     width0: float = 1.5,
+    tight: bool = False,
 ) -> Fit | None:
     """``len(cuts) + 1`` levels joined by erf steps (the first held at the rim if ``held``),
     started from a piecewise-constant partition (``cuts``: where segments 2.. start); with
-    ``shared`` every step has the same width (one ``sqrt(D t)`` for the profile)."""
+    ``shared`` every step has the same width (one ``sqrt(D t)`` for the profile); with
+    ``tight`` each width is at most 0.6 times the distance from its starting position to
+    the neighbouring ones (or the profile's ends), so that two steps cannot merge into a
+    bump that reaches a level no point has."""
     d, v, w = p.d, p.v, p.w
     k = len(cuts) + 1
     if k < 2:
@@ -251,7 +258,7 @@ def fit_steps(
     means = np.array([np.average(a, weights=b) for a, b in zip(seg, wseg, strict=True)])
     lo, hi = float(np.min(v)), float(np.max(v))
     rng = max(hi - lo, 1e-12)
-    pad = 0.02 * rng
+    pad = 0.0
     pos0 = 0.5 * (d[cuts - 1] + d[cuts])
     w0 = np.full(m, width0 * sp)
     lev_lo, lev_hi = np.full(k, lo - pad), np.full(k, hi + pad)
@@ -266,6 +273,13 @@ def fit_steps(
     nw = 1 if shared else m
     w0 = w0[:nw] if not shared else np.array([float(np.median(w0))])
     wid_lo, wid_hi = np.full(nw, 0.05 * sp), np.full(nw, 0.5 * length)
+    if tight and not shared:
+        ends = np.concatenate([[d[0]], pos0, [d[-1]]])
+        gaps = np.minimum(np.diff(ends)[:-1], np.diff(ends)[1:])
+        wid_hi = np.maximum(0.6 * gaps, 0.5 * sp)
+        if held:
+            wid_hi[0] = 0.5 * length
+        w0 = np.minimum(w0, 0.9 * wid_hi)
     x0 = np.concatenate([np.clip(means, lev_lo, lev_hi), pos0, np.clip(w0, wid_lo, wid_hi)])
     lb = np.concatenate([lev_lo, pos_lo, wid_lo])
     ub = np.concatenate([lev_hi, pos_hi, wid_hi])
@@ -319,8 +333,8 @@ def fit_steps(
 
 def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     """Is each level a plateau: the rim level seen on two points before the first step (or
-    held at the rim), each inner level on two points between two separated steps, the core
-    level reached on three points?"""
+    held at the rim), each inner level seen between two steps at least half their widths
+    apart, the core level reached on three points?"""
     d = p.d
     lv, ps, ws, held = (fit.info[x] for x in ("levels", "positions", "widths", "held"))
     if not held and (ps[0] - p.d0 < ws[0] or int(np.sum(d < ps[0] - 0.5 * ws[0])) < 2):
@@ -328,8 +342,8 @@ def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     for i in range(len(ps) - 1):
         gap = ps[i + 1] - ps[i]
         inside = int(np.sum((d > ps[i] + 0.5 * ws[i]) & (d < ps[i + 1] - 0.5 * ws[i + 1])))
-        if gap < 0.75 * (ws[i] + ws[i + 1]) or inside < 2:
-            return False, "two steps too close (no plateau of two points between them)"
+        if gap < 0.5 * (ws[i] + ws[i + 1]) or inside < 1:
+            return False, "two steps too close (no plateau between them)"
     beyond = int(np.sum(d > ps[-1] + 0.5 * ws[-1]))
     if beyond < 3 or p.d1 - ps[-1] < max(ws[-1], p.min_core_um):
         return False, "the core level is not reached"
@@ -713,7 +727,11 @@ def _osc_ok(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     if np.any(f_ends <= 0) or np.any(f_ends * OSC_MIN_PERIOD_POINTS * p.spacing > 1.0 + 1e-9):
         return False, "band period shorter than three points"
     periods = q["f"] * (top - bot) + ch * (top**2 - bot**2)
-    need = OSC_MIN_PERIODS if np.isfinite(e) and e < p.d1 else OSC_MIN_PERIODS_TRUNCATED
+    # bands that reach the deepest point of a short crystal need 1.5 periods; bands between
+    # a rim level and a core level, or under a rim level, need two (fewer alternations
+    # after a rim plateau are a multi-step profile)
+    truncated = not (np.isfinite(e) and e < p.d1) and not np.isfinite(s)
+    need = OSC_MIN_PERIODS_TRUNCATED if truncated else OSC_MIN_PERIODS
     if periods < need - 1e-9:
         return False, f"fewer than {need:g} periods"
     if np.isfinite(s) and (s <= p.d0 or int(np.sum(d < s)) < 2):
@@ -757,8 +775,17 @@ def fit_all(
                             fit = fit_steps(p, parts[k - 1], held, shared, width0)
                         if fit is not None:
                             tries.append(fit)
-                    if tries:
-                        fits.append(min(tries, key=lambda f: f.rss))
+                    if not tries:
+                        continue
+                    fit = min(tries, key=lambda f: f.rss)
+                    if k > 2 and not check_steps(fit, p)[0]:
+                        # two steps merged into a bump: refit with the widths held apart
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", RuntimeWarning)
+                            alt = fit_steps(p, parts[k - 1], held, shared, tight=True)
+                        if alt is not None and check_steps(alt, p)[0]:
+                            fit = alt
+                    fits.append(fit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fits.extend(fit_ramps(p))
