@@ -66,6 +66,7 @@ def repaint(
     seed: int,
     scaled_fraction: float = 0.5,
     span: tuple[float, float] = (0.03, 0.08),
+    feature: tuple[float, float] = (0.025, 0.05),
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """New image and truth: each crystal of ``sample`` repainted with a random family.
 
@@ -96,14 +97,19 @@ def repaint(
         if bool(t_row["touches_border"]):
             geometry = "distance"  # the outline along the image edge is not a rim
         t, depth_um = _relative_depth(mask, geometry, px)
-        fams = [f for f in families if MIN_POINTS.get(f, 12) <= depth_um / px]
+        # shapes drawn for a sampling of 2 px: the rim shell is blurred and dropped, and a
+        # feature of one or two shells is not a zone a shell profile can see
+        spacing = 2.0 * px
+        fams = [f for f in families if MIN_POINTS.get(f, 12) <= depth_um / spacing]
         family = str(rng.choice(fams or ["flat"]))
-        shape = random_shape(family, rng, depth_um, px)
+        shape = random_shape(family, rng, depth_um, spacing)
         lo, hi = _grey_range(phase)
-        s_abs = float(rng.uniform(*span))
         fn0 = shape.fn(np.linspace(0.0, 1.0, 501))
         f_lo, f_hi = float(fn0.min()), float(fn0.max())
         width = max(f_hi - f_lo, 1e-9)
+        # the whole zoning spans span[0]-span[1] of full scale and its smallest feature (a
+        # multi-step's smallest jump) at least `feature` of full scale (1-2 pixel sigmas)
+        s_abs = max(float(rng.uniform(*span)), float(rng.uniform(*feature)) * width / shape.feature)
         sign = rng.choice([-1.0, 1.0])
         scale = sign * s_abs / width
         # place the whole zoning inside the phase's grey range (or centred on it)

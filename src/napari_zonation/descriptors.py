@@ -632,11 +632,15 @@ def _describe_arrays(data: zm.ProfileData, opts: dict, extras: dict) -> dict:
     best = min((f for f in fits if f.eligible), key=lambda f: f.score)
     resid = v - best.predict(d)
     noise = max(zm.robust_sigma(resid), floor)
-    w = data.w / data.w.mean()
-    rms = float(np.sqrt(np.mean(w * resid**2)))
+    # the misfit is judged where the profile is reliable: not in the deepest shells of an
+    # image profile (few pixels, off-centre sections, a neighbour's distorted distances)
+    keep = d <= data.d1 - data.min_core_um if data.min_core_um > 0 else np.ones(d.size, bool)
+    w = data.w[keep] / data.w[keep].mean()
+    rms = float(np.sqrt(np.mean(w * resid[keep] ** 2)))
     scale = float(np.ptp(v))
     misfit = rms / noise if noise > 0 else (1.0 if rms <= 1e-9 * scale else np.inf)
-    var_v = float(np.mean(w * (v - np.average(v, weights=w)) ** 2))
+    vk = v[keep]
+    var_v = float(np.mean(w * (vk - np.average(vk, weights=w)) ** 2))
     unexplained = max(rms**2 - noise**2, 0.0) / var_v if var_v > 0 else 0.0
     non_osc = min(
         (f for f in fits if f.family != "oscillatory" and f.eligible), key=lambda f: f.score

@@ -60,6 +60,10 @@ class Shape:
         True step positions on relative depth (rim first), for step families.
     period_um : float
         Band period at the rim (oscillatory), NaN otherwise.
+    feature : float
+        The smallest contrast that makes the shape what it is, in ``fn`` units (the smallest
+        jump between two levels of a multi-step; 1 for a step, a slope or bands), so that a
+        scene can keep it above what its noise hides.
     """
 
     family: str
@@ -71,6 +75,7 @@ class Shape:
     n_plateaus: int = 1
     steps_t: tuple[float, ...] = ()
     period_um: float = np.nan
+    feature: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def value(self, d_um) -> np.ndarray:
@@ -172,16 +177,19 @@ def _multi(rng, length, spacing, n=None, alternating=None):
         room = min(widths[k], widths[k + 1])
         ws.append(_u(rng, _min_t(spacing, length, 0.3), max(0.35 * room, 0.01)))
     kind = "multi_alternating" if alternating else "multi_monotonic"
-    return Shape(kind, "multi_step", _steps(levels, pos, ws), length, 0.0, 1.0, n, tuple(pos))
+    out = Shape(kind, "multi_step", _steps(levels, pos, ws), length, 0.0, 1.0, n, tuple(pos))
+    out.feature = float(np.min(np.abs(np.diff(levels))))
+    return out
 
 
 def _gradient_hinge(rng, length, spacing):
     """A straight or curved slope from the rim to a core plateau."""
     h = _u(rng, 0.35, 0.85)
+    # a gradient is straight or gently curved (its slope changes by at most a factor e):
     # steep at the rim and flattening smoothly into the core is a diffusion profile from
-    # the rim (a step held at the rim): a gradient steep at the rim keeps a visible kink at
-    # its core end (the slope there at least exp(-1) of the rim's)
-    c = 0.0 if rng.random() < 0.5 else _u(rng, -2.0, 1.0)
+    # the rim (a step held at the rim); flat at the rim and steepening into an abrupt core
+    # end is half a step
+    c = 0.0 if rng.random() < 0.5 else _u(rng, -1.0, 1.0)
     return Shape(
         "gradient_hinge", "gradient", lambda t: _curve(np.asarray(t) / h, c), length, 0, 1, 1
     )
@@ -310,7 +318,9 @@ def _multi_rim_held(rng, length, spacing):
         held = lv0 + (lv1 - lv0) * erf(np.clip(t, 0, None) / w)
         return np.where(t < first, held, base)
 
-    return Shape("multi_rim_held", "multi_step", fn, length, 0.0, 1.0, n, s.steps_t)
+    out = Shape("multi_rim_held", "multi_step", fn, length, 0.0, 1.0, n, s.steps_t)
+    out.feature = s.feature
+    return out
 
 
 def _step_nonlinear(rng, length, spacing):

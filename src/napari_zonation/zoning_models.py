@@ -84,8 +84,8 @@ def family_margin(fit: Fit, margins: dict) -> float:
 #: end), refined within _C_LIMITS: a gradient is straight or gently curved (its slope at the
 #: flat end at least exp(-1.5) of the steep end's); a profile steep at the rim that flattens
 #: smoothly into the core is a diffusion profile from the rim, a step held at the rim
-_C_GRID = (0.0, -2.5, -1.5, -0.75, 0.75, 1.5)
-_C_LIMITS = (-2.5, 1.5)
+_C_GRID = (0.0, -2.0, -1.25, -0.6, 0.6, 1.25)
+_C_LIMITS = (-2.0, 1.5)
 #: fewest periods of an oscillatory mantle that ends at a core level / at the deepest point
 OSC_MIN_PERIODS = 2.0
 OSC_MIN_PERIODS_TRUNCATED = 1.5
