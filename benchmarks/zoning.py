@@ -124,14 +124,26 @@ def print_confusion(rows: pd.DataFrame, by: str = "true_type") -> None:
 # ---------------------------------------------------------------------------------- 1D
 
 
-def run_1d(seeds, n_per_family: int, families) -> pd.DataFrame:
+def _profiles_1d(seed, n_per_family, families, cache):
+    """make_random_profiles, kept in ``cache`` (for benchmarks/zoning_engines.py)."""
+    prof, truth = make_random_profiles(n_per_family, families=families, seed=seed)
+    if cache:
+        held = any(f in HELD_OUT_FAMILIES for f in families)
+        path = Path(cache) / f"zprof1d_{'heldout' if held else 'train'}_{seed}_{n_per_family}.pkl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            pickle.dump({"prof": prof, "truth": truth}, fh)
+    return prof, truth
+
+
+def run_1d(seeds, n_per_family: int, families, cache=None) -> pd.DataFrame:
     print(f"1D profiles: {n_per_family} per family x {len(families)} families, seeds {seeds}")
     print(f"  families: {', '.join(families)}")
     print(f"  {'seed':>4} {'n':>5} {'k':>3} {'ARI':>6} {'typeARI':>7} {'plainARI':>8} {'s':>6}")
     frames = []
     for seed in seeds:
         t0 = time.perf_counter()
-        prof, truth = make_random_profiles(n_per_family, families=families, seed=seed)
+        prof, truth = _profiles_1d(seed, n_per_family, families, cache)
         tab = describe_zoning(prof)
         tab = cluster_crystals(tab, profiles=prof)
         m = tab.merge(truth, on="label", suffixes=("", "_true"))
@@ -430,7 +442,7 @@ def main() -> None:
             [900, 901, 902] if args.held_out else [100] if args.quick else [100, 101, 102]
         )
         n = args.n_per_family or (8 if args.quick else 20)
-        run_1d(seeds, n, fams)
+        run_1d(seeds, n, fams, args.cache)
     if "scenes" in parts:
         seeds = args.seeds or (
             [50, 51, 52, 53, 54, 55]
