@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,17 @@ def score_1d(paths) -> None:
         _report(f"1D {group} ({len(files)} sets)", pd.concat(rows), aris)
 
 
+TIMES: list[float] = []  # seconds per described profile, per scene
+
+
 def score_scenes(paths) -> None:
     for group, files in paths.items():
         rows, aris = [], []
         for f in files:
             sc = pickle.load(open(f, "rb"))
+            t0 = time.perf_counter()
             tab = describe_zoning(sc["prof"], crystals=sc["crystals"])
+            TIMES.append((time.perf_counter() - t0) / max(sc["prof"]["label"].nunique(), 1))
             tab = cluster_crystals(tab, profiles=sc["prof"])
             pairs = match_instances(sc["true_labels"], sc["labels"])["pairs"]
             m = {p: t for t, p in pairs.items()}
@@ -126,6 +132,9 @@ def main() -> None:
         parts = f.stem.split("_")
         groups.setdefault(f"{parts[1]} {parts[3]}", []).append(f)
     score_scenes(groups)
+    if TIMES:
+        print(f"describe_zoning: median {np.median(TIMES) * 1e3:.0f} ms per scene profile "
+              f"({len(TIMES)} scenes)")
     kilauea()
 
 
