@@ -304,12 +304,15 @@ def _describe_offline(
             )
 
     rows = []
+    rim_steps = {}  # label -> rim step over oscillatory bands (read for the interpretation)
     for lab, grp in prof.groupby("label", sort=True):
         row = {"label": lab}
         if chan is not None:
             row["channel"] = chan
         row.update(_describe_group(grp, opts))
         row["quantity"] = _quantity_of(grp, opts["quantity"])
+        if "_rim_step" in row:
+            rim_steps[lab] = row.pop("_rim_step")
         rows.append(row)
     cols = ["label"] + (["channel"] if chan is not None else []) + list(DESCRIPTOR_COLUMNS)
     table = pd.DataFrame(rows, columns=cols)
@@ -327,8 +330,9 @@ def _describe_offline(
     elif "phase" not in table.columns:
         table["phase"] = None
     readings = [
-        interpret(z, c, p, q) if s == "ok" else (None, "")
-        for z, c, p, q, s in zip(
+        _reading(z, c, p, q, rim_steps.get(lab)) if s == "ok" else (None, "")
+        for lab, z, c, p, q, s in zip(
+            table["label"],
             table["zoning_type"],
             table["contrast"],
             table["phase"],
@@ -343,6 +347,18 @@ def _describe_offline(
     for c in int_cols:
         table[c] = table[c].astype("Int64")
     return table.reset_index(drop=True)
+
+
+def _reading(zoning_type, contrast, phase, quantity, rim_step) -> tuple[str | None, str]:
+    """The vocabulary's interpretation; bands under a stepped rim are read by their rim
+    step (a reverse rim on an oscillatory core is reverse zoning at the rim)."""
+    if zoning_type == "oscillatory" and rim_step is not None and rim_step != 0:
+        step_type = "rim_brighter" if rim_step > 0 else "rim_darker"
+        reading, note = interpret(step_type, rim_step, phase, quantity)
+        if reading in ("normal", "reverse"):
+            return reading, f"the rim step over oscillatory bands is {reading}"
+        return reading, note
+    return interpret(zoning_type, contrast, phase, quantity)
 
 
 def _quantity_of(grp: pd.DataFrame, given: str | None) -> str:
@@ -742,6 +758,20 @@ def _assemble(data: zm.ProfileData, fit: zm.Fit, *, noise, n_osc, misfit) -> dic
             zoning_type="oscillatory",
             model_detail=detail,
         )
+        if "s" in q:
+            # bands under a stepped rim: the rim level is a plateau and its step is reported
+            # (rim side minus the bands' mean), which the interpretation reads
+            height = float(q["rim"] - q["m"])
+            out.update(
+                n_plateaus=2,
+                plateau_levels=(float(q["rim"]), core),
+                plateau_extents_um=(o["start"] - d0, max(d1 - o["end"], 0.0)),
+                n_steps=1,
+                step_positions_um=(o["start"],),
+                step_heights=(height,),
+                step_widths_um=(data.spacing,),
+                _rim_step=height,
+            )
     else:  # steps
         q = fit.info
         lv, pos, widths = np.array(q["levels"], dtype=float), q["positions"], q["widths"]
