@@ -240,13 +240,15 @@ def fit_steps(
     shared: bool = False,
     width0: float = 1.5,
     tight: bool = False,
+    start: tuple | None = None,
 ) -> Fit | None:
     """``len(cuts) + 1`` levels joined by erf steps (the first held at the rim if ``held``),
     started from a piecewise-constant partition (``cuts``: where segments 2.. start); with
     ``shared`` every step has the same width (one ``sqrt(D t)`` for the profile); with
     ``tight`` each width is at most 0.6 times the distance from its starting position to
     the neighbouring ones (or the profile's ends), so that two steps cannot merge into a
-    bump that reaches a level no point has."""
+    bump that reaches a level no point has; ``start`` = (levels, positions, widths) replaces
+    the starting point the partition gives."""
     d, v, w = p.d, p.v, p.w
     k = len(cuts) + 1
     if k < 2:
@@ -280,6 +282,8 @@ def fit_steps(
         if held:
             wid_hi[0] = 0.5 * length
         w0 = np.minimum(w0, 0.9 * wid_hi)
+    if start is not None:
+        means, pos0, w0 = (np.asarray(x, dtype=float).copy() for x in start)
     x0 = np.concatenate([np.clip(means, lev_lo, lev_hi), pos0, np.clip(w0, wid_lo, wid_hi)])
     lb = np.concatenate([lev_lo, pos_lo, wid_lo])
     ub = np.concatenate([lev_hi, pos_hi, wid_hi])
@@ -329,6 +333,43 @@ def fit_steps(
         predict,
         {"levels": lv, "positions": ps, "widths": ws, "held": held, "shared": shared},
     )
+
+
+def step_grid_start(p: ProfileData, held: bool) -> tuple | None:
+    """The best single step on a grid of positions and widths (levels by linear least
+    squares at each node): the start of the one-step fit, so that a sharp step between two
+    points or a wide one is not left in a local minimum."""
+    d, v, w = p.d, p.v, p.w
+    n, sp, length = p.n, p.spacing, max(p.length, p.spacing)
+    if n < 5:
+        return None
+    if held:
+        pos = np.array([d[0] - sp, d[0] - 0.5 * sp, d[0]])
+        widths = np.geomspace(0.5 * sp, 0.5 * length, 12)
+    else:
+        pos = 0.5 * (d[1:-3] + d[2:-2])  # two points before, three after
+        widths = np.geomspace(0.2 * sp, 0.4 * length, 8)
+    if pos.size == 0:
+        return None
+    pp, ww = np.meshgrid(pos, widths, indexing="ij")
+    pp, ww = pp.ravel(), ww.ravel()
+    z = (d[None, :] - pp[:, None]) / ww[:, None]
+    h = erf(np.maximum(z, 0.0)) if held else 0.5 * (1.0 + erf(z))
+    # v = a (1 - h) + b h: weighted normal equations per node
+    g0, g1 = 1.0 - h, h
+    s00, s01, s11 = (w * g0 * g0).sum(1), (w * g0 * g1).sum(1), (w * g1 * g1).sum(1)
+    r0, r1 = (w * g0 * v).sum(1), (w * g1 * v).sum(1)
+    det = s00 * s11 - s01**2
+    ok = det > 1e-12 * np.maximum(s00 * s11, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = (s11 * r0 - s01 * r1) / det
+        b = (s00 * r1 - s01 * r0) / det
+    rss = np.sum(w * (v[None, :] - a[:, None] * g0 - b[:, None] * g1) ** 2, axis=1)
+    rss = np.where(ok & np.isfinite(rss), rss, np.inf)
+    i = int(np.argmin(rss))
+    if not np.isfinite(rss[i]):
+        return None
+    return np.array([a[i], b[i]]), np.array([pp[i]]), np.array([ww[i]])
 
 
 def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
@@ -777,15 +818,14 @@ def fit_all(
         for k in range(2, kmax + 1):
             for held in (False, True) if k < 5 else (False,):
                 for shared in variants if k > 2 else (False,):
-                    # a sharp step between two points leaves the width and position loose:
-                    # one level pair is started from three widths, the best kept
                     tries = []
-                    for width0 in (1.5, 0.3, 5.0) if k == 2 else (1.5,):
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore", RuntimeWarning)
-                            fit = fit_steps(p, parts[k - 1], held, shared, width0)
-                        if fit is not None:
-                            tries.append(fit)
+                    # one step: started from the best node of a position x width grid
+                    start = step_grid_start(p, held) if k == 2 else None
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        fit = fit_steps(p, parts[k - 1], held, shared, start=start)
+                    if fit is not None:
+                        tries.append(fit)
                     if not tries:
                         continue
                     fit = min(tries, key=lambda f: f.rss)
