@@ -33,9 +33,9 @@ Parts (``--part``; default all but ``calibrate``):
     maximises the worst class accuracy, ties (within 0.01) broken by the mean accuracy and
     then by the smallest total margin.
 
-Seeds: development 1D 100-102 and scenes 0-5; ``--held-out`` runs the held-out families
+Seeds: development 1D 100-102 and scenes 0-9; ``--held-out`` runs the held-out families
 (``HELD_OUT_FAMILIES``) mixed with the training ones on seeds never used in development
-(1D 900-902, scenes 50-55): run it once, at the end, and report it separately.
+(1D 900-902, scenes 50-59): run it once, at the end, and report it separately.
 
     python benchmarks/zoning.py --quick                   # 1D seed 100, 2 scenes, Kilauea
     python benchmarks/zoning.py --part 1d
@@ -444,13 +444,12 @@ def main() -> None:
         n = args.n_per_family or (8 if args.quick else 20)
         run_1d(seeds, n, fams, args.cache)
     if "scenes" in parts:
-        seeds = args.seeds or (
-            [50, 51, 52, 53, 54, 55]
-            if args.held_out
-            else [0, 1]
-            if args.quick
-            else [0, 1, 2, 3, 4, 5]
-        )
+        if args.seeds:
+            seeds = args.seeds
+        elif args.held_out:
+            seeds = list(range(50, 60))
+        else:
+            seeds = [0, 1] if args.quick else list(range(10))
         for kind in kinds:
             run_scenes(seeds, fams, kind, args.cache)
     if "project" in parts:

@@ -1,14 +1,17 @@
 """Clustering crystals by their zoning: crystal table -> ``cluster`` column, label colours.
 
+Crystals are grouped by what their profiles look like, so that a gradient crystal of one
+mineral sits with the gradient crystals of another whatever their brightness or amplitude.
+
 Features
 --------
 By default each crystal is described by :data:`DEFAULT_FEATURES`, standardised (zero mean,
 unit variance; columns that do not vary are dropped):
 
-- ``rel_range``: the span of the zoning over ``|core|`` (highest minus lowest plateau for
-  step models, peak-to-peak for an oscillatory mantle, ``|rim - core|`` otherwise), its
-  strength whatever its sign and shape: the net ``|rim - core|`` (``abs_rel_contrast``, still
-  derived and usable) calls an alternating multi-step weakly zoned,
+- ``zoning_span``: the span of the zoning in the profile's units (highest minus lowest level
+  for step models, peak-to-peak for bands, ``|rim - core|`` otherwise), its strength
+  whatever its sign and shape (``rel_range``, the span over ``|core|``, and
+  ``abs_rel_contrast`` are derived too and can be asked for),
 - ``n_plateaus``, ``n_steps``, ``max_slope_per_um``,
 - ``n_oscillations``, ``osc_amplitude``,
 - ``first_step_frac`` and ``core_start_frac``: the first step's position and the depth where
@@ -20,57 +23,35 @@ unit variance; columns that do not vary are dropped):
 
 The sign of the zoning enters only through ``zoning_type`` (``rim_brighter`` /
 ``rim_darker``): a gradient, a multi-step or an oscillatory profile is the same pattern with
-either sign, and a signed contrast split those populations in two (on 1D ``make_profiles``
-at noise 0.01, ARI 0.82 with ``rel_contrast`` and a weight of 5 against 0.85 now, where
-gradients of both signs fell into two clusters). Signed features (``rel_contrast``,
-``contrast``, ``mean_slope_per_um``, ``monotonicity``, ``interpretation``) part normal from
-reverse zoning; pass ``features=`` to use them.
+either sign. Signed features (``rel_contrast``, ``contrast``, ``mean_slope_per_um``,
+``monotonicity``, ``interpretation``) part normal from reverse zoning; pass ``features=`` to
+use them.
 
-With ``profiles``, a profile-shape embedding is appended: each profile, mean-binned on its
-normalised depth (0 at the rim, 1 at the deepest point) into ``shape_points`` bins, minus its
-core value (the deepest bin), flipped so that the rim lies above the core (the shape is
-sign-free like the other features: a gradient or a multi-step of either sign has one shape),
-divided by one *global* spread (the median over crystals of
-each profile's 5-95 % range). A global scale, rather than each profile's own range, keeps an
-unzoned crystal flat instead of blowing its noise up to full scale, and keeps weak and strong
-zoning apart; the block is weighted so that its total variance is ``shape_weight``
-(:data:`SHAPE_WEIGHT`, 0.1) times that of the descriptor block (or is used alone when
-``features=[]``). On segmented synthetic thin sections (``benchmarks/zoning.py``) an equal
-weight split crystals of one type by the position of their steps (ARI 0.51 against 0.59 for
-the descriptors alone); at 0.1 the shape only separates crystals the descriptors leave
-together. Signed shapes still split types by their sign there (e.g. multi-steps, when k
-rose to 7); sign-free shapes raise the mean ARI on true labels from 0.879 to 0.891 (noise
-0.02, seeds 0-5) and change no other scene set by more than +0.003.
+With ``profiles``, two profile-shape blocks are appended: each profile mean-binned into
+``shape_points`` bins on its relative depth (0 at the rim, 1 at the deepest point) and on
+micrometres from the rim (up to the 90th percentile of the profiles' lengths), minus its
+core value, flipped so that the rim's departure from the core is positive, and divided by
+its own zoning span (or three noise sigmas when that is larger): the shape is free of the
+amplitude, the mineral and its brightness, and an unzoned profile stays flat. Each block is
+weighted so that its total variance is ``shape_weight`` (:data:`SHAPE_WEIGHT`, 0.1) times
+that of the descriptor block (or is used alone when ``features=[]``): the shapes separate
+crystals the descriptors leave together.
 
-Automatic k (silhouette over 2..``max_clusters``) can still split one type into clusters
-whose numbers differ by a few standard deviations: on the segmented scenes at noise 0.01 it
-parted 3- from 4-plateau multi-steps, 2 from 3 rim_darker steps or one unzoned crystal
-from four (k = 7 for 6 types in 6 of 18 scenes, seeds 0-5, 11-16 and 21-26). Two clusters
-of one category whose centres, in the other features, are closer than ``min_separation``
-(default ``category_weight``) are therefore merged: a type is split only when its crystals
-differ in their numbers as much as two types differ, as the category weight intends. The
-clusters' ARI then never falls below that of ``zoning_type`` on those scenes (noise 0.01:
-0.843 -> 0.864, 0.930 -> 0.930, 0.858 -> 0.868; noise 0.02 and 0.03 unchanged), and 1D
-``make_profiles`` are unchanged. The threshold is not fitted to the scenes: a
-pairwise-centre rule that ignores the category (merge any two clusters closer than 10)
-merged two types in mixed clusters (0.930 -> 0.772 on seeds 11-16, noise 0.02), and the
-one-standard-error rule on the silhouette (smallest k within one standard error of the
-best) did not stop the splits (seeds 0-5: 0.857 at noise 0.01, 0.872 -> 0.854 at 0.02).
+Automatic k (silhouette over 2..``max_clusters``) can split one type into clusters whose
+numbers differ by a few standard deviations; two clusters of one category whose centres, in
+the other features, are closer than ``min_separation`` (default ``category_weight``) are
+therefore merged: a type is split only when its crystals differ in their numbers as much as
+two types differ.
 
 Rows whose ``describe_status`` is not ``"ok"`` get ``cluster = -1`` (unclustered). Missing
-(NaN) feature values of the other rows are replaced by the column median.
+(NaN) feature values of the other rows are replaced by the column median. Every clustered
+row gets ``cluster_features``, the few features that set its cluster apart
+(:func:`cluster_summary`).
 
-Measured on ``make_profiles(n_per_type=20, phase="mixed")`` (6 types, seeds 0-2;
-``benchmarks/zoning.py --profiles-1d``), adjusted Rand index between clusters and the true
-zoning type with automatic k (k-means, silhouette): 0.85 at noise 0.01 of full scale and
-0.61 at 0.02, equal to the ARI of the offline ``zoning_type`` itself (the clusters inherit
-its errors; k = 6 in every run). On segmented synthetic thin sections
-(``benchmarks/zoning.py``, 22 crystals per scene) the clusters' ARI is within 0.02 of the
-type's; silhouette beat the gap statistic, a GMM's BIC on the first five principal
-components and Calinski-Harabasz as the automatic-k criterion there (mean ARI over 36
-scenes 0.835 against 0.23, 0.73 and 0.73). Profile shape alone
-(``features=[]``, k-means with the true k = 6) gives 0.29, 0.24 and 0.22: step positions,
-signs and periods vary within a type, so raw shapes do not group by type.
+The clusters inherit the errors of ``zoning_type``: their adjusted Rand index against the
+true type equals or exceeds the type's own on the zoning benchmark (``benchmarks/zoning.py``;
+``docs/zoning.md`` has the figures), where a plain recipe (profiles resampled on relative
+depth, standardised, k-means with the true number of classes) scores near 0.
 """
 
 from __future__ import annotations
