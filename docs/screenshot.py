@@ -10,7 +10,14 @@ zoning -> Cluster -> Diffusion timescales) and saves
 With ``--profiles``, only ``docs/images/profiles.png``: a line drawn across a zoned crystal
 of the synthetic sample and the Profiles dock's live plot of it (with a composition map
 sampled along the same line). With ``--scribbles``, only ``docs/images/scribbles.png``: the
-Segment crystals dock after training on painted strokes and merging two crystals.
+Segment crystals dock after training on painted strokes and merging two crystals. With
+``--describe``, only ``docs/images/describe.png``: the Describe zoning dock with a reference
+crystal, the crystals ranked by their similarity to it, criterion columns, and the matching
+crystals highlighted (offline backend).
+With ``--reference``, only ``docs/images/reference_before.png`` and ``reference_after.png``: a
+glassy scene (vesicles, halos) segmented automatically with one crystal outlined by a drawn
+polygon, then segmented again with that polygon as one-shot reference, the rim band QA layer
+and the flagged crystals shown.
 
 Needs a display; headless, run it under Xvfb::
 
@@ -304,13 +311,121 @@ def scribbles_main(out_dir: Path = HERE / "images") -> Path:
     return path
 
 
+def describe_main(out_dir: Path = HERE / "images") -> Path:
+    """The Describe zoning dock: a reference crystal, its similarity ranking, criteria."""
+    from napari_zonation.synthetic import make_thin_section
+    from napari_zonation.widgets.describe_widget import DescribeWidget
+    from napari_zonation.widgets.segment_widget import SegmentWidget
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = make_thin_section((640, 640), n_crystals=16, seed=3, pixel_size_um=1.5)
+    viewer, app, seg = _viewer_with(s, "bse", (1500, 1000), SegmentWidget, "Segment crystals")
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    crystals = viewer.layers["bse crystals"]
+    desc = DescribeWidget(viewer)
+    dock = viewer.window.add_dock_widget(desc, name="Describe zoning", area="right")
+    # the reference: the largest crystal the generator made with a darker rim
+    truth = s.truth[s.truth["zoning_type"] == "rim_darker"]
+    true_id = int(
+        truth.sort_values("area_um2" if "area_um2" in truth else "label").iloc[-1]["label"]
+    )
+    ids, counts = np.unique(crystals.data[s.labels == true_id], return_counts=True)
+    ref = int(ids[np.argmax(np.where(ids > 0, counts, 0))])
+    desc.pick_reference(ref)
+    desc.criteria.setPlainText(
+        "rim darker\nrim at least 5 % darker than the core\nhas a dark resorption band"
+    )
+    _run(desc, app)
+    viewer.window.remove_dock_widget(seg)  # room for the ranking
+    from qtpy.QtCore import Qt
+
+    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Orientation.Horizontal)
+    _settle(app, 0.5)
+    for layer in viewer.layers:
+        if layer.name.startswith("bse ") and layer.name != "bse crystals matches":
+            layer.visible = False
+    viewer.layers["bse crystals matches"].opacity = 0.7
+    viewer.layers.selection.active = viewer.layers["bse crystals matches"]
+    viewer.reset_view()
+    _settle(app, 1.0)
+    path = out_dir / "describe.png"
+    _save(_qimage_to_array(viewer.window._qt_window.grab().toImage()), path)
+    viewer.close()
+    return path
+
+
+def reference_main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
+    """A glassy scene before and after the one-shot reference, with the rim band QA layer."""
+    from scipy import ndimage as ndi
+    from skimage import measure
+
+    from napari_zonation.synthetic import SCENE_KINDS, make_thin_section
+    from napari_zonation.widgets.segment_widget import SegmentWidget
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = make_thin_section(
+        (640, 640), n_crystals=17, seed=3, pixel_size_um=1.0, noise=0.03, **SCENE_KINDS["glassy"]
+    )
+    px = s.pixel_size_um
+    viewer, app, seg = _viewer_with(s, "glassy BSE", (1500, 900), SegmentWidget, "Segment")
+    _run(seg, app)
+    # the largest crystal clear of the frame and of the others, outlined as a user would
+    lab = s.labels
+    frame = set(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]).tolist())
+    ids, area = np.unique(lab[lab > 0], return_counts=True)
+    pick = next(
+        int(i)
+        for i in ids[np.argsort(-area)]
+        if int(i) not in frame and not (lab[ndi.binary_dilation(lab == i) & (lab != i)] > 0).any()
+    )
+    contour = measure.find_contours(np.pad(lab == pick, 1).astype(float), 0.5)[0] - 1
+    poly = measure.approximate_polygon(contour, 1.0)
+    shapes = viewer.add_shapes(
+        [poly * px],
+        shape_type="polygon",
+        name="reference outline",
+        edge_color="cyan",
+        face_color="transparent",
+        edge_width=2.0,
+        units=("um", "um"),
+    )
+    seg.line_combo.value = shapes
+    image = viewer.layers["glassy BSE"]
+    viewer.layers["glassy BSE crystals"].opacity = 0.45
+    viewer.layers["glassy BSE boundaries"].visible = True
+    viewer.reset_view()
+    _settle(app, 1.0)
+    before = out_dir / "reference_before.png"
+    _save(_qimage_to_array(viewer.window._qt_window.grab().toImage()), before)
+    seg.image_combo.value = image
+    seg._next_job, seg._reference_from = "reference", "shape"
+    try:
+        _run(seg, app)
+    finally:
+        seg._next_job = "segment"
+    seg.show_rim_band.setChecked(True)
+    viewer.layers["glassy BSE crystals"].opacity = 0.3
+    viewer.layers.selection.active = viewer.layers["glassy BSE rim band"]
+    _settle(app, 1.0)
+    after = out_dir / "reference_after.png"
+    _save(_qimage_to_array(viewer.window._qt_window.grab().toImage()), after)
+    viewer.close()
+    return before, after
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "images")
     parser.add_argument("--profiles", action="store_true", help="only docs/images/profiles.png")
     parser.add_argument("--scribbles", action="store_true", help="only docs/images/scribbles.png")
+    parser.add_argument("--describe", action="store_true", help="only docs/images/describe.png")
+    parser.add_argument("--reference", action="store_true", help="only docs/images/reference_*.png")
     args = parser.parse_args()
-    if args.profiles:
+    if args.describe:
+        describe_main(args.out)
+    elif args.reference:
+        reference_main(args.out)
+    elif args.profiles:
         profiles_main(args.out)
     elif args.scribbles:
         scribbles_main(args.out)

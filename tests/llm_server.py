@@ -29,7 +29,17 @@ Faults (per call index with :meth:`fault_for_call`, or per crystal label with
 ``"401_echo"`` (401 whose message echoes the bearer key, like OpenAI's "Incorrect API key"),
 ``"truncated"`` (cut JSON, finish_reason ``length``), ``"non_json"`` (prose content),
 ``"refusal"``, ``"bad_schema"`` (valid JSON that breaks the schema), ``"slow"`` (waits
-``slow_s`` seconds before answering: use a client timeout shorter than that).
+``slow_s`` seconds before answering: use a client timeout shorter than that), ``"html"`` (a
+web page with status 200, as a proxy's login page), ``"empty"`` (an empty body).
+
+Server-wide behaviours of the servers people run (constructor arguments): ``images=False``
+refuses any request with a picture as llama.cpp's ``llama-server`` does without a vision
+projector (HTTP 500 "image input is not supported"); ``max_images=1`` refuses requests
+with more pictures than that; ``models=[...]`` answers 404 "model not found" to other model
+names (``GET /v1/models`` lists them); ``reject_bounds`` refuses schemas with ``maxLength``
+and ranges (400); ``reject_max_tokens`` refuses ``max_tokens`` as OpenAI's reasoning models
+do; ``serial`` answers one request at a time, as a one-slot local server; ``html_only``
+answers every route with a web page (a base URL that is not the API).
 """
 
 from __future__ import annotations
@@ -53,7 +63,10 @@ FAULTS = (
     "refusal",
     "bad_schema",
     "slow",
+    "html",
+    "empty",
 )
+HTML_PAGE = b"<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URL_PREFIX = "data:image/png;base64,"
 
@@ -183,6 +196,20 @@ class FakeOpenAIServer:
         A pause before every answer (to let requests overlap in concurrency tests).
     reject_temperature : bool
         Answer 400 to any request that sets ``temperature``, as OpenAI's reasoning models do.
+    images : bool
+        Accept pictures (False: HTTP 500 "image input is not supported", as llama-server).
+    max_images : int, optional
+        Most pictures a request may carry (HTTP 400 beyond).
+    models : list of str, optional
+        The only model names served (others: HTTP 404 model not found).
+    reject_bounds : bool
+        Refuse schemas with ``maxLength`` / ``minimum`` / ``maximum`` / ``maxItems`` (400).
+    reject_max_tokens : bool
+        Refuse ``max_tokens`` (400; ``max_completion_tokens`` is taken).
+    serial : bool
+        Answer one request at a time (the others wait), as a one-slot local server.
+    html_only : bool
+        Answer every request with a web page (HTTP 404 text/html).
     """
 
     def __init__(
@@ -192,7 +219,22 @@ class FakeOpenAIServer:
         slow_s: float = 5.0,
         delay_s: float = 0.0,
         reject_temperature: bool = False,
+        images: bool = True,
+        max_images: int | None = None,
+        models: list[str] | None = None,
+        reject_bounds: bool = False,
+        reject_max_tokens: bool = False,
+        serial: bool = False,
+        html_only: bool = False,
     ) -> None:
+        self.images = images
+        self.max_images = max_images
+        self.models = models
+        self.reject_bounds = reject_bounds
+        self.reject_max_tokens = reject_max_tokens
+        self.serial = serial
+        self.html_only = html_only
+        self._serial_lock = threading.Lock()
         self.answer = answer or default_answer
         self.reject_temperature = reject_temperature
         self.slow_s = slow_s
@@ -314,6 +356,15 @@ class FakeOpenAIServer:
         return problems
 
 
+def _has_bounds(node: Any) -> bool:
+    if isinstance(node, dict):
+        keys = ("maxLength", "minimum", "maximum", "maxItems")
+        return any(k in node for k in keys) or any(_has_bounds(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_bounds(v) for v in node)
+    return False
+
+
 def _check_fault(fault: str) -> None:
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
@@ -346,11 +397,17 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass
 
-        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None):
+        def _send(
+            self,
+            status: int,
+            payload: Any,
+            headers: dict[str, str] | None = None,
+            content_type: str = "application/json",
+        ):
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -359,9 +416,21 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout)
 
+        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            if server.html_only:
+                self._send(404, HTML_PAGE, content_type="text/html")
+            elif self.path.rstrip("/") == "/v1/models":
+                names = server.models or ["fake-model"]
+                self._send(200, {"object": "list", "data": [{"id": m} for m in names]})
+            else:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+
         def do_POST(self) -> None:  # noqa: N802 (http.server API)
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length)
+            if server.html_only:
+                self._send(404, HTML_PAGE, content_type="text/html")
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
@@ -391,7 +460,11 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server._in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server._in_flight)
             try:
-                self._respond(body, label, fault, problems, headers)
+                if server.serial:
+                    with server._serial_lock:
+                        self._respond(body, label, fault, problems, headers)
+                else:
+                    self._respond(body, label, fault, problems, headers)
             finally:
                 with server._lock:
                     server._in_flight -= 1
@@ -408,6 +481,36 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     "Only the default (1) value is supported."
                 )
                 self._send(400, {"error": {"message": msg, "param": "temperature"}})
+                return
+            if server.models is not None and model not in server.models:
+                msg = f"The model `{model}` does not exist or you do not have access to it."
+                self._send(404, {"error": {"message": msg, "code": "model_not_found"}})
+                return
+            n_images = len(request_images(body))
+            if n_images and not server.images:
+                msg = (
+                    "image input is not supported - hint: if this is unexpected, you may need "
+                    "to provide the mmproj"
+                )
+                self._send(500, {"error": {"code": 500, "message": msg, "type": "server_error"}})
+                return
+            if server.max_images is not None and n_images > server.max_images:
+                msg = f"at most {server.max_images} image(s) per request; got {n_images}"
+                self._send(400, {"error": {"message": msg}})
+                return
+            if server.reject_bounds and _has_bounds(request_schema(body)):
+                msg = (
+                    "Invalid schema for response_format 'zoning_description': "
+                    "'maxLength' is not permitted."
+                )
+                self._send(400, {"error": {"message": msg, "param": "response_format"}})
+                return
+            if server.reject_max_tokens and "max_tokens" in body:
+                msg = (
+                    "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead."
+                )
+                self._send(400, {"error": {"message": msg, "param": "max_tokens"}})
                 return
             if server.delay_s:
                 server._stop.wait(server.delay_s)
@@ -433,6 +536,12 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return
             if fault == "slow":
                 server._stop.wait(server.slow_s)
+            if fault == "html":
+                self._send(200, HTML_PAGE, content_type="text/html")
+                return
+            if fault == "empty":
+                self._send(200, b"")
+                return
             if fault == "refusal":
                 self._send(200, _completion(model, None, refusal="I can't help with that."))
                 return

@@ -18,6 +18,7 @@ from llm_server import (
     openai_env,
     request_images,
     request_schema,
+    request_text,
     user_parts,
 )
 from scipy import ndimage
@@ -159,7 +160,7 @@ def test_crops_show_the_right_crystal_outlined(server, tmp_path):
 
 
 def test_plots_do_not_depend_on_earlier_plots(profiles):
-    from napari_zonation.llm import _Plotter
+    from napari_zonation.llm.render import ProfilePlotter as _Plotter
 
     prof, truth = profiles
     a, b = (int(x) for x in truth["label"].iloc[[0, -1]])
@@ -243,30 +244,48 @@ def test_cache_dir_from_environment(profiles, server, tmp_path, monkeypatch):
 
 
 def test_faults_mark_only_their_crystal_and_rerun_retries_only_failures(server, tmp_path):
-    prof, truth = make_profiles(3, zoning_types=STEP_TYPES, noise=0.003, seed=5)
+    prof, truth = make_profiles(4, zoning_types=STEP_TYPES, noise=0.003, seed=5)
     labs = [int(x) for x in truth["label"]]
     l429, l500, ljson, ltrunc, lslow, lref, lschema = labs[:7]
+    once_json, once_trunc, once_schema, once_slow = labs[7:11]
+    server.slow_s = 30.0  # cut short when the server stops
     server.fault_for_label(l429, "429", times=1)
     server.fault_for_label(l500, "500", times=None)
-    server.fault_for_label(ljson, "non_json")
-    server.fault_for_label(ltrunc, "truncated")
+    server.fault_for_label(ljson, "non_json", times=None)
+    server.fault_for_label(ltrunc, "truncated", times=None)
     server.fault_for_label(lslow, "slow", times=None)
     server.fault_for_label(lref, "refusal")
-    server.fault_for_label(lschema, "bad_schema")
+    server.fault_for_label(lschema, "bad_schema", times=None)
+    # one-off faults are repaired within the run
+    server.fault_for_label(once_json, "non_json")
+    server.fault_for_label(once_trunc, "truncated")
+    server.fault_for_label(once_schema, "bad_schema")
+    server.fault_for_label(once_slow, "slow")
 
-    out = _run(prof, tmp_path, timeout=1.5, max_retries=1, max_concurrency=4).set_index("label")
+    out = _run(
+        prof, tmp_path, timeout=0.5, max_timeout=1.0, max_retries=1, max_concurrency=4
+    ).set_index("label")
     status = out["llm_status"]
     assert status[l429] == "ok" and len(server.requests_for(l429)) == 2  # 429 then retried
     assert status[l500] == "error" and "500" in out.loc[l500, "llm_error"]
-    assert len(server.requests_for(l500)) == 2  # the client's one retry
-    assert status[ljson] == "invalid_json"
-    assert status[ltrunc] == "invalid_json" and "truncated" in out.loc[ltrunc, "llm_error"]
-    assert status[lslow] == "timeout"
-    assert status[lref] == "refused"
+    assert len(server.requests_for(l500)) == 2  # one retry
+    assert status[ljson] == "invalid_json" and len(server.requests_for(ljson)) == 2
+    assert status[ltrunc] == "truncated" and len(server.requests_for(ltrunc)) == 2
+    assert status[lslow] == "timeout" and len(server.requests_for(lslow)) == 3
+    assert status[lref] == "refused" and len(server.requests_for(lref)) == 1
     assert status[lschema] == "schema_error" and "zoning_type" in out.loc[lschema, "llm_error"]
-    others = [x for x in labs if x not in labs[1:7]]
+    for lab in (once_json, once_trunc, once_schema, once_slow):
+        assert status[lab] == "ok" and len(server.requests_for(lab)) == 2
+    # the second try after a cut answer asks for less: a shorter instruction and schema
+    first, second = (r["body"] for r in server.requests_for(ltrunc))
+    assert "too long" in request_text(second) and "too long" not in request_text(first)
+    assert (
+        request_schema(second)["properties"]["rationale"]["maxLength"]
+        < request_schema(first)["properties"]["rationale"]["maxLength"]
+    )
+    failed = [l500, ljson, ltrunc, lslow, lref, lschema]
+    others = [x for x in labs if x not in failed]
     assert (status[others] == "ok").all()
-    failed = labs[1:7]
     assert out.loc[failed, "llm_zoning_type"].isna().all()
     assert out.loc[failed, "llm_confidence"].isna().all()
     assert (out.loc[failed, "llm_error"] != "").all()
@@ -421,9 +440,9 @@ def test_criteria_become_columns(profiles, monkeypatch, tmp_path, criteria, slug
     prompt = "\n".join(p["text"] for p in user_parts(body) if "text" in p)
     assert all(t in prompt for t in texts)
     for slug in slugs:
-        assert (out[f"criterion_{slug}"].astype(bool) == (out["label"] % 2 == 0)).all()
+        assert (out[f"llm_criterion_{slug}"].astype(bool) == (out["label"] % 2 == 0)).all()
         assert (
-            out[f"criterion_{slug}_rationale"] == [f"{slug} for {x}" for x in out["label"]]
+            out[f"llm_criterion_{slug}_rationale"] == [f"{slug} for {x}" for x in out["label"]]
         ).all()
 
 
@@ -434,7 +453,7 @@ def test_criteria_become_columns(profiles, monkeypatch, tmp_path, criteria, slug
 
 def test_key_is_written_nowhere(profiles, server, tmp_path):
     prof, truth = profiles
-    bad = int(truth["label"].iloc[0])
+    bad = int(truth["label"].iloc[-1])  # after answers came: a per-crystal error
     server.fault_for_label(bad, "401_echo")
     out = _run(prof, tmp_path, send_images=False)
     assert out.set_index("label").loc[bad, "llm_status"] == "error"
@@ -545,21 +564,21 @@ def test_import_does_not_load_openai():
 
 
 def test_odd_profiles_do_not_stop_the_others(profiles, server, tmp_path, monkeypatch):
-    import napari_zonation.llm as llm
+    import napari_zonation.llm.render as llm_render
 
     prof, truth = profiles
     odd = pd.DataFrame(
         {"label": [900, 900, 901], "distance_um": [0.0, 1.0, np.nan], "value": [np.nan] * 3}
     )
     broken = int(truth["label"].iloc[0])
-    real_call = llm._Plotter.__call__
+    real_call = llm_render.ProfilePlotter.__call__
 
     def flaky(self, prof_, label, title):
         if label == broken:
             raise RuntimeError("plot failed")
         return real_call(self, prof_, label, title)
 
-    monkeypatch.setattr(llm._Plotter, "__call__", flaky)
+    monkeypatch.setattr(llm_render.ProfilePlotter, "__call__", flaky)
     out = _run(pd.concat([prof, odd]), tmp_path).set_index("label")
     assert out.loc[broken, "llm_status"] == "error"
     assert "plot failed" in out.loc[broken, "llm_error"]

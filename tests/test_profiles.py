@@ -725,3 +725,258 @@ def test_shell_statistics_match_a_per_crystal_loop_across_strips_and_threads(
     np.testing.assert_array_equal(got["n_pixels"], ref["n_pixels"])
     np.testing.assert_allclose(got["distance_um"], ref["distance_um"], rtol=1e-12)
     np.testing.assert_allclose(got["value"], ref["value"])
+
+
+# ---------------------------------------------------------------------------------------
+# the edge band: profiles start at the crystal, not at its halo
+
+from napari_zonation._napari_io import (  # noqa: E402
+    DATA_DIR,
+    PLAGIOCLASE_PIXEL_SIZE_UM,
+    PLAGIOCLASE_TIFF,
+)
+from napari_zonation.profiles import grey_range, skip_edge_band  # noqa: E402
+
+
+def _profile(values, step=1.0, label=1, start=0.5, sigma=0.2):
+    v = np.asarray(values, float)
+    d = start + step * np.arange(v.size)
+    return pd.DataFrame({"label": label, "channel": "bse", "distance_um": d, "value": v,
+                         "sigma": sigma})
+
+
+def test_skip_edge_band_by_hand():
+    """A bright two-point band over a flat profile is dropped (rim_skipped_um = the lead
+    plus the distance to the first kept point); a departure below the floor, or a profile
+    with no band, keeps every point; the always-dropped band goes whatever the check says."""
+    flat = [100, 101, 99, 100, 100, 101, 99, 100, 100, 101]
+    prof = _profile([160, 130, *flat])
+    out = skip_edge_band(prof, 3.0, {"bse": 25.0}, lead_um=0.0)
+    assert out["value"].iloc[0] == 100 and len(out) == len(flat)
+    assert (out["rim_skipped_um"] == 2.0).all()
+    # 20 grey levels above the trend is below a 25 floor: nothing dropped
+    kept = skip_edge_band(_profile([120, *flat]), 3.0, {"bse": 25.0})
+    assert len(kept) == len(flat) + 1 and (kept["rim_skipped_um"] == 0).all()
+    # band 0: only the always-dropped band goes
+    out = skip_edge_band(prof, 0.0, {"bse": 25.0}, always_um=1.0, lead_um=0.0)
+    assert out["value"].iloc[0] == 130 and (out["rim_skipped_um"] == 1.0).all()
+    # a line started in dark epoxy crosses the bright halo and its tail: all go
+    line = _profile([2, 2, 170, 140, *flat], start=0.0)
+    out = skip_edge_band(line, 4.0, {"bse": 25.0})
+    assert out["value"].iloc[0] == 100 and out["rim_skipped_um"].iloc[0] == 4.0
+    # a band too short to hold them all: a second pass takes the rest
+    assert skip_edge_band(line, 3.0, {"bse": 25.0})["value"].iloc[0] == 140
+    out = skip_edge_band(line, 3.0, {"bse": 25.0}, passes=2)
+    assert out["value"].iloc[0] == 100 and out["rim_skipped_um"].iloc[0] == 4.0
+    # profiles are handled each on its own
+    both = pd.concat([prof, _profile(flat, label=2)], ignore_index=True)
+    out = skip_edge_band(both, 3.0, {"bse": 25.0})
+    assert out.groupby("label")["value"].first().to_dict() == {1: 100, 2: 100}
+    assert out.groupby("label")["rim_skipped_um"].first().to_dict() == {1: 2.0, 2: 0.0}
+
+
+def test_rim_pixel_counts_only_as_a_peak_no_blend_can_make():
+    """A bright dropped rim pixel between the crystal's grey and a brighter outside is a
+    blend (a real thin zone next to bright glass): the next point, bright too, stays. The
+    same rim pixel brighter than both sides is a halo: its tail goes."""
+    flat = [100, 101, 99, 100, 100, 101, 99, 100, 100, 101]
+    prof = _profile([160, 118, *flat])
+
+    def outside(grey):
+        return lambda ids, channel: np.full(len(ids), grey)
+
+    blend = skip_edge_band(prof, 3.0, {"bse": 25.0}, always_um=1.0, outside=outside(200.0))
+    assert blend["value"].iloc[0] == 118
+    halo = skip_edge_band(prof, 3.0, {"bse": 25.0}, always_um=1.0, outside=outside(20.0))
+    assert halo["value"].iloc[0] == 100
+    nothing = skip_edge_band(prof, 3.0, {"bse": 25.0}, always_um=1.0)
+    assert nothing["value"].iloc[0] == 118
+
+
+def test_grey_range_against_numpy():
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 20, size=(300, 400))
+    lo, hi = np.percentile(img, [0.1, 99.9])
+    assert grey_range(img) == pytest.approx(hi - lo)
+
+
+def _first_point_errors(s, prof, which):
+    """First point of each crystal's profile minus the generator's noise-free truth there,
+    over crystals clear of the frame and of other crystals (``which``: truth column or
+    None)."""
+    t = s.truth.set_index("label")
+    err, skipped = [], []
+    for lab, g in prof.groupby("label"):
+        row = t.loc[lab]
+        if row.touching or row.touches_border or (which and not row[which]):
+            continue
+        first = g.iloc[0]
+        err.append(first.value - s.true_profile(lab, [first.distance_um])[0])
+        skipped.append(first.rim_skipped_um)
+    return np.abs(np.array(err)), np.array(skipped)
+
+
+@pytest.mark.parametrize("px", [1.0, 2.0])
+def test_rim_profiles_start_inside_the_halo_against_the_truth(px):
+    """Synthetic scenes with bright edge halos (1-2 px, +45-90 DN): the first point of the
+    automatic profile lies as close to the true rim grey as on the same scene without halos;
+    without the check it is the halo (tens of grey levels off)."""
+    shape = (768, 768) if px == 1.0 else (384, 384)
+    errs, errs_plain, errs_raw, skips = [], [], [], []
+    for seed in (0, 1, 2):
+        halo = make_thin_section(shape, n_crystals=23, pixel_size_um=px, seed=seed, noise=0.02,
+                                 edge_halo=0.35)
+        plain = make_thin_section(shape, n_crystals=23, pixel_size_um=px, seed=seed,
+                                  noise=0.02)
+        e, sk = _first_point_errors(halo, rim_profiles(halo.image, halo.labels, px), None)
+        errs.append(e)
+        skips.append(sk)
+        errs_plain.append(_first_point_errors(
+            plain, rim_profiles(plain.image, plain.labels, px), None)[0])
+        errs_raw.append(_first_point_errors(
+            halo, rim_profiles(halo.image, halo.labels, px, halo_um=0), None)[0])
+    errs, errs_plain, errs_raw = map(np.concatenate, (errs, errs_plain, errs_raw))
+    skips = np.concatenate(skips)
+    assert len(errs) >= 15
+    assert np.median(errs) <= np.median(errs_plain) + 1.0
+    assert np.percentile(errs, 90) < 8.0
+    # the check matters: without it some first points are the halo, tens of
+    # grey levels off (halos two pixels wide; one pixel wide ones lie in the rim pixel)
+    assert (errs_raw > 10).sum() >= 3 and (errs > 10).mean() <= 0.05
+    assert (skips > px + 1e-9).sum() >= 3  # and it says so (1-px halos lie in the rim pixel)
+    assert (skips <= px * (1 + 3) + 1e-9).all()  # the rim pixel and a band of three pixels
+
+
+@pytest.mark.parametrize("px", [1.0, 2.0])
+def test_real_thin_rim_zones_are_kept(px):
+    """A real rim zone one to two pixels wide (0.03-0.07 of full scale, a sharp step) without
+    halo is never skipped: every profile starts right after the blurred rim pixel."""
+    shape = (768, 768) if px == 1.0 else (384, 384)
+    for seed in (0, 1):
+        for groundmass in ("microlite", "glass"):
+            s = make_thin_section(shape, n_crystals=23, pixel_size_um=px, seed=seed,
+                                  noise=0.01, thin_rims=1.0, groundmass=groundmass)
+            prof = rim_profiles(s.image, s.labels, px)
+            err, skipped = _first_point_errors(s, prof, "thin_rim")
+            assert len(err) >= 5
+            np.testing.assert_allclose(skipped, px)
+            # (so the first point is the one the profile without the check starts with)
+            raw = rim_profiles(s.image, s.labels, px, halo_um=0)
+            np.testing.assert_array_equal(prof.groupby("label")["distance_um"].first(),
+                                          raw.groupby("label")["distance_um"].first())
+
+
+def test_default_scenes_skip_nothing_more():
+    """Scenes without halos: no profile drops more than the blurred rim pixel."""
+    for seed in (0, 2):
+        s = make_thin_section(seed=seed, noise=0.03)
+        prof = rim_profiles(s.image, s.labels, 1.0)
+        assert np.allclose(prof["rim_skipped_um"], 1.0)
+        raw = rim_profiles(s.image, s.labels, 1.0, halo_um=0)
+        # the same shells; the medians within half a grey level (the clip's noise estimate
+        # also sees the rim pixel's shell)
+        np.testing.assert_array_equal(prof["label"], raw["label"])
+        np.testing.assert_allclose(prof["distance_um"], raw["distance_um"])
+        assert np.percentile(np.abs(prof["value"].to_numpy() - raw["value"].to_numpy()),
+                             99) <= 0.5
+
+
+def test_traverses_and_lines_start_inside_the_halo():
+    s = make_thin_section(n_crystals=20, seed=1, noise=0.02, edge_halo=0.35)
+    plain = make_thin_section(n_crystals=20, seed=1, noise=0.02)
+    e = _first_point_errors(s, rim_profiles(s.image, s.labels, 1.0, method="traverse"), None)[0]
+    e_raw = _first_point_errors(s, rim_profiles(s.image, s.labels, 1.0, method="traverse",
+                                                halo_um=0), None)[0]
+    e0 = _first_point_errors(plain, rim_profiles(plain.image, plain.labels, 1.0,
+                                                 method="traverse"), None)[0]
+    # the halo's tail, one sample of a 3 um wide traverse, is not always above its noise:
+    # no first point is the halo itself (tens of grey levels off), as without the check
+    assert e.max() < 10.0 and (e_raw > 10).sum() >= 2
+    assert np.median(e) <= np.median(e0) + 4.0
+    # a drawn line from a crystal's free edge to its core starts at the rim composition
+    trav = place_traverses(s.labels, 1.0, image=s.image)
+    t = s.truth.set_index("label")
+    trav = trav[[not (t.loc[lab].touching or t.loc[lab].touches_border) for lab in trav.label]]
+    lines = [np.array([[r.rim_row, r.rim_col], [r.core_row, r.core_col]])
+             for r in trav.itertuples()]
+    prof = line_profiles(s.image, lines, 1.0, width_um=1.0)
+    raw = line_profiles(s.image, lines, 1.0, width_um=1.0, halo_um=0)
+    errs, errs_raw = [], []
+    for i, r in enumerate(trav.itertuples(), start=1):
+        g, g0 = prof[prof.label == i], raw[raw.label == i]
+        truth = s.true_profile(r.label, [g.distance_um.iloc[0]])[0]
+        errs.append(abs(g.value.iloc[0] - truth))
+        errs_raw.append(abs(g0.value.iloc[0] - s.true_profile(r.label, [0.0])[0]))
+        assert g.rim_skipped_um.iloc[0] == pytest.approx(g.distance_um.iloc[0])
+    assert np.median(errs) < 6.0 and np.median(errs_raw) > 10.0
+    # a line that does not start at an edge keeps every sample: profile_line exactly
+    inner = [np.array([[r.core_row, r.core_col], [r.core_row + 5, r.core_col + 5]])
+             for r in trav.itertuples()][:3]
+    got = line_profiles(s.image.astype(float), inner, 1.0, width_um=1.0)
+    for i, ln in enumerate(inner, start=1):
+        ref = profile_line(s.image.astype(float), ln[0], ln[1], order=1)
+        np.testing.assert_allclose(got[got.label == i]["value"], ref)
+        assert (got[got.label == i]["rim_skipped_um"] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def plagioclase():
+    import napari_zonation as nz
+
+    return nz.read_sem_tiff(PLAGIOCLASE_TIFF)[0]
+
+
+def test_real_plagioclase_profiles_start_at_the_rim_band(plagioclase):
+    """The real plagioclase (Lubbers et al. 2022, MIT): its edge carries a bright halo one to
+    three pixels wide (~164 grey in the shell profile against ~100 in the rim band). The
+    automatic profile's first point must continue the rim band's trend within its noise
+    (not the halo), on the segmentation's labels and on the author's own mask."""
+    import napari_zonation as nz
+
+    img, px = plagioclase, PLAGIOCLASE_PIXEL_SIZE_UM
+    author = ndi.binary_fill_holes(img > 1)
+    parts, _ = ndi.label(author)
+    area = np.bincount(parts.ravel())
+    area[0] = 0
+    big = np.where(parts == np.argmax(area), 1, 0)
+    for lab in (big, nz.segment_crystals(img, px)):
+        prof = rim_profiles(img, lab, px)
+        raw = rim_profiles(img, lab, px, halo_um=0)
+        main = np.bincount(lab.ravel())[1:].argmax() + 1
+        g, g0 = prof[prof.label == main], raw[raw.label == main]
+        # the rim band: the next 2-12 um of the profile, its linear trend and its scatter
+        d0 = g.distance_um.iloc[0]
+        band = g[(g.distance_um > d0 + 1.5) & (g.distance_um < d0 + 12)]
+        slope, icpt = np.polyfit(band.distance_um, band.value, 1)
+        scatter = np.std(band.value - (icpt + slope * band.distance_um), ddof=2)
+        noise = max(scatter, 2.0)
+        assert abs(g.value.iloc[0] - (icpt + slope * d0)) < 3 * noise
+        # without the check the first point is the halo, far above the band's trend
+        assert g0.value.iloc[0] - (icpt + slope * g0.distance_um.iloc[0]) > 20
+        skipped = g.rim_skipped_um.iloc[0]
+        assert px < skipped <= px + 3 * px + 1e-9
+
+
+def test_real_plagioclase_traverse_starts_at_the_measured_rim_band(plagioclase):
+    """A line drawn from the crystal's edge along the LA-ICP-MS traverse (column 450, from the
+    last non-black row inward): calibrated to An on the traverse, its first point reads the
+    measured rim band's An within 3 sigma of the calibration, where the halo read as a
+    'reverse rim' about 8-16 mol % An-richer."""
+    import napari_zonation as nz
+
+    img, px = plagioclase, PLAGIOCLASE_PIXEL_SIZE_UM
+    an = nz.read_profiles(DATA_DIR / "plag_diffusion_test_data.xlsx", distance=None,
+                          spacing_um=5.0, value="An", label="grain")
+    along = line_profiles(img, [np.array([[1110.0, 450.0], [1390.0, 450.0]])], px,
+                          width_um=10.0)
+    cal = calibrate(np.interp(an["distance_um"], along["distance_um"], along["value"]),
+                    an["value"], "An")
+    sigma_an = np.sqrt(np.mean(cal.residuals**2))
+    rim_an = an["value"].to_numpy()[-6:].mean()  # the bright high-An rim band (30 um)
+    edge = int(np.flatnonzero(img[:, 450] > 1).max())
+    line = [np.array([[edge, 450.0], [1110.0, 450.0]])]
+    first = line_profiles(img, line, px, width_um=10.0).iloc[0]
+    assert abs(cal(first["value"]) - rim_an) < 3 * sigma_an
+    assert first["rim_skipped_um"] > 0
+    raw = line_profiles(img, line, px, width_um=10.0, halo_um=0)
+    assert (cal(raw["value"].iloc[:3]) - rim_an).max() > 3 * sigma_an

@@ -18,6 +18,16 @@ from scipy import ndimage as ndi
 
 from napari_zonation import ZonationInputError, crystal_table, make_thin_section, segment_crystals
 from napari_zonation.metrics import match_instances
+from napari_zonation.segment.cleanup import adopt_enclosed, fill_label_holes
+from napari_zonation.segment.cutting import cut_cores
+from napari_zonation.segment.fields import block_mean
+from napari_zonation.segment.growth import marker_watershed
+from napari_zonation.segment.hulls import hull_chains, row_extremes, union_hulls
+from napari_zonation.segment.labelops import adjacent_pairs, contact_pixels, label_medians
+from napari_zonation.segment.levels import quantiles
+from napari_zonation.segment.merging import merge_regions, rim_band
+from napari_zonation.segment.morphology import close_mask, near_mask, open_mask
+from napari_zonation.segment.runs import fill_holes, label_runs, packed_order
 
 REAL = Path(__file__).resolve().parents[1] / "src" / "napari_zonation" / "data" / "CGI_ns8_1-1.tif"
 
@@ -241,6 +251,11 @@ def test_crystal_table_columns_and_geometry(scene_a):
         "cracked",
         "touching",
         "n_pixels",
+        "rim_grey",
+        "edge_contrast",
+        "edge_sure",
+        "faint_edge",
+        "rim_near_groundmass",
     ]
     assert list(table.columns) == expected
     assert sorted(table["label"]) == list(range(1, lab.max() + 1))
@@ -462,7 +477,13 @@ def test_real_masked_plagioclase_is_one_crystal():
     # the reference joins the small grain to the plagioclase; ours keeps it apart
     assert inter / largest.sum() > 0.97
     assert inter / largest_ref.sum() > 0.9
+    # no groundmass is visible (masked black): no phase is guessed from the grey alone; with
+    # the glass grey given (brighter than this crystal), the darker crystal is plagioclase
     table = crystal_table(img, lab, px)
+    big_one = table["area_um2"].idxmax()
+    assert table.loc[big_one, "phase"] == "unknown"
+    glass = table.loc[big_one, "median_value"] + 40.0
+    table = crystal_table(img, lab, px, groundmass_level=glass)
     assert table.loc[table["area_um2"].idxmax(), "phase"] == "plagioclase"
 
 
@@ -479,7 +500,6 @@ def test_no_crystals_in_pure_groundmass():
 # fast morphology helpers against their scipy definitions
 # ---------------------------------------------------------------------------------------------
 def test_disk_morphology_equals_the_distance_transform_definition():
-    from napari_zonation import segment as seg
 
     rng = np.random.default_rng(5)
     # radii of both ways of _near (the disk row by row up to _ROWS_DISK, then the distance
@@ -489,16 +509,16 @@ def test_disk_morphology_equals_the_distance_transform_definition():
         mask |= rng.random(shape) > density
         dist_out = ndi.distance_transform_edt(~mask)  # distance to the mask
         for r in (0.75, 1.0, 1.5, 2.17, 3.0, 5.5, 8.0, 12.3, 24.0, 31.0):
-            np.testing.assert_array_equal(seg._near(mask, r), dist_out <= r)
-            np.testing.assert_array_equal(seg._near(mask, r, strict=True), dist_out < r)
+            np.testing.assert_array_equal(near_mask(mask, r), dist_out <= r)
+            np.testing.assert_array_equal(near_mask(mask, r, strict=True), dist_out < r)
             eroded = ndi.distance_transform_edt(mask) > r
             opened = ndi.distance_transform_edt(~eroded) <= r if eroded.any() else eroded
-            np.testing.assert_array_equal(seg._open(mask, r), opened)
+            np.testing.assert_array_equal(open_mask(mask, r), opened)
             dilated = dist_out <= r
             # (a mask that dilates to the whole image closes to the whole image; scipy's
             # transform of an image without background is not a distance)
             closed = ndi.distance_transform_edt(dilated) > r if not dilated.all() else dilated
-            np.testing.assert_array_equal(seg._close(mask, r), closed)
+            np.testing.assert_array_equal(close_mask(mask, r), closed)
 
 
 def _random_labels(rng, shape=(90, 110), n_seeds=14, fill=0.55):
@@ -527,26 +547,25 @@ def _corner_hull_area(mask):
 def test_convex_hulls_from_row_runs_equal_qhull():
     """Areas, and exact hulls of single labels and of unions, against scipy's ConvexHull of
     every pixel corner (adjacent labels share corners: the union must still be exact)."""
-    from napari_zonation import segment as seg
 
     rng = np.random.default_rng(11)
     for _ in range(3):
         lab = _random_labels(rng)
-        run_lab, run_row, c0, c1 = seg._runs(lab)
+        run_lab, run_row, c0, c1 = label_runs(lab)
         ids = np.unique(lab[lab > 0])
         area = np.bincount(run_lab, weights=c1 - c0 + 1, minlength=lab.max() + 1)
         np.testing.assert_array_equal(
             area[1:], np.bincount(lab.ravel(), minlength=lab.max() + 1)[1:]
         )
-        pts, hull = seg._hull_chains(*seg._row_extremes(run_lab, run_row, c0, c1, ids))
+        pts, hull = hull_chains(*row_extremes(run_lab, run_row, c0, c1, ids))
         for k, i in enumerate(ids):
             assert hull[k] == pytest.approx(_corner_hull_area(lab == i))
         # unions: every touching pair, and a few far apart
-        la, lb, _, _ = seg._adjacent_pairs(lab)
+        la, lb, _, _ = adjacent_pairs(lab)
         pairs = np.unique(np.c_[la, lb], axis=0)
         pairs = np.concatenate([pairs, rng.choice(ids, (4, 2))])
         sa, sb = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
-        union = seg._union_hulls(pts, sa, sb)
+        union = union_hulls(pts, sa, sb)
         for (a, b), u in zip(pairs, union, strict=True):
             assert u == pytest.approx(_corner_hull_area((lab == a) | (lab == b)))
 
@@ -557,14 +576,12 @@ def test_cut_cores_equals_the_h_maxima_watershed():
     watershed of the negated distance (cores that hold no marker stay whole)."""
     from skimage import morphology, segmentation
 
-    from napari_zonation import segment as seg
-
     rng = np.random.default_rng(3)
     for h_px in (1.0, 2.0):
         for _ in range(3):
             cores = _random_labels(rng, (120, 140), n_seeds=6, fill=0.5)
             inner = cores > 0
-            contact = seg._contact(cores)
+            contact = contact_pixels(cores)
             dist = ndi.distance_transform_edt(inner & ~contact)
             q = np.round(dist * 4).astype(np.int32)
             maxima = morphology.h_maxima(q, int(round(h_px * 4))).astype(bool) & inner
@@ -574,7 +591,7 @@ def test_cut_cores_equals_the_h_maxima_watershed():
             lonely = inner & ~has[cores]
             markers = np.where(lonely, cores + n_markers, markers)
             ref = segmentation.watershed(-dist, markers, mask=inner)
-            got = seg._cut_cores(cores, h_px)
+            got = cut_cores(cores, h_px)
             assert got.max() == len(np.unique(ref[inner]))
             # the same partition, whatever the numbering
             pairs = np.unique(np.c_[got[inner], ref[inner]], axis=0)
@@ -584,22 +601,20 @@ def test_cut_cores_equals_the_h_maxima_watershed():
 def test_fast_helpers_equal_their_references():
     from skimage.segmentation import watershed
 
-    from napari_zonation import segment as seg
-
     rng = np.random.default_rng(8)
     # percentiles from a histogram of whole numbers
     for n in (1, 2, 7, 1000, 4097):
         v = rng.integers(-40, 300, n).astype(float)
         for q in ([0.1, 50, 99.9], [25, 75], 50):
             np.testing.assert_allclose(
-                seg._quantiles(v, q, integer=True), np.percentile(v, q), atol=1e-9
+                quantiles(v, q, integer=True), np.percentile(v, q), atol=1e-9
             )
     # block means (also of partial blocks, padded by edge values)
     img = rng.random((31, 45)).astype(np.float32)
     for f in (1, 2, 3, 6):
         pad = np.pad(img, ((0, -31 % f), (0, -45 % f)), mode="edge")
         ref = pad.reshape(pad.shape[0] // f, f, -1, f).mean(axis=(1, 3))
-        np.testing.assert_allclose(seg._block_mean(img, f), ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(block_mean(img, f), ref, rtol=1e-5, atol=1e-6)
     # the watershed without the inside of large markers
     grad = ndi.gaussian_filter(rng.random((70, 90)), 2)
     lab = _random_labels(rng, (70, 90), n_seeds=8, fill=0.6)
@@ -607,13 +622,12 @@ def test_fast_helpers_equal_their_references():
     markers[:3] = lab.max() + 1  # a background marker
     mask = ndi.binary_dilation(lab > 0, iterations=4)
     np.testing.assert_array_equal(
-        seg._watershed(grad, markers, mask=mask), watershed(grad, markers, mask=mask)
+        marker_watershed(grad, markers, mask=mask), watershed(grad, markers, mask=mask)
     )
-    np.testing.assert_array_equal(seg._watershed(grad, markers), watershed(grad, markers))
+    np.testing.assert_array_equal(marker_watershed(grad, markers), watershed(grad, markers))
 
 
 def test_label_holes_are_filled_by_their_crystal():
-    from napari_zonation import segment as seg
 
     lab = np.zeros((40, 60), np.int32)
     lab[5:25, 5:25] = 1
@@ -622,22 +636,22 @@ def test_label_holes_are_filled_by_their_crystal():
     lab[7:33, 31:41] = 0  # a hole more than half of its crystal with it: kept
     lab[0:3, 50:60] = 3
     lab[0:2, 52:55] = 0  # open to the border: not a hole
-    out, area = seg._fill_label_holes(lab, 0.5, np.bincount(lab.ravel()))
+    out, area = fill_label_holes(lab, 0.5, np.bincount(lab.ravel()))
     assert (out[12:16, 12:16] == 1).all()
     assert (out[7:33, 31:41] == 0).all()
     assert (out[0:2, 52:55] == 0).all()
     np.testing.assert_array_equal(area[1:], np.bincount(out.ravel(), minlength=area.size)[1:])
-    np.testing.assert_array_equal(seg._fill_label_holes(lab, 0.5), out)
+    np.testing.assert_array_equal(fill_label_holes(lab, 0.5), out)
     # the region of a hole is all it lies in: with a crystal touching its own, it is filled
     lab[5:35, 42:60] = 4
-    out = seg._fill_label_holes(lab, 0.5)
+    out = fill_label_holes(lab, 0.5)
     assert (out[7:33, 31:41] == 2).all()
     # on random labels, the filled pixels are those of the binary hole filling
     rng = np.random.default_rng(4)
     for frac in (0.05, 0.5, 1.0):
         lab = _random_labels(rng, (80, 100), n_seeds=10, fill=0.7)
-        out = seg._fill_label_holes(lab, frac)
-        np.testing.assert_array_equal(out > 0, seg._fill_holes(lab > 0, frac))
+        out = fill_label_holes(lab, frac)
+        np.testing.assert_array_equal(out > 0, fill_holes(lab > 0, frac))
         np.testing.assert_array_equal(out[lab > 0], lab[lab > 0])
 
 
@@ -669,13 +683,12 @@ def _zoned_rectangle(shape, box, core, rim, rim_width):
 _MERGE = dict(merge_grey=0.05, max_deficit=0.1, band_px=3, lenient=False, small_px=200.0)
 
 
-def _rim(seg, lab, smooth, max_step=0.02):
+def _rim(lab, smooth, max_step=0.02):
     """The rim test's samples (4-7 px inside the free faces, gaps of 6 px closed)."""
-    return (*seg._rim_band(lab, smooth, (4.0, 7.0), 3.0), max_step, 60.0, 0.0)
+    return (*rim_band(lab, smooth, (4.0, 7.0), 3.0), max_step, 60.0, 0.0)
 
 
 def test_two_crystals_with_different_rims_stay_apart():
-    from napari_zonation import segment as seg
 
     # two rectangles side by side: their union is a rectangle (convex), and the grey just
     # behind their contact differs by 0.03, less than merge_grey: crack-like by the old tests
@@ -685,15 +698,14 @@ def test_two_crystals_with_different_rims_stay_apart():
     truth = np.zeros(shape, np.int32)
     truth[m_left], truth[m_right] = 1, 2
     smooth = np.where(truth > 0, left + right, 0.42)
-    joined = seg._merge_regions(truth, smooth, **_MERGE)
+    joined = merge_regions(truth, smooth, **_MERGE)
     assert joined.max() == 1  # without the rim test they become one
-    kept = seg._merge_regions(truth, smooth, **_MERGE, rim=_rim(seg, truth, smooth))
+    kept = merge_regions(truth, smooth, **_MERGE, rim=_rim(truth, smooth))
     assert kept.max() == 2
     assert match(truth, kept)["mean_iou"] == 1.0
 
 
 def test_a_small_piece_between_two_crystals_does_not_join_them():
-    from napari_zonation import segment as seg
 
     # two crystals of one grey whose union is far from convex (a T): their pair is rejected;
     # a small piece in the corner between them (below small_px: judged by the grey alone) is
@@ -704,14 +716,13 @@ def test_a_small_piece_between_two_crystals_does_not_join_them():
     lab[30:50, 50:100] = 2
     lab[20:30, 50:60] = 3
     smooth = np.where(lab > 0, 0.5, 0.42)
-    out = seg._merge_regions(lab, smooth, **_MERGE)
+    out = merge_regions(lab, smooth, **_MERGE)
     assert out.max() == 2
     assert out[40, 30] != out[40, 80]
     assert out[25, 55] in (out[40, 30], out[40, 80])
 
 
 def test_a_cracked_zoned_crystal_is_joined_again():
-    from napari_zonation import segment as seg
 
     # one zoned crystal (bright rim, dark core) cut by a straight crack into two pieces: their
     # rims are the same zone, so the rim test joins them
@@ -723,7 +734,7 @@ def test_a_cracked_zoned_crystal_is_joined_again():
     # the crack is open from the top edge down to row 50: a gap of the labels, not a face
     pieces[:50, 40] = 0
     smooth = np.where(inside, grey, 0.42)
-    out = seg._merge_regions(pieces, smooth, **_MERGE, rim=_rim(seg, pieces, smooth))
+    out = merge_regions(pieces, smooth, **_MERGE, rim=_rim(pieces, smooth))
     assert out.max() == 1
     assert np.array_equal(out > 0, pieces > 0)
     # the rim samples lie 4-7 px inside the rectangle's own edges (8 with the discrete
@@ -732,7 +743,7 @@ def test_a_cracked_zoned_crystal_is_joined_again():
     depth = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
     marked = np.where(inside, np.arange(inside.size).reshape(shape), -1)
     for close_px, along_crack in ((3.0, False), (0.0, True)):
-        lab_r, idx_r = seg._rim_band(pieces, marked.astype(float), (4.0, 7.0), close_px)
+        lab_r, idx_r = rim_band(pieces, marked.astype(float), (4.0, 7.0), close_px)
         d = depth.ravel()[idx_r.astype(int)]
         assert np.all((d >= 4) & (d <= 8)) == (not along_crack)
 
@@ -765,14 +776,13 @@ def test_touching_crystals_with_different_rims_are_both_found(seed, pair):
 def test_packed_sorts_match_lexsort_and_median():
     # the packed single sorts that replace np.lexsort (hulls, runs) and the per-label medians
     # of float32 values, against numpy's own lexsort and median (ties and negatives included)
-    import napari_zonation.segment as seg
 
     rng = np.random.default_rng(0)
     keys = (rng.integers(0, 7, 5000), rng.integers(0, 3, 5000), rng.integers(0, 50, 5000))
-    assert np.array_equal(seg._packed_order(keys, (7, 3, 50)), np.lexsort(keys))
+    assert np.array_equal(packed_order(keys, (7, 3, 50)), np.lexsort(keys))
     labels = rng.integers(0, 40, 3000)
     values = np.round(rng.normal(0, 2, 3000), 1).astype(np.float32)  # many equal values
-    med = seg._label_medians(values, labels, 41)
+    med = label_medians(values, labels, 41)
     for k in range(1, 42):
         sel = labels == k
         assert (np.isnan(med[k - 1]) and not sel.any()) or med[k - 1] == np.median(values[sel])
@@ -793,7 +803,6 @@ def test_a_piece_joined_in_a_round_does_not_carry_a_neighbour_with_it(pair):
 
 
 def test_a_small_piece_enclosed_by_a_crystal_is_joined_to_it():
-    from napari_zonation import segment as seg
 
     lab = np.zeros((60, 80), np.int32)
     lab[10:40, 10:40] = 1  # a crystal
@@ -803,7 +812,7 @@ def test_a_small_piece_enclosed_by_a_crystal_is_joined_to_it():
     lab[5:25, 55:70] = 5  # a second crystal
     lab[25:29, 60:64] = 6  # a piece on crystal 5 on one side only, its other sides free
     area = np.bincount(lab.ravel())
-    out, new_area = seg._adopt_enclosed(lab.copy(), area, min_px=100)
+    out, new_area = adopt_enclosed(lab.copy(), area, min_px=100)
     expect = lab.copy()
     expect[expect == 2] = 1
     np.testing.assert_array_equal(out, expect)
@@ -901,7 +910,7 @@ def test_cracked_flag_sees_crossing_cracks_but_not_grain_boundaries():
 
 
 def test_outline_opening_equals_a_binary_opening_of_the_crystals():
-    from napari_zonation.segment import _open_labels
+    from napari_zonation.segment.cleanup import open_labels
 
     def disc(r):
         k = int(np.floor(r))
@@ -917,7 +926,7 @@ def test_outline_opening_equals_a_binary_opening_of_the_crystals():
         lab[40:80, 40:60] = lab.max() + 1
         lab[40:80, 60:80] = lab.max() + 1
         for r in (2, 3, 4.5):
-            out = _open_labels(lab.astype(np.int32), r)
+            out = open_labels(lab.astype(np.int32), r)
             ref = ndi.binary_opening(lab > 0, disc(r))
             # labels with no pixel left by the opening are kept whole (thinner than the disc)
             thin = np.setdiff1d(np.unique(lab), np.unique(lab[ref]))
@@ -949,14 +958,14 @@ def test_contact_boxes_are_disjoint_and_hold_each_contact_with_its_surroundings(
     """``_refine_contacts`` works on the boxes of ``_contact_boxes``; its result equals that of
     one crop around all contacts only if the boxes are disjoint and each True pixel's square
     of side ``2 * margin + 1`` (within the image) lies wholly in one box."""
-    from napari_zonation.segment import _contact_boxes, _merge_overlapping
+    from napari_zonation.segment.contacts import contact_boxes, merge_overlapping
 
     rng = np.random.default_rng(margin)
     for _ in range(20):
         h, w = (int(x) for x in rng.integers(20, 300, 2))
         mask = rng.random((h, w)) < rng.choice([0.0005, 0.003, 0.02])
         mask[int(rng.integers(h)), int(rng.integers(w))] = True
-        boxes = _contact_boxes(mask, margin)
+        boxes = contact_boxes(mask, margin)
         owner = np.full((h, w), -1)
         for k, (rows, cols) in enumerate(boxes):
             assert (owner[rows, cols] == -1).all(), "boxes overlap"
@@ -970,12 +979,14 @@ def test_contact_boxes_are_disjoint_and_hold_each_contact_with_its_surroundings(
         r0, c0 = rng.integers(0, 200, n), rng.integers(0, 200, n)
         size = rng.integers(1, 40, (n, 2))
         boxes = list(zip(r0, r0 + size[:, 0], c0, c0 + size[:, 1], strict=True))
-        merged = np.array(_merge_overlapping(boxes))
-        lo, hi = np.maximum(merged[:, None, [0, 2]], merged[None, :, [0, 2]]), np.minimum(
-            merged[:, None, [1, 3]], merged[None, :, [1, 3]]
+        merged = np.array(merge_overlapping(boxes))
+        lo, hi = (
+            np.maximum(merged[:, None, [0, 2]], merged[None, :, [0, 2]]),
+            np.minimum(merged[:, None, [1, 3]], merged[None, :, [1, 3]]),
         )
         shared = (lo < hi).all(axis=2)
         assert shared.sum() == len(merged), "merged boxes overlap"
+
         def holds(m, b):
             return m[0] <= b[0] and b[1] <= m[1] and m[2] <= b[2] and b[3] <= m[3]
 
@@ -993,7 +1004,7 @@ def test_one_flooding_of_a_contact_band_equals_a_flooding_per_part():
     the mask) that it replaces, here run with scikit-image on the whole image."""
     from skimage.segmentation import watershed
 
-    from napari_zonation.segment import _boundary_relief, _flood_band
+    from napari_zonation.segment.contacts import boundary_relief, flood_band
 
     rng = np.random.default_rng(7)
     n_parts_seen = 0
@@ -1017,10 +1028,10 @@ def test_one_flooding_of_a_contact_band_equals_a_flooding_per_part():
         band = (ndi.distance_transform_edt(~contact) <= reach) & (lab > 0)
 
         got = lab.copy()
-        _flood_band(got, smooth, band)
+        flood_band(got, smooth, band)
 
         want = lab.copy()
-        relief = _boundary_relief(smooth, np.arange(h * w)).reshape(h, w).astype(np.float32)
+        relief = boundary_relief(smooth, np.arange(h * w)).reshape(h, w).astype(np.float32)
         markers = np.where(band, 0, lab)
         parts, n_parts = ndi.label(band, structure=np.ones((3, 3), dtype=bool))
         n_parts_seen += n_parts

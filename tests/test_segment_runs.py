@@ -1,4 +1,4 @@
-"""Run-based connected components and hole filling of segment.py against scipy.ndimage."""
+"""Run-based connected components and hole filling of the segmentation against scipy.ndimage."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_zonation import segment as seg
+from napari_zonation.segment.cleanup import fill_label_holes
+from napari_zonation.segment.runs import fill_holes, mask_runs, run_components
 
 
 def _random_masks(n: int, seed: int = 0):
@@ -25,7 +26,7 @@ def _run_image(shape, row, c0, c1, values) -> np.ndarray:
 
 def test_mask_runs_cover_the_mask_exactly():
     for mask in _random_masks(200):
-        row, c0, c1 = seg._mask_runs(mask)
+        row, c0, c1 = mask_runs(mask)
         assert np.all(c1 > c0)
         painted = _run_image(mask.shape, row, c0, c1, np.zeros(row.size)) >= 0
         np.testing.assert_array_equal(painted, mask)
@@ -37,8 +38,8 @@ def test_mask_runs_cover_the_mask_exactly():
 def test_run_components_partition_equals_ndi_label():
     for mask in _random_masks(300, seed=1):
         ref, n_ref = ndi.label(mask)  # side neighbours
-        row, c0, c1 = seg._mask_runs(mask)
-        comp, n = seg._run_components(row, c0, c1, mask.shape[1])
+        row, c0, c1 = mask_runs(mask)
+        comp, n = run_components(row, c0, c1, mask.shape[1])
         assert n == n_ref
         img = _run_image(mask.shape, row, c0, c1, comp)
         # one-to-one correspondence of the components
@@ -50,7 +51,7 @@ def test_run_components_partition_equals_ndi_label():
 def test_fill_holes_matches_binary_fill_holes(seed):
     # with max_fraction 1 every enclosed background part is filled: scipy's definition
     for mask in _random_masks(150, seed=seed):
-        np.testing.assert_array_equal(seg._fill_holes(mask, 1.0), ndi.binary_fill_holes(mask))
+        np.testing.assert_array_equal(fill_holes(mask, 1.0), ndi.binary_fill_holes(mask))
 
 
 def test_fill_holes_respects_the_size_limit():
@@ -58,10 +59,10 @@ def test_fill_holes_respects_the_size_limit():
     mask[5:35, 5:35] = True  # a 30 x 30 region (900 px)
     mask[10:12, 10:12] = False  # a 4 px hole
     mask[15:30, 15:30] = False  # a 225 px hole
-    out = seg._fill_holes(mask, 0.1)  # at most 90 px of the 900 px region
+    out = fill_holes(mask, 0.1)  # at most 90 px of the 900 px region
     assert out[10:12, 10:12].all()
     assert not out[15:30, 15:30].any()
-    assert seg._fill_holes(mask, 0.5)[15:30, 15:30].all()
+    assert fill_holes(mask, 0.5)[15:30, 15:30].all()
 
 
 def test_fill_label_holes_gives_holes_the_surrounding_label():
@@ -70,7 +71,7 @@ def test_fill_label_holes_gives_holes_the_surrounding_label():
     lab[4:7, 4:7] = 0  # hole in 1
     lab[16:28, 16:28] = 2
     lab[20:22, 20:22] = 0  # hole in 2
-    out, areas = seg._fill_label_holes(lab, 0.5, np.bincount(lab.ravel()))
+    out, areas = fill_label_holes(lab, 0.5, np.bincount(lab.ravel()))
     assert (out[4:7, 4:7] == 1).all() and (out[20:22, 20:22] == 2).all()
     assert np.array_equal(areas, np.bincount(out.ravel()) * (np.arange(3) > 0))
     assert (out[lab > 0] == lab[lab > 0]).all()

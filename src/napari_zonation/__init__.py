@@ -10,7 +10,7 @@ from ._validation import ZonationInputError
 from .cluster import cluster_colors, cluster_crystals, cluster_summary, embed_crystals
 from .descriptors import describe_zoning
 from .diffusion import fit_diffusion, olivine_diffusivity
-from .io import read_profiles, read_sem_tiff
+from .io import read_image, read_profiles, read_sem_tiff
 from .metrics import match_instances
 from .profiles import apply_calibration, calibrate, line_profiles, profile_failures, rim_profiles
 from .segment import crystal_table, segment_crystals
@@ -35,6 +35,7 @@ __all__ = [
     "make_thin_section",
     "match_instances",
     "olivine_diffusivity",
+    "read_image",
     "read_profiles",
     "read_sem_tiff",
     "rim_profiles",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from .io import read_sem_tiff
+from .io import TIFF_SUFFIXES, read_image, read_sem_tiff
 
 DATA_DIR = Path(__file__).parent / "data"
 PLAGIOCLASE_TIFF = DATA_DIR / "CGI_ns8_1-1.tif"
@@ -39,15 +39,20 @@ def ask_pixel_size(name: str) -> float | None:
 
 
 def _read(path: str, ask=ask_pixel_size):
-    image, px, info = read_sem_tiff(path)
+    """Layer data of an image file: the pixel size on the layer scale (asked for when the
+    metadata has none), element maps as one ``(channels, y, x)`` layer, a colour image as an
+    RGB layer; a stack that is not element maps is refused with the shapes expected."""
+    image, px, info = read_image(path, colour="keep")
     name = Path(path).stem
     meta = {"napari_zonation": {"pixel_size_source": info["pixel_size_source"]}}
+    for note in info["notes"]:
+        warnings.warn(note, UserWarning, stacklevel=2)
     if px is None:
         px = ask(Path(path).name)
         if px is None:
             warnings.warn(
                 f"{Path(path).name}: no pixel size in the metadata; the layer's scale is 1 "
-                "(pixels). Set it in the Segment crystals widget before measuring in um.",
+                "(pixels). Set it in the Segment crystals widget before measuring in µm.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -57,22 +62,27 @@ def _read(path: str, ask=ask_pixel_size):
     if px is not None:
         meta["napari_zonation"]["pixel_size_um"] = px
     kwargs = {"name": name, "metadata": meta, "colormap": "gray"}
+    rgb = info["layout"] == "colour"
+    channels = info["layout"] == "element maps"
+    if channels:
+        meta["napari_zonation"]["element_maps"] = True
     if px is not None:
-        kwargs["scale"] = (px, px)
-        kwargs["units"] = ("um", "um")
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        kwargs["scale"] = (1.0, px, px) if channels else (px, px)
+        kwargs["units"] = ("pixel", "um", "um") if channels else ("um", "um")
+    if rgb:
         kwargs.pop("colormap")
         kwargs["rgb"] = True
     return [(image, kwargs, "image")]
 
 
 def get_reader(path):
-    """npe2 reader: SEM TIFFs with their pixel size (asked for when absent)."""
+    """npe2 reader: SEM TIFFs with their pixel size (asked for when absent); multi-page TIFFs
+    as element maps."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
-    if not str(path).lower().endswith((".tif", ".tiff")):
+    if not str(path).lower().endswith(TIFF_SUFFIXES):
         return None
     return lambda p: _read(p[0] if isinstance(p, list) else p)
 

@@ -120,6 +120,8 @@ def describe_zoning(
     crystals: pd.DataFrame | None = None,
     phase: str | None = None,
     channel: str | None = None,
+    reference: int | None = None,
+    criteria=None,
     **options,
 ) -> pd.DataFrame:
     """Describe the zoning of every profile: plateaus, steps, slopes, oscillations, type.
@@ -148,6 +150,15 @@ def describe_zoning(
         When ``prof`` has a ``channel`` column, the channel to describe. By default the first
         channel in the table is described (a ``UserWarning`` says which when there are
         several).
+    reference : int, optional
+        Label of a one-shot reference crystal: adds ``reference_similarity`` (0 to 1,
+        :func:`napari_zonation.similarity.reference_similarity`); with ``"openai"`` the LLM
+        also judges each crystal against it (``llm_matches_reference``,
+        ``llm_reference_score``).
+    criteria : list of str or dict, optional
+        Plain-text criteria: ``criterion_<slug>`` columns judged offline when written in the
+        vocabulary of :mod:`napari_zonation.criteria` (others are marked as needing the LLM);
+        with ``"openai"`` the LLM's verdicts come beside them (``llm_criterion_<slug>``).
     **options
         Offline options:
 
@@ -250,6 +261,7 @@ def describe_zoning(
             f"known options: {sorted(_OFFLINE_OPTIONS)}."
         )
     table = _describe_offline(prof, crystals=crystals, phase=phase, channel=channel, **offline)
+    table = _judge_offline(table, prof, reference, criteria, channel)
     if backend == "offline":
         return table
     try:
@@ -259,7 +271,23 @@ def describe_zoning(
             "backend='openai' needs napari_zonation.llm.describe_llm, which could not be "
             f"imported ({exc}); use backend='offline' or update napari-zonation."
         ) from exc
-    return describe_llm(prof, table, **options)
+    given = {"reference": reference, "criteria": criteria}
+    return describe_llm(prof, table, **{k: v for k, v in given.items() if v is not None}, **options)
+
+
+def _judge_offline(table, prof, reference, criteria, channel) -> pd.DataFrame:
+    """``reference_similarity`` and ``criterion_<slug>`` columns (offline, any backend)."""
+    if reference is not None:
+        from .similarity import reference_similarity
+
+        table = table.assign(
+            reference_similarity=reference_similarity(table, reference, prof, channel=channel)
+        )
+    if criteria:
+        from .criteria import apply_criteria
+
+        table = apply_criteria(table, criteria)
+    return table
 
 
 # --------------------------------------------------------------------------------------
@@ -373,29 +401,10 @@ def _quantity_of(grp: pd.DataFrame, given: str | None) -> str:
 
 
 def _select_channel(prof: pd.DataFrame, channel: str | None) -> tuple[pd.DataFrame, object]:
-    if "channel" not in prof.columns:
-        if channel is not None:
-            raise ZonationInputError(
-                f"channel={channel!r} was asked for, but the profiles have no 'channel' column."
-            )
-        return prof, None
-    chans = list(pd.unique(prof["channel"].dropna()))
-    if not chans:
-        return prof, None
-    if channel is None:
-        channel = chans[0]
-        if len(chans) > 1:
-            warnings.warn(
-                f"profiles have {len(chans)} channels {chans}; describing the first, "
-                f"{channel!r}. Pass channel= to choose another.",
-                UserWarning,
-                stacklevel=4,
-            )
-    elif channel not in chans:
-        raise ZonationInputError(
-            f"channel={channel!r} is not in the profiles; available channels: {chans}."
-        )
-    return prof[prof["channel"] == channel], channel
+    from .channels import select_channel  # one rule for every stage (the LLM's too)
+
+    return select_channel(prof, channel)
+
 
 
 # --------------------------------------------------------------------------------------

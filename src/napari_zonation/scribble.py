@@ -33,7 +33,9 @@ from skimage.future import fit_segmenter, predict_segmenter
 from sklearn.ensemble import RandomForestClassifier
 
 from ._validation import ZonationInputError, as_image, check_pixel_size
-from .segment import _cut_cores, _fill_label_holes, _open
+from .segment.cleanup import fill_label_holes
+from .segment.cutting import cut_cores
+from .segment.morphology import open_mask
 
 __all__ = ["SCRIBBLE_CLASSES", "NON_CRYSTAL_NAMES", "train_scribbles"]
 
@@ -259,7 +261,7 @@ def _instances(pred, crystal, finite, px, min_area_um2, split_touching, split_h_
     n = 0
     for cls in crystal:
         mask = (pred == cls) & finite
-        mask = _open(mask, open_um / px)
+        mask = open_mask(mask, open_um / px)
         lab, k = ndi.label(mask)
         labels = np.where(lab > 0, lab + n, labels).astype(np.int32)
         n += k
@@ -272,10 +274,10 @@ def _instances(pred, crystal, finite, px, min_area_um2, split_touching, split_h_
     speck[0] = False
     if speck.any():
         labels[speck[labels]] = 0
-    labels = _fill_label_holes(labels, 0.5)
+    labels = fill_label_holes(labels, 0.5)
     labels = _absorb_enclosed(labels)
     if split_touching:
-        labels = _cut_cores(labels, max(split_h_um / px, 1.0)).astype(np.int32)
+        labels = cut_cores(labels, max(split_h_um / px, 1.0)).astype(np.int32)
     labels[~finite] = 0
     area = np.bincount(labels.ravel())
     keep = area >= min_area_um2 / (px * px)

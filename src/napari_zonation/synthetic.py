@@ -8,6 +8,12 @@ makes plateaus joined by steps that diffusion relaxes into error functions of ha
 vesicles are near-black discs with a bright polished crescent; olivines are cracked; the probe
 blurs the scene (Gaussian), the detector adds Gaussian noise, the beam current drifts slowly
 across the field, and the result is quantised to 8 or 16 bits.
+
+Options of :func:`make_thin_section`, all off by default, add what real BSE images carry
+(drawn by ``_synthetic_features``): a glassy groundmass with real vesicles, black epoxy and
+plucked holes, rims at the glass's grey, plagioclase zoned across it, thin real rim zones,
+edge halos, crack contacts, needles and microlite clusters, scan lines, a data bar and JPEG
+compression; :data:`SCENE_KINDS` holds one set per kind.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from scipy import ndimage as ndi
 from scipy.special import erf
 from skimage.draw import disk, polygon
 
+from . import _synthetic_features as feat
+from ._synthetic_features import glass_canvas
 from .vocabulary import ZONING_TYPES as _ALL_ZONING_TYPES
 from .vocabulary import interpret as _interpret
 
@@ -342,6 +350,19 @@ class SyntheticSample:
         label -> :class:`Zoning` (grey as a fraction of full scale).
     full_scale : float
         255 or 65535.
+    vesicles : numpy.ndarray
+        bool mask of the vesicles (their discs; halos and walls outside the disc excluded).
+    glass_grey : float
+        Grey of the glass (fraction of full scale).
+    epoxy : numpy.ndarray or None
+        bool mask of black epoxy: mounting regions and plucked holes (a hole inside a crystal
+        keeps the crystal's label).
+    halo : numpy.ndarray or None
+        bool mask of the crystals' edge-halo pixels (inside their labels), when drawn.
+    needles : numpy.ndarray or None
+        bool mask of needle microlites and microlite clusters, when drawn.
+    data_bar_rows : int
+        Rows of the data bar at the bottom (0: none).
     """
 
     image: np.ndarray
@@ -353,6 +374,11 @@ class SyntheticSample:
     zonings: dict = field(default_factory=dict)
     full_scale: float = 255.0
     vesicles: np.ndarray | None = None
+    glass_grey: float = GREY["glass"]
+    epoxy: np.ndarray | None = None
+    halo: np.ndarray | None = None
+    needles: np.ndarray | None = None
+    data_bar_rows: int = 0
 
     def true_profile(self, label: int, distance_um) -> np.ndarray:
         """Noise-free, unblurred grey (DN) of crystal ``label`` at distances from its rim."""
@@ -415,6 +441,134 @@ def _lath(rng, length_px, width_px):
     return v @ rot.T
 
 
+def _phase_grey_range(phase: str) -> tuple[float, float]:
+    _, a, b, (cmin, cmax) = GREY_MODEL[phase]
+    lo, hi = sorted((a + b * cmin, a + b * cmax))
+    return float(lo), float(hi)
+
+
+def rim_at_glass_zoning(
+    phase: str, depth_um: float, glass: float, rng: np.random.Generator
+) -> Zoning | None:
+    """A zoning whose outer zone has the grey of the glass around the crystal, or ``None``
+    when the phase cannot reach that grey.
+
+    Olivine and clinopyroxene get an Fe-rich rim (normal zoning toward the melt) within
+    0.5-4 DN (8 bits) of the glass over a core 0.04-0.08 darker: a step or, one time in three,
+    a gradient; the rim may reach 0.015 past the phase's core grey range (Fe-richer than any
+    core). Plagioclase gets one of three patterns: a rim darker than the glass over a core
+    brighter than it; an outer zone at the glass grey over a darker core; a dark rim, a zone at
+    the glass grey and a bright core.
+    """
+    glo, ghi = _phase_grey_range(phase)
+    depth = max(float(depth_um), 20.0)
+    at_glass = glass + rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 4.0) / 255.0
+    sqrt_dt = rng.uniform(1.0, 3.0)
+    step = rng.uniform(max(6.0, 3 * sqrt_dt), max(6.0 + 1.0, min(25.0, 0.45 * depth)))
+    if phase != "plagioclase":
+        if not glo + 0.03 <= at_glass <= ghi + 0.015:
+            return None
+        core = max(at_glass - rng.uniform(0.04, 0.08), glo)
+        if rng.random() < 1 / 3:
+            return Zoning("gradient", (at_glass, core), (rng.uniform(0.3, 0.6) * depth,))
+        return Zoning("rim_brighter", (at_glass, core), (step,), sqrt_dt)
+    gap = 0.012
+    dark_ok = glo < glass - gap
+    bright_ok = glass + gap < ghi
+    variant = int(rng.integers(3))
+    if variant == 1 or not (dark_ok and bright_ok):
+        # outer zone at the glass grey over a darker core
+        if not glo + 0.03 <= at_glass <= ghi:
+            return None
+        core = at_glass - rng.uniform(0.03, 0.06)
+        if core < glo:
+            return None
+        return Zoning("rim_brighter", (at_glass, core), (step,), sqrt_dt)
+    rim = rng.uniform(glo, glass - gap)
+    core = rng.uniform(glass + gap, ghi)
+    if variant == 0:
+        return Zoning("rim_darker", (rim, core), (step,), sqrt_dt)
+    p1 = rng.uniform(5.0, 10.0)
+    p2 = min(p1 + rng.uniform(6.0, 15.0), max(p1 + 4.0, 0.6 * depth))
+    sqrt_dt = min(sqrt_dt, p1 / 4, (p2 - p1) / 4)
+    return Zoning("multi_step", (rim, at_glass, core), (p1, p2), sqrt_dt)
+
+
+def _thin_rim_zoning(
+    phase: str, core: float, px: float, rng: np.random.Generator
+) -> Zoning:
+    """A real rim zone one to two pixels wide, 0.03-0.07 brighter or darker than the core
+    (inside the phase's grey range), over an unzoned core; the step is sharp (``sqrt_dt`` a
+    quarter pixel)."""
+    glo, ghi = _phase_grey_range(phase)
+    delta = rng.uniform(0.03, 0.07)
+    up = core + delta <= ghi and (core - delta < glo or rng.random() < 0.5)
+    rim = core + delta if up else core - delta
+    # (the generator's distance of a pixel is its distance transform, a pixel more than its
+    # centre's distance to the outline: the zone covers the outermost one to two pixels)
+    width = (rng.uniform(1.0, 2.0) + 0.5) * px
+    return Zoning("rim_brighter" if up else "rim_darker", (rim, core), (width,), 0.25 * px)
+
+
+def _keep_contrast(z: Zoning, phase: str, glass: float, gap: float = 0.03) -> Zoning:
+    """Shift a zoning's levels so that its core differs from the glass by at least ``gap``
+    (staying inside the phase's grey range), so that a crystal never vanishes into a glass of
+    its own core grey. A zoning that already differs enough comes back unchanged."""
+    core = z.core_grey
+    if abs(core - glass) >= gap:
+        return z
+    glo, ghi = _phase_grey_range(phase)
+    up = glass + gap - core
+    down = glass - gap - core
+    lv = np.asarray(z.levels)
+    amp = z.osc_amplitude if np.isfinite(z.osc_amplitude) else 0.0
+    fits_up = lv.max() + amp + up <= ghi
+    shift = up if (fits_up and (abs(up) <= abs(down) or lv.min() - amp + down < glo)) else down
+    return Zoning(
+        z.zoning_type,
+        tuple(float(v + shift) for v in z.levels),
+        z.steps_um,
+        z.sqrt_dt_um,
+        z.osc_period_um,
+        z.osc_amplitude,
+    )
+
+
+#: ready-made sets of the realism options of :func:`make_thin_section`, one per kind of what
+#: real BSE images carry (``make_thin_section(..., **SCENE_KINDS["glassy"])``); "real" has
+#: them all at once (with a bright glass: the faint olivine rims, not the glass-zoned laths)
+SCENE_KINDS: dict[str, dict] = {
+    "glassy": {"groundmass": "glass", "n_vesicles": 14, "vesicle_contact": 0.3},
+    "epoxy": {"epoxy_fraction": 0.12, "plucked_holes": 15.0},
+    "faint_rims": {
+        "groundmass": "glass",
+        "faint_rims": 1.0,
+        "phases": ("olivine", "clinopyroxene"),
+        "glass_texture": 0.012,
+    },
+    "glass_laths": {"glass_zoned_laths": 0.8, "phases": ("plagioclase", "olivine")},
+    "halo": {"edge_halo": 0.35},
+    "instrument": {"scan_lines": 6, "data_bar": True, "jpeg_quality": 75},
+    "glomerocrysts": {"touching_fraction": 0.6, "crack_contacts": 1.0, "crack_fraction": 0.8},
+    "needles": {"needles": 0.06},
+    "real": {
+        "groundmass": "glass",
+        "n_vesicles": 10,
+        "vesicle_contact": 0.3,
+        "epoxy_fraction": 0.06,
+        "plucked_holes": 10.0,
+        "faint_rims": 0.6,
+        "edge_halo": 0.3,
+        "touching_fraction": 0.35,
+        "crack_contacts": 0.7,
+        "needles": 0.03,
+        "scan_lines": 4,
+        "data_bar": True,
+        "jpeg_quality": 80,
+    },
+}
+
+
 def make_thin_section(
     shape: tuple[int, int] = (768, 768),
     *,
@@ -433,8 +587,30 @@ def make_thin_section(
     microlite_fraction: float = 0.2,
     probe_fwhm_um: float = 1.2,
     drift: float = 0.03,
+    groundmass: str = "microlite",
+    glass_grey: float | None = None,
+    glass_texture: float = 0.0,
+    vesicle_style: str = "auto",
+    vesicle_contact: float = 0.0,
+    epoxy_fraction: float = 0.0,
+    plucked_holes: float = 0.0,
+    faint_rims: float = 0.0,
+    glass_zoned_laths: float = 0.0,
+    thin_rims: float = 0.0,
+    edge_halo: float = 0.0,
+    crack_contacts: float = 0.0,
+    needles: float = 0.0,
+    scan_lines: int = 0,
+    data_bar: bool = False,
+    jpeg_quality: int | None = None,
 ) -> SyntheticSample:
     """Make a seeded synthetic BSE image of a porphyritic volcanic thin section.
+
+    The options after ``drift`` add what real BSE images carry (``docs/synthetic.md``); they
+    are all off by default, so a seed gives the same image whether or not they exist. Each
+    draws from its own random stream: the same seed with and without an option gives the same
+    crystals (the groundmass option included), only what the option adds differs.
+    :data:`SCENE_KINDS` holds ready-made sets of them.
 
     Parameters
     ----------
@@ -463,11 +639,70 @@ def make_thin_section(
     n_vesicles : int, optional
         Vesicles to place (default scales with the image area).
     microlite_fraction : float
-        Area fraction of the groundmass covered by microlites.
+        Area fraction of the groundmass covered by microlites (``groundmass="microlite"``).
     probe_fwhm_um : float
         Full width at half maximum of the Gaussian probe blur (um).
     drift : float
         Largest relative change of brightness across the field (beam-current drift).
+    groundmass : {"microlite", "glass"}
+        A glass with a mat of plagioclase, pyroxene and oxide microlites (default), or smooth
+        glass with faint schlieren and no microlite mat.
+    glass_grey : float, optional
+        Grey of the glass (fraction of full scale). Default 0.42; 0.62 (an Fe-rich basaltic
+        glass, as bright as Fo83 olivine) with ``faint_rims``; 0.33 (a dacitic glass inside
+        plagioclase's range) with ``glass_zoned_laths``. A crystal not drawn for those two
+        options has its zoning shifted when its core would lie within 0.03 of the glass.
+    glass_texture : float
+        1-sigma amplitude (fraction of full scale) of a fine speckle of ~1.5 um quench
+        crystallites in the glass: a change of texture at a crystal's edge (default 0: none).
+    vesicle_style : {"auto", "disc", "real"}
+        ``"disc"``: near-black discs with a bright crescent; ``"real"``: a dark interior, the
+        bright floor of the cavity seen through the section (a ramp over every grey level),
+        a polished wall and a bright halo one or two pixels wide outside the rim.
+        ``"auto"``: real in a glass groundmass, disc otherwise.
+    vesicle_contact : float
+        Fraction of the vesicles placed against a crystal (the crystal loses the pixels the
+        disc covers, at most about a pixel deep).
+    epoxy_fraction : float
+        Area fraction of black mounting epoxy (grey 0-0.03), in smooth regions a few hundred
+        micrometres across that cut the crystals they cover.
+    plucked_holes : float
+        Plucked holes (near-black, 2-12 um radius, irregular) per square millimetre, each in
+        the groundmass or wholly inside a crystal (where it keeps the crystal's label, as an
+        inclusion does).
+    faint_rims : float
+        Fraction of olivine and clinopyroxene crystals whose Fe-rich rim zone has the glass's
+        grey within 0.5-4 DN (8 bits): the boundary shows only as that faint step, a thin dark
+        line just outside the crystal, a thin bright line on its outermost pixel, the facet's
+        straight edge or the glass's texture (``glass_texture``).
+    glass_zoned_laths : float
+        Fraction of plagioclase crystals zoned across the glass's grey: a rim darker than the
+        glass over a brighter core, an outer zone at the glass grey over a darker core, or
+        both (see :func:`rim_at_glass_zoning`).
+    thin_rims : float
+        Fraction of crystals (not drawn for the two options above) whose zoning is a real
+        rim zone one to two pixels wide over an unzoned core, 0.03-0.07 of full scale
+        brighter or darker, with a sharp step (``sqrt_dt_um`` a quarter pixel): what an edge
+        halo must not be taken for (truth column ``thin_rim``).
+    edge_halo : float
+        Amplitude (fraction of full scale) of the bright edge halo on the outermost one or two
+        pixels of every crystal at its free faces (0.5-1 x this per crystal); the halo lies
+        inside the true outline. Real images: about 0.25-0.5.
+    crack_contacts : float
+        Fraction of the grain contacts between touching crystals drawn as an epoxy-filled crack
+        (grey 0.04-0.14, two pixels wide at 1 um/px or finer) instead of the thin seam.
+    needles : float
+        Area fraction of the field covered by needle microlites and microlite clusters
+        (sprays and clumps up to ~70 um across), which are groundmass, not crystals.
+    scan_lines : int
+        Number of bright horizontal scan-line or charging bands (1-4 rows, +3-18 % of full
+        scale), with a 0.3 % gain jitter per row.
+    data_bar : bool
+        Burn the instrument's data bar into the bottom rows (about 6 % of the height):
+        crystals and vesicles under it are cut from the truth.
+    jpeg_quality : int, optional
+        Compress the image as a baseline JPEG of this quality (1-100) would: 8 x 8 block
+        artefacts and lost fine detail (default: none).
 
     Returns
     -------
@@ -475,40 +710,72 @@ def make_thin_section(
     """
     if bit_depth not in (8, 16):
         raise ValueError("bit_depth must be 8 or 16")
+    if groundmass not in ("microlite", "glass"):
+        raise ValueError("groundmass must be 'microlite' or 'glass'")
+    if vesicle_style not in ("auto", "disc", "real"):
+        raise ValueError("vesicle_style must be 'auto', 'disc' or 'real'")
+    if glass_grey is None:
+        if faint_rims > 0 and glass_zoned_laths > 0:
+            raise ValueError(
+                "faint_rims needs a bright glass (olivine rims, about 0.62) and "
+                "glass_zoned_laths a dark one (inside plagioclase's 0.28-0.37): give "
+                "glass_grey, or use one of the two options"
+            )
+        glass_grey = 0.62 if faint_rims > 0 else 0.33 if glass_zoned_laths > 0 else GREY["glass"]
+    glass = float(glass_grey)
+    if vesicle_style == "auto":
+        vesicle_style = "real" if groundmass == "glass" else "disc"
     rng = np.random.default_rng(seed)
     H, W = int(shape[0]), int(shape[1])
     px = float(pixel_size_um)
     full_scale = 255.0 if bit_depth == 8 else 65535.0
-    canvas = np.full((H, W), GREY["glass"], dtype=np.float64)
+    if groundmass == "glass" or glass_texture > 0:
+        canvas = glass_canvas((H, W), glass, px, feat.stream(seed, "glass"), glass_texture)
+    else:
+        canvas = np.full((H, W), glass, dtype=np.float64)
 
-    # --- groundmass microlites (drawn first; crystals and vesicles cover them)
+    # --- groundmass microlites (drawn first; crystals and vesicles cover them). A glass
+    # groundmass draws them on a scratch canvas, so that the crystals stay the same.
     area_um2 = H * W * px * px
     n_plag = int(microlite_fraction * 0.6 * area_um2 / (2.5 * 15.0))
     n_px = int(microlite_fraction * 0.25 * area_um2 / 12.0)
     n_ox = int(microlite_fraction * 0.15 * area_um2 / 9.0)
+    mat = canvas if groundmass == "microlite" else np.empty_like(canvas)
     _draw_shapes(
-        canvas,
+        mat,
         rng,
         n_plag,
         lambda: _lath(rng, rng.uniform(8, 22) / px, rng.uniform(1.5, 3.5) / px),
         GREY["plagioclase_microlite"],
     )
     _draw_shapes(
-        canvas,
+        mat,
         rng,
         n_px,
         lambda: _lath(rng, rng.uniform(3, 6) / px, rng.uniform(2, 4) / px),
         GREY["pyroxene_microlite"],
     )
     _draw_shapes(
-        canvas,
+        mat,
         rng,
         n_ox,
         lambda: _lath(rng, rng.uniform(2, 4) / px, rng.uniform(2, 4) / px),
         GREY["oxide"],
     )
+    del mat
+    needle_mask = None
+    if needles > 0:
+        needle_mask = feat.draw_needles(
+            canvas,
+            px,
+            needles,
+            (GREY["plagioclase_microlite"], GREY["pyroxene_microlite"]),
+            feat.stream(seed, "needles"),
+        )
 
     # --- place phenocrysts
+    rng_z = feat.stream(seed, "zoning")
+    rng_t = feat.stream(seed, "thin")
     labels = np.zeros((H, W), dtype=np.int32)
     occupied = np.zeros((H, W), dtype=bool)
     gap = max(1, int(round(8.0 / px)))
@@ -573,6 +840,17 @@ def make_thin_section(
         zt = str(rng.choice(zoning_types))
         depth = float(dist_um.max())
         z = random_zoning(zt, phase, depth, rng)
+        rim_at_glass = False
+        share = glass_zoned_laths if phase == "plagioclase" else faint_rims
+        if share > 0 and rng_z.random() < share:
+            special = rim_at_glass_zoning(phase, depth, glass, rng_z)
+            if special is not None:
+                z, rim_at_glass = special, True
+        thin = False
+        if not rim_at_glass and thin_rims > 0 and rng_t.random() < thin_rims:
+            z, thin = _thin_rim_zoning(phase, z.core_grey, px, rng_t), True
+        if not rim_at_glass:
+            z = _keep_contrast(z, phase, glass)
         values = z.grey(dist_um[rr_l, cc_l])
         lab = next_label
         next_label += 1
@@ -593,6 +871,9 @@ def make_thin_section(
                 "cracked": False,
                 "n_incl": 0,
                 "local": (local, dist_um, r0, c0),
+                "rim_at_glass": rim_at_glass,
+                "rim_cue": "",
+                "thin_rim": thin,
             }
         )
 
@@ -610,7 +891,7 @@ def make_thin_section(
                 rad = rng.uniform(2.5, 6.0) / px
                 dr, dc = disk((r, c), rad, shape=(H, W))
                 inside = labels[dr, dc] == lab
-                val = GREY["glass"] if rng.random() < 0.7 else GREY["oxide"]
+                val = glass if rng.random() < 0.7 else GREY["oxide"]
                 canvas[dr[inside], dc[inside]] = val
                 cr["n_incl"] += 1
         p_crack = crack_fraction if cr["phase"] == "olivine" else 0.5 * crack_fraction
@@ -635,32 +916,67 @@ def make_thin_section(
                 canvas[mine] = GREY["crack"]
                 cr["cracked"] = True
 
-    # --- grain boundaries between touching crystals: a thin darker seam
-    lab_pad = labels
+    # --- grain boundaries between touching crystals: a thin darker seam, or a crack
     seam = np.zeros((H, W), dtype=bool)
+    crack_pairs: set[tuple[int, int]] = set()
+    crack_seam = np.zeros((H, W), dtype=np.float64) if crack_contacts > 0 else None
+    pair_keys = []
     for axis in (0, 1):
-        a = lab_pad
-        b = np.roll(lab_pad, 1, axis=axis)
+        a = labels
+        b = np.roll(labels, 1, axis=axis)
         diff = (a != b) & (a > 0) & (b > 0)
         if axis == 0:
             diff[0, :] = False
         else:
             diff[:, 0] = False
         seam |= diff
+        if crack_seam is not None:
+            pair_keys.append((axis, diff, np.minimum(a, b), np.maximum(a, b)))
     canvas[seam] = GREY["grain_boundary"]
+    if crack_seam is not None:
+        rng_c = feat.stream(seed, "contacts")
+        n = int(labels.max()) + 1
+        pairs = np.unique(np.concatenate([(lo_ * n + hi_)[d] for _, d, lo_, hi_ in pair_keys]))
+        grey_of_pair = {}
+        for key in pairs.tolist():
+            if rng_c.random() < crack_contacts:
+                grey_of_pair[key] = rng_c.uniform(0.04, 0.14)
+                crack_pairs.add(divmod(key, n))
+        keys = np.array(sorted(grey_of_pair), dtype=np.int64)
+        greys = np.array([grey_of_pair[k] for k in keys.tolist()])
+        for axis, diff, lo_, hi_ in pair_keys:
+            if not keys.size:
+                break
+            at = np.flatnonzero(diff)
+            key = (lo_.ravel()[at] * n + hi_.ravel()[at]).astype(np.int64)
+            i = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+            crack = keys[i] == key
+            at, g = at[crack], greys[i[crack]]
+            canvas.ravel()[at] = g
+            if px <= 1.0:  # the crack's other side: two pixels wide
+                step = W if axis == 0 else 1
+                canvas.ravel()[at - step] = g
 
     # --- vesicles in the groundmass
     if n_vesicles is None:
         n_vesicles = max(2, int(round(area_um2 / 1.2e5)))
+    n_against = int(round(vesicle_contact * n_vesicles))
+    rng_v = feat.stream(seed, "vesicles")
     ves_mask = np.zeros((H, W), dtype=bool)
     crystal_zone = ndi.binary_dilation(labels > 0, iterations=max(1, int(round(5.0 / px))))
     placed, tries = 0, 0
-    while placed < n_vesicles and tries < 50 * n_vesicles:
+    while placed < n_vesicles - n_against and tries < 50 * n_vesicles:
         tries += 1
         rad = rng.uniform(10.0, 45.0) / px
         c = rng.uniform([0, 0], [H, W])
         dr, dc = disk(tuple(c), rad, shape=(H, W))
         if dr.size == 0 or crystal_zone[dr, dc].any() or ves_mask[dr, dc].any():
+            continue
+        phi0 = rng.uniform(-np.pi, np.pi)
+        placed += 1
+        if vesicle_style == "real":
+            inside, _, sl = feat.render_vesicle(canvas, c, rad, glass, px, rng_v)
+            ves_mask[sl] |= inside
             continue
         canvas[dr, dc] = GREY["epoxy"]
         ves_mask[dr, dc] = True
@@ -668,10 +984,89 @@ def make_thin_section(
         rr_, cc_ = dr - c[0], dc - c[1]
         rho = np.hypot(rr_, cc_)
         phi = np.arctan2(rr_, cc_)
-        phi0 = rng.uniform(-np.pi, np.pi)
         ring = (rho > rad - max(1.5, 2.0 / px)) & (np.cos(phi - phi0) > 0.5)
         canvas[dr[ring], dc[ring]] = GREY["vesicle_wall"]
-        placed += 1
+    against_vesicle: set[int] = set()
+    if n_against > 0 and labels.any():
+        outside = ndi.distance_transform_edt(labels == 0)
+        for _ in range(50 * n_against):
+            if len(against_vesicle) >= n_against:
+                break
+            rad = rng_v.uniform(10.0, 35.0) / px
+            cand = np.flatnonzero(np.abs(outside.ravel() - (rad - 0.75)) < 0.75)
+            if cand.size == 0:
+                continue
+            c = np.array(np.unravel_index(cand[int(rng_v.integers(cand.size))], (H, W)), float)
+            dr, dc = disk(tuple(c), rad + 2, shape=(H, W))
+            if ves_mask[dr, dc].any() or dr.size < 0.6 * np.pi * (rad + 2) ** 2:
+                continue
+            hit = labels[dr, dc]
+            hit = hit[hit > 0]
+            if hit.size == 0 or np.unique(hit).size > 1:  # against one crystal only
+                continue
+            inside, _, sl = (
+                feat.render_vesicle(canvas, c, rad, glass, px, rng_v)
+                if vesicle_style == "real"
+                else _disc_vesicle(canvas, c, rad, px, rng_v)
+            )
+            ves_mask[sl] |= inside
+            labels[sl][inside] = 0
+            against_vesicle.add(int(hit[0]))
+
+    # --- black epoxy regions and plucked holes
+    epoxy = feat.epoxy_regions((H, W), px, epoxy_fraction, feat.stream(seed, "epoxy"))
+    cut_by_epoxy = set(np.unique(labels[epoxy]).tolist()) - {0}
+    if epoxy.any():
+        rng_e = feat.stream(seed, "epoxy")
+        canvas[epoxy] = rng_e.uniform(*feat.EPOXY_GREY) + 0.004 * rng_e.random(int(epoxy.sum()))
+        labels[epoxy] = 0
+        ves_mask &= ~epoxy
+        if needle_mask is not None:
+            needle_mask &= ~epoxy
+    n_holes = int(round(plucked_holes * area_um2 / 1e6))
+    if n_holes > 0:
+        rng_h = feat.stream(seed, "holes")
+        margin = max(2, int(round(3.0 / px)))
+        free = (labels == 0) & ~ves_mask & ~epoxy
+        for _ in range(20 * n_holes):
+            if n_holes == 0:
+                break
+            rad = rng_h.uniform(2.0, 12.0) / px
+            c = rng_h.uniform([0, 0], [H, W])
+            hr, hc = polygon(*feat.hole_polygon(c, rad, rng_h).T, shape=(H, W))
+            br, bc = disk(tuple(c), 1.4 * rad + margin, shape=(H, W))
+            if hr.size < 3 or br.size < 0.9 * np.pi * (1.4 * rad + margin) ** 2:
+                continue
+            under = labels[br, bc]
+            if not ((under == under[0]).all() and (under[0] > 0 or free[br, bc].all())):
+                continue
+            canvas[hr, hc] = rng_h.uniform(*feat.EPOXY_GREY)
+            epoxy[hr, hc] = True
+            n_holes -= 1
+
+    # --- faint rims: a thin dark line just outside, or a thin bright line on the outermost
+    # pixel, for some of the crystals whose rim has the glass's grey
+    rng_z2 = feat.stream(seed, "halo")
+    # (every label ever placed: epoxy or a vesicle may have erased the last ones)
+    cue_of = np.zeros(next_label, dtype=np.int8)  # 1 dark line, 2 bright line
+    for cr in crystals:
+        if cr["rim_at_glass"]:
+            cr["rim_cue"] = str(rng_z2.choice(["step", "dark_line", "bright_line"]))
+            cue_of[cr["label"]] = {"step": 0, "dark_line": 1, "bright_line": 2}[cr["rim_cue"]]
+    if cue_of.any():
+        first, _ = feat.halo_rings(labels)
+        bright = first & (cue_of[labels] == 2)
+        canvas[bright] += rng_z2.uniform(0.03, 0.06)
+        dark_ids = np.where(cue_of[labels] == 1, labels, 0)
+        line = (labels == 0) & (ndi.maximum_filter(dark_ids, size=3) > 0)
+        canvas[line] -= rng_z2.uniform(0.03, 0.08)
+
+    # --- bright edge halos at the crystals' free faces
+    halo_mask, halo_w, halo_amp = None, None, None
+    if edge_halo > 0:
+        halo_mask, halo_w, halo_amp = feat.add_edge_halos(
+            canvas, labels, edge_halo, feat.stream(seed, "halo"), next_label
+        )
 
     # --- probe blur, drift, noise, quantisation
     sigma_px = probe_fwhm_um / 2.355 / px
@@ -682,16 +1077,34 @@ def make_thin_section(
     gy, gx, q = rng.uniform(-1, 1, size=3)
     field_ = gy * yy + gx * xx + 0.5 * q * (xx**2 + yy**2 - 2 / 3)
     field_ = 1 + drift * field_ / max(np.abs(field_).max(), 1e-9)
-    noisy = blurred * field_ + rng.normal(0.0, noise, size=(H, W))
+    signal = blurred * field_
+    if scan_lines > 0:
+        feat.add_scan_lines(signal, scan_lines, feat.stream(seed, "scan"))
+    noisy = signal + rng.normal(0.0, noise, size=(H, W))
+    bar_rows = 0
+    if data_bar:
+        bar = feat.data_bar((H, W), feat.stream(seed, "bar"))
+        bar_rows = bar.shape[0]
+        noisy[H - bar_rows :] = bar
+        labels[H - bar_rows :] = 0
+        ves_mask[H - bar_rows :] = False
+        epoxy[H - bar_rows :] = False
+        if needle_mask is not None:
+            needle_mask[H - bar_rows :] = False
+        if halo_mask is not None:
+            halo_mask[H - bar_rows :] = False
+    dn = noisy * full_scale
+    if jpeg_quality is not None:
+        dn = feat.jpeg_like(np.clip(dn, 0, full_scale), jpeg_quality, full_scale)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
-    image = np.clip(np.round(noisy * full_scale), 0, full_scale).astype(dtype)
+    image = np.clip(np.round(dn), 0, full_scale).astype(dtype)
 
     # --- truth, relabelled 1..N over crystals that remain visible
     rows, zonings = [], {}
     new_labels = np.zeros_like(labels)
     min_visible = max(50, int(400.0 / (px * px)))
     new_id = 0
-    lab_ids = np.arange(labels.max() + 1)
+    lab_ids = np.arange(max(int(labels.max()) + 1, next_label))  # (erased labels too)
     counts = np.bincount(labels.ravel(), minlength=lab_ids.size)
     mapping = np.zeros(lab_ids.size, dtype=np.int32)
     for cr in crystals:
@@ -701,7 +1114,10 @@ def make_thin_section(
         mapping[cr["label"]] = new_id
     new_labels = mapping[labels]
     border = np.zeros(new_id + 1, dtype=bool)
-    for edge in (new_labels[0], new_labels[-1], new_labels[:, 0], new_labels[:, -1]):
+    edges = [new_labels[0], new_labels[-1], new_labels[:, 0], new_labels[:, -1]]
+    if 0 < bar_rows < H:
+        edges.append(new_labels[H - bar_rows - 1])
+    for edge in edges:
         border[np.unique(edge)] = True
     touching_ids = set()
     for axis in (0, 1):
@@ -710,6 +1126,7 @@ def make_thin_section(
         m = (u != v) & (u > 0) & (v > 0)
         touching_ids.update(u[m].tolist())
         touching_ids.update(v[m].tolist())
+    crack_ids = {int(mapping[i]) for pair in crack_pairs for i in pair}
     for cr in crystals:
         nid = int(mapping[cr["label"]])
         if nid == 0:
@@ -728,9 +1145,19 @@ def make_thin_section(
             centroid_row=float(rr.mean()),
             centroid_col=float(cc.mean()),
             depth_um=float(cr["depth"]),
+            rim_at_glass=bool(cr["rim_at_glass"]),
+            rim_cue=cr["rim_cue"],
+            thin_rim=bool(cr["thin_rim"]),
+            halo_px=int(halo_w[cr["label"]]) if halo_w is not None else 0,
+            halo_dn=float(halo_amp[cr["label"]] * full_scale) if halo_amp is not None else 0.0,
+            crack_contact=nid in crack_ids and nid in touching_ids,
+            vesicle_contact=cr["label"] in against_vesicle,
+            cut_by_epoxy=cr["label"] in cut_by_epoxy,
         )
         rows.append(row)
     truth = pd.DataFrame(rows)
+    if needle_mask is not None:  # what crystals and vesicles cover is not a needle
+        needle_mask &= (new_labels == 0) & ~ves_mask
     return SyntheticSample(
         image=image,
         labels=new_labels.astype(np.int32),
@@ -741,7 +1168,31 @@ def make_thin_section(
         zonings=zonings,
         full_scale=full_scale,
         vesicles=ves_mask,
+        glass_grey=glass,
+        epoxy=epoxy,
+        halo=halo_mask,
+        needles=needle_mask,
+        data_bar_rows=bar_rows,
     )
+
+
+def _disc_vesicle(canvas, centre, radius, px, rng) -> tuple:
+    """A near-black disc with a bright crescent (``vesicle_style="disc"``) on its box."""
+    H, W = canvas.shape
+    m = int(np.ceil(radius)) + 1
+    r0, r1 = max(int(centre[0]) - m, 0), min(int(centre[0]) + m + 1, H)
+    c0, c1 = max(int(centre[1]) - m, 0), min(int(centre[1]) + m + 1, W)
+    sl = (slice(r0, r1), slice(c0, c1))
+    yy, xx = np.mgrid[r0:r1, c0:c1]
+    rho = np.hypot(yy - centre[0], xx - centre[1])
+    phi = np.arctan2(yy - centre[0], xx - centre[1])
+    inside = rho < radius
+    ring = inside & (rho > radius - max(1.5, 2.0 / px))
+    ring &= np.cos(phi - rng.uniform(-np.pi, np.pi)) > 0.5
+    box = canvas[sl]
+    box[inside] = GREY["epoxy"]
+    box[ring] = GREY["vesicle_wall"]
+    return inside, ring, sl
 
 
 def _inner_distance(mask_of: np.ndarray, sl: tuple[slice, slice], shape) -> tuple:

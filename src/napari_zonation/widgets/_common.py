@@ -42,14 +42,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._validation import ZonationInputError
+from .._validation import ZonationCancelled, ZonationInputError
 
 logger = logging.getLogger("napari_zonation.widgets")
 
 META = "napari_zonation"
 TRANSPARENT = np.array([0.0, 0.0, 0.0, 0.0], dtype=np.float32)
 #: Boolean QA columns of the crystal table that mark a crystal as flagged.
-QA_FLAGS = ("low_contrast", "cracked", "touching", "touches_border")
+QA_FLAGS = (
+    "low_contrast",
+    "cracked",
+    "touching",
+    "touches_border",
+    "faint_edge",
+    "rim_near_groundmass",
+)
 PHASE_COLORS = {
     "olivine": (0.40, 0.78, 0.30, 1.0),
     "clinopyroxene": (0.10, 0.55, 0.50, 1.0),
@@ -555,7 +562,7 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class Cancelled(Exception):
+class Cancelled(ZonationCancelled):
     """Raised inside a job when the user pressed Cancel."""
 
 
@@ -770,7 +777,7 @@ class ZonationWidget(QWidget):
                 result = yield_all(gen, self._on_yielded)
                 if not self._on_returned(params, result):
                     return None
-            except Cancelled:
+            except ZonationCancelled:
                 self._on_aborted()
                 return None
             except Exception as exc:  # noqa: BLE001
@@ -831,7 +838,7 @@ class ZonationWidget(QWidget):
         return True
 
     def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled):
+        if isinstance(exc, ZonationCancelled):  # the widget's own or a core batch's
             self._on_aborted()
             return
         if not isinstance(exc, ZonationInputError):

@@ -5,9 +5,19 @@ shells profiles are computed first when there are none) and merges the descripto
 the layer's ``features``: existing columns such as ``phase`` or ``area_um2`` are kept,
 descriptor columns are replaced.
 
-With the openai backend the widget asks once per session before anything is sent
-(:data:`_CONSENT_GIVEN`). The API key comes from ``$OPENAI_API_KEY`` or is typed for this
-session only: it is passed to the call and never written to layer metadata, features or files.
+A reference crystal (typed or picked with a click) and plain-text criteria work with both
+backends: offline they give ``reference_similarity`` and ``criterion_<slug>`` columns (a
+criterion outside the offline vocabulary is marked as needing the LLM); with the openai
+backend the LLM's verdicts come beside them. Crystals that match (similarity at or above
+the threshold and every judged criterion met) can be shown in a plugin-owned highlight
+layer ``<crystals> matches``.
+
+With the openai backend the widget shows, before a run, the requests, tokens and (for known
+hosted models) the cost; it asks once per session before anything is sent
+(:data:`_CONSENT_GIVEN`), and every time a run may cost more than the budget. After the run
+the status line says what each crystal was sent (text, plot, crop) and what the server
+refused. The API key comes from ``$OPENAI_API_KEY`` or is typed for this session only: it is
+passed to the call and never written to layer metadata, features or files.
 """
 
 from __future__ import annotations
@@ -20,18 +30,25 @@ import pandas as pd
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QWidget,
 )
 
 from .. import descriptors
 from .. import profiles as zprof
 from .._validation import ZonationInputError
+from ..criteria import apply_criteria
+from ..llm import cost_summary, estimate_llm_cost
+from ..similarity import reference_similarity
 from ._common import (
     ZonationWidget,
     chunks,
@@ -44,6 +61,7 @@ from ._common import (
     quantity_of,
     set_table,
     table_of,
+    upsert_layer,
     weak_method,
     zmeta,
 )
@@ -56,7 +74,9 @@ DEFAULT_MODEL = "gpt-4o-mini"
 N_CHUNKS = 10
 
 
-def ask_consent(parent, base_url: str, model: str, n_crystals: int, images: bool) -> bool:
+def ask_consent(
+    parent, base_url: str, model: str, n_crystals: int, images: bool, estimate: str = ""
+) -> bool:
     """Ask once per session before data leave the machine; remembers a yes."""
     global _CONSENT_GIVEN
     if _CONSENT_GIVEN:
@@ -66,13 +86,27 @@ def ask_consent(parent, base_url: str, model: str, n_crystals: int, images: bool
     answer = QMessageBox.question(
         parent,
         "Send data to an LLM?",
-        f"The {what} of {n_crystals} crystal(s) will be sent to {where} (model {model}).\n\n"
-        "Send them? (You will not be asked again in this session.)",
+        f"The {what} of {n_crystals} crystal(s) will be sent to {where} (model {model}).\n"
+        + (f"Estimate: {estimate}.\n" if estimate else "")
+        + "\nSend them? (You will not be asked again in this session.)",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         QMessageBox.StandardButton.No,
     )
     _CONSENT_GIVEN = answer == QMessageBox.StandardButton.Yes
     return _CONSENT_GIVEN
+
+
+def ask_over_budget(parent, usd: float, budget: float) -> bool:
+    """Ask before a run that may cost more than the budget (asked every time)."""
+    answer = QMessageBox.question(
+        parent,
+        "Over budget",
+        f"This run may cost about {usd:.4f} USD, more than your budget of {budget:g} USD.\n\n"
+        "Send it anyway?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
 
 
 class DescribeWidget(ZonationWidget):
@@ -108,6 +142,59 @@ class DescribeWidget(ZonationWidget):
         )
         self._form.addRow("Backend", self.backend)
 
+        ref_row = QWidget()
+        hl = QHBoxLayout(ref_row)
+        hl.setContentsMargins(0, 0, 0, 0)
+        self.reference = QSpinBox()
+        self.reference.setRange(0, 10**9)
+        self.reference.setSpecialValueText("none")
+        self.reference.setToolTip(
+            "Label of a reference crystal: every crystal gets reference_similarity (0-1) to it;\n"
+            "with the openai backend the LLM also judges it against this example."
+        )
+        self.pick_button = QPushButton("Pick")
+        self.pick_button.setCheckable(True)
+        self.pick_button.setToolTip("Then click a crystal in the viewer to make it the reference.")
+        self.pick_button.toggled.connect(self._on_pick_toggled)
+        hl.addWidget(self.reference, 1)
+        hl.addWidget(self.pick_button)
+        self._form.addRow("Reference crystal", ref_row)
+        self.criteria = QPlainTextEdit("")
+        self.criteria.setPlaceholderText(
+            "one criterion per line, e.g.\ntwo plateaus\nrim at least 10 % brighter than the core"
+        )
+        self.criteria.setToolTip(
+            "Judged offline when written in the vocabulary (types, plateau/step counts,\n"
+            "'rim at least X % brighter than the core', 'slope steeper than X per um', ...;\n"
+            "see docs/llm.md); other criteria need the openai backend."
+        )
+        self.criteria.setMaximumHeight(70)
+        self._form.addRow("Criteria", self.criteria)
+        hi_row = QWidget()
+        hh = QHBoxLayout(hi_row)
+        hh.setContentsMargins(0, 0, 0, 0)
+        self.highlight = QCheckBox("highlight matches, similarity ≥")
+        self.highlight.setChecked(True)
+        self.highlight.setToolTip(
+            "Show the crystals that match (similarity to the reference at or above the\n"
+            "threshold, and every judged criterion met) in the layer '<crystals> matches'."
+        )
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setValue(0.5)
+        hh.addWidget(self.highlight)
+        hh.addWidget(self.threshold)
+        self._form.addRow("", hi_row)
+        self.ranking = QTableWidget(0, 0)
+        self.ranking.setToolTip(
+            "The crystals ranked by similarity to the reference (or by label), with their\n"
+            "type and each criterion's verdict (✓ met, ✗ not met, ? needs the LLM)."
+        )
+        self.ranking.setMinimumHeight(220)
+        self.ranking.setVisible(False)
+        self._form.addRow(self.ranking)
+
         self.llm_box = QWidget()
         from qtpy.QtWidgets import QFormLayout
 
@@ -127,51 +214,91 @@ class DescribeWidget(ZonationWidget):
         )
         self.api_key.setToolTip("Never saved: not in layers, features, settings or files.")
         llm_form.addRow("API key", self.api_key)
-        ref_row = QWidget()
-        hl = QHBoxLayout(ref_row)
-        hl.setContentsMargins(0, 0, 0, 0)
-        self.reference = QSpinBox()
-        self.reference.setRange(0, 10**9)
-        self.reference.setSpecialValueText("none")
-        self.reference.setToolTip("Label of a reference crystal shown to the LLM as the example.")
-        self.pick_button = QPushButton("Pick")
-        self.pick_button.setCheckable(True)
-        self.pick_button.setToolTip("Then click a crystal in the viewer to make it the reference.")
-        self.pick_button.toggled.connect(self._on_pick_toggled)
-        hl.addWidget(self.reference, 1)
-        hl.addWidget(self.pick_button)
-        llm_form.addRow("Reference crystal", ref_row)
         self.reference_note = QLineEdit("")
         self.reference_note.setPlaceholderText("e.g. the reverse zoning I am looking for")
         llm_form.addRow("Reference note", self.reference_note)
-        self.criteria = QPlainTextEdit("")
-        self.criteria.setPlaceholderText(
-            "one criterion per line, e.g.\nhas a dark resorption band\ncore is patchy"
-        )
-        self.criteria.setMaximumHeight(70)
-        llm_form.addRow("Criteria", self.criteria)
         self.send_images = QCheckBox("send plots and crops")
         self.send_images.setChecked(True)
         self.send_images.setToolTip(
-            "Multimodal: send each profile's plot and a crop of the crystal with its outline; "
-            "off: numbers only (for text-only models)."
+            "Multimodal: send each profile's plot and a crop of the crystal with its outline.\n"
+            "A server that refuses pictures gets text only (found once per run)."
         )
         llm_form.addRow("", self.send_images)
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(0.0, 10_000.0)
+        self.budget.setDecimals(2)
+        self.budget.setValue(1.0)
+        self.budget.setSpecialValueText("none")
+        self.budget.setSuffix(" USD")
+        self.budget.setToolTip(
+            "Ask before a run whose estimated cost is above this (known hosted models);\n"
+            "sending also stops once the answers received cost this much."
+        )
+        llm_form.addRow("Budget", self.budget)
+        self.estimate = QLabel("")
+        self.estimate.setWordWrap(True)
+        llm_form.addRow("Estimate", self.estimate)
         self._form.addRow(self.llm_box)
         self.backend.currentTextChanged.connect(self._on_backend)
         self._on_backend(self.backend.currentText())
         self.labels_combo.changed.connect(self._on_labels_changed)
         self._on_labels_changed(self.labels_combo.value)
+        for sig in (
+            self.model.textChanged,
+            self.base_url.textChanged,
+            self.criteria.textChanged,
+            self.reference.valueChanged,
+            self.send_images.toggled,
+        ):
+            sig.connect(self.update_estimate)
         self._pick_cb = weak_method(self._on_pick_click)
         self._pick_layer = None
         self._finish_layout()
+        self.update_estimate()
 
     # ------------------------------------------------------------------ UI
     def _on_backend(self, text: str) -> None:
         self.llm_box.setVisible(text == "openai")
+        self.update_estimate()
 
     def _on_labels_changed(self, layer=None) -> None:
         self._follow_source_image(self.labels_combo.value if layer is None else layer)
+        if hasattr(self, "estimate"):
+            self.update_estimate()
+
+    def _criteria_list(self) -> list[str]:
+        return [c.strip() for c in self.criteria.toPlainText().splitlines() if c.strip()]
+
+    def _n_crystals(self) -> int:
+        layer = self.labels_combo.value
+        if layer is None:
+            return 0
+        prof = profiles_of(layer)
+        if prof is not None:
+            return int(prof["label"].nunique())
+        return int(np.count_nonzero(np.unique(np.asarray(layer.data)))) if layer.data.size else 0
+
+    def llm_estimate(self) -> dict:
+        """Requests, tokens and cost of an openai run with the current settings."""
+        crops = self.image_combo.value is not None
+        return estimate_llm_cost(
+            self._n_crystals(),
+            self.send_images.isChecked(),
+            crops=crops,
+            reference=self.reference.value() > 0,
+            n_criteria=len(self._criteria_list()),
+            model=self.model.text().strip() or DEFAULT_MODEL,
+            base_url=self.base_url.text().strip() or os.environ.get("OPENAI_BASE_URL") or None,
+        )
+
+    def update_estimate(self, *args) -> None:
+        """Refresh the estimate line (requests, tokens, cost) of the LLM settings."""
+        if self.backend.currentText() != "openai":
+            return
+        try:
+            self.estimate.setText(cost_summary(self.llm_estimate()) + " (cached answers: free)")
+        except Exception as exc:  # noqa: BLE001 - an estimate must never break the widget
+            self.estimate.setText(f"no estimate ({exc})")
 
     def _on_pick_toggled(self, on: bool) -> None:
         if self._pick_layer is not None:
@@ -241,23 +368,39 @@ class DescribeWidget(ZonationWidget):
             "labels": np.array(labels.data, copy=True),
             "image": layer_image(image) if image is not None else None,
         }
+        p["reference"] = self.reference.value() or None
+        p["criteria"] = self._criteria_list() or None
+        p["highlight"] = self.highlight.isChecked()
+        p["threshold"] = float(self.threshold.value())
         if backend == "openai":
             n = prof["label"].nunique() if prof is not None else len(np.unique(p["labels"])) - 1
-            criteria = [c.strip() for c in self.criteria.toPlainText().splitlines() if c.strip()]
             images = self.send_images.isChecked()
+            est = self.llm_estimate()
             if not ask_consent(
-                self, self.base_url.text().strip(), self.model.text().strip(), n, images
+                self,
+                self.base_url.text().strip(),
+                self.model.text().strip(),
+                n,
+                images,
+                cost_summary(est),
             ):
                 self.set_status("Nothing sent: the LLM backend needs your consent.")
                 return None
+            budget = float(self.budget.value()) or None
+            if budget is not None and est["usd"] is not None and est["usd"] > budget:
+                if not ask_over_budget(self, est["usd"], budget):
+                    self.set_status(
+                        f"Nothing sent: the estimate ({est['usd']:.4f} USD) is over the budget."
+                    )
+                    return None
+                budget = None  # the user accepted this run's estimate
             p["llm"] = {
                 "model": self.model.text().strip() or DEFAULT_MODEL,
                 "base_url": self.base_url.text().strip() or None,
                 "api_key": self.api_key.text().strip() or None,
-                "reference": self.reference.value() or None,
                 "reference_note": self.reference_note.text().strip(),
-                "criteria": criteria or None,
                 "send_images": images,
+                "budget_usd": budget,
             }
         return p
 
@@ -301,6 +444,18 @@ class DescribeWidget(ZonationWidget):
                 self.check_cancel()
                 yield f"Described {done} of {len(labs)} crystals…"
             result = concat(parts)
+            if p["reference"] is not None:
+                if p["reference"] not in set(result["label"]):
+                    raise ZonationInputError(
+                        f"reference crystal {p['reference']} has no profile; pick another."
+                    )
+                result = result.assign(
+                    reference_similarity=reference_similarity(result, p["reference"], prof)
+                )
+            if p["criteria"]:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    result = apply_criteria(result, p["criteria"])
         else:
             result = yield from self._work_llm(p, prof, table)
         return {"table": result, "computed_profiles": computed}
@@ -313,26 +468,30 @@ class DescribeWidget(ZonationWidget):
             "model": llm["model"],
             "base_url": llm["base_url"],
             "api_key": llm["api_key"],
-            "reference": llm["reference"],
+            "reference": p["reference"],
             "reference_note": llm["reference_note"],
-            "criteria": llm["criteria"],
+            "criteria": p["criteria"],
             "send_images": llm["send_images"],
+            "budget_usd": llm["budget_usd"],
+            "cancel": self._cancel_event.is_set,
         }
         if p["image"] is not None and p["image"].shape[-2:] == p["labels"].shape[-2:]:
             kwargs["image"] = p["image"]
             kwargs["labels"] = p["labels"]
         yield "Numeric descriptors, then the LLM…"
-        # on Cancel the progress callback raises inside the call, which stops the requests
-        # not yet started (answers already received stay in the cache)
-        return (
-            yield from self.calls_with_progress(
-                descriptors.describe_zoning,
-                lambda done, total: f"LLM: {done} of {total} crystals…",
-                prof,
-                "openai",
-                **kwargs,
+        # on Cancel the call stops within a fraction of a second (requests not yet started
+        # are not sent; answers already received stay in the cache)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return (
+                yield from self.calls_with_progress(
+                    descriptors.describe_zoning,
+                    lambda done, total: f"LLM: {done} of {total} crystals…",
+                    prof,
+                    "openai",
+                    **kwargs,
+                )
             )
-        )
 
     def _apply(self, p: dict, r: dict) -> None:
         labels = p["labels_layer"]
@@ -356,4 +515,127 @@ class DescribeWidget(ZonationWidget):
         if "llm_status" in result.columns:
             st = result["llm_status"].value_counts()
             msg += ". LLM: " + ", ".join(f"{k} {v}" for k, v in st.items())
+            msg += self._llm_sent(result)
+        msg += self._judged(result)
+        self.show_ranking(result)
+        n_match = self._highlight(p, result)
+        if n_match is not None:
+            msg += f"; {n_match} matching crystal(s) highlighted in '{labels.name} matches'"
         self.set_status(msg + ". Hover a crystal to see its row; next: Cluster.")
+
+    # ------------------------------------------------------------------ reporting
+    @staticmethod
+    def _llm_sent(result: pd.DataFrame) -> str:
+        run = result.attrs.get("llm_run") or {}
+        inputs = result.loc[result["llm_status"] == "ok", "llm_inputs"].value_counts()
+        text = ""
+        if len(inputs):
+            text += "; sent " + ", ".join(f"{k} ({v})" for k, v in inputs.items())
+        if run.get("fallbacks"):
+            text += f"; the server refused pictures ({run['requested_inputs']} -> {run['inputs']})"
+        if run:
+            tokens = int(run.get("prompt_tokens", 0)) + int(run.get("completion_tokens", 0))
+            text += f"; {run.get('requests', 0)} request(s), {tokens:,} tokens"
+            if run.get("usd"):
+                text += f", {run['usd']:.4f} USD"
+            if run.get("stopped"):
+                text += f"; stopped: {run['stopped']}"
+        return text
+
+    def show_ranking(self, result: pd.DataFrame, n_rows: int = 12) -> None:
+        """Fill the ranking table: crystals by similarity, type, criteria verdicts."""
+        crit = [
+            c for c in result.columns if c.startswith("criterion_") and not c.endswith("_rationale")
+        ]
+        has_sim = "reference_similarity" in result.columns
+        if not has_sim and not crit:
+            self.ranking.setVisible(False)
+            return
+        tab = result.sort_values("reference_similarity", ascending=False) if has_sim else result
+        tab = tab.head(n_rows)
+        cols = ["label", "zoning_type"] + (["reference_similarity"] if has_sim else [])
+        if "llm_reference_score" in result.columns:
+            cols.append("llm_reference_score")
+        heads = ["label", "type"] + (["similarity"] if has_sim else [])
+        heads += ["LLM score"] if "llm_reference_score" in result.columns else []
+        heads += [c.removeprefix("criterion_").replace("_", " ")[:22] for c in crit]
+        self.ranking.setColumnCount(len(heads))
+        self.ranking.setHorizontalHeaderLabels(heads)
+        self.ranking.setRowCount(len(tab))
+        for i, (_, row) in enumerate(tab.iterrows()):
+            cells = []
+            for c in cols:
+                v = row[c]
+                cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+            for c in crit:
+                v = row[c]
+                if pd.isna(v) and f"llm_{c}" in result.columns and not pd.isna(row[f"llm_{c}"]):
+                    v = row[f"llm_{c}"]
+                cells.append("?" if pd.isna(v) else ("✓" if bool(v) else "✗"))
+            for j, text in enumerate(cells):
+                self.ranking.setItem(i, j, QTableWidgetItem(text))
+        self.ranking.resizeColumnsToContents()
+        self.ranking.setVisible(True)
+
+    @staticmethod
+    def _judged(result: pd.DataFrame) -> str:
+        info = result.attrs.get("criteria") or {}
+        needs = [v["text"] for v in info.values() if v.get("needs_llm")]
+        text = ""
+        if "reference_similarity" in result.columns:
+            top = result.sort_values("reference_similarity", ascending=False)["label"].iloc[1:4]
+            text += "; most like the reference: " + ", ".join(str(int(x)) for x in top)
+        if needs:
+            text += f"; criteria needing the LLM (openai backend): {needs}"
+        return text
+
+    @staticmethod
+    def matches(result: pd.DataFrame, threshold: float) -> list[int]:
+        """Labels whose similarity reaches ``threshold`` and that meet every judged criterion
+        (the LLM's verdict stands in for a criterion the offline vocabulary cannot judge)."""
+        keep = pd.Series(True, index=result.index)
+        used = False
+        if "reference_similarity" in result.columns:
+            keep &= result["reference_similarity"].fillna(0) >= threshold
+            used = True
+        for col in result.columns:
+            if not col.startswith("criterion_") or col.endswith("_rationale"):
+                continue
+            verdict = result[col]
+            llm_col = f"llm_{col}"
+            if verdict.isna().all() and llm_col in result.columns:
+                verdict = result[llm_col]
+            if verdict.isna().all():
+                continue
+            keep &= verdict.fillna(False).astype(bool)
+            used = True
+        return [int(x) for x in result.loc[keep, "label"]] if used else []
+
+    def _highlight(self, p: dict, result: pd.DataFrame) -> int | None:
+        if not p.get("highlight") or (p.get("reference") is None and not p.get("criteria")):
+            return None
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer = p["labels_layer"]
+        ids = self.matches(result, p["threshold"])
+        data = np.asarray(layer.data)
+        mask = np.where(np.isin(data, ids), data, 0).astype(data.dtype, copy=False)
+        colors = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+        colors.update({i: (1.0, 0.85, 0.0, 1.0) for i in ids})
+        if p.get("reference") is not None:
+            colors[int(p["reference"])] = (1.0, 0.2, 0.2, 1.0)
+            mask = np.where(data == int(p["reference"]), data, mask)
+        upsert_layer(
+            self.viewer,
+            "labels",
+            mask,
+            role="matches",
+            source=layer,
+            name=f"{layer.name} matches",
+            meta={"labels": ids, "reference": p.get("reference")},
+            colormap=DirectLabelColormap(color_dict=colors, name="matches"),
+            opacity=0.6,
+            scale=layer.scale,
+            translate=layer.translate,
+        )
+        return len(ids)

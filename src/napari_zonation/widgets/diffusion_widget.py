@@ -1,10 +1,12 @@
-"""Diffusion timescales: erf (or finite-difference) fits of profiles -> sqrt(Dt) and days.
+"""Diffusion timescales: finite-difference fits of profiles -> sqrt(Dt), days and intervals.
 
 Sources: a crystals Labels layer with profiles in its metadata, a Shapes layer with drawn-line
 profiles, or an imported table (Profiles > Import). Results (``sqrt_dt_um``,
-``sqrt_dt_err_um``, ``timescale_days`` and the other ``fit_diffusion`` columns) are merged into
-the layer's ``features`` (by ``label``); for imported tables they are kept beside the table in
-the per-viewer store. A small plot shows one profile with its fitted relaxed step.
+``timescale_days`` with ``timescale_days_lo``/``_hi`` and the other ``fit_diffusion`` columns)
+are merged into the layer's ``features`` (by ``label``); for imported tables they are kept
+beside the table in the per-viewer store. The plot shows one profile with the fitted model,
+its initial profile and rim boundary, and the residuals; "Population" draws the kernel density
+of log10 timescales per cluster and exports it (PNG and CSV).
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import QCheckBox, QComboBox, QSpinBox
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 from .. import diffusion
 from .._validation import ZonationInputError
+from ..diffusion.plagioclase import fit_plagioclase_mg
 from ._common import (
     PlotCanvas,
     ZonationWidget,
@@ -38,6 +49,20 @@ from .profiles_widget import _is_crystals
 N_CHUNKS = 10
 STORE_PREFIX = "imported: "
 
+#: the diffusivity choices offered, with the keywords they give fit_diffusion
+LAWS = {
+    "olivine Fe-Mg, Dohmen & Chakraborty 2007": {"mineral": "olivine", "d_law": "dc07"},
+    "olivine Fe-Mg, DFENS (Mutch et al. 2021)": {"mineral": "olivine", "d_law": "dfens"},
+    "plagioclase Mg (Van Orman 2014; Bindeman 1998 partitioning)": {"plagioclase": True},
+    "user Arrhenius law (D0, Ea)": {"d_law": "arrhenius"},
+    "plain D (any mineral)": {},
+}
+GREY_HELP = (
+    "These profiles are grey levels, not Fo: the olivine laws need the composition. "
+    "Calibrate them first (Profiles ▸ Calibration, then tick 'calibrated values'), give the "
+    "fayalite fraction XFe, or choose 'plain D' and give D."
+)
+
 
 def _spin(value, lo, hi, step, decimals=1, suffix="", special=None):
     return spin_box(value, lo, hi, step, decimals, suffix, special)
@@ -57,37 +82,74 @@ class DiffusionWidget(ZonationWidget):
         self._add_combo(self.source_combo)
         profile_store.changed.connect(self.reset_choices)
         self.mineral = QComboBox()
-        self.mineral.addItems(["olivine", "other"])
+        self.mineral.addItems(list(LAWS))
         self.mineral.setToolTip(
-            "olivine: Fe-Mg interdiffusion (Dohmen & Chakraborty 2007) from T, P, fO2 and XFe;\n"
-            "other: give D directly."
+            "The diffusivity law: olivine Fe-Mg interdiffusion from T, P, fO2, XFe and the\n"
+            "traverse's angles to the axes (Dohmen & Chakraborty 2007, or the DFENS regression\n"
+            "with its coefficient covariance); Mg in plagioclase with An-dependent D and\n"
+            "partitioning (needs An and Mg channels); your own Arrhenius law; or a plain D."
         )
-        self._form.addRow("Mineral", self.mineral)
-        self.temperature = _spin(1150.0, 500.0, 1600.0, 10.0, suffix=" °C")
-        self._form.addRow("Temperature", self.temperature)
+        self._form.addRow("Diffusivity", self.mineral)
+        self.temperature = _spin(1150.0, 600.0, 1600.0, 10.0, suffix=" °C")
         self.temperature_err = _spin(30.0, 0.0, 300.0, 5.0, suffix=" °C", special="none")
-        self.temperature_err.setToolTip("1-sigma; folded into the timescale range.")
-        self._form.addRow("T uncertainty (1σ)", self.temperature_err)
+        self.temperature_err.setToolTip("1-sigma; folded into the timescale interval.")
+        self._form.addRow("Temperature", _row(self.temperature, "±", self.temperature_err))
         self.pressure = _spin(100.0, 0.1, 5000.0, 50.0, suffix=" MPa")
-        self._form.addRow("Pressure", self.pressure)
+        self.pressure_err = _spin(0.0, 0.0, 2000.0, 10.0, suffix=" MPa", special="none")
+        self._form.addRow("Pressure", _row(self.pressure, "±", self.pressure_err))
         self.delta_qfm = _spin(0.0, -10.0, 10.0, 0.1, decimals=2)
         self.delta_qfm.setToolTip("Oxygen fugacity in log units relative to the QFM buffer.")
-        self._form.addRow("ΔQFM", self.delta_qfm)
+        self.delta_qfm_err = _spin(0.0, 0.0, 5.0, 0.1, decimals=2, special="none")
+        self._form.addRow("ΔQFM", _row(self.delta_qfm, "±", self.delta_qfm_err))
+        self.angles_known = QCheckBox("known")
+        self.angles_known.setToolTip(
+            "Angles between the traverse and olivine's [100], [010], [001] (EBSD). Unknown:\n"
+            "D along [001], the fastest axis, so timescales are minima."
+        )
+        self.angle_a = _spin(90.0, 0.0, 180.0, 1.0, decimals=1, suffix="°")
+        self.angle_b = _spin(90.0, 0.0, 180.0, 1.0, decimals=1, suffix="°")
+        self.angle_c = _spin(0.0, 0.0, 180.0, 1.0, decimals=1, suffix="°")
+        self._form.addRow("Angles to a, b, c",
+                          _row(self.angles_known, self.angle_a, self.angle_b, self.angle_c))
         self.xfe = _spin(0.0, 0.0, 1.0, 0.01, decimals=3, special="from Fo values")
         self.xfe.setToolTip(
-            "Fayalite fraction for D (e.g. 0.15 for Fo85); needed when the profiles are grey "
+            "Fayalite fraction for D (e.g. 0.15 for Fo85); needed when the profiles are grey\n"
             "levels rather than Fo in mol %."
         )
         self._form.addRow("XFe", self.xfe)
         self.diffusivity = _spin(
-            0.0, 0.0, 1e6, 1e-4, decimals=8, suffix=" µm²/s", special="from the mineral model"
+            0.0, 0.0, 1e6, 1e-4, decimals=8, suffix=" µm²/s", special="from the law"
         )
         self.diffusivity.setToolTip("A plain D along the traverse (any mineral).")
-        self._form.addRow("D", self.diffusivity)
+        self.diffusivity_err = _spin(0.0, 0.0, 1e6, 1e-4, decimals=8, suffix=" µm²/s",
+                                     special="none")
+        self._form.addRow("D", _row(self.diffusivity, "±", self.diffusivity_err))
+        self.d0 = _spin(-8.0, -20.0, 2.0, 0.1, decimals=2, suffix=" log₁₀ m²/s")
+        self.d0.setToolTip("log10 of the pre-exponential factor D0 (m²/s).")
+        self.ea = _spin(250.0, 0.0, 1000.0, 5.0, decimals=1, suffix=" kJ/mol")
+        self.ea_err = _spin(0.0, 0.0, 200.0, 5.0, decimals=1, suffix=" kJ/mol", special="none")
+        self._form.addRow("D0, Ea", _row(self.d0, self.ea, "±", self.ea_err))
         self.model = QComboBox()
-        self.model.addItems(["erf", "fd"])
-        self.model.setToolTip("erf: analytical quick look; fd: finite differences, D(XFe).")
+        self.model.addItems(["step", "multi_step", "two_stage", "erf"])
+        self.model.setToolTip(
+            "step: one step relaxed by finite differences (D at each node's composition);\n"
+            "multi_step: several steps, one time; two_stage: a relaxed core step, then a new\n"
+            "rim (t1 and t2); erf: the analytical quick look (infinite medium)."
+        )
         self._form.addRow("Model", self.model)
+        self.rim = QComboBox()
+        self.rim.addItems(["fixed", "closed", "open"])
+        self.rim.setToolTip(
+            "fixed: the rim is held at its plateau (a melt in contact); closed: no flux;\n"
+            "open: no boundary (the rim plateau continues outward, as the erf assumes)."
+        )
+        self._form.addRow("Rim", self.rim)
+        self.blur = _spin(0.0, 0.0, 50.0, 0.5, decimals=2, suffix=" µm", special="auto")
+        self.blur.setToolTip(
+            "The measurement's resolution (beam, spot or probe size, FWHM). auto: a one-pixel\n"
+            "probe for image profiles, none for imported traverses."
+        )
+        self._form.addRow("Blur (FWHM)", self.blur)
         self.calibrated = QCheckBox("calibrated values when there are some")
         self.calibrated.setChecked(True)
         self.calibrated.setToolTip(
@@ -100,26 +162,43 @@ class DiffusionWidget(ZonationWidget):
         self.plot_label.setSpecialValueText("first fitted")
         self.plot_label.valueChanged.connect(lambda _=None: self.plot_fit())
         self._form.addRow("Plot profile", self.plot_label)
+        self.population_button = QPushButton("Population")
+        self.population_button.setToolTip(
+            "Kernel density of log10 timescales per cluster, each crystal with its interval.")
+        self.population_button.clicked.connect(lambda _=None: self.plot_population())
+        self.export_button = QPushButton("Export PNG + CSV…")
+        self.export_button.clicked.connect(lambda _=None: self.export_population())
+        self._form.addRow("", _row(self.population_button, self.export_button))
         self.mineral.currentTextChanged.connect(lambda _=None: self._update_enabled())
         self.diffusivity.valueChanged.connect(lambda _=None: self._update_enabled())
+        self.angles_known.toggled.connect(lambda _=None: self._update_enabled())
         self._update_enabled()
         self._finish_layout(stretch=False)
-        self.plot = PlotCanvas(self.viewer, height=2.4)
+        self.plot = PlotCanvas(self.viewer, height=3.2)
         self._layout.addWidget(self.plot, 1)
-        self.plot.message("Fit timescales to see a profile and its fit.")
+        self.plot.message("Fit timescales to see a profile, its model and residuals.")
         self._last: tuple | None = None
+        self._curves: pd.DataFrame | None = None
+
+    def _law(self) -> dict:
+        return LAWS.get(self.mineral.currentText(), {})
 
     def _update_enabled(self) -> None:
-        """Grey out the olivine conditions when D is given or the mineral is another."""
-        model = self.mineral.currentText() == "olivine" and self.diffusivity.value() <= 0
-        for box in (
-            self.temperature,
-            self.temperature_err,
-            self.pressure,
-            self.delta_qfm,
-            self.xfe,
-        ):
-            box.setEnabled(model)
+        """Grey out the conditions the chosen diffusivity does not use."""
+        law = self._law()
+        olivine = law.get("mineral") == "olivine" and self.diffusivity.value() <= 0
+        needs_t = olivine or law.get("d_law") == "arrhenius" or law.get("plagioclase", False)
+        for box in (self.temperature, self.temperature_err, self.pressure, self.pressure_err):
+            box.setEnabled(needs_t)
+        for box in (self.delta_qfm, self.delta_qfm_err, self.xfe, self.angles_known):
+            box.setEnabled(olivine)
+        for box in (self.angle_a, self.angle_b, self.angle_c):
+            box.setEnabled(olivine and self.angles_known.isChecked())
+        plain = not law or self.diffusivity.value() > 0
+        self.diffusivity.setEnabled(plain or law.get("mineral") == "olivine")
+        self.diffusivity_err.setEnabled(self.diffusivity.value() > 0)
+        for box in (self.d0, self.ea, self.ea_err):
+            box.setEnabled(law.get("d_law") == "arrhenius")
 
     # ------------------------------------------------------------------ sources
     def _source_choices(self, _widget=None):
@@ -155,27 +234,56 @@ class DiffusionWidget(ZonationWidget):
             raise ZonationInputError(
                 f"'{name}' has no profiles yet: run the Profiles widget on it first."
             )
-        mineral = self.mineral.currentText()
+        law = self._law()
         d = self.diffusivity.value()
-        kwargs = {"model": self.model.currentText()}
-        if d > 0:
+        kwargs: dict = {"model": self.model.currentText(), "rim": self.rim.currentText()}
+        if self.blur.value() > 0:
+            kwargs["blur_fwhm_um"] = self.blur.value()
+        if law.get("plagioclase"):
+            channels = set(prof["channel"]) if "channel" in prof.columns else set()
+            if not {"An", "Mg"} <= channels:
+                raise ZonationInputError(
+                    "Mg in plagioclase needs An and Mg measured along the same traverse: import "
+                    "the traverse with both columns (Profiles ▸ Import, values An and Mg)."
+                )
+            kwargs = {"plagioclase": True, "temperature_c": self.temperature.value(),
+                      "temperature_c_err": self.temperature_err.value()}
+        elif d > 0:
             kwargs["diffusivity_um2_s"] = d
-            if mineral == "olivine":
+            if self.diffusivity_err.value() > 0:
+                kwargs["diffusivity_um2_s_err"] = self.diffusivity_err.value()
+            if law.get("mineral") == "olivine":
                 kwargs["mineral"] = "olivine"
-        elif mineral == "olivine":
+        elif law.get("mineral") == "olivine":
             kwargs.update(
                 mineral="olivine",
+                d_law=law["d_law"],
                 temperature_c=self.temperature.value(),
                 pressure_mpa=self.pressure.value(),
                 delta_qfm=self.delta_qfm.value(),
             )
-            if self.temperature_err.value() > 0:
-                kwargs["temperature_c_err"] = self.temperature_err.value()
+            for key, box in (("temperature_c_err", self.temperature_err),
+                             ("pressure_mpa_err", self.pressure_err),
+                             ("delta_qfm_err", self.delta_qfm_err)):
+                if box.value() > 0:
+                    kwargs[key] = box.value()
+            if self.angles_known.isChecked():
+                kwargs["angles_deg"] = (self.angle_a.value(), self.angle_b.value(),
+                                        self.angle_c.value())
             if self.xfe.value() > 0:
                 kwargs["xfe"] = self.xfe.value()
+        elif law.get("d_law") == "arrhenius":
+            kwargs.update(d_law="arrhenius", temperature_c=self.temperature.value(),
+                          pressure_mpa=self.pressure.value(), d0_m2_s=10.0 ** self.d0.value(),
+                          ea_kj_mol=self.ea.value())
+            if self.temperature_err.value() > 0:
+                kwargs["temperature_c_err"] = self.temperature_err.value()
+            if self.ea_err.value() > 0:
+                kwargs["ea_kj_mol_err"] = self.ea_err.value()
         else:
             raise ZonationInputError(
-                "for a mineral other than olivine give its diffusivity D (µm²/s)."
+                "no diffusivity: give D (µm²/s) for a plain D, or choose an olivine or "
+                "plagioclase law with its conditions."
             )
         return {"source": source, "layer": layer, "prof": prof, "kwargs": kwargs}
 
@@ -185,20 +293,32 @@ class DiffusionWidget(ZonationWidget):
     def _work(self, p: dict):
         prof = p["prof"]
         labs = list(pd.unique(prof["label"]))
-        parts, done = [], 0
+        parts, curve_parts, done = [], [], 0
         notes: list[str] = []
         for chunk in chunks(labs, N_CHUNKS):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                parts.append(
-                    diffusion.fit_diffusion(prof[prof["label"].isin(chunk)], **p["kwargs"])
-                )
+                sub = prof[prof["label"].isin(chunk)]
+                if p["kwargs"].get("plagioclase"):
+                    kw = {k: v for k, v in p["kwargs"].items() if k != "plagioclase"}
+                    parts.append(fit_plagioclase_mg(sub, **kw))
+                else:
+                    try:
+                        out, curves = diffusion.fit_diffusion(sub, return_curves=True,
+                                                              **p["kwargs"])
+                    except ZonationInputError as exc:
+                        if "fayalite" in str(exc) and not _looks_like_fo(sub):
+                            raise ZonationInputError(GREY_HELP) from exc
+                        raise
+                    parts.append(out)
+                    curve_parts.append(curves)
             notes += [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
             done += len(chunk)
             self.check_cancel()
             yield f"Fitted {done} of {len(labs)} profiles…"
         table = concat(parts)
-        return {"table": table, "notes": list(dict.fromkeys(notes))}
+        curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else None
+        return {"table": table, "curves": curves, "notes": list(dict.fromkeys(notes))}
 
     def _apply(self, p: dict, r: dict) -> None:
         table = r["table"]
@@ -223,6 +343,7 @@ class DiffusionWidget(ZonationWidget):
             profile_store.results(self.viewer)[name] = table
             where = f"the imported table '{name}'"
         self._last = (p["prof"], table)
+        self._curves = r.get("curves")
         ok = table[table["fit_status"] == "ok"]
         msg = f"{len(ok)} of {len(table)} profiles fitted into {where}"
         if quantity_of(p["prof"]):
@@ -230,6 +351,13 @@ class DiffusionWidget(ZonationWidget):
         if len(ok) and ok["timescale_days"].notna().any():
             t = ok["timescale_days"].dropna()
             msg += f"; median timescale {np.median(t):.3g} days"
+        grey = table[table["fit_status"].isin(["ok"]) & table["timescale_days"].isna()]
+        if len(grey) and "diffusivity_um2_s" in table and table["diffusivity_um2_s"].isna().all():
+            msg += ". No timescale: calibrate first, or give D"
+        bad = table[~table["fit_status"].isin(["ok"])]
+        if len(bad):
+            reasons = bad["fit_status"].value_counts()
+            msg += "; not dated: " + ", ".join(f"{k} {v}" for k, v in reasons.items())
         if r["notes"]:
             msg += " (" + "; ".join(r["notes"][:2]) + ")"
         self.set_status(msg + ".")
@@ -237,7 +365,8 @@ class DiffusionWidget(ZonationWidget):
 
     # ------------------------------------------------------------------ plot
     def plot_fit(self) -> None:
-        """Plot the chosen profile (or the first fitted one) with its fitted relaxed step."""
+        """Plot the chosen profile (or the first fitted one) with the fitted model, its initial
+        profile and rim boundary, and the residuals."""
         if self._last is None:
             return
         prof, table = self._last
@@ -249,30 +378,118 @@ class DiffusionWidget(ZonationWidget):
             row = table[table["label"] == label].iloc[0]
         lab = row["label"]
         d, v = profile_arrays(prof, lab)
-        ax = self.plot.axes(1)[0]
+        ax, res_ax = self.plot.axes(2)
+        ax.figure.set_layout_engine("constrained")
         fg = self.plot.colors["fg"]
-        ax.plot(d, v, "o", ms=2.5, color="#9ecae1", label="profile")
-        if np.isfinite(row.get("sqrt_dt_um", np.nan)) and len(d):
+        ax.plot(d, v, "o", ms=2.5, color="#56B4E9", label="profile")
+        curves = self._curves
+        curve = None
+        if curves is not None and len(curves) and "label" in curves:
+            curve = curves[curves["label"] == lab].sort_values("distance_um")
+        if curve is not None and len(curve) and np.isfinite(row.get("sqrt_dt_um", np.nan)):
+            ax.plot(curve["distance_um"], curve["initial"], "--", color="0.55", lw=1,
+                    label="initial")
+            ax.plot(curve["distance_um"], curve["model"], color="#E69F00", lw=2, label="model")
+            model_at = np.interp(d, curve["distance_um"], curve["model"])
+            res_ax.axhline(0, color="0.6", lw=0.8)
+            res_ax.plot(d, v - model_at, "o", ms=2, color="#56B4E9")
+            start = row.get("domain_start_um", np.nan)
+            if np.isfinite(start):
+                held = row.get("rim") == "fixed"
+                ax.axvline(start, color="#D55E00", lw=1, ls=":",
+                           label="rim held" if held else f"rim {row.get('rim')}")
+        elif np.isfinite(row.get("sqrt_dt_um", np.nan)) and len(d) and row.get("model") == "erf":
             grid = np.linspace(float(np.min(d)), float(np.max(d)), 300)
-            fit = diffusion.erf_step(
-                grid,
-                row["outer_value"],
-                row["inner_value"],
-                row["step_position_um"],
-                row["sqrt_dt_um"],
-            )
-            ax.plot(grid, fit, color="#ff7f0e", lw=2, label="relaxed step")
+            fit = diffusion.erf_step(grid, row["outer_value"], row["inner_value"],
+                                     row["step_position_um"], row["sqrt_dt_um"])
+            ax.plot(grid, fit, color="#E69F00", lw=2, label="relaxed step")
+            res_ax.axhline(0, color="0.6", lw=0.8)
+            res_ax.plot(d, v - np.interp(d, grid, fit), "o", ms=2, color="#56B4E9")
         title = f"{lab}: √Dt = {row.get('sqrt_dt_um', np.nan):.3g}"
         err = row.get("sqrt_dt_err_um", np.nan)
         if np.isfinite(err):
             title += f" ± {err:.2g} µm"
         t = row.get("timescale_days", np.nan)
         if np.isfinite(t):
-            title += f", t ≈ {t:.3g} d"
+            title += (f", t = {t:.3g} d [{row.get('timescale_days_lo', np.nan):.2g}–"
+                      f"{row.get('timescale_days_hi', np.nan):.2g}]")
         if row.get("fit_status") != "ok":
             title += f" ({row.get('fit_status')})"
         ax.set_title(title, color=fg)
-        ax.set_xlabel("distance from rim (µm)")
+        res_ax.set_xlabel("distance from rim (µm)")
         ax.set_ylabel(value_name(prof))
+        res_ax.set_ylabel("residual")
         self.plot.legend(ax)
         self.plot.draw()
+
+    def _population_fits(self) -> pd.DataFrame:
+        if self._last is None:
+            raise ZonationInputError("fit timescales first, then draw the population.")
+        table = self._last[1]
+        source = self.source_combo.value
+        if "cluster" not in table.columns and source is not None and not isinstance(source, str):
+            feats = table_of(source)
+            if "cluster" in feats.columns:
+                table = table.merge(feats[["label", "cluster"]], on="label", how="left")
+        return table
+
+    def plot_population(self):
+        """Kernel density of log10 timescales per cluster in the dock's plot."""
+        from ..diffusion.plots import timescale_density
+
+        try:
+            fits = self._population_fits()
+        except ZonationInputError as exc:
+            self.set_status(str(exc))
+            return None
+        ax = self.plot.axes(1)[0]
+        by = "cluster" if "cluster" in fits.columns else None
+        _, table = timescale_density(fits, by=by, ax=ax)
+        self.plot.draw()
+        return table
+
+    def export_population(self, path: str | None = None) -> None:
+        """Write the population figure (PNG) and its density curves (CSV)."""
+        from ..diffusion.plots import timescale_density
+
+        try:
+            fits = self._population_fits()
+        except ZonationInputError as exc:
+            self.set_status(str(exc))
+            return
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export the timescale density",
+                                                  "timescales.png", "PNG (*.png)")
+            if not path:
+                return
+        png = str(path) if str(path).endswith(".png") else f"{path}.png"
+        csv = png[:-4] + ".csv"
+        by = "cluster" if "cluster" in fits.columns else None
+        timescale_density(fits, by=by, path=png, csv_path=csv)
+        fits.to_csv(png[:-4] + "_fits.csv", index=False)
+        self.set_status(f"wrote {png}, {csv} and the fits beside them.")
+
+
+def _row(*items) -> QWidget:
+    """Widgets (and plain strings) side by side in one form row."""
+    from qtpy.QtWidgets import QLabel
+
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for it in items:
+        lay.addWidget(QLabel(it) if isinstance(it, str) else it)
+    return box
+
+
+def _looks_like_fo(prof: pd.DataFrame) -> bool:
+    v = pd.to_numeric(prof["value"], errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    if "quantity" in prof.columns and len(prof):
+        q = str(prof["quantity"].iloc[0]).lower()
+        if q.startswith("fo") or q.startswith("xfo"):
+            return True
+    if not v.size:
+        return False
+    lo, hi = np.percentile(v, [1, 99])
+    return bool(lo >= 49.0 and hi <= 101.0)

@@ -2,7 +2,16 @@
 
 QA layers (plugin-owned, updated in place on re-run, each shown or hidden from the widget):
 ``<image> boundaries`` (crystal outlines), ``<image> phases`` (coloured per phase, legend in
-the widget) and ``<image> flagged`` (points at the centroids of crystals with a QA flag).
+the widget), ``<image> rim band`` (each crystal's rim band, where its rim composition is read:
+:func:`napari_zonation.segment.qa.rim_band`) and ``<image> flagged`` (points at the
+centroids of crystals with a QA flag: low contrast, cracked, touching, at the border, a faint
+edge, a rim at the groundmass's grey).
+
+One-shot reference: "Use shape as reference" takes the last polygon of the chosen Shapes
+layer, "Use crystal as reference" the selected label of the plugin's crystals layer (a crystal
+the user corrected), as one crystal outlined rim included, and segments the image again with
+``segment_crystals(..., reference=...)``; on a bad reference the error is shown and the
+previous labels stay.
 
 Correct (issue 3): paint strokes on a plugin-owned ``<image> scribbles`` Labels layer and
 train a pixel classifier on them (:func:`napari_zonation.scribble.train_scribbles`, in the
@@ -175,9 +184,12 @@ class SegmentWidget(ZonationWidget):
         self.show_phases.setChecked(False)
         self.show_flagged = QCheckBox("flagged")
         self.show_flagged.setChecked(True)
+        self.show_rim_band = QCheckBox("rim band")
+        self.show_rim_band.setChecked(False)
         for box, role in (
             (self.show_boundaries, "boundaries"),
             (self.show_phases, "phases"),
+            (self.show_rim_band, "rim band"),
             (self.show_flagged, "flagged"),
         ):
             box.setToolTip(f"Show the '<image> {role}' QA layer.")
@@ -191,6 +203,7 @@ class SegmentWidget(ZonationWidget):
         self._build_correct()
         self._layout.addStretch(1)
         self._next_job = "segment"
+        self._reference_from = "shape"
 
         self.image_combo.changed.connect(self._on_image_changed)
         self._on_image_changed(self.image_combo.value)
@@ -241,6 +254,20 @@ class SegmentWidget(ZonationWidget):
         )
         self.split_button.clicked.connect(lambda: self.split_last_line())
         form.addRow(self.split_button)
+        self.reference_shape_button = QPushButton("Use shape as reference")
+        self.reference_shape_button.setToolTip(
+            "One-shot reference: the last polygon of the line layer outlines one crystal, rim "
+            "included; the image is segmented again, learning from it."
+        )
+        self.reference_shape_button.clicked.connect(lambda: self.use_reference("shape"))
+        self.reference_label_button = QPushButton("Use crystal as reference")
+        self.reference_label_button.setToolTip(
+            "One-shot reference: the crystals layer's selected label (correct it first if "
+            "needed) is the reference crystal; the image is segmented again, learning from it."
+        )
+        self.reference_label_button.clicked.connect(lambda: self.use_reference("label"))
+        form.addRow(self.reference_shape_button)
+        form.addRow(self.reference_label_button)
         self._layout.addWidget(box)
 
     # ------------------------------------------------------------------ pixel size
@@ -293,6 +320,8 @@ class SegmentWidget(ZonationWidget):
                 "background": self.background.currentText(),
             },
         }
+        if job == "reference":
+            params["reference"] = self._reference_outline(image)
         if job == "scribbles":
             layer = find_owned(self.viewer, "scribbles", image)
             if layer is None:
@@ -308,6 +337,7 @@ class SegmentWidget(ZonationWidget):
 
     def _work(self, p: dict):
         img, px = p["image"], p["pixel_size_um"]
+        level = None
         if p.get("job") == "scribbles":
             labels, _ = scribble.train_scribbles(
                 img, p["scribbles"], px, min_area_um2=p["options"]["min_area_um2"]
@@ -315,23 +345,36 @@ class SegmentWidget(ZonationWidget):
         else:
             # a large image is segmented in tiles: the bar follows them (and Cancel stops
             # between two tiles); the two steps after segmenting come last
-            labels = yield from self.calls_with_progress(
-                segment.segment_crystals, _tile_progress, img, px, **p["options"]
+            extra = {"reference": p["reference"]} if p.get("job") == "reference" else {}
+            labels, info = yield from self.calls_with_progress(
+                segment.segment_crystals,
+                _tile_progress,
+                img,
+                px,
+                return_info=True,
+                **p["options"],
+                **extra,
             )
+            if info.get("background") == "groundmass":
+                level = info.get("reference")
         labels = np.asarray(labels, dtype=np.int32)
         n = int(len(np.unique(labels[labels > 0])))
         self.check_cancel()
         yield f"{n} crystals found; measuring them…"
-        table = segment.crystal_table(img, labels, px)
+        table = segment.crystal_table(img, labels, px, groundmass_level=level)
         self.check_cancel()
         yield "Building the QA layers…"
         yield "Done."
-        return self._qa_results(labels, table)
+        out = self._qa_results(labels, table, px)
+        out["groundmass_level"] = level
+        return out
 
     @staticmethod
-    def _qa_results(labels: np.ndarray, table: pd.DataFrame) -> dict:
+    def _qa_results(labels: np.ndarray, table: pd.DataFrame, px: float = 1.0) -> dict:
         """The QA layers' data from labels and their crystal table."""
         from skimage.segmentation import find_boundaries
+
+        from ..segment.qa import rim_band
 
         boundaries = (find_boundaries(labels, mode="inner") * labels).astype(np.int32)
         code_of, names = phase_codes(table)
@@ -345,6 +388,7 @@ class SegmentWidget(ZonationWidget):
             "labels": labels,
             "table": table,
             "boundaries": boundaries,
+            "rim_band": rim_band(labels, px),
             "phases": phases,
             "phase_names": names,
             "points": pts,
@@ -393,14 +437,16 @@ class SegmentWidget(ZonationWidget):
             role="crystals",
             source=image,
             name=f"{name} crystals",
-            meta={"pixel_size_um": px},
+            meta={"pixel_size_um": px, "groundmass_level": r.get("groundmass_level")},
             features=with_index(table),
             **geom,
         )
         self._update_qa(image, r, px, geom)
         self._watch_edits(crystals)
         self.viewer.layers.selection.active = crystals
-        how = " (trained on scribbles)" if p.get("job") == "scribbles" else ""
+        how = {"scribbles": " (trained on scribbles)", "reference": " (one-shot reference)"}.get(
+            p.get("job"), ""
+        )
         self.set_status(
             f"{len(table)} crystals in '{crystals.name}'{how} ({len(r['flags'])} flagged), "
             f"{px:g} µm/px. Next: Profiles."
@@ -444,6 +490,19 @@ class SegmentWidget(ZonationWidget):
             colormap=DirectLabelColormap(color_dict=colors, name="phases"),
             opacity=0.55,
             visible=self.show_phases.isChecked(),
+            **geom,
+        )
+
+        upsert_layer(
+            self.viewer,
+            "labels",
+            r["rim_band"],
+            role="rim band",
+            source=image,
+            name=f"{name} rim band",
+            meta={"pixel_size_um": px},
+            opacity=0.6,
+            visible=self.show_rim_band.isChecked(),
             **geom,
         )
 
@@ -517,6 +576,42 @@ class SegmentWidget(ZonationWidget):
             "class per crystal phase; then 'Train on scribbles'."
         )
         return unwrap(layer)
+
+    def _reference_outline(self, image):
+        """The reference of a "Use as reference" run: the last polygon of the line layer
+        (image pixel coordinates), or the mask of the crystals layer's selected label."""
+        if self._reference_from == "shape":
+            shapes = self.line_combo.value
+            if shapes is None or not len(shapes.data):
+                raise ZonationInputError(
+                    "no shape to use as reference: add a Shapes layer, draw a polygon around "
+                    "one crystal (rim included) and pick it as the line layer."
+                )
+            return shape_to_image_px(shapes, image, np.asarray(shapes.data[-1]))
+        layer = find_owned(self.viewer, "crystals", image)
+        if layer is None:
+            raise ZonationInputError(
+                f"no crystals layer of '{image.name}' made by the plugin: segment first, then "
+                "select a crystal's label (the label picker) to use it as reference."
+            )
+        chosen = int(getattr(layer, "selected_label", 0))
+        labels = np.asarray(layer.data)
+        if chosen <= 0 or not (labels == chosen).any():
+            raise ZonationInputError(
+                f"label {chosen} is not in '{layer.name}': pick a crystal's label with the "
+                "label picker (or type it as the selected label) first."
+            )
+        return labels == chosen
+
+    def use_reference(self, source: str = "shape", blocking: bool = False):
+        """Segment again with a one-shot reference: ``source`` ``"shape"`` (the last polygon
+        of the line layer) or ``"label"`` (the crystals layer's selected label)."""
+        self._next_job = "reference"
+        self._reference_from = source
+        try:
+            return self.run(blocking=blocking)
+        finally:
+            self._next_job = "segment"
 
     def train(self, blocking: bool = False):
         """Run :func:`napari_zonation.scribble.train_scribbles` like a segmentation run."""
@@ -607,7 +702,8 @@ class SegmentWidget(ZonationWidget):
         """Recompute the crystal table and the QA layers from the crystals layer's labels."""
         px = zmeta(layer, create=False).get("pixel_size_um") or float(layer.scale[-1])
         labels = np.asarray(layer.data, dtype=np.int32)
-        table = segment.crystal_table(layer_image(image), labels, px)
+        level = zmeta(layer, create=False).get("groundmass_level")
+        table = segment.crystal_table(layer_image(image), labels, px, groundmass_level=level)
         layer.features = with_index(table)
         geom = {
             "scale": tuple(float(x) for x in layer.scale[-2:]),
@@ -615,7 +711,7 @@ class SegmentWidget(ZonationWidget):
         }
         if getattr(layer, "units", None) is not None:
             geom["units"] = tuple(layer.units)[-2:]
-        self._update_qa(image, self._qa_results(labels, table), px, geom)
+        self._update_qa(image, self._qa_results(labels, table, px), px, geom)
 
     def _edit_ids(self, verb: str, fn) -> bool:
         try:
