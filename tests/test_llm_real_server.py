@@ -58,7 +58,8 @@ def _figures(name: str, out) -> str:
         f"{name}: {len(out)} crystals, {int((out['llm_status'] == 'ok').sum())} ok, "
         f"{run['requests']} requests, {run['wall_s']:.1f} s, {run['prompt_tokens']} prompt + "
         f"{run['completion_tokens']} completion tokens, concurrency {run['concurrency']}, "
-        f"inputs {run['inputs']}, fall-backs {len(run['fallbacks'])}"
+        f"inputs {run['inputs']}, fall-backs {len(run['fallbacks'])}, "
+        f"retries {run['retries']}, timeouts {run['timeouts']}"
     )
     path = os.environ.get("NAPARI_ZONATION_LLM_FIGURES")
     if path:
@@ -88,7 +89,9 @@ def test_every_crystal_comes_back_ok_on_the_text_path(llama, scene, tmp_path):
     }  # fmt: skip
     assert out["llm_confidence"].between(0, 1).all()
     run = out.attrs["llm_run"]
-    assert run["requests"] == n and run["fallbacks"] == []
+    # one request per crystal, plus only the retries the batch recorded (a timed-out request
+    # on a loaded machine is sent again; nothing is sent twice without being counted)
+    assert run["requests"] == n + run["retries"] + run["timeouts"] and run["fallbacks"] == []
     # bounded answers: every answer within the token limit the schema sets
     assert run["completion_tokens"] <= n * 700
     again = describe_zoning(
@@ -123,7 +126,8 @@ def test_pictures_asked_of_a_text_only_server_fall_back_once_and_lose_nothing(
     assert (out["llm_inputs"] == "text").all()
     run = out.attrs["llm_run"]
     # crop+plot refused, then the plot: two refusals for the batch, none per crystal
-    assert len(run["fallbacks"]) == 2 and run["requests"] == n + 2
+    assert len(run["fallbacks"]) == 2
+    assert run["requests"] == n + 2 + run["retries"] + run["timeouts"]
     assert out["llm_reference_score"].between(0, 1).all()
     assert out["llm_criterion_has_a_dark_resorption_band"].notna().all()
     assert np.isfinite(out["reference_similarity"]).all()

@@ -32,6 +32,7 @@ from napari_zonation.llm import (
     response_schema,
     validate_answer,
 )
+from napari_zonation.llm.dispatch import Pacer
 from napari_zonation.llm.schema import max_answer_chars
 from napari_zonation.synthetic import make_profiles, make_thin_section
 
@@ -311,19 +312,57 @@ def test_missing_key_for_a_hosted_server_is_an_input_error(profiles, monkeypatch
 # --------------------------------------------------------------------------------------------
 
 
-def test_one_slot_server_is_sent_one_request_at_a_time(monkeypatch, tmp_path):
-    prof, truth = make_profiles(4, zoning_types=STEP_TYPES, noise=0.003, seed=7)
+def test_one_slot_server_is_served_without_failures(monkeypatch, tmp_path):
+    """A server that answers one request at a time (llama-server with one slot): every crystal
+    comes back, nothing times out, one request per crystal. Whether two in flight helps
+    depends on the client's own overhead and the machine's load; the decision itself is
+    checked without timing in ``test_pacer_*``."""
+    prof, truth = make_profiles(3, zoning_types=STEP_TYPES, noise=0.003, seed=7)
     with FakeOpenAIServer(serial=True, delay_s=0.15) as srv:
         openai_env(monkeypatch, srv, api_key=None)
         out = _run(prof, tmp_path, send_images=False, max_concurrency=4)
-        assert srv.max_in_flight <= 2  # one trial with two in flight
     assert (out["llm_status"] == "ok").all()
-    # two in flight answered no faster than one: back to one
-    assert out.attrs["llm_run"]["concurrency"] == 1
+    run = out.attrs["llm_run"]
+    assert run["timeouts"] == 0 and run["requests"] == prof["label"].nunique()
+
+
+def _pacer_decisions(latency_of) -> Pacer:
+    """Feed a Pacer the latencies ``latency_of(limit)`` of a server, as the batch would."""
+    pacer = Pacer(timeout=60.0, max_timeout=600.0, max_concurrency=4)
+    for _ in range(12):
+        limit = pacer.limit
+        for _ in range(max(2, limit)):
+            pacer.on_success(latency_of(limit), limit)
+    return pacer
+
+
+def test_pacer_keeps_one_request_in_flight_for_a_serial_server():
+    # a serial server: with k requests queued each one waits for the k - 1 before it
+    pacer = _pacer_decisions(lambda k: 0.15 * k)
+    assert pacer.limit == 1 and pacer.phase == "steady"
+    assert max(k for k, _ in pacer.history) == 2  # one trial with two in flight
+
+
+def test_pacer_ignores_a_slow_first_answer():
+    # the first answer carries a warm-up of 1 s; the server itself is serial
+    answers = iter([1.15] + [None] * 100)
+
+    def latency(k):
+        first = next(answers)
+        return first if first is not None else 0.15 * k
+
+    pacer = _pacer_decisions(latency)
+    assert pacer.limit == 1 and max(k for k, _ in pacer.history) == 2
+
+
+def test_pacer_raises_concurrency_for_a_parallel_server():
+    pacer = _pacer_decisions(lambda k: 0.15)  # k requests served at once
+    assert pacer.limit == 4 and pacer.phase == "steady"
 
 
 def test_parallel_server_gets_more_requests_in_flight(monkeypatch, tmp_path):
-    prof, truth = make_profiles(4, zoning_types=STEP_TYPES, noise=0.003, seed=7)
+    # two requests alone (the first carries the warm-up), two in flight, then four
+    prof, truth = make_profiles(5, zoning_types=STEP_TYPES, noise=0.003, seed=7)
     with FakeOpenAIServer(delay_s=0.15) as srv:
         openai_env(monkeypatch, srv, api_key=None)
         out = _run(prof, tmp_path, send_images=False, max_concurrency=4)

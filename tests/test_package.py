@@ -1,4 +1,4 @@
-"""Packaging promises: a pure core, one manifest, the public API of DESIGN.md."""
+"""Packaging promises: a pure core, one manifest, the public API."""
 
 import subprocess
 import sys
@@ -27,6 +27,17 @@ def test_public_api_names():
     for name in ("segment_crystals", "rim_profiles", "describe_zoning", "cluster_crystals",
                  "fit_diffusion", "line_profiles", "read_profiles", "make_thin_section"):
         assert callable(getattr(nz, name)), name
+
+
+def test_whole_runs_scribbles_and_label_edits_are_public_and_the_same_objects():
+    from napari_zonation import edit, metrics, pipeline, scribble
+
+    assert nz.run_pipeline is pipeline.run_pipeline
+    assert nz.train_scribbles is scribble.train_scribbles
+    assert (nz.merge_labels, nz.split_label, nz.delete_labels) == (
+        edit.merge_labels, edit.split_label, edit.delete_labels)
+    assert nz.match_instances is metrics.match_instances
+    assert set(nz.__all__) <= set(dir(nz)) and len(set(nz.__all__)) == len(nz.__all__)
 
 
 def test_one_manifest_reached_through_the_entry_point():

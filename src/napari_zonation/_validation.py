@@ -300,7 +300,7 @@ PROFILE_COLUMNS = ("label", "distance_um", "value")
 
 
 def check_profiles(prof: pd.DataFrame, *, name: str = "profiles") -> pd.DataFrame:
-    """Check a long profiles table (DESIGN.md): label, distance_um, value, [sigma, ...]."""
+    """Check a long profiles table: label, distance_um, value, [sigma, ...]."""
     if not isinstance(prof, pd.DataFrame):
         raise ZonationInputError(
             f"{name} must be a pandas DataFrame in long format with columns "

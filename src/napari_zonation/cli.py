@@ -269,7 +269,8 @@ def _keyword_flags(parser: argparse.ArgumentParser) -> list[tuple[re.Pattern, st
             pairs.append((re.compile(r"segment_crystals' contrast"), flags[0]))
         elif "_" in action.dest or action.dest == "xfe":
             value = "(=True)?" if action.nargs == 0 else r"(=(?=\S))?"
-            pairs.append((re.compile(rf"\b{action.dest}\b{value}"), flags[0]))
+            # not inside a flag already written out (``--xfe``) or a longer name
+            pairs.append((re.compile(rf"(?<![\w-]){action.dest}\b{value}"), flags[0]))
     return pairs
 
 

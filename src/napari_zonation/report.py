@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .channels import combined_grey
-from .profiles import median_profile
+from ._stats import median_profile
+from .channels import combined_grey, select_channel
 
 #: Okabe & Ito (2008) colour-blind-safe colours, ordered so that neighbouring cluster numbers
 #: differ most (black left out: it vanishes on BSE images; yellow last: it is faint on the
@@ -74,12 +74,6 @@ def interval_columns(table: pd.DataFrame) -> tuple[str | None, str | None]:
         if lo in table and hi in table:
             return lo, hi
     return None, None
-
-
-def _first_channel(prof: pd.DataFrame) -> pd.DataFrame:
-    if "channel" in prof and prof["channel"].nunique(dropna=False) > 1:
-        return prof[prof["channel"] == prof["channel"].iloc[0]]
-    return prof
 
 
 def _zoning_counts(types: pd.Series) -> list[tuple[str, int]]:
@@ -273,7 +267,8 @@ def build_report(
 
     # --- profiles per cluster
     unit = quantity_label(profiles, quantity)
-    prof = _first_channel(profiles) if len(profiles) else profiles
+    # the channel the descriptors describe: the same rule as every stage
+    prof = select_channel(profiles, warn=False)[0] if len(profiles) else profiles
     core = (
         pd.to_numeric(table["core_value"], errors="coerce").dropna().to_dict()
         if "core_value" in table

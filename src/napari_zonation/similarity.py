@@ -25,23 +25,8 @@ reference and for crystals indistinguishable from it, about 0.7 for a crystal of
 type whose numbers differ by one spread, at most ``exp(-1)`` (0.37) for any crystal of
 another type.
 
-Measured with ``benchmarks/similarity.py``: mean average precision (MAP) of the crystals of
-the reference's true class, every crystal taken as the reference in turn, 60 profiles (10 per
-class) per seed, 3 seeds. The ranking is as good as the offline ``zoning_type`` it rests on,
-a little better (the structure and shape blocks order crystals within and across types):
-
-======================================  ==========  ============  ==========  ===========
-data                                    dev 0-2     held out      type alone  shape recipe
-======================================  ==========  ============  ==========  ===========
-``make_profiles``, noise 0.01           0.959       0.936         0.924       0.443
-``make_profiles``, noise 0.02           0.757       0.720         0.665       0.355
-independent generator, noise 0.01       0.788       0.814         0.804       0.530
-independent generator, noise 0.02       0.599       0.531         0.503       0.448
-======================================  ==========  ============  ==========  ===========
-
-(type alone and shape recipe: held-out seeds.) Where the offline type is often wrong (noise
-0.02 of full scale, or the independent generator's logistic steps, sparse points and 8-bit
-rounding), so is the ranking: the similarity is no better than the descriptors it compares.
+The similarity ranks; it does not decide, and it is only as good as the offline
+``zoning_type`` it rests on (``docs/llm.md`` gives the ranking's measured quality).
 """
 
 from __future__ import annotations
@@ -49,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._stats import iqr_sigma
 from ._validation import ZonationInputError, check_profiles
 from .channels import select_channel
 
@@ -240,8 +226,7 @@ def _standardise(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     if x.shape[1] == 0 or sub.size == 0:
         return x
     med = np.nanmedian(sub, axis=0)
-    q75, q25 = np.nanpercentile(sub, [75, 25], axis=0)
-    scale = (q75 - q25) / 1.349
+    scale = iqr_sigma(sub, axis=0)
     std = np.nanstd(sub, axis=0)
     scale = np.where(scale > 0, scale, std)
     scale = np.where(scale > 0, scale, 1.0)

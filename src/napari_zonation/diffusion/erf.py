@@ -11,10 +11,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import curve_fit
-from scipy.special import erf
+
+from .._stats import unit_step
 
 
 def erf_step(d, outer, inner, position_um, sqrt_dt_um):
@@ -36,15 +36,14 @@ def erf_step(d, outer, inner, position_um, sqrt_dt_um):
     numpy.ndarray
         The profile at ``d``.
     """
-    d = np.asarray(d, dtype=float)
-    return outer + (inner - outer) * 0.5 * (1.0 + erf((d - position_um) / (2.0 * sqrt_dt_um)))
+    return outer + (inner - outer) * unit_step(d, position_um, 2.0 * sqrt_dt_um)
 
 
 def _erf_step_jac(d, outer, inner, position_um, sqrt_dt_um) -> np.ndarray:
     """Jacobian of :func:`erf_step` with respect to (outer, inner, position, sqrt_dt)."""
     d = np.asarray(d, dtype=float)
     z = (d - position_um) / (2.0 * sqrt_dt_um)
-    e = 0.5 * (1.0 + erf(z))
+    e = unit_step(d, position_um, 2.0 * sqrt_dt_um)
     g = (inner - outer) * np.exp(-(z**2)) / math.sqrt(math.pi)
     return np.column_stack([1.0 - e, e, -g / (2.0 * sqrt_dt_um), -g * z / sqrt_dt_um])
 
@@ -55,25 +54,6 @@ class _Profile:
     d: np.ndarray
     y: np.ndarray
     w: np.ndarray | None  # sigma per point, None when unknown
-
-
-def _prepare(group: pd.DataFrame, has_sigma: bool) -> _Profile:
-    d = pd.to_numeric(group["distance_um"], errors="coerce").to_numpy(dtype=float)
-    y = pd.to_numeric(group["value"], errors="coerce").to_numpy(dtype=float)
-    s = None
-    if has_sigma:
-        s = pd.to_numeric(group["sigma"], errors="coerce").to_numpy(dtype=float)
-    ok = np.isfinite(d) & np.isfinite(y)
-    d, y = d[ok], y[ok]
-    if s is not None:
-        s = s[ok]
-        good = np.isfinite(s) & (s > 0)
-        if not good.any():
-            s = None
-        elif not good.all():
-            s = np.where(good, s, np.median(s[good]))
-    order = np.argsort(d, kind="stable")
-    return _Profile(d[order], y[order], None if s is None else s[order])
 
 
 def _window(prof: _Profile, window_um) -> _Profile:

@@ -23,7 +23,7 @@ The package is split by concern:
 """
 
 from .cache import default_cache_dir
-from .client import is_local
+from .client import DEFAULT_MODEL, is_local
 from .cost import KNOWN_PRICES, cost_summary, estimate_llm_cost, known_price
 from .describe import LLM_STATUSES, describe_llm
 from .dispatch import INPUT_LEVELS, LLMCancelled, LLMServerError
@@ -38,6 +38,7 @@ from .schema import (
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
     "describe_llm",
     "estimate_llm_cost",
     "cost_summary",

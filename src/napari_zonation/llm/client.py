@@ -31,6 +31,8 @@ from .schema import clip_answer, plain_schema, validate_answer
 
 LOCAL_PLACEHOLDER_KEY = "not-needed"
 OPENAI_URL = "https://api.openai.com/v1"
+#: the model asked when none is named (the API's, the command line's and the widget's default)
+DEFAULT_MODEL = "gpt-4o-mini"
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 #: kinds of failure after which no request of the batch can work
 FATAL_KINDS = ("connection", "auth", "not_found", "html", "bad_body", "no_schema")

@@ -16,6 +16,7 @@ from .._validation import ZonationInputError, check_profiles
 from ..channels import image_plane, select_channel
 from .cache import AnswerCache, cache_key, default_cache_dir
 from .client import (
+    DEFAULT_MODEL,
     OPENAI_URL,
     RequestOptions,
     Scrubber,
@@ -44,7 +45,7 @@ def describe_llm(
     prof: pd.DataFrame,
     table: pd.DataFrame | None = None,
     *,
-    model: str = "gpt-4o-mini",
+    model: str = DEFAULT_MODEL,
     image: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     reference: int | None = None,
@@ -151,7 +152,8 @@ def describe_llm(
     """
     check_profiles(prof)
     if not isinstance(model, str) or not model.strip():
-        raise ZonationInputError("model must be a non-empty model name such as 'gpt-4o-mini'.")
+        raise ZonationInputError(
+            f"model must be a non-empty model name such as {DEFAULT_MODEL!r}.")
     for name, val in (("timeout", timeout), ("max_timeout", max_timeout)):
         if val is None or not float(val) > 0:
             raise ZonationInputError(f"{name}={val!r} must be a positive number of seconds.")

@@ -2,7 +2,8 @@
 
 One request is sent alone first. Its answer tells what the server accepts (a refusal of
 pictures drops the crop, then the plot, for the whole batch; a refused parameter is dropped
-for the whole batch) and how long a request takes. Then :class:`Pacer` raises the number of
+for the whole batch) and how long a request takes (measured on a second request sent alone:
+the first carries the warm-up). Then :class:`Pacer` raises the number of
 requests in flight while the throughput grows (a local server on 2 cores serves one request
 at a time: more in flight only makes each wait longer) and sizes each timeout from the
 answers seen, so that a slow server is waited for rather than failed.
@@ -135,7 +136,15 @@ class Pacer:
         service = latency / max(1, concurrency)
         self.service_s = service if self.service_s is None else max(self.service_s, service)
         if self.phase == "probe":
-            self._prev_throughput, self._prev_limit = 1.0 / max(latency, 1e-6), 1
+            # two answers alone before the first trial with more in flight: the first one
+            # carries the warm-up (connection, the server's prompt cache), which would make
+            # any concurrency look faster
+            self._samples.append(latency)
+            if len(self._samples) < 2 and self.max_limit > 1:
+                return
+            best = min(self._samples)
+            self._samples = []
+            self._prev_throughput, self._prev_limit = 1.0 / max(best, 1e-6), 1
             self.limit, self.phase = (2, "ramp") if self.max_limit > 1 else (1, "steady")
             return
         if self.phase != "ramp" or concurrency != self.limit:
