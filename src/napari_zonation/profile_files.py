@@ -105,7 +105,9 @@ def read_profiles(
     ...     sheet.to_csv(path, index=False)
     ...     back = read_profiles(path, value="BSE", label="grain", sigma="auto")
     >>> back.columns.tolist()
-    ['label', 'channel', 'distance_um', 'value', 'sigma', 'source']
+    ['label', 'channel', 'distance_um', 'value', 'sigma', 'quantity', 'source']
+    >>> back["quantity"].unique().tolist()  # a BSE column is grey in the zoning vocabulary
+    ['grey']
     >>> sorted(back["label"].unique().tolist()) == sorted(prof["label"].unique().tolist())
     True
     >>> len(back) == len(prof)
