@@ -14,6 +14,8 @@ Segment crystals dock after training on painted strokes and merging two crystals
 ``--describe``, only ``docs/images/describe.png``: the Describe zoning dock with a reference
 crystal, the crystals ranked by their similarity to it, criterion columns, and the matching
 crystals highlighted (offline backend).
+With ``--docks``, only ``docs/images/dock_*.png``: each of the five docks, opened from the
+Plugins menu, in a 1280 x 800 window after the synthetic sample ran through them.
 With ``--reference``, only ``docs/images/reference_before.png`` and ``reference_after.png``: a
 glassy scene (vesicles, halos) segmented automatically with one crystal outlined by a drawn
 polygon, then segmented again with that polygon as one-shot reference, the rim band QA layer
@@ -157,7 +159,7 @@ def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
     clw.labels_combo.value = crystals
     _run(clw, app)
     dfw.source_combo.value = crystals
-    dfw.mineral.setCurrentText("other")
+    dfw.mineral.setCurrentText("plain D (any mineral)")
     dfw.diffusivity.setValue(1e-3)
     _run(dfw, app)
 
@@ -211,6 +213,73 @@ def main(out_dir: Path = HERE / "images") -> tuple[Path, Path]:
     _save(np.hstack([pad(canvas), pad(dock)]), clusters_png)
     viewer.close()
     return viewer_png, clusters_png
+
+
+DOCK_FILES = {
+    "Segment crystals": "dock_segment.png",
+    "Profiles": "dock_profiles.png",
+    "Describe zoning": "dock_describe.png",
+    "Cluster": "dock_cluster.png",
+    "Diffusion timescales": "dock_diffusion.png",
+}
+
+
+def docks_main(out_dir: Path = HERE / "images", size: tuple[int, int] = (1280, 800)) -> list:
+    """The five docks, opened from the Plugins menu as a user would, in a 1280 x 800 window.
+
+    The synthetic sample runs through them (Segment -> Profiles -> Describe -> Cluster ->
+    Diffusion); the docks share one tabbed area on the right and each is raised in turn
+    and saved as ``docs/images/dock_<name>.png``.
+    """
+    from qtpy.QtCore import Qt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    viewer, app = _viewer(size)
+    viewer.open_sample("napari-zonation", "synthetic")
+    win = viewer.window
+    docks, widgets = {}, {}
+    for name in DOCK_FILES:
+        docks[name], widgets[name] = win.add_plugin_dock_widget("napari-zonation", name)
+    qt_main = win._qt_window
+    first = docks["Segment crystals"]
+    for d in docks.values():
+        if d is not first:
+            qt_main.tabifyDockWidget(first, d)
+    qt_main.resizeDocks([first], [430], Qt.Orientation.Horizontal)
+    win.resize(*size)
+    _settle(app)
+    print(f"main window minimum height with the five docks: {qt_main.minimumSizeHint().height()}")
+    seg, prw, dsw = (widgets[n] for n in ("Segment crystals", "Profiles", "Describe zoning"))
+    clw, dfw = widgets["Cluster"], widgets["Diffusion timescales"]
+    _run(seg, app)
+    prw.method.setCurrentText("shells")
+    _run(prw, app)
+    _run(dsw, app)
+    _run(clw, app)
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    _run(dfw, app)
+    crystals = dsw.labels_combo.value
+    crystals.opacity = 0.55
+    feats = crystals.features
+    pick = feats[feats["zoning_type"].isin(["rim_brighter", "rim_darker", "multi_step"])]
+    label = int((pick if len(pick) else feats).sort_values("area_um2").iloc[-1]["label"])
+    dsw.results.select(label)
+    prw.show_crystal(crystals, label)
+    viewer.layers.selection.active = crystals
+    viewer.reset_view()
+    paths = []
+    for name, file in DOCK_FILES.items():
+        docks[name].raise_()
+        _settle(app, 0.8)
+        for plot in (prw.plot, clw.plot, clw.map_plot, dfw.plot, dsw.results.plot):
+            plot.canvas.draw()
+        _settle(app, 0.3)
+        path = out_dir / file
+        _save(_qimage_to_array(qt_main.grab().toImage()), path)
+        paths.append(path)
+    viewer.close()
+    return paths
 
 
 def profiles_main(out_dir: Path = HERE / "images") -> Path:
@@ -419,9 +488,13 @@ if __name__ == "__main__":
     parser.add_argument("--profiles", action="store_true", help="only docs/images/profiles.png")
     parser.add_argument("--scribbles", action="store_true", help="only docs/images/scribbles.png")
     parser.add_argument("--describe", action="store_true", help="only docs/images/describe.png")
+    parser.add_argument("--docks", action="store_true",
+                        help="only docs/images/dock_*.png (the five docks at 1280 x 800)")
     parser.add_argument("--reference", action="store_true", help="only docs/images/reference_*.png")
     args = parser.parse_args()
-    if args.describe:
+    if args.docks:
+        docks_main(args.out)
+    elif args.describe:
         describe_main(args.out)
     elif args.reference:
         reference_main(args.out)

@@ -646,6 +646,12 @@ def test_cluster_map_click_selects_crystal_and_back(make_napari_viewer, qtbot):
     clw = dock(viewer, "Cluster")
     clw.labels_combo.value = crystals
     run_and_wait(qtbot, clw)
+    # a user's layer is not written into: the results go to the plugin's copy of it (#28)
+    user = crystals
+    crystals = viewer.layers["crystals (zonation)"]
+    assert "cluster" not in user.features.columns
+    assert clw.labels_combo.value is crystals
+    np.testing.assert_array_equal(crystals.data, user.data)
     emb = clw.embedding
     assert sorted(emb["label"]) == sorted(truth["label"])
     clustered = cluster.cluster_crystals(table, profiles=prof)

@@ -17,25 +17,41 @@ PLAGIOCLASE_TIFF = DATA_DIR / "CGI_ns8_1-1.tif"
 PLAGIOCLASE_PIXEL_SIZE_UM = 1.18
 
 
-def ask_pixel_size(name: str) -> float | None:
-    """Ask the user for a pixel size in a dialog; None if cancelled or there is no GUI."""
+def parse_pixel_size(text: str) -> float | None:
+    """Micrometres per pixel typed by a user (``"0.85"``, ``"0,85"``, ``"0.85 um"``); None
+    for an empty, unreadable, zero or negative entry."""
+    text = text.strip().lower().replace(",", ".")
+    for unit in ("µm/px", "um/px", "µm", "um"):
+        text = text.removesuffix(unit).strip()
     try:
-        from qtpy.QtWidgets import QApplication, QInputDialog
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
+
+
+def ask_pixel_size(name: str) -> float | None:
+    """Ask the user for a pixel size; None if cancelled, left empty or there is no GUI.
+
+    The field starts empty: pressing Enter without typing records no pixel size (the layer
+    stays in pixels) rather than a made-up 1.0 "entered by the user".
+    """
+    try:
+        from qtpy.QtWidgets import QApplication, QInputDialog, QLineEdit
     except Exception:  # pragma: no cover - no Qt
         return None
     if QApplication.instance() is None:
         return None
-    value, ok = QInputDialog.getDouble(
+    text, ok = QInputDialog.getText(
         None,
         "Pixel size",
         f"{name} carries no pixel size in its metadata.\n"
-        "Micrometres per pixel (from the SEM's scale bar or data bar):",
-        1.0,
-        1e-4,
-        1e4,
-        4,
+        "Micrometres per pixel (from the SEM's scale bar or data bar);\n"
+        "leave empty to keep the image in pixels:",
+        QLineEdit.EchoMode.Normal,
+        "",
     )
-    return float(value) if ok else None
+    return parse_pixel_size(text) if ok else None
 
 
 def _read(path: str, ask=ask_pixel_size):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._sortkeys import sortable_bits
+from .._sortkeys import float_of_bits, sortable_bits
 from .morphology import flat_nonzero
 
 
@@ -95,12 +95,15 @@ def label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     sel = labels > 0
     lv, vv = labels[sel], values[sel]
     if vv.dtype == np.float32 and lv.size and int(lv.max()) < 2**31 and not np.isnan(vv).any():
-        # one sort of (label, order-preserving float bits) packed into a uint64
+        # one sort of (label, order-preserving float bits) packed into a uint64; labels and
+        # values are read back from the sorted codes
         packed = (lv.astype(np.uint64) << np.uint64(32)) | sortable_bits(vv).astype(np.uint64)
-        order = np.argsort(packed, kind="stable")
+        packed.sort()
+        lv = (packed >> np.uint64(32)).astype(np.int64)
+        vv = float_of_bits(packed)
     else:
         order = np.lexsort((vv, lv))
-    lv, vv = lv[order], vv[order]
+        lv, vv = lv[order], vv[order]
     ids = np.arange(1, n + 1)
     start, end = np.searchsorted(lv, ids), np.searchsorted(lv, ids, side="right")
     out = np.full(n, np.nan)

@@ -81,16 +81,51 @@ def dilate_square(arr: np.ndarray, k: int) -> np.ndarray:
     """Maximum over a (2k + 1) square (a binary dilation for masks), rows then columns.
 
     Only pixels inside the image count: the same as ``ndi.maximum_filter`` (reflected border)
-    and ``ndi.binary_dilation`` (border False).
+    and ``ndi.binary_dilation`` (border False). Beyond ``k = 2`` the maximum along each axis
+    is taken over windows doubling in length (about ``2 log2 k`` whole-image maxima per axis
+    instead of ``2 k``).
     """
-    out = arr.copy()
-    for d in range(1, k + 1):
-        np.maximum(out[d:], arr[:-d], out=out[d:])
-        np.maximum(out[:-d], arr[d:], out=out[:-d])
-    rows = out.copy()
-    for d in range(1, k + 1):
-        np.maximum(out[:, d:], rows[:, :-d], out=out[:, d:])
-        np.maximum(out[:, :-d], rows[:, d:], out=out[:, :-d])
+    if k <= 2:
+        out = arr.copy()
+        for d in range(1, k + 1):
+            np.maximum(out[d:], arr[:-d], out=out[d:])
+            np.maximum(out[:-d], arr[d:], out=out[:-d])
+        rows = out.copy()
+        for d in range(1, k + 1):
+            np.maximum(out[:, d:], rows[:, :-d], out=out[:, d:])
+            np.maximum(out[:, :-d], rows[:, d:], out=out[:, :-d])
+        return out
+    return _window_max(_window_max(arr, k, 0), k, 1)
+
+
+def _window_max(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Maximum over ``[i - k, i + k]`` along ``axis`` (pixels inside the image only)."""
+    n = a.shape[axis]
+
+    def part(x: np.ndarray, start: int | None, stop: int | None) -> np.ndarray:
+        key = [slice(None)] * x.ndim
+        key[axis] = slice(start, stop)
+        return x[tuple(key)]
+
+    # run[i]: the maximum of a[i : i + m] (shorter at the end), for the largest power of two
+    # m <= 2k + 1 (so m >= k + 1)
+    run = a.copy()
+    m = 1
+    while 2 * m <= 2 * k + 1:
+        if m < n:
+            np.maximum(part(run, None, -m), part(run, m, None), out=part(run, None, -m))
+        m *= 2
+    out = np.empty_like(a)
+    # from i = k on, [i - k, i + k] is the union of the runs starting at i - k and at
+    # i + k + 1 - m (both inside the image; a run cut by the image's end is what lies inside)
+    if n > k:
+        s = k + 1 - m
+        np.maximum(part(run, None, n - k), part(run, k + s, n + s), out=part(out, k, None))
+    # before it, [0, i + k]: the running maximum from the image's start
+    lo = min(k, n)
+    prefix = np.maximum.accumulate(part(a, None, min(n, 2 * k)), axis=axis)
+    take = np.minimum(np.arange(lo) + k, n - 1)
+    part(out, None, lo)[...] = np.take(prefix, take, axis=axis)
     return out
 
 

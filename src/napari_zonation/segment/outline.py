@@ -51,10 +51,14 @@ def edge_profiles(
     b = int(band_px)
     h, w = labels.shape
     # the signed distance of each pixel centre to the outline: half a pixel less than its
-    # distance to the nearest pixel centre on the other side (one signed distance transform)
-    sd = edt.sdf(inside, black_border=False, parallel=max(1, int(threads))).astype(np.float32)
-    sd -= np.float32(0.5) * np.sign(sd)
-    sd[np.abs(sd) >= b] = 0
+    # distance to the nearest pixel centre on the other side (one distance transform of the
+    # two-label image inside / outside: each pixel's distance to the other label)
+    two = inside.view(np.uint8) + np.uint8(1)
+    sd = edt.edt(two, black_border=False, parallel=max(1, int(threads))).astype(np.float32)
+    sd -= np.float32(0.5)
+    far = sd >= b
+    np.negative(sd, out=sd, where=~inside)
+    sd[far] = 0
     at = np.flatnonzero(sd != 0)
     if at.size == 0:
         return None
@@ -110,10 +114,15 @@ def _sole_crystal(labels: np.ndarray, at: np.ndarray, reach: int) -> np.ndarray:
 def _gradient_at(field: np.ndarray, r: np.ndarray, c: np.ndarray):
     """Central differences of ``field`` at pixels (r, c) (one-sided at the image's edge)."""
     h, w = field.shape
-    up, down = np.maximum(r - 1, 0), np.minimum(r + 1, h - 1)
-    left, right = np.maximum(c - 1, 0), np.minimum(c + 1, w - 1)
-    gr = (field[down, c] - field[up, c]) / np.maximum(down - up, 1)
-    gc = (field[r, right] - field[r, left]) / np.maximum(right - left, 1)
+    flat = field.ravel()
+    at = r * w + c
+    has_up, has_down = r > 0, r < h - 1
+    has_left, has_right = c > 0, c < w - 1
+    # (float32 differences over int64 steps: float64, as with 2D indices)
+    step_r = np.maximum(has_up.astype(np.int64) + has_down, 1)
+    step_c = np.maximum(has_left.astype(np.int64) + has_right, 1)
+    gr = (flat[at + np.where(has_down, w, 0)] - flat[at - np.where(has_up, w, 0)]) / step_r
+    gc = (flat[at + has_right] - flat[at - has_left]) / step_c
     return gr, gc
 
 

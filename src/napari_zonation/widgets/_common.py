@@ -33,11 +33,14 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -65,6 +68,8 @@ PHASE_COLORS = {
     "oxide": (0.55, 0.55, 0.60, 1.0),
 }
 UNKNOWN_COLOR = (0.6, 0.6, 0.6, 1.0)
+#: The smallest height of a dock's scrolled body (px): five docks fit a 800 px high screen.
+MIN_DOCK_HEIGHT = 90
 TAB10 = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -90,6 +95,46 @@ def zmeta(layer, create: bool = True) -> dict:
 def is_owned(layer) -> bool:
     """True for layers the plugin made (and may update in place)."""
     return bool(zmeta(layer, create=False).get("owned") is True)
+
+
+def is_ground_truth(layer) -> bool:
+    """True for a layer marked as ground truth (the synthetic sample's true crystals): data to
+    compare with, never a target the widgets pick or write into."""
+    return bool(zmeta(layer, create=False).get("ground_truth") is True)
+
+
+def writable_crystals(viewer, layer):
+    """The crystals layer results may be written into: ``layer`` itself when the plugin owns
+    it, otherwise the plugin's copy of it (made on first use, then reused).
+
+    A user's Labels layer is data: its pixels, features and metadata are never changed. The
+    copy (``"<name> (zonation)"``) carries the same labels, scale and features and becomes
+    the layer every picker follows.
+    """
+    if is_owned(layer):
+        return layer
+    uid = layer_uid(layer)
+    for lay in viewer.layers:
+        md = zmeta(lay, create=False)
+        if md.get("owned") is True and md.get("role") == "crystals" and (
+            md.get("copy_of_id") == uid if uid else md.get("copy_of") == layer.name
+        ):
+            return lay
+    md = {k: v for k, v in zmeta(layer, create=False).items() if k != "ground_truth"}
+    md.update(owned=True, role="crystals", copy_of=layer.name, copy_of_id=uid)
+    kwargs = {"scale": layer.scale, "translate": layer.translate}
+    units = getattr(layer, "units", None)
+    if units is not None:
+        kwargs["units"] = units
+    feats = getattr(layer, "features", None)
+    if feats is not None and len(feats.columns):
+        kwargs["features"] = feats.copy()
+    return viewer.add_labels(
+        np.array(layer.data, copy=True),
+        name=f"{layer.name} (zonation)",
+        metadata={META: md},
+        **kwargs,
+    )
 
 
 def pixel_size_of(layer) -> tuple[float | None, str]:
@@ -479,7 +524,9 @@ def layer_combo(viewer, kinds: tuple, label: str, predicate: Callable | None = N
         return [
             (lay.name, lay)
             for lay in viewer.layers
-            if isinstance(lay, kinds) and (predicate is None or predicate(lay))
+            if isinstance(lay, kinds)
+            and not is_ground_truth(lay)
+            and (predicate is None or predicate(lay))
         ]
 
     return ComboBox(label=label, choices=choices, nullable=False)
@@ -555,6 +602,47 @@ class PlotCanvas(QWidget):
         self.canvas.draw_idle()
 
 
+class Section(QWidget):
+    """A titled section that folds: a header button with an arrow and a body holding a form
+    (``section.form``). Folded sections keep the main form small, as napari's "advanced"
+    convention does."""
+
+    def __init__(self, title: str, expanded: bool = False, parent=None) -> None:
+        super().__init__(parent)
+        self.header = QToolButton()
+        self.header.setText(title)
+        self.header.setCheckable(True)
+        self.header.setChecked(expanded)
+        self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.header.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.body = QWidget()
+        self.form = QFormLayout(self.body)
+        self.form.setContentsMargins(12, 0, 0, 0)
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 2, 0, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.header)
+        lay.addWidget(self.body)
+        self.header.toggled.connect(self.set_expanded)
+        self.set_expanded(expanded)
+
+    @property
+    def expanded(self) -> bool:
+        return self.header.isChecked()
+
+    def set_expanded(self, expanded: bool) -> None:
+        """Unfold (True) or fold (False) the section."""
+        if self.header.isChecked() != expanded:
+            self.header.setChecked(expanded)  # calls back here
+            return
+        self.header.setArrowType(
+            Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow
+        )
+        self.body.setVisible(expanded)
+
+
 def error_message(exc: BaseException) -> str:
     """A message a person can act on: the core's input errors as they are, others typed."""
     if isinstance(exc, ZonationInputError):
@@ -602,12 +690,26 @@ class ZonationWidget(QWidget):
         self._cancel_event = threading.Event()
         self._combos: list = []
         self._layer_name_hooks: set[int] = set()
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(410)  # the widest form (Profiles tabs) with a scroll bar
 
-        self._layout = QVBoxLayout(self)
+        # everything sits in a scroll area, so that several docks fit a 1280 x 800 screen
+        # (a dock can shrink to a few rows and scroll, rather than push the window taller)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.scroll_area.setMinimumHeight(MIN_DOCK_HEIGHT)
+        self.content = QWidget()
+        self.scroll_area.setWidget(self.content)
+        outer.addWidget(self.scroll_area)
+        self._layout = QVBoxLayout(self.content)
         self._layout.setContentsMargins(6, 6, 6, 6)
         self._form = QFormLayout()
         self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        # a field too wide beside its label goes below it, so the dock stays narrow
+        self._form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self._layout.addLayout(self._form)
 
         self.run_button = QPushButton(self.run_text)

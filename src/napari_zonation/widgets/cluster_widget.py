@@ -38,6 +38,7 @@ from ._common import (
     unwrap,
     value_name,
     weak_method,
+    writable_crystals,
     zmeta,
 )
 from .profiles_widget import _is_crystals
@@ -145,6 +146,7 @@ class ClusterWidget(ZonationWidget):
         labels = p["labels_layer"]
         if labels not in self.viewer.layers:
             raise ZonationInputError(f"the layer '{labels.name}' was removed meanwhile.")
+        labels = p["labels_layer"] = writable_crystals(self.viewer, labels)
         result, colors = r["table"], r["colors"]
         new_cols = [c for c in result.columns if c not in p["table"].columns or c == "cluster"]
         merged = merge_table(
@@ -157,6 +159,11 @@ class ClusterWidget(ZonationWidget):
         counts = result["cluster"].value_counts()
         n = int((counts.index >= 0).sum())
         msg = f"{n} cluster(s) of {len(result)} crystals in '{labels.name}'"
+        if len(result) < 3 or n <= 1:
+            msg += (
+                f". Not a clustering: {len(result)} crystal(s) in {n} cluster(s) (it needs 3 or "
+                "more described crystals that differ)"
+            )
         if r["notes"]:
             msg += " (" + "; ".join(r["notes"][:2]) + ")"
         self.set_status(msg + ".")
@@ -224,12 +231,23 @@ class ClusterWidget(ZonationWidget):
             col = to_hex(ccol[c])
             labs = table.loc[table["cluster"] == c, "label"].astype(int)
             curves = [profile_arrays(prof, lab) for lab in labs]
+            phases = (
+                set(table.loc[table["cluster"] == c, "phase"].dropna().astype(str))
+                if "phase" in table.columns
+                else set()
+            )
             for d, v in curves:
-                ax.plot(d, v, color=col, lw=0.7, alpha=0.35)
-            grid, med = median_profile(curves)
-            if grid.size:
-                ax.plot(grid, med, color=col, lw=2.4)
-            ax.set_title(f"cluster {c} ({len(labs)})", color=col)
+                ax.plot(d, v, color=col, lw=0.7, alpha=0.6 if len(phases) > 1 else 0.35)
+            title = f"cluster {c} ({len(labs)})"
+            if len(phases) > 1:
+                # grey levels of different minerals do not share a scale: a median of them
+                # draws steps no crystal has, so each crystal is drawn and no median
+                title += f"\n{len(phases)} phases, no median"
+            else:
+                grid, med = median_profile(curves)
+                if grid.size:
+                    ax.plot(grid, med, color=col, lw=2.4)
+            ax.set_title(title, color=col, fontsize=8)
         for ax in axs[-1, :]:
             ax.set_xlabel("distance from rim (µm)")
         for ax in axs[:, 0]:
@@ -246,10 +264,17 @@ class ClusterWidget(ZonationWidget):
             self._map_ax = None
             self.map_plot.message("No described crystal to map.")
             return
+        ratio = embedding.attrs.get("explained_variance_ratio", (np.nan, np.nan))
+        if len(embedding) < 3 or not ratio[1] > 1e-6:
+            self._map_ax = None
+            self.map_plot.message(
+                f"{len(embedding)} crystal(s): too few for a crystal map (it needs 3 or more "
+                "crystals whose descriptors differ in two directions)."
+            )
+            return
         ax = self.map_plot.axes(1)[0]
         rgba = [colors.get(int(lab), (0.6, 0.6, 0.6, 1.0)) for lab in embedding["label"]]
         ax.scatter(embedding["pc1"], embedding["pc2"], c=rgba, s=22, edgecolors="none")
-        ratio = embedding.attrs.get("explained_variance_ratio", (np.nan, np.nan))
         ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f} %)")
         ax.set_ylabel(f"PC2 ({100 * ratio[1]:.0f} %)")
         ax.set_title("crystal map (click a point)", fontsize=9)

@@ -50,6 +50,7 @@ from ..criteria import apply_criteria
 from ..llm import cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
 from ._common import (
+    Section,
     ZonationWidget,
     chunks,
     concat,
@@ -63,8 +64,10 @@ from ._common import (
     table_of,
     upsert_layer,
     weak_method,
+    writable_crystals,
     zmeta,
 )
+from ._results_table import ResultsTable
 from .profiles_widget import _is_crystals
 
 #: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
@@ -107,6 +110,22 @@ def ask_over_budget(parent, usd: float, budget: float) -> bool:
         QMessageBox.StandardButton.No,
     )
     return answer == QMessageBox.StandardButton.Yes
+
+
+def _user_warnings(caught) -> list[str]:
+    """The messages of the UserWarnings a core call raised (to show, not to silence)."""
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _notes_text(notes, n: int = 3) -> str:
+    """The core's warnings for the status line: the first ``n`` and how many more."""
+    notes = list(notes or [])
+    if not notes:
+        return ""
+    text = " Notes: " + "; ".join(notes[:n])
+    if len(notes) > n:
+        text += f" (and {len(notes) - n} more)"
+    return text
 
 
 class DescribeWidget(ZonationWidget):
@@ -168,6 +187,7 @@ class DescribeWidget(ZonationWidget):
             "'rim at least X % brighter than the core', 'slope steeper than X per um', ...;\n"
             "see docs/llm.md); other criteria need the openai backend."
         )
+        self.criteria.setMinimumHeight(48)
         self.criteria.setMaximumHeight(70)
         self._form.addRow("Criteria", self.criteria)
         hi_row = QWidget()
@@ -195,11 +215,8 @@ class DescribeWidget(ZonationWidget):
         self.ranking.setVisible(False)
         self._form.addRow(self.ranking)
 
-        self.llm_box = QWidget()
-        from qtpy.QtWidgets import QFormLayout
-
-        llm_form = QFormLayout(self.llm_box)
-        llm_form.setContentsMargins(0, 0, 0, 0)
+        self.llm_box = Section("LLM settings (openai backend)", expanded=True)
+        llm_form = self.llm_box.form
         self.model = QLineEdit(os.environ.get("NAPARI_ZONATION_MODEL", DEFAULT_MODEL))
         llm_form.addRow("Model", self.model)
         self.base_url = QLineEdit(os.environ.get("OPENAI_BASE_URL", ""))
@@ -253,7 +270,9 @@ class DescribeWidget(ZonationWidget):
             sig.connect(self.update_estimate)
         self._pick_cb = weak_method(self._on_pick_click)
         self._pick_layer = None
-        self._finish_layout()
+        self._finish_layout(stretch=False)
+        self.results = ResultsTable(self.viewer)
+        self._layout.addWidget(self.results, 1)
         self.update_estimate()
 
     # ------------------------------------------------------------------ UI
@@ -419,10 +438,12 @@ class DescribeWidget(ZonationWidget):
     def _work(self, p: dict):
         prof = p["prof"]
         computed = None
+        notes: list[str] = []  # the core's warnings, shown in the status line
         if prof is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
                 prof = zprof.rim_profiles(p["image"], p["labels"], p["pixel_size_um"])
+            notes += _user_warnings(caught)
             computed = prof
             self.check_cancel()
             yield "Shells profiles computed; describing…"
@@ -433,13 +454,14 @@ class DescribeWidget(ZonationWidget):
             for chunk in chunks(labs, N_CHUNKS):
                 sub = prof[prof["label"].isin(chunk)]
                 cry = table[table["label"].isin(chunk)] if table is not None else None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
                     parts.append(
                         descriptors.describe_zoning(
                             sub, "offline", crystals=cry, quantity=p["quantity"]
                         )
                     )
+                notes += _user_warnings(caught)
                 done += len(chunk)
                 self.check_cancel()
                 yield f"Described {done} of {len(labs)} crystals…"
@@ -453,12 +475,14 @@ class DescribeWidget(ZonationWidget):
                     reference_similarity=reference_similarity(result, p["reference"], prof)
                 )
             if p["criteria"]:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
                     result = apply_criteria(result, p["criteria"])
+                notes += _user_warnings(caught)
         else:
             result = yield from self._work_llm(p, prof, table)
-        return {"table": result, "computed_profiles": computed}
+        return {"table": result, "computed_profiles": computed,
+                "notes": list(dict.fromkeys(notes))}
 
     def _work_llm(self, p: dict, prof: pd.DataFrame, table):
         llm = dict(p["llm"])
@@ -497,6 +521,7 @@ class DescribeWidget(ZonationWidget):
         labels = p["labels_layer"]
         if labels not in self.viewer.layers:
             raise ZonationInputError(f"the layer '{labels.name}' was removed meanwhile.")
+        labels = p["labels_layer"] = writable_crystals(self.viewer, labels)
         if r["computed_profiles"] is not None:
             md = zmeta(labels)
             md["profiles"] = r["computed_profiles"]
@@ -518,10 +543,12 @@ class DescribeWidget(ZonationWidget):
             msg += self._llm_sent(result)
         msg += self._judged(result)
         self.show_ranking(result)
+        self.results.show_layer(labels)
         n_match = self._highlight(p, result)
         if n_match is not None:
             msg += f"; {n_match} matching crystal(s) highlighted in '{labels.name} matches'"
-        self.set_status(msg + ". Hover a crystal to see its row; next: Cluster.")
+        self.set_status(msg + ". Click a row of the table to see its crystal; next: Cluster."
+                        + _notes_text(r.get("notes")))
 
     # ------------------------------------------------------------------ reporting
     @staticmethod

@@ -42,6 +42,7 @@ from ._common import (
     spin_box,
     table_of,
     value_name,
+    writable_crystals,
     zmeta,
 )
 from .profiles_widget import _is_crystals
@@ -57,11 +58,81 @@ LAWS = {
     "user Arrhenius law (D0, Ea)": {"d_law": "arrhenius"},
     "plain D (any mineral)": {},
 }
+#: the x axis of the fit plot, by where the profiles come from
+DISTANCE_LABELS = {
+    "rim": "distance from rim (µm)",
+    "line": "distance along the line (µm)",
+    "imported": "distance (µm, as imported)",
+}
 GREY_HELP = (
     "These profiles are grey levels, not Fo: the olivine laws need the composition. "
     "Calibrate them first (Profiles ▸ Calibration, then tick 'calibrated values'), give the "
     "fayalite fraction XFe, or choose 'plain D' and give D."
 )
+
+
+#: a drawn line's sample darker than this fraction of the line's median grey is epoxy or a hole
+GAP_FRACTION = 0.5
+#: at least this many dark samples in a row make a gap
+GAP_MIN_SAMPLES = 3
+
+
+def line_gap(distance: np.ndarray, value: np.ndarray) -> tuple[float, float] | None:
+    """The first gap (epoxy, a hole, a crack) a drawn line crosses between two grains: a run
+    of at least ``GAP_MIN_SAMPLES`` samples darker than ``GAP_FRACTION`` of the line's median
+    grey, with brighter samples on both sides. Returns its (start, end) distance or None.
+
+    Epoxy and holes are the darkest thing in a BSE image (grey near 0), minerals are far
+    brighter: a diffusion model fitted across such a gap describes no crystal.
+    """
+    v = np.asarray(value, float)
+    d = np.asarray(distance, float)
+    ok = np.isfinite(v)
+    if ok.sum() < 2 * GAP_MIN_SAMPLES + 1:
+        return None
+    med = float(np.median(v[ok]))
+    if not med > 0:
+        return None
+    dark = ok & (v < GAP_FRACTION * med)
+    bright = np.flatnonzero(ok & ~dark)
+    if bright.size < 2:
+        return None
+    i = bright[0]
+    while i <= bright[-1]:
+        if dark[i]:
+            j = i
+            while j < len(v) and dark[j]:
+                j += 1
+            if j - i >= GAP_MIN_SAMPLES and j <= bright[-1]:
+                return float(d[i]), float(d[j - 1])
+            i = j
+        else:
+            i += 1
+    return None
+
+
+def disagreements(table: pd.DataFrame, zoning: pd.DataFrame | None) -> tuple[pd.DataFrame, int]:
+    """Add ``describe_vs_fit``: for each crystal Describe called zoned but the fit found no
+    step, both verdicts and the fit's reason in words (empty where they agree)."""
+    if zoning is None or "zoning_type" not in zoning or "fit_status" not in table:
+        return table, 0
+    z = zoning.drop_duplicates("label").set_index("label")
+    notes = []
+    for row in table.itertuples(index=False):
+        label = row.label
+        zt = z["zoning_type"].get(label) if label in z.index else None
+        note = ""
+        if isinstance(zt, str) and zt != "unzoned" and row.fit_status == "no step":
+            n = z["n_plateaus"].get(label) if "n_plateaus" in z else None
+            plateaus = f", {int(n)} plateaus" if n is not None and pd.notna(n) else ""
+            note = (
+                f"Describe: {zt}{plateaus}; this fit: no step ({getattr(row, 'fit_error', '')})."
+                " Try the multi_step model, which starts from the described steps."
+            )
+        notes.append(note)
+    table = table.copy()
+    table["describe_vs_fit"] = notes
+    return table, sum(bool(n) for n in notes)
 
 
 def _spin(value, lo, hi, step, decimals=1, suffix="", special=None):
@@ -83,6 +154,10 @@ class DiffusionWidget(ZonationWidget):
         profile_store.changed.connect(self.reset_choices)
         self.mineral = QComboBox()
         self.mineral.addItems(list(LAWS))
+        self.mineral.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.mineral.setMinimumContentsLength(18)
         self.mineral.setToolTip(
             "The diffusivity law: olivine Fe-Mg interdiffusion from T, P, fO2, XFe and the\n"
             "traverse's angles to the axes (Dohmen & Chakraborty 2007, or the DFENS regression\n"
@@ -285,7 +360,43 @@ class DiffusionWidget(ZonationWidget):
                 "no diffusivity: give D (µm²/s) for a plain D, or choose an olivine or "
                 "plagioclase law with its conditions."
             )
-        return {"source": source, "layer": layer, "prof": prof, "kwargs": kwargs}
+        refused = []
+        from napari.layers import Labels, Shapes
+
+        described = table_of(layer) if isinstance(layer, Labels) else pd.DataFrame()
+        if "zoning_type" in described.columns and not kwargs.get("plagioclase"):
+            # the description's steps and plateaus start the multi-step fit (one decision
+            # per crystal across the widgets)
+            keep = [c for c in ("label", "zoning_type", "n_plateaus", "step_positions_um",
+                                "plateau_levels") if c in described.columns]
+            kwargs["zoning"] = described[keep]
+
+        if isinstance(layer, Shapes) and not quantity_of(prof):
+            # a drawn line across epoxy or a hole between two grains is not one crystal
+            for lab in pd.unique(prof["label"]):
+                gap = line_gap(*profile_arrays(prof, lab))
+                if gap is not None:
+                    refused.append({
+                        "label": lab,
+                        "fit_status": "crosses_gap",
+                        "fit_note": (
+                            f"the line crosses a gap (epoxy or a hole) from {gap[0]:.1f} to "
+                            f"{gap[1]:.1f} µm: not fitted; draw it within one crystal"
+                        ),
+                    })
+            if refused:
+                bad = [r["label"] for r in refused]
+                prof = prof[~prof["label"].isin(bad)]
+                if not len(prof):
+                    raise ZonationInputError(
+                        "every line crosses a gap (epoxy or a hole, grey near 0) between "
+                        "grains: " + refused[0]["fit_note"] + "."
+                    )
+        kind = (
+            "line" if isinstance(layer, Shapes) else "rim" if layer is not None else "imported"
+        )
+        return {"source": source, "layer": layer, "prof": prof, "kwargs": kwargs,
+                "refused": pd.DataFrame(refused), "kind": kind}
 
     def _steps(self, p: dict) -> int:
         return len(chunks(p["prof"]["label"].unique(), N_CHUNKS))
@@ -322,6 +433,10 @@ class DiffusionWidget(ZonationWidget):
 
     def _apply(self, p: dict, r: dict) -> None:
         table = r["table"]
+        refused = p.get("refused")
+        if refused is not None and len(refused):
+            table = concat([table, refused])
+        table, n_disagree = disagreements(table, p["kwargs"].get("zoning"))
         layer = p["layer"]
         if layer is not None:
             if layer not in self.viewer.layers:
@@ -330,19 +445,21 @@ class DiffusionWidget(ZonationWidget):
 
             fit = table.drop(columns=[c for c in ("channel",) if c in table.columns])
             if isinstance(layer, Labels):
+                layer = p["layer"] = writable_crystals(self.viewer, layer)
                 set_table(layer, merge_table(table_of(layer), fit))
             else:
                 old = table_of(layer)
                 merged = merge_table(old, fit, how="left") if len(old) else fit
                 if len(merged) == len(layer.data):
                     layer.features = merged
-            zmeta(layer)["diffusion"] = {k: v for k, v in p["kwargs"].items()}
+            zmeta(layer)["diffusion"] = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
             where = f"'{layer.name}' features"
         else:
             name = p["source"][len(STORE_PREFIX) :]
             profile_store.results(self.viewer)[name] = table
             where = f"the imported table '{name}'"
         self._last = (p["prof"], table)
+        self._kind = p.get("kind", "rim")
         self._curves = r.get("curves")
         ok = table[table["fit_status"] == "ok"]
         msg = f"{len(ok)} of {len(table)} profiles fitted into {where}"
@@ -358,6 +475,13 @@ class DiffusionWidget(ZonationWidget):
         if len(bad):
             reasons = bad["fit_status"].value_counts()
             msg += "; not dated: " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+        if n_disagree:
+            msg += (
+                f". {n_disagree} crystal(s) Describe calls zoned have no step in this fit "
+                "(column describe_vs_fit)"
+            )
+        if refused is not None and len(refused):
+            msg += f". Line {refused['label'].iloc[0]}: {refused['fit_note'].iloc[0]}"
         if r["notes"]:
             msg += " (" + "; ".join(r["notes"][:2]) + ")"
         self.set_status(msg + ".")
@@ -416,7 +540,7 @@ class DiffusionWidget(ZonationWidget):
         if row.get("fit_status") != "ok":
             title += f" ({row.get('fit_status')})"
         ax.set_title(title, color=fg)
-        res_ax.set_xlabel("distance from rim (µm)")
+        res_ax.set_xlabel(DISTANCE_LABELS.get(getattr(self, "_kind", "rim"), "distance (µm)"))
         ax.set_ylabel(value_name(prof))
         res_ax.set_ylabel("residual")
         self.plot.legend(ax)

@@ -77,6 +77,7 @@ from ._common import (
     upsert_layer,
     value_name,
     weak_method,
+    writable_crystals,
     zmeta,
 )
 
@@ -108,6 +109,8 @@ INFO_COLUMNS = (
 
 def _is_crystals(layer) -> bool:
     md = zmeta(layer, create=False)
+    if md.get("ground_truth") is True:
+        return False
     return not (md.get("owned") and md.get("role") not in (None, "crystals"))
 
 
@@ -543,7 +546,9 @@ class ProfilesWidget(ZonationWidget):
 
     # ------------------------------------------------------------------ crystals
     def _apply_crystals(self, p: dict, r: dict) -> None:
-        labels, image = p["labels_layer"], p["image_layer"]
+        labels = writable_crystals(self.viewer, p["labels_layer"])
+        p["labels_layer"] = labels
+        image = p["image_layer"]
         prof, trav = r["prof"], r["traverses"]
         md = zmeta(labels)
         md["profiles"] = prof
@@ -810,7 +815,7 @@ class ProfilesWidget(ZonationWidget):
                 )
             ax.set_ylabel(self._value_name(sub) if ch is None or len(channels) == 1 else str(ch))
         ax = axes[0]
-        axes[-1].set_xlabel("distance from start (µm)")
+        axes[-1].set_xlabel("distance along the line (µm)")
         ax.set_title(f"{shapes.name}")
         if len(prof) and prof["label"].nunique() <= 10:
             self.plot.legend(ax)

@@ -31,8 +31,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -47,6 +45,7 @@ from ._common import (
     QA_FLAGS,
     TRANSPARENT,
     Progress,
+    Section,
     ZonationWidget,
     find_owned,
     layer_combo,
@@ -150,29 +149,32 @@ class SegmentWidget(ZonationWidget):
         self.min_area = _spin(400.0, 0.0, 1e8, 50.0, decimals=1, suffix=" µm²")
         self.min_area.setToolTip("Smallest crystal kept (smaller ones are groundmass).")
         self._form.addRow("Min. area", self.min_area)
+        self.advanced = Section("Advanced settings")
+        self._form.addRow(self.advanced)
+        adv = self.advanced.form
         self.smooth = _spin(1.5, 0.0, 1e3, 0.5, suffix=" µm")
         self.smooth.setToolTip("Gaussian smoothing (sigma) against pixel noise.")
-        self._form.addRow("Smoothing", self.smooth)
+        adv.addRow("Smoothing", self.smooth)
         self.contrast = _spin(0.0, 0.0, 1.0, 0.01, decimals=3)
         self.contrast.setSpecialValueText("auto")
         self.contrast.setToolTip(
             "Smallest grey deviation from the groundmass that counts as crystal, as a fraction "
             "of the grey range; 'auto' sets it from the groundmass and the noise."
         )
-        self._form.addRow("Contrast", self.contrast)
+        adv.addRow("Contrast", self.contrast)
         self.close_um = _spin(3.0, 0.0, 1e3, 0.5, suffix=" µm")
         self.close_um.setToolTip("Cracks and gaps narrower than about twice this are bridged.")
-        self._form.addRow("Close gaps", self.close_um)
+        adv.addRow("Close gaps", self.close_um)
         self.background = QComboBox()
         self.background.addItems(["auto", "groundmass", "masked"])
         self.background.setToolTip(
             "groundmass: crystals differ from a dominant groundmass grey; masked: the background "
             "was masked black."
         )
-        self._form.addRow("Background", self.background)
+        adv.addRow("Background", self.background)
         self.split = QCheckBox("split touching crystals")
         self.split.setChecked(True)
-        self._form.addRow("", self.split)
+        adv.addRow("", self.split)
 
         qa = QWidget()
         qa_row = QVBoxLayout(qa)
@@ -183,7 +185,7 @@ class SegmentWidget(ZonationWidget):
         self.show_phases = QCheckBox("phases")
         self.show_phases.setChecked(False)
         self.show_flagged = QCheckBox("flagged")
-        self.show_flagged.setChecked(True)
+        self.show_flagged.setChecked(False)  # QA flags on demand, not over every crystal
         self.show_rim_band = QCheckBox("rim band")
         self.show_rim_band.setChecked(False)
         for box, role in (
@@ -195,9 +197,19 @@ class SegmentWidget(ZonationWidget):
             box.setToolTip(f"Show the '<image> {role}' QA layer.")
             box.toggled.connect(lambda on, role=role: self._set_visible(role, on))
             qa_row.addWidget(box)
-        self._form.addRow("QA layers", qa)
+        # the phase legend only when the phases layer is shown (its colours are on screen)
+        self.show_phases.toggled.connect(lambda on: self.legend.setVisible(bool(on)))
+        self.qa_section = Section("QA layers")
+        self.qa_section.form.addRow(qa)
+        self.flag_filter = QComboBox()
+        self.flag_filter.addItems(["any flag", *[f.replace("_", " ") for f in QA_FLAGS]])
+        self.flag_filter.setToolTip("Which QA flag the 'flagged' layer marks.")
+        self.flag_filter.currentTextChanged.connect(lambda _=None: self._filter_flags())
+        self.qa_section.form.addRow("Show", self.flag_filter)
+        self._form.addRow(self.qa_section)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
+        self.legend.setVisible(self.show_phases.isChecked())
         self._finish_layout(stretch=False)
         self._layout.addWidget(self.legend)
         self._build_correct()
@@ -211,9 +223,8 @@ class SegmentWidget(ZonationWidget):
     def _build_correct(self) -> None:
         from napari.layers import Shapes
 
-        box = QGroupBox("Correct")
-        form = QFormLayout(box)
-        form.setContentsMargins(4, 4, 4, 4)
+        box = self.correct_section = Section("Correct (scribbles, merge, split, reference)")
+        form = box.form
         row = QHBoxLayout()
         self.new_scribble_button = QPushButton("New scribble layer")
         self.new_scribble_button.setToolTip(
@@ -288,6 +299,21 @@ class SegmentWidget(ZonationWidget):
             self.pixel_source.setText(
                 f"Pixel size from the layer's {source}" + (f" ({src})" if src else "") + "."
             )
+
+    def _filter_flags(self) -> None:
+        """Show only the crystals carrying the flag chosen in the QA section."""
+        image = self.image_combo.value
+        layer = None if image is None else find_owned(self.viewer, "flagged", image)
+        if layer is None or not len(layer.data):
+            return
+        choice = self.flag_filter.currentText().replace(" ", "_")
+        feats = layer.features
+        if choice in feats.columns:
+            shown = feats[choice].fillna(False).astype(bool).to_numpy()
+        else:
+            shown = np.ones(len(layer.data), dtype=bool)
+        layer.shown = shown
+        self.show_flagged.setChecked(True)
 
     def _set_visible(self, role: str, on: bool) -> None:
         image = self.image_combo.value
@@ -526,6 +552,8 @@ class SegmentWidget(ZonationWidget):
             visible=self.show_flagged.isChecked(),
             **geom,
         )
+        if self.flag_filter.currentIndex() > 0:
+            self._filter_flags()
 
         # legend of the phases layer, with counts
         counts = table["phase"].fillna("unknown").value_counts() if "phase" in table else {}

@@ -1,0 +1,415 @@
+"""How a petrologist works in napari (issue #28), each item in a real napari viewer under Xvfb.
+
+QT_API=pyqt6 PYTEST_QT_API=pyqt6 QT_QPA_PLATFORM=xcb XDG_RUNTIME_DIR=$(mktemp -d) \
+    xvfb-run -a -s "-screen 0 1280x1024x24 -nolisten tcp" \
+    .venv/bin/python -m pytest tests/test_widget_workflow.py -q
+
+Expected values come from the synthetic generator's ground truth, from the layers as they were
+before the widgets ran, and from the core functions called directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.gui
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_zonation import descriptors, diffusion  # noqa: E402
+from napari_zonation.synthetic import make_profiles, make_thin_section  # noqa: E402
+
+PX = 1.5
+TIMEOUT_MS = 60_000
+DOCKS = ("Segment crystals", "Profiles", "Describe zoning", "Cluster", "Diffusion timescales")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=PX)
+
+
+def dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-zonation", name)
+    return widget
+
+
+def run_and_wait(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None, widget.status.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    return worker
+
+
+def segmented(viewer, sample):
+    image = viewer.add_image(sample.image, name="bse", scale=(PX, PX))
+    seg = dock(viewer, "Segment crystals")
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    return image, viewer.layers["bse crystals"], seg
+
+
+# --------------------------------------------------------------------------------------------
+# 1. a user's layer (or the sample's ground truth) is never a target
+
+
+def test_pickers_skip_ground_truth_and_results_go_to_a_copy(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-zonation", "synthetic")
+    truth = viewer.layers["synthetic BSE ground truth"]
+    truth_feats = truth.features.copy()
+    truth_data = np.array(truth.data, copy=True)
+    prw, dsw, clw, dfw = (dock(viewer, n) for n in DOCKS[1:])
+    # before any segmentation no picker offers the ground truth
+    for combo in (prw.labels_combo, dsw.labels_combo, clw.labels_combo, dfw.source_combo):
+        assert truth not in [c for c in combo.choices], combo.label
+        assert combo.value is None
+    # a user's own Labels layer may be chosen, but results go to the plugin's copy of it
+    mine = viewer.add_labels(truth_data.copy(), name="my crystals", scale=truth.scale)
+    prw.labels_combo.value = mine
+    prw.method.setCurrentText("shells")
+    run_and_wait(qtbot, prw)
+    copy = viewer.layers["my crystals (zonation)"]
+    md = copy.metadata["napari_zonation"]
+    assert md["owned"] is True and md["role"] == "crystals" and md["copy_of"] == "my crystals"
+    assert "profiles" in md and "profiles" not in mine.metadata.get("napari_zonation", {})
+    np.testing.assert_array_equal(copy.data, truth_data)
+    # the pickers follow the copy; Describe writes there, again not into the user's layer
+    assert dsw.labels_combo.value is copy
+    run_and_wait(qtbot, dsw)
+    assert "zoning_type" in copy.features.columns
+    assert "zoning_type" not in mine.features.columns
+    # the ground truth is untouched: same pixels, same table (no zoning_type replaced)
+    np.testing.assert_array_equal(truth.data, truth_data)
+    pd.testing.assert_frame_equal(truth.features, truth_feats)
+    # a second run reuses the copy rather than adding another
+    n_layers = len(viewer.layers)
+    prw.labels_combo.value = mine
+    run_and_wait(qtbot, prw)
+    assert len(viewer.layers) == n_layers
+
+
+# --------------------------------------------------------------------------------------------
+# 2. five docks fit a 1,280 x 800 screen
+
+
+def test_five_docks_fit_a_1280_by_800_window(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-zonation", "synthetic")
+    widgets = [dock(viewer, n) for n in DOCKS]
+    win = viewer.window._qt_window
+    win.resize(1280, 800)
+    qtbot.wait(200)
+    # the main window can be as small as a laptop screen with all five docks open
+    assert win.minimumSizeHint().height() <= 800
+    assert win.height() <= 800
+    for w in widgets:
+        # each dock scrolls what it cannot show instead of pushing the window taller
+        assert w.minimumSizeHint().height() < 200
+        assert w.scroll_area.widget() is w.content
+    seg = widgets[0]
+    # settings beyond the main form, QA layers and corrections start folded
+    for section in (seg.advanced, seg.qa_section, seg.correct_section):
+        assert not section.expanded and not section.body.isVisibleTo(seg)
+    seg.advanced.set_expanded(True)
+    assert seg.advanced.body.isVisibleTo(seg) and seg.smooth.isVisibleTo(seg)
+    # the LLM settings only with the openai backend
+    dsw = widgets[2]
+    assert not dsw.llm_box.isVisibleTo(dsw)
+    dsw.backend.setCurrentText("openai")
+    assert dsw.llm_box.isVisibleTo(dsw)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. the reader's pixel-size dialog records nothing the user did not type
+
+
+def test_pixel_size_dialog_starts_empty_and_enter_records_nothing(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QInputDialog
+
+    from napari_zonation._napari_io import ask_pixel_size, parse_pixel_size
+
+    make_napari_viewer()
+    seen = []
+
+    def answer(text):
+        def press():
+            dialog = QApplication.activeModalWidget()
+            if not isinstance(dialog, QInputDialog):
+                QTimer.singleShot(20, press)
+                return
+            seen.append(dialog.textValue())
+            if text:
+                dialog.setTextValue(text)
+            dialog.accept()  # what Enter does
+
+        QTimer.singleShot(20, press)
+
+    answer("")
+    assert ask_pixel_size("scan.tif") is None
+    assert seen == [""]  # no pre-filled 1.0
+    answer("0,85 µm")
+    assert ask_pixel_size("scan.tif") == pytest.approx(0.85)
+    assert seen[1] == ""
+    assert parse_pixel_size("abc") is None and parse_pixel_size("-1") is None
+
+
+def test_reader_without_pixel_size_keeps_pixels_when_nothing_is_typed(tmp_path):
+    import tifffile
+
+    from napari_zonation._napari_io import _read
+
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64))
+    with pytest.warns(UserWarning, match="no pixel size"):
+        [(_, kwargs, _)] = _read(str(path), ask=lambda name: None)
+    md = kwargs["metadata"]["napari_zonation"]
+    assert md["pixel_size_source"] == "missing" and "pixel_size_um" not in md
+    [(_, kwargs, _)] = _read(str(path), ask=lambda name: 0.5)
+    md = kwargs["metadata"]["napari_zonation"]
+    assert md["pixel_size_source"] == "entered by the user" and md["pixel_size_um"] == 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# 4. a drawn line across epoxy is refused with the reason; its axis says what it is
+
+
+def test_line_across_a_gap_is_refused_and_axes_name_the_distance(make_napari_viewer, qtbot):
+    # two grains (grey 150 and 160 with a relaxed step in the first) separated by epoxy (0)
+    img = np.full((60, 200), 90.0)
+    img[10:50, 20:90] = 150.0
+    img[10:50, 20:40] = 190.0
+    img[10:50, 110:180] = 160.0
+    img[:, 90:110] = 0.0
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img, name="bse", scale=(1.0, 1.0), units=("um", "um"))
+    prw = dock(viewer, "Profiles")
+    shapes = prw.new_shapes_layer()
+    prw.line_image_combo.value = image
+    prw.line_width.setValue(1.0)
+    shapes.add_lines([np.array([[30.0, 25.0], [30.0, 175.0]]),  # across the gap
+                      np.array([[30.0, 22.0], [30.0, 85.0]])])  # within one grain
+    qtbot.waitUntil(lambda: len(shapes.features) == 2 and "length_um" in shapes.features,
+                    timeout=TIMEOUT_MS)
+    assert prw.plot.figure.axes[-1].get_xlabel() == "distance along the line (µm)"
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = shapes
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    dfw.model.setCurrentText("erf")
+    run_and_wait(qtbot, dfw)
+    table = dfw._last[1].set_index("label")
+    assert table.loc[1, "fit_status"] == "crosses_gap"
+    assert "gap" in table.loc[1, "fit_note"] and "gap" in dfw.status.text()
+    assert table.loc[2, "fit_status"] != "crosses_gap"
+    assert dfw.plot.figure.axes[-1].get_xlabel() == "distance along the line (µm)"
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Diffusion says where it disagrees with Describe, and starts from Describe's steps
+
+
+def test_diffusion_names_the_crystals_describe_calls_zoned_but_it_finds_no_step(
+    make_napari_viewer, qtbot
+):
+    prof, truth = make_profiles(n_per_type=2, noise=0.01, seed=4)
+    table = descriptors.describe_zoning(prof)
+    fits = diffusion.fit_diffusion(prof, model="step", diffusivity_um2_s=1e-3, zoning=table)
+    merged = fits.merge(table[["label", "zoning_type"]], on="label")
+    expected = set(
+        merged.loc[
+            (merged["zoning_type"] != "unzoned") & (merged["fit_status"] == "no step"), "label"
+        ]
+    )
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.features = table.assign(index=table["label"])
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    dfw.model.setCurrentText("step")
+    run_and_wait(qtbot, dfw)
+    out = crystals.features.set_index("label")
+    flagged = set(out.index[out["describe_vs_fit"].fillna("").str.len() > 0])
+    assert expected  # this sample has crystals Describe calls zoned and the step fit does not
+    assert flagged == expected
+    assert "Describe calls zoned" in dfw.status.text()
+    note = out.loc[next(iter(expected)), "describe_vs_fit"]
+    assert "Describe:" in note and "no step" in note
+
+
+# --------------------------------------------------------------------------------------------
+# 6. plots that say when they cannot mean anything
+
+
+def test_cluster_of_two_crystals_says_it_is_no_clustering(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=1, zoning_types=("rim_brighter", "unzoned"),
+                                noise=0.01, seed=2)
+    table = descriptors.describe_zoning(prof)
+    lab = np.zeros((20, 40), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.features = table.assign(index=table["label"])
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    clw = dock(viewer, "Cluster")
+    clw.labels_combo.value = crystals
+    run_and_wait(qtbot, clw)
+    assert "Not a clustering" in clw.status.text()
+    # no PCA map with a meaningless second axis
+    assert clw._map_ax is None
+    texts = [t.get_text() for ax in clw.map_plot.figure.axes for t in ax.texts]
+    assert any("too few" in t for t in texts)
+    assert not any("PC2" in ax.get_ylabel() for ax in clw.map_plot.figure.axes)
+
+
+def test_cluster_panels_of_mixed_phases_draw_no_median(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=3, noise=0.01, seed=5, phase="mixed")
+    table = descriptors.describe_zoning(prof, crystals=truth[["label", "phase"]])
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.features = table.assign(index=table["label"])
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    clw = dock(viewer, "Cluster")
+    clw.labels_combo.value = crystals
+    clw.n_clusters.setValue(2)
+    run_and_wait(qtbot, clw)
+    feats = crystals.features
+    for ax in clw.plot.figure.axes:
+        if not ax.get_visible():
+            continue
+        c = int(ax.get_title().split()[1])
+        phases = set(feats.loc[feats["cluster"] == c, "phase"])
+        n = int((feats["cluster"] == c).sum())
+        if len(phases) > 1:
+            assert "no median" in ax.get_title()
+            assert len(ax.lines) == n  # each crystal, no median curve
+        else:
+            assert len(ax.lines) == n + 1  # each crystal and their median
+
+
+# --------------------------------------------------------------------------------------------
+# 7. QA flags on demand; the phase legend only with the phases shown
+
+
+def test_flags_shown_on_demand_and_filtered(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    image, crystals, seg = segmented(viewer, sample)
+    flagged = viewer.layers["bse flagged"]
+    assert not flagged.visible  # not drawn over the image until asked for
+    assert not seg.legend.isVisibleTo(seg) and not viewer.layers["bse phases"].visible
+    seg.show_phases.setChecked(True)
+    assert seg.legend.isVisibleTo(seg) and viewer.layers["bse phases"].visible
+    if not len(flagged.data):
+        pytest.skip("no crystal flagged in this sample")
+    flag = next(f for f in ("touches_border", "touching", "cracked", "faint_edge")
+                if f in flagged.features and flagged.features[f].any())
+    seg.flag_filter.setCurrentText(flag.replace("_", " "))
+    assert flagged.visible
+    np.testing.assert_array_equal(flagged.shown, flagged.features[flag].to_numpy(bool))
+    table = crystals.features.set_index("label")
+    shown = set(flagged.features.loc[flagged.shown, "label"])
+    assert shown == set(table.index[table[flag].fillna(False).astype(bool)])
+    seg.flag_filter.setCurrentText("any flag")
+    assert flagged.shown.all()
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Describe shows its result: a sortable table linked to the crystals
+
+
+def test_describe_results_table_selects_crystal_and_plots_it(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    image, crystals, _ = segmented(viewer, sample)
+    dsw = dock(viewer, "Describe zoning")
+    assert dsw.labels_combo.value is crystals
+    assert dsw.run(blocking=True) is not None, dsw.status.text()
+    res = dsw.results
+    assert res.isVisibleTo(dsw)
+    feats = crystals.features
+    assert res.table.rowCount() == len(feats)
+    cols = [res.table.horizontalHeaderItem(i).text() for i in range(res.table.columnCount())]
+    assert cols[:2] == ["label", "zoning_type"]
+    # sorting by label descending puts the largest id first
+    res.table.sortItems(0, order=__import__("qtpy.QtCore").QtCore.Qt.SortOrder.DescendingOrder)
+    assert int(res.table.item(0, 0).text()) == int(feats["label"].max())
+    # clicking a row selects its crystal and plots its profile with its type
+    res.table.selectRow(2)
+    label = int(res.table.item(2, 0).text())
+    assert crystals.selected_label == label
+    zt = feats.loc[feats["label"] == label, "zoning_type"].iloc[0]
+    title = res.plot.figure.axes[0].get_title()
+    assert f"crystal {label}" in title and str(zt) in title
+    prof = crystals.metadata["napari_zonation"]["profiles"]
+    expected = prof[prof["label"] == label].sort_values("distance_um")["value"].to_numpy()
+    np.testing.assert_allclose(res.plot.figure.axes[0].lines[0].get_ydata(), expected)
+    # selecting a crystal in the viewer selects its row
+    other = int(feats["label"].min())
+    crystals.selected_label = other
+    assert res.selected_label == other
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Diffusion's defaults explain themselves on grey profiles
+
+
+def test_diffusion_on_grey_profiles_explains_what_to_do(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=2, zoning_types=("rim_brighter",), seed=6)
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    # the minerals are offered with their models
+    laws = [dfw.mineral.itemText(i) for i in range(dfw.mineral.count())]
+    assert any(t.startswith("olivine") for t in laws) and any("plagioclase" in t for t in laws)
+    assert any("Arrhenius" in t for t in laws) and any(t.startswith("plain D") for t in laws)
+    # the default olivine law on grey levels: what to do, in words, no API keywords
+    assert dfw.mineral.currentText().startswith("olivine")
+    dfw.run()
+    qtbot.waitUntil(lambda: not dfw.busy, timeout=TIMEOUT_MS)
+    text = dfw.status.text()
+    assert "Calibrate" in text and "plain D" in text and "xfe=" not in text
+    # a plain D without a value says to give D before anything runs
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    assert dfw.run() is None
+    assert "give D" in dfw.status.text()
+
+
+# --------------------------------------------------------------------------------------------
+# #29: the core's warnings reach the user instead of being silenced
+
+
+def test_describe_shows_the_core_warnings(make_napari_viewer, sample, monkeypatch):
+    import warnings
+
+    viewer = make_napari_viewer()
+    image, crystals, _ = segmented(viewer, sample)
+    real = descriptors.describe_zoning
+
+    def warning_describe(*args, **kwargs):
+        warnings.warn("profiles have 3 channels; describing the first", UserWarning,
+                      stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(descriptors, "describe_zoning", warning_describe)
+    dsw = dock(viewer, "Describe zoning")
+    assert dsw.run(blocking=True) is not None, dsw.status.text()
+    text = dsw.status.text()
+    assert "Notes: profiles have 3 channels; describing the first" in text
+    assert text.count("profiles have 3 channels") == 1  # said once, not once per chunk
+    assert "zoning_type" in crystals.features.columns
