@@ -1,8 +1,10 @@
-"""describe_zoning against the synthetic generator's ground truth (make_profiles).
+"""describe_zoning against ground truth: the project's generator (make_profiles), analytical
+shapes of other kinds, and the real Kilauea olivine traverses.
 
-Thresholds come from measurements on 360 profiles per noise level (3 seeds x 6 types x 20,
-phase mixed): at noise 0.01 of full scale the type is right for 94 % and n_plateaus for 94 %;
-the tests ask for 85 % on 60 profiles, about three binomial standard deviations below.
+On make_profiles (360 profiles, 3 seeds x 6 types x 20, phase mixed) at noise 0.01 of full
+scale the type is right for 89 % and n_plateaus for 89 % (94 % for both with the descriptors
+tuned to that generator alone; most of the difference is gradients read as steps held at
+the rim at 3-7 noise sigmas of contrast); the tests ask for 85 % on 60 profiles.
 """
 
 from __future__ import annotations
@@ -253,7 +255,7 @@ def test_bad_input_raises():
     with pytest.raises(ZonationInputError, match="unknown option"):
         describe_zoning(prof, max_plateau=3)
     with pytest.raises(ZonationInputError, match="quantity"):
-        describe_zoning(prof, quantity="counts")
+        describe_zoning(prof, quantity=3)
     with pytest.raises(ZonationInputError, match="label"):
         describe_zoning(prof, crystals=pd.DataFrame({"phase": ["olivine"]}))
 
@@ -565,9 +567,11 @@ def test_each_step_exceeds_shell_systematics():
         assert (tab["zoning_type"] == expected).all(), (shift, tab["zoning_type"].tolist())
         if expected == "rim_darker":
             assert (tab["n_plateaus"] == 2).all()
-            # what the criterion is there for: without it the drift is a third plateau
+            # what the criterion is there for: without it the drift is a third plateau (for
+            # the 1 DN drift in 5 of the 6 crystals: the calibrated margin of a step model
+            # rejects the sixth on its own)
             off = describe_zoning(prof, min_contrast_sigmas=0.0)
-            assert (off["n_plateaus"] == 3).all()
+            assert (off["n_plateaus"] == 3).sum() >= (6 if shift > 1.0 else 5)
 
 
 def test_alternating_narrow_plateaus_keep_levels_within_the_data():
@@ -614,3 +618,135 @@ def test_shared_width_option():
     assert one[0] == pytest.approx(one[1])
     with pytest.raises(ZonationInputError, match="shared_width"):
         describe_zoning(prof, shared_width="yes")
+
+
+# ------------------------------------------------------------- shapes of other generators
+
+
+def _noisy(v, frac, seed):
+    """``v`` plus white noise of ``frac`` of its span."""
+    return v + np.random.default_rng(seed).normal(0, frac * np.ptp(v), v.size)
+
+
+def test_linear_gradient_across_the_whole_crystal_is_a_gradient():
+    """Straight slopes from the rim to the deepest point, no core plateau (another
+    generator's gradients, typed multi_step in 11 of 12 crystals before), image-like and
+    traverse-like sampling, 1-3 % noise."""
+    frames = []
+    for lab in range(12):
+        rng = np.random.default_rng(lab)
+        spacing = [1.0, 4.0][lab % 2]
+        d = np.arange(0.0, rng.uniform(30, 120), spacing)
+        v = rng.uniform(80, 180) + rng.choice([-1, 1]) * rng.uniform(8, 30) * d / d[-1]
+        frames.append(pd.DataFrame({"label": lab, "distance_um": d,
+                                    "value": _noisy(v, rng.uniform(0.01, 0.03), lab)}))
+    tab = describe_zoning(pd.concat(frames))
+    assert (tab["zoning_type"] == "gradient").all(), tab["zoning_type"].tolist()
+    assert (tab["model_detail"].str.contains("to the deepest point")).mean() >= 0.8
+
+
+def test_bands_of_8_to_18_um_are_oscillatory():
+    """Sine bands of 8-18 um period reaching the core or above a core plateau (typed
+    multi_step in 4 of 5 before)."""
+    frames, periods = [], []
+    for lab in range(10):
+        rng = np.random.default_rng(100 + lab)
+        period = rng.uniform(8, 18)
+        depth = rng.uniform(3.5, 6) * period
+        d = np.arange(0.5, depth, 1.0)
+        top = depth if lab % 2 else 0.7 * depth
+        v = 100 + 6 * np.cos(2 * np.pi * d / period + rng.uniform(0, 6)) * (d < top)
+        frames.append(pd.DataFrame({"label": lab, "distance_um": d, "value": _noisy(v, 0.02, lab)}))
+        periods.append(period)
+    tab = describe_zoning(pd.concat(frames))
+    assert (tab["zoning_type"] == "oscillatory").all(), tab["zoning_type"].tolist()
+    np.testing.assert_allclose(tab["osc_period_um"], periods, rtol=0.05)
+
+
+@pytest.mark.parametrize("with_sigma", [True, False])
+def test_ten_sigma_step_is_never_unzoned(with_sigma):
+    """A step of 10 noise sigmas, wherever it sits (a rim plateau of one or two points, held
+    at the rim, deep in the crystal) and whatever the sampling, is zoned."""
+    rng = np.random.default_rng(4)
+    frames = []
+    for lab in range(30):
+        n = int(rng.integers(8, 60))
+        d = np.arange(n) * rng.uniform(1.0, 6.0)
+        pos = rng.uniform(0.02, 0.8) * d[-1]
+        w = rng.uniform(0.01, 0.1) * d[-1]
+        v = 10.0 * 0.5 * (1 - erf((d - pos) / w)) + rng.normal(0, 1.0, n)
+        f = pd.DataFrame({"label": lab, "distance_um": d, "value": v + 50})
+        if with_sigma:
+            f["sigma"] = 1.0
+        frames.append(f)
+    tab = describe_zoning(pd.concat(frames))
+    assert (tab["zoning_type"] != "unzoned").all(), tab[["label", "zoning_type"]]
+
+
+def test_step_held_at_the_rim():
+    """Diffusion from a rim held at a fixed value (a half error function from the boundary,
+    the olivine chronometry set-up): two levels, the rim's the boundary's value."""
+    d = np.arange(0.0, 120.0, 4.0)
+    v = 84.8 + 0.4 * (1 - erf(d / 9.0))
+    prof = pd.DataFrame({"label": 1, "distance_um": d, "value": v, "sigma": 0.04})
+    prof["value"] += np.random.default_rng(1).normal(0, 0.04, d.size)
+    row = describe_zoning(prof, phase="olivine", quantity="Fo").iloc[0]
+    assert row["zoning_type"] == "rim_brighter" and row["n_plateaus"] == 2
+    assert "held at the rim" in row["model_detail"]
+    assert row["rim_value"] == pytest.approx(85.2, abs=0.1)
+    assert row["core_value"] == pytest.approx(84.8, abs=0.05)
+    assert row["interpretation"] == "reverse"  # a Mg-richer rim
+
+
+def test_kilauea_traverses_read_as_a_user_would():
+    """The six real EPMA olivine traverses (Mourey & Mutch, CC0): every one is zoned, its
+    direction matches the authors' fitted rim and core levels, with nothing passed after
+    read_profiles but the mineral; the authors' one-step profiles are steps."""
+    from napari_zonation import read_profiles
+    from napari_zonation._napari_io import DATA_DIR
+
+    folder = DATA_DIR / "olivine_kilauea"
+    meta = pd.read_csv(folder / "olivine_profiles_metadata.csv").set_index("profile")
+    for sigma in (None, "auto"):
+        prof = read_profiles(folder / "olivine_traverses.csv", distance="distance_um",
+                             value="fo", label="profile", sigma=sigma)
+        tab = describe_zoning(prof, phase="olivine").set_index("label")
+        assert (tab["quantity"] == "Fo").all()
+        assert (tab["zoning_type"] != "unzoned").all(), tab["zoning_type"]
+        for lab, row in tab.iterrows():
+            rim, core = meta.loc[lab, "post_rim_xfo"], meta.loc[lab, "post_core_xfo"]
+            assert row["interpretation"] == ("reverse" if rim > core else "normal"), lab
+            assert np.sign(row["contrast"]) == np.sign(rim - core), lab
+        assert tab.loc["Ol13A", "interpretation"] == "normal"
+        # Ol1A: a 0.4 mol% step against a sigma of 0.04; Ol5B_lg: a 0.7 mol% range
+        assert tab.loc["Ol1A", "zoning_type"] == "rim_brighter"
+        assert tab.loc["Ol5B_lg", "zoning_type"] == "rim_darker"
+        for lab in ("Ol1A", "Ol5B_lg", "Ol13A"):
+            assert tab.loc[lab, "n_plateaus"] == 2, lab
+
+
+def test_bad_input_per_crystal():
+    """Too few points, NaN-only, constant values, duplicated distances, an unknown
+    quantity: each crystal gets a clear status, the others are described."""
+    d, v = _erf_profile(120.0, 100.0, 25.0, 2.0, noise=1.0)
+    dup_d = np.concatenate([d, d[:5]])
+    dup_v = np.concatenate([v, v[:5] + 0.5])
+    prof = _table(
+        (1, (d, v)),
+        (2, (np.arange(3.0), np.array([1.0, 2.0, 3.0]))),
+        (3, (np.arange(10.0), np.full(10, np.nan))),
+        (4, (np.arange(20.0), np.full(20, 42.0))),
+        (5, (dup_d, dup_v)),
+    )
+    prof["quantity"] = np.where(prof["label"] == 1, "counts", "grey")
+    tab = describe_zoning(prof, phase="olivine").set_index("label")
+    assert tab.loc[1, "describe_status"] == "ok" and tab.loc[1, "zoning_type"] == "rim_brighter"
+    assert pd.isna(tab.loc[1, "interpretation"]) and "counts" in tab.loc[1, "interpretation_note"]
+    assert tab.loc[2, "describe_status"] == "too_few_points"
+    assert tab.loc[3, "describe_status"] == "no_valid_points"
+    assert "NaN" in tab.loc[3, "describe_error"]
+    assert tab.loc[4, "zoning_type"] == "unzoned" and "constant" in tab.loc[4, "describe_error"]
+    assert tab.loc[5, "describe_status"] == "ok" and tab.loc[5, "zoning_type"] == "rim_brighter"
+    assert "5 duplicated" in tab.loc[5, "describe_error"]
+    assert tab.loc[5, "n_points"] == d.size
+    assert tab.loc[5, "interpretation"] == "normal"  # brighter olivine rim

@@ -7,7 +7,7 @@ package loads neither Qt nor napari; the dock widgets live in :mod:`napari_zonat
 from __future__ import annotations
 
 from ._validation import ZonationInputError
-from .cluster import cluster_colors, cluster_crystals, embed_crystals
+from .cluster import cluster_colors, cluster_crystals, cluster_summary, embed_crystals
 from .descriptors import describe_zoning
 from .diffusion import fit_diffusion, olivine_diffusivity
 from .edit import delete_labels, merge_labels, split_label
@@ -29,6 +29,7 @@ __all__ = [
     "profile_failures",
     "cluster_colors",
     "cluster_crystals",
+    "cluster_summary",
     "crystal_table",
     "delete_labels",
     "describe_zoning",

@@ -1,14 +1,17 @@
 """Clustering crystals by their zoning: crystal table -> ``cluster`` column, label colours.
 
+Crystals are grouped by what their profiles look like, so that a gradient crystal of one
+mineral sits with the gradient crystals of another whatever their brightness or amplitude.
+
 Features
 --------
 By default each crystal is described by :data:`DEFAULT_FEATURES`, standardised (zero mean,
 unit variance; columns that do not vary are dropped):
 
-- ``rel_range``: the span of the zoning over ``|core|`` (highest minus lowest plateau for
-  step models, peak-to-peak for an oscillatory mantle, ``|rim - core|`` otherwise), its
-  strength whatever its sign and shape: the net ``|rim - core|`` (``abs_rel_contrast``, still
-  derived and usable) calls an alternating multi-step weakly zoned,
+- ``zoning_span``: the span of the zoning in the profile's units (highest minus lowest level
+  for step models, peak-to-peak for bands, ``|rim - core|`` otherwise), its strength
+  whatever its sign and shape (``rel_range``, the span over ``|core|``, and
+  ``abs_rel_contrast`` are derived too and can be asked for),
 - ``n_plateaus``, ``n_steps``, ``max_slope_per_um``,
 - ``n_oscillations``, ``osc_amplitude``,
 - ``first_step_frac`` and ``core_start_frac``: the first step's position and the depth where
@@ -20,57 +23,35 @@ unit variance; columns that do not vary are dropped):
 
 The sign of the zoning enters only through ``zoning_type`` (``rim_brighter`` /
 ``rim_darker``): a gradient, a multi-step or an oscillatory profile is the same pattern with
-either sign, and a signed contrast split those populations in two (on 1D ``make_profiles``
-at noise 0.01, ARI 0.82 with ``rel_contrast`` and a weight of 5 against 0.85 now, where
-gradients of both signs fell into two clusters). Signed features (``rel_contrast``,
-``contrast``, ``mean_slope_per_um``, ``monotonicity``, ``interpretation``) part normal from
-reverse zoning; pass ``features=`` to use them.
+either sign. Signed features (``rel_contrast``, ``contrast``, ``mean_slope_per_um``,
+``monotonicity``, ``interpretation``) part normal from reverse zoning; pass ``features=`` to
+use them.
 
-With ``profiles``, a profile-shape embedding is appended: each profile, mean-binned on its
-normalised depth (0 at the rim, 1 at the deepest point) into ``shape_points`` bins, minus its
-core value (the deepest bin), flipped so that the rim lies above the core (the shape is
-sign-free like the other features: a gradient or a multi-step of either sign has one shape),
-divided by one *global* spread (the median over crystals of
-each profile's 5-95 % range). A global scale, rather than each profile's own range, keeps an
-unzoned crystal flat instead of blowing its noise up to full scale, and keeps weak and strong
-zoning apart; the block is weighted so that its total variance is ``shape_weight``
-(:data:`SHAPE_WEIGHT`, 0.1) times that of the descriptor block (or is used alone when
-``features=[]``). On segmented synthetic thin sections (``benchmarks/zoning.py``) an equal
-weight split crystals of one type by the position of their steps (ARI 0.51 against 0.59 for
-the descriptors alone); at 0.1 the shape only separates crystals the descriptors leave
-together. Signed shapes still split types by their sign there (e.g. multi-steps, when k
-rose to 7); sign-free shapes raise the mean ARI on true labels from 0.879 to 0.891 (noise
-0.02, seeds 0-5) and change no other scene set by more than +0.003.
+With ``profiles``, two profile-shape blocks are appended: each profile mean-binned into
+``shape_points`` bins on its relative depth (0 at the rim, 1 at the deepest point) and on
+micrometres from the rim (up to the 90th percentile of the profiles' lengths), minus its
+core value, flipped so that the rim's departure from the core is positive, and divided by
+its own zoning span (or three noise sigmas when that is larger): the shape is free of the
+amplitude, the mineral and its brightness, and an unzoned profile stays flat. Each block is
+weighted so that its total variance is ``shape_weight`` (:data:`SHAPE_WEIGHT`, 0.1) times
+that of the descriptor block (or is used alone when ``features=[]``): the shapes separate
+crystals the descriptors leave together.
 
-Automatic k (silhouette over 2..``max_clusters``) can still split one type into clusters
-whose numbers differ by a few standard deviations: on the segmented scenes at noise 0.01 it
-parted 3- from 4-plateau multi-steps, 2 from 3 rim_darker steps or one unzoned crystal
-from four (k = 7 for 6 types in 6 of 18 scenes, seeds 0-5, 11-16 and 21-26). Two clusters
-of one category whose centres, in the other features, are closer than ``min_separation``
-(default ``category_weight``) are therefore merged: a type is split only when its crystals
-differ in their numbers as much as two types differ, as the category weight intends. The
-clusters' ARI then never falls below that of ``zoning_type`` on those scenes (noise 0.01:
-0.843 -> 0.864, 0.930 -> 0.930, 0.858 -> 0.868; noise 0.02 and 0.03 unchanged), and 1D
-``make_profiles`` are unchanged. The threshold is not fitted to the scenes: a
-pairwise-centre rule that ignores the category (merge any two clusters closer than 10)
-merged two types in mixed clusters (0.930 -> 0.772 on seeds 11-16, noise 0.02), and the
-one-standard-error rule on the silhouette (smallest k within one standard error of the
-best) did not stop the splits (seeds 0-5: 0.857 at noise 0.01, 0.872 -> 0.854 at 0.02).
+Automatic k (silhouette over 2..``max_clusters``) can split one type into clusters whose
+numbers differ by a few standard deviations; two clusters of one category whose centres, in
+the other features, are closer than ``min_separation`` (default ``category_weight``) are
+therefore merged: a type is split only when its crystals differ in their numbers as much as
+two types differ.
 
 Rows whose ``describe_status`` is not ``"ok"`` get ``cluster = -1`` (unclustered). Missing
-(NaN) feature values of the other rows are replaced by the column median.
+(NaN) feature values of the other rows are replaced by the column median. Every clustered
+row gets ``cluster_features``, the few features that set its cluster apart
+(:func:`cluster_summary`).
 
-Measured on ``make_profiles(n_per_type=20, phase="mixed")`` (6 types, seeds 0-2;
-``benchmarks/zoning.py --profiles-1d``), adjusted Rand index between clusters and the true
-zoning type with automatic k (k-means, silhouette): 0.85 at noise 0.01 of full scale and
-0.61 at 0.02, equal to the ARI of the offline ``zoning_type`` itself (the clusters inherit
-its errors; k = 6 in every run). On segmented synthetic thin sections
-(``benchmarks/zoning.py``, 22 crystals per scene) the clusters' ARI is within 0.02 of the
-type's; silhouette beat the gap statistic, a GMM's BIC on the first five principal
-components and Calinski-Harabasz as the automatic-k criterion there (mean ARI over 36
-scenes 0.835 against 0.23, 0.73 and 0.73). Profile shape alone
-(``features=[]``, k-means with the true k = 6) gives 0.29, 0.24 and 0.22: step positions,
-signs and periods vary within a type, so raw shapes do not group by type.
+The clusters inherit the errors of ``zoning_type``: their adjusted Rand index against the
+true type equals or exceeds the type's own on the zoning benchmark (``benchmarks/zoning.py``;
+``docs/zoning.md`` has the figures), where a plain recipe (profiles resampled on relative
+depth, standardised, k-means with the true number of classes) scores near 0.
 """
 
 from __future__ import annotations
@@ -85,6 +66,7 @@ from ._validation import ZonationInputError, check_profiles
 
 __all__ = [
     "cluster_crystals",
+    "cluster_summary",
     "cluster_colors",
     "embed_crystals",
     "DEFAULT_FEATURES",
@@ -93,7 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "rel_range",
+    "zoning_span",
     "n_plateaus",
     "n_steps",
     "max_slope_per_um",
@@ -191,7 +173,9 @@ def cluster_crystals(
         and ``cluster_confidence`` (0-1: the posterior probability for ``gmm``, HDBSCAN's
         membership strength, and ``1 - d1 / d2`` for ``kmeans`` and ``agglomerative``, where
         ``d1`` and ``d2`` are the distances to the nearest and second-nearest cluster
-        centre; 1 for a single cluster; NaN when unclustered). The input is not modified.
+        centre; 1 for a single cluster; NaN when unclustered) and ``cluster_features``
+        (the few features that set the crystal's cluster apart, from
+        :func:`cluster_summary`). The input is not modified.
 
     Raises
     ------
@@ -220,6 +204,7 @@ def cluster_crystals(
         usable &= (out["describe_status"] == "ok").to_numpy()
     idx = np.flatnonzero(usable)
     if idx.size == 0:
+        out["cluster_features"] = ""
         return out
 
     x, is_cat = _feature_matrix(
@@ -254,7 +239,100 @@ def cluster_crystals(
     out.iloc[idx, col_c] = labels
     out.iloc[idx, col_p] = np.where(labels >= 0, conf, np.nan)
     out["cluster"] = out["cluster"].astype(int)
+    summary = cluster_summary(out)
+    texts = dict(zip(summary["cluster"], summary["defining_features"], strict=True))
+    out["cluster_features"] = [texts.get(c, "") for c in out["cluster"]]
     return out
+
+
+#: the columns :func:`cluster_summary` looks at to say what defines a cluster
+SUMMARY_FEATURES: tuple[str, ...] = (
+    "zoning_type",
+    "n_plateaus",
+    "zoning_span",
+    "max_slope_per_um",
+    "n_oscillations",
+    "osc_period_um",
+    "first_step_frac",
+    "core_start_frac",
+    "interpretation",
+    "phase",
+)
+
+
+def cluster_summary(table: pd.DataFrame, n_features: int = 3) -> pd.DataFrame:
+    """The few features that define each cluster.
+
+    For every cluster the features of :data:`SUMMARY_FEATURES` (those present) are compared
+    with the other crystals: a number by the difference of its medians inside and outside
+    the cluster over its standard deviation, a category (``zoning_type``, ``phase``, ...) by
+    its share inside minus its share outside (times 3: a category the cluster has and the
+    others lack counts as three standard deviations). The ``n_features`` largest
+    differences are kept.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A crystal table with ``cluster`` (from :func:`cluster_crystals`).
+    n_features : int
+        Features listed per cluster.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cluster (``cluster`` >= 0): ``cluster``, ``n_crystals``,
+        ``defining_features`` (text, e.g. ``"zoning_type=gradient (9/9); n_plateaus low
+        (1 vs 2)"``) and the medians of ``n_plateaus`` and ``zoning_span`` when present.
+    """
+    if not isinstance(table, pd.DataFrame) or "cluster" not in table.columns:
+        raise ZonationInputError("table needs a 'cluster' column; run cluster_crystals first.")
+    tab = table[pd.to_numeric(table["cluster"], errors="coerce") >= 0].copy()
+    _derive(tab)
+    clusters = sorted(int(c) for c in pd.unique(tab["cluster"]))
+    rows = []
+    for c in clusters:
+        inside = (tab["cluster"] == c).to_numpy()
+        found = []
+        for f in (f for f in SUMMARY_FEATURES if f in tab.columns):
+            col = tab[f]
+            if f in CATEGORICAL:
+                cats = col.astype("string").fillna("<NA>").to_numpy()
+                for cat in pd.unique(cats[inside]):
+                    share_in = float(np.mean(cats[inside] == cat))
+                    share_out = float(np.mean(cats[~inside] == cat)) if (~inside).any() else 0.0
+                    n_cat = int(np.sum(cats[inside] == cat))
+                    effect = 3.0 * (share_in - share_out)
+                    if effect > 0:
+                        found.append((effect, f"{f}={cat} ({n_cat}/{int(inside.sum())})"))
+                continue
+            x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            sd = float(np.nanstd(x)) if np.isfinite(x).sum() > 1 else 0.0
+            if sd <= 0 or not (~inside).any() or not np.isfinite(x[inside]).any():
+                continue
+            if not np.isfinite(x[~inside]).any():
+                continue
+            m_in, m_out = float(np.nanmedian(x[inside])), float(np.nanmedian(x[~inside]))
+            effect = abs(m_in - m_out) / sd
+            if effect > 0:
+                word = "high" if m_in > m_out else "low"
+                found.append((effect, f"{f} {word} ({m_in:.3g} vs {m_out:.3g})"))
+        found.sort(key=lambda t: -t[0])
+        row = {
+            "cluster": c,
+            "n_crystals": int(inside.sum()),
+            "defining_features": "; ".join(t for _, t in found[: int(n_features)]),
+        }
+        for f in ("n_plateaus", "zoning_span"):
+            if f in tab.columns:
+                row[f"median_{f}"] = float(
+                    np.nanmedian(pd.to_numeric(tab.loc[inside, f], errors="coerce"))
+                )
+        rows.append(row)
+    return pd.DataFrame(
+        rows,
+        columns=["cluster", "n_crystals", "defining_features"]
+        + [k for k in (rows[0] if rows else {}) if k.startswith("median_")],
+    )
 
 
 def cluster_colors(
@@ -406,16 +484,17 @@ def _feature_matrix(
             cat_flags.append(np.ones(onehot.shape[1], dtype=bool))
     desc = np.hstack(blocks) if blocks else np.empty((len(tab), 0))
     is_cat = np.concatenate(cat_flags) if cat_flags else np.zeros(0, dtype=bool)
+    n_desc = desc.shape[1]
     if profiles is not None:
-        shape = _shape_embedding(profiles, tab["label"].to_numpy(), shape_points)
-        shape = _impute(shape)
-        if desc.shape[1]:
-            var_d = float(np.sum(np.var(desc, axis=0)))
-            var_s = float(np.sum(np.var(shape, axis=0)))
-            if var_s > 0:
-                shape = shape * np.sqrt(shape_weight * var_d / var_s)
-        desc = np.hstack([desc, shape])
-        is_cat = np.concatenate([is_cat, np.zeros(shape.shape[1], dtype=bool)])
+        for shape in _shape_embedding(profiles, tab, shape_points):
+            shape = _impute(shape)
+            if desc.shape[1] and shape.shape[1]:
+                var_d = float(np.sum(np.var(desc[:, : n_desc or desc.shape[1]], axis=0)))
+                var_s = float(np.sum(np.var(shape, axis=0)))
+                if var_s > 0:
+                    shape = shape * np.sqrt(shape_weight * var_d / var_s)
+            desc = np.hstack([desc, shape])
+            is_cat = np.concatenate([is_cat, np.zeros(shape.shape[1], dtype=bool)])
     if not names and profiles is None:
         raise ZonationInputError(
             "no usable feature: the table has none of the descriptor columns "
@@ -431,6 +510,8 @@ def _derive(tab: pd.DataFrame) -> None:
         tab["abs_rel_contrast"] = pd.to_numeric(tab["rel_contrast"], errors="coerce").abs()
     if "rel_range" not in tab.columns and {"core_value", "contrast"} <= set(tab.columns):
         tab["rel_range"] = _relative_range(tab)
+    if "zoning_span" not in tab.columns and "contrast" in tab.columns:
+        tab["zoning_span"] = _span(tab)
     if "length_um" not in tab.columns:
         return
     length = pd.to_numeric(tab["length_um"], errors="coerce").to_numpy(dtype=float)
@@ -446,6 +527,25 @@ def _derive(tab: pd.DataFrame) -> None:
         if "core_start_um" in tab.columns and "core_start_frac" not in tab.columns:
             cs = pd.to_numeric(tab["core_start_um"], errors="coerce").to_numpy(dtype=float)
             tab["core_start_frac"] = cs / length
+
+
+def _span(tab: pd.DataFrame) -> np.ndarray:
+    """Zoning span in the profile's units: the highest minus the lowest plateau for step
+    models, the peak-to-peak ``2 osc_amplitude`` of an oscillatory mantle, ``|contrast|``
+    otherwise (whichever is largest)."""
+    span = pd.to_numeric(tab["contrast"], errors="coerce").abs().to_numpy(dtype=float)
+    if "plateau_levels" in tab.columns:
+        levels = [
+            np.ptp(np.asarray(p, dtype=float))
+            if isinstance(p, (tuple, list, np.ndarray)) and len(p) > 1
+            else np.nan
+            for p in tab["plateau_levels"]
+        ]
+        span = np.fmax(span, np.asarray(levels, dtype=float))
+    if "osc_amplitude" in tab.columns:
+        amp = pd.to_numeric(tab["osc_amplitude"], errors="coerce").to_numpy(dtype=float)
+        span = np.fmax(span, 2.0 * amp)
+    return span
 
 
 def _relative_range(tab: pd.DataFrame) -> np.ndarray:
@@ -490,41 +590,82 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x[:, keep] - x[:, keep].mean(axis=0)) / sd[keep]
 
 
-def _shape_embedding(profiles: pd.DataFrame, labels: np.ndarray, points: int) -> np.ndarray:
-    """Profiles binned on normalised depth, minus the core, over one global spread."""
+def _shape_embedding(
+    profiles: pd.DataFrame, tab: pd.DataFrame, points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised profile shapes on relative depth and on micrometres from the rim.
+
+    Each profile is mean-binned (``points`` bins) on its relative depth (0 at the rim, 1 at
+    the deepest point) and on micrometres from the rim (0 to the 90th percentile of the
+    profiles' lengths; a shorter profile continues at its core value), minus its core value
+    (the deepest bin), flipped so that the rim's departure from the core is positive (the
+    sign is in ``zoning_type``) and divided by its own zoning span, or three noise sigmas
+    when that is larger: a gradient, a step or bands look alike whatever their amplitude,
+    the mineral or its brightness, and an unzoned profile stays flat. The span and the noise
+    come from the table (``zoning_span`` or the descriptors it derives from,
+    ``noise_sigma``), else from the profile (5-95 % range, first differences).
+    """
     check_profiles(profiles)
     prof = profiles
     if "channel" in prof.columns and prof["channel"].notna().any():
         prof = prof[prof["channel"] == pd.unique(prof["channel"].dropna())[0]]
     groups = {k: g for k, g in prof.groupby("label", sort=False)}
-    rows, ranges = [], []
-    edges = np.linspace(0.0, 1.0, points + 1)
-    centres = 0.5 * (edges[:-1] + edges[1:])
+    labels = tab["label"].to_numpy()
+    spans = tab["zoning_span"].to_numpy(float) if "zoning_span" in tab else None
+    noises = (
+        pd.to_numeric(tab["noise_sigma"], errors="coerce").to_numpy(float)
+        if "noise_sigma" in tab
+        else None
+    )
+    data = []
     for lab in labels:
         g = groups.get(lab)
-        row = np.full(points, np.nan)
-        if g is not None:
-            d = pd.to_numeric(g["distance_um"], errors="coerce").to_numpy(dtype=float)
-            v = pd.to_numeric(g["value"], errors="coerce").to_numpy(dtype=float)
-            ok = np.isfinite(d) & np.isfinite(v)
-            d, v = d[ok], v[ok]
-            if d.size >= 2 and np.ptp(d) > 0:
-                t = (d - d.min()) / np.ptp(d)
-                b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
-                sums = np.bincount(b, weights=v, minlength=points)
-                cnt = np.bincount(b, minlength=points)
-                filled = cnt > 0
-                row = np.interp(centres, centres[filled], sums[filled] / cnt[filled])
-                row = row - row[-1]
-                # sign-free, as the descriptors are: the rim's deviation from the core is
-                # made positive (the sign of the zoning is in zoning_type)
-                lead = row[0] if row[0] != 0 else row[int(np.argmax(np.abs(row)))]
-                row = row * (-1.0 if lead < 0 else 1.0)
-                ranges.append(np.subtract(*np.percentile(v, [95, 5])))
-        rows.append(row)
-    emb = np.vstack(rows) if rows else np.empty((0, points))
-    spread = float(np.median(ranges)) if ranges else 0.0
-    return emb / spread if spread > 0 else emb
+        if g is None:
+            data.append(None)
+            continue
+        d = pd.to_numeric(g["distance_um"], errors="coerce").to_numpy(dtype=float)
+        v = pd.to_numeric(g["value"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(d) & np.isfinite(v)
+        order = np.argsort(d[ok])
+        data.append((d[ok][order], v[ok][order]) if ok.sum() >= 2 else None)
+    lengths = [np.ptp(x[0]) for x in data if x is not None and np.ptp(x[0]) > 0]
+    u_max = float(np.percentile(lengths, 90)) if lengths else 1.0
+    rel = np.full((len(labels), points), np.nan)
+    um = np.full((len(labels), points), np.nan)
+    edges = np.linspace(0.0, 1.0, points + 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    for i, x in enumerate(data):
+        if x is None or np.ptp(x[0]) <= 0:
+            continue
+        d, v = x
+        t = (d - d[0]) / np.ptp(d)
+        row_rel = _binned(t, v, edges, centres)
+        row_um = _binned(np.clip((d - d[0]) / u_max, 0.0, 1.0), v, edges, centres)
+        core = row_rel[-1]
+        span = spans[i] if spans is not None and np.isfinite(spans[i]) else np.nan
+        if not np.isfinite(span):
+            span = float(np.subtract(*np.percentile(v, [95, 5])))
+        noise = noises[i] if noises is not None and np.isfinite(noises[i]) else np.nan
+        if not np.isfinite(noise):
+            noise = float(1.4826 * np.median(np.abs(np.diff(v) - np.median(np.diff(v)))))
+            noise /= np.sqrt(2.0)
+        scale = max(span, 3.0 * noise, 1e-12)
+        row_rel, row_um = (row_rel - core) / scale, (row_um - core) / scale
+        lead = row_rel[0] if row_rel[0] != 0 else row_rel[int(np.argmax(np.abs(row_rel)))]
+        flip = -1.0 if lead < 0 else 1.0
+        rel[i], um[i] = flip * row_rel, flip * row_um
+    return rel, um
+
+
+def _binned(t: np.ndarray, v: np.ndarray, edges: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Means of ``v`` in the bins of ``t`` (0..1), empty bins interpolated (held at the
+    ends)."""
+    points = centres.size
+    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
+    sums = np.bincount(b, weights=v, minlength=points)
+    cnt = np.bincount(b, minlength=points)
+    filled = cnt > 0
+    return np.interp(centres, centres[filled], sums[filled] / cnt[filled])
 
 
 # --------------------------------------------------------------------------------------

@@ -1,125 +1,42 @@
 """Numeric zoning descriptors: profiles table -> one row per crystal.
 
-Each core-to-rim profile is compared with four physical models of zoning, each fitted by
-least squares to the whole profile and scored by the Bayesian information criterion
-``BIC = n ln(RSS / n) + k ln n`` (Gaussian noise of unknown variance: no threshold depends on
-the image's brightness, bit depth or units):
+Every profile is compared with explicit shape families (:mod:`napari_zonation.zoning_models`):
+one level; levels joined by error-function steps (the outermost one possibly held at the rim,
+a diffusion profile from a boundary in contact with the melt); straight or curved slopes with
+or without rim and core plateaus; periodic bands between a rim level and a core level or the
+deepest point, whose period may drift and whose shape need not be a sine wave. Each is fitted
+by least squares and scored by the Bayesian information criterion, with the noise the data
+say: the points' ``sigma`` when the table has one, else the scatter of each model's residuals
+(the module notes of :mod:`~napari_zonation.zoning_models`). A slope and a periodic mantle must
+add calibrated evidence over the steps (:data:`~napari_zonation.zoning_models.MARGINS`). The
+best model that is what its name says (each plateau seen, bands of at least two periods, a
+slope over at least ``min_gradient_fraction`` of the profile) names the ``zoning_type``:
 
-``constant``
-    one plateau (``k = 1``).
-``steps<K>``, ``K = 2 .. max_plateaus``
-    ``K`` plateaus joined by error-function steps, the shape growth then diffusion gives
-    (``value = a + (b - a) (1 + erf((d - p) / w)) / 2`` per step, ``w = 2 sqrt(D t)``;
-    ``k = 3K - 2``). The starting step positions are those of the optimal ``K``-segment
-    piecewise-constant partition (segment-neighbourhood dynamic programming, Auger &
-    Lawrence 1989), so a diffused step is fitted as one wide step, not a staircase. A fit
-    whose plateau levels leave the data's range (two
-    near-coincident steps of huge opposite heights drawing a bump between alternating
-    plateaus) is refitted with every level bounded by the range of the data.
-``gradient``
-    a core plateau, then a straight slope to the rim (a hinge, ``k = 3``), by exhaustive
-    search over the hinge position.
-``oscillatory``
-    a sinusoidal mantle from the rim, by a grid search over mantle depth and frequency
-    (linear least squares at each node), then refined; either the mantle ends at a core
-    plateau after at least two periods (``k = 6``; fewer alternations ending at a core are
-    a multi-step profile), or it reaches the deepest point after at least 1.5 periods
-    (``k = 5``: a short lath, whose oscillatory bands reach the core of the section).
-    Over at least three periods the frequency may also drift linearly with depth (one more
-    parameter, kept when the BIC pays for it): band spacing that widens or narrows toward
-    the core left such mantles ``complex``.
+==============  ===========================================================================
+model           zoning_type
+==============  ===========================================================================
+one level       ``unzoned``
+two levels      ``rim_brighter`` (rim value higher than the core's) or ``rim_darker``
+3+ levels       ``multi_step``
+slope           ``gradient``
+bands           ``oscillatory``
+(misfit)        ``complex``: the best model leaves structure well above the noise that is
+                also a sizeable share of the profile's variance
+==============  ===========================================================================
 
-A model can only win when it is what its name says:
+The type names the profile in its own quantity, whatever the mineral; ``interpretation``
+(normal, reverse) follows the mineral and the quantity (:func:`napari_zonation.vocabulary.
+interpret`). The quantity comes from the profiles table's ``quantity`` column (set by
+:func:`~napari_zonation.io.read_profiles` from the column it read, by
+:func:`~napari_zonation.profiles.apply_calibration`, or by the user), from the ``quantity``
+option, or is BSE ``grey`` (image profiles).
 
-- every plateau of a step model spans at least ``min_plateau_points`` points, and differs
-  from its neighbours by at least ``merge_sigmas`` noise sigmas (else they are one plateau)
-  and, in image shell profiles, by the smallest credible zoning span below (each step, not
-  only the whole zoning, must exceed what the shells' systematic errors can fake);
-  a step's outer plateau is reached before the rim (``p - rim >= 1.5 w``, the erf is 98 %
-  complete), else the "step" is a slope to the rim;
-- a gradient is long (its slope covers at least ``min_gradient_fraction`` of the profile; a
-  shorter ramp at the rim is a diffused step) and must beat the best step model by
-  ``gradient_evidence`` (positive evidence on the Kass & Raftery 1995 scale: growth makes
-  plateaus joined by steps, a continuous slope is the claim that needs support);
-- an oscillatory mantle must beat every other model by ``osc_evidence`` (strong evidence:
-  the search over the period finds some fit in pure noise).
-
-- zoning is larger than what the shells' systematic errors can fake: for image shell
-  profiles (points with ``n_pixels``) the fitted model spans at least
-  ``min_contrast_sigmas`` (0.5) *per-pixel* noise sigmas. A fraction ``f`` of foreign or
-  misplaced pixels in a shell (15-50 % in the first shells of a segmented crystal, a
-  neighbour's pixels in a merged label, distances distorted at a contact or the image edge)
-  moves a clipped median by about ``1.25 f`` pixel sigmas, coherently over many shells, so
-  that averaging many shells does not remove it; medians of 8-bit pixels also move in whole
-  DN. Below that span a model is not eligible and the profile is unzoned.
-- the core is a plateau: the last step (or a gradient's hinge) leaves at least
-  ``min_core_fraction`` of the profile to the core, so that the core tail of an image
-  profile (deep shells of few pixels, off-centre sections, distances distorted by a
-  neighbour or the image edge) is not read as a zone.
-
-The lowest BIC among the eligible models gives ``zoning_type``; a winner that leaves
-structured residuals (residual RMS above ``complex_ratio`` times the point-to-point noise) that
-are also a sizeable share of the profile's variance (more than ``complex_variance``: the model
-explains less than 90 % of it) is reported as ``complex``.
-
-Profiles measured on images carry a ``sigma`` per point (the standard error of a shell
-median): all fits are then weighted least squares with weights ``1 / sigma^2`` (normalised to
-a mean of 1, so the BIC keeps its form), which keeps the noisy deepest shells, and shells
-crossed by a crack or an inclusion, from adding steps. The noise is never taken below the
-median ``sigma``, nor below the rounding error of values stored on a 0.5 or 1 grid (shell
-medians of an 8-bit image, whose first differences are mostly 0).
-
-Measured on ``make_profiles(n_per_type=20, phase="mixed")``, 3 seeds (360 profiles per
-noise level): ``zoning_type`` right for ~94 % at noise 0.01 of full scale and ~82 % at 0.02
-(``benchmarks/zoning.py --profiles-1d``); most errors are steps <-> gradient at low
-contrast-to-noise. On segmented synthetic thin sections (``benchmarks/zoning.py``: 6 scenes
-of 768 x 768 um, 22 crystals, noise 0.02, through ``segment_crystals`` and ``rim_profiles``)
-it is right for 91 % of the crystals (``n_plateaus`` 88 %, rim sign 98 %); on the same
-scenes profiled on the generator's true labels (``--truth-labels``) for 95.5 % (``n_plateaus``
-91 %). Unzoned crystals used to get steps or slopes of 1-2 DN near the rim: the
-segmentation's labels reach over the groundmass in bumps (15-50 % foreign pixels in the first
-shell, up to 10-20 % at 6 um for some crystals), which moves a plain shell median by about
-1.25 f pixel sigmas. ``rim_profiles`` now clips such pixels (``clip_sigmas``), and points that
-are medians of many pixels carry a systematic error floor here (``systematic_fraction``, 0.1
-pixel sigma, added in quadrature to ``sigma`` and to the BIC's variance): unzoned 26 of 27
-right (17 before). Short plagioclase laths whose oscillatory bands reach the core were
-``complex`` or steps before the truncated oscillatory mantle (type 88.6 % -> 90.9 % on the
-segmented scenes, 92.4 % -> 95.5 % on true labels). The remaining errors are mostly in the
-profiles, not the models: crystals cut by the image edge or touching a neighbour, whose
-deepest shells mix zones (a "core tail" that returns toward the rim value), multi-step
-profiles whose 3rd-4th plateaus are a few um wide and 3-8 DN high (read as one fewer
-plateau), and wide diffused steps near the rim read as gradients.
-
-Drifting period (segmented scenes, noise 0.01 and 0.02): oscillatory crystals of 3-5
-periods whose measured band spacing drifts with depth (the shells' distances of a segmented
-outline) were fitted by a constant period to 1.6-3 times the noise and called ``complex``;
-with the drift, seeds 21-26 went from ARI 0.868 to 0.884 (noise 0.01) and 0.907 to 0.924
-(0.02), the other scene sets and 1D ``make_profiles`` unchanged. Over two periods the drift
-let a 4-plateau alternating multi-step (1D) fit as an oscillation, hence three.
-
-``min_contrast_sigmas`` (segmented scenes, ``benchmarks/zoning.py``, cached segmentations):
-unzoned crystals whose own-segmentation profiles carried 0.6-1.7 DN of coherent drift
-(0.15-0.5 pixel sigmas; merged or touching labels, edge-cut crystals, whole-DN medians) had
-been typed gradient, rim_darker, rim_brighter or multi_step. With the criterion, zoning_type
-on own segmentation rises from 90.9 to 91.7 % (noise 0.02, seeds 0-5), 90.9 to 91.7 %
-(seeds 11-16), 90.2 to 91.7 % (noise 0.01) and 85.6 to 87.1 % (noise 0.03); the results on
-true labels and on 1D ``make_profiles`` are unchanged.
-
-Step fits (zoning scenes, noise 0.02, cached segmentations, seeds 0-5 / 11-16): two
-alternating four-plateau crystals were fitted as a bump of two near-coincident steps of
-+-100 DN (a plateau no point reaches, ineligible, so three plateaus won); levels are now
-bounded by the data's range when the unbounded fit leaves it. Own-segmentation profiles
-had extra plateaus from steps smaller than what shell systematics can fake (0.5 pixel
-sigmas, about 2.6 DN at noise 0.02: a 1.5 DN shift deep in a crystal touching a neighbour
-and the image edge); every step must now exceed it. Together, ARI of zoning_type
-0.813 -> 0.849 and 0.911 -> 0.930, n_plateaus 118 -> 119 and 117 -> 121 of 132 (own
-segmentation); on true labels ARI unchanged (0.928, 0.972), n_plateaus 123 -> 124 and
-128 -> 129; no figure fell at noise 0.01 or 0.03 either, and 1D ``make_profiles`` are
-unchanged at noise 0.01. Tried and not kept: one width per crystal chosen by the BIC
-(``shared_width="auto"``: n_plateaus on true labels 123 -> 127, but ARI on own segmentation
-0.911 -> 0.860, because a shared width makes an extra plateau two parameters cheaper); a
-second, wide start of every step fit (no gain on the scenes; on 1D profiles a wide erf then
-out-fits the ramp of some gradients).
+Image shell profiles (points with ``n_pixels``, from :func:`~napari_zonation.profiles.
+rim_profiles`) carry two more guards against what a segmentation's outline fakes: a
+systematic error floor of ``systematic_fraction`` per-pixel sigmas added to every point's
+``sigma`` (a few percent of foreign pixels move a shell median coherently over many shells),
+and a smallest credible zoning span of ``min_contrast_sigmas`` per-pixel sigmas; their deepest
+``min_core_fraction`` of the profile (few pixels, off-centre sections) cannot hold a step.
 """
 
 from __future__ import annotations
@@ -129,22 +46,13 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy import optimize, stats
-from scipy.special import erf
+from scipy import stats
 
+from . import zoning_models as zm
 from ._validation import ZonationInputError, check_profiles
+from .vocabulary import ZONING_TYPES, interpret, parse_quantity
 
 __all__ = ["describe_zoning", "ZONING_TYPES", "DESCRIPTOR_COLUMNS"]
-
-ZONING_TYPES: tuple[str, ...] = (
-    "unzoned",
-    "rim_brighter",
-    "rim_darker",
-    "gradient",
-    "oscillatory",
-    "multi_step",
-    "complex",
-)
 
 #: descriptor columns, in output order (after ``label`` and, when present, ``channel``)
 DESCRIPTOR_COLUMNS: tuple[str, ...] = (
@@ -172,55 +80,29 @@ DESCRIPTOR_COLUMNS: tuple[str, ...] = (
     "osc_amplitude",
     "core_start_um",
     "best_model",
+    "model_detail",
     "misfit_ratio",
     "zoning_type",
+    "quantity",
     "interpretation",
+    "interpretation_note",
     "describe_status",
     "describe_error",
 )
 
-# Minerals whose BSE brightness follows Fe (Fe-Mg solid solutions) and plagioclase (Ca-Na).
-_FEMG = {"olivine", "clinopyroxene", "orthopyroxene"}
-_PHASE_ALIASES = {
-    "ol": "olivine",
-    "olv": "olivine",
-    "olivine": "olivine",
-    "cpx": "clinopyroxene",
-    "clinopyroxene": "clinopyroxene",
-    "augite": "clinopyroxene",
-    "diopside": "clinopyroxene",
-    "opx": "orthopyroxene",
-    "orthopyroxene": "orthopyroxene",
-    "enstatite": "orthopyroxene",
-    "pl": "plagioclase",
-    "plg": "plagioclase",
-    "plag": "plagioclase",
-    "plagioclase": "plagioclase",
-}
-
-#: a step's outer plateau must be reached before the rim: p - rim >= this many widths w
-_RIM_PLATEAU_WIDTHS = 1.5
-#: fewest periods of an oscillatory mantle that ends at a core plateau (fewer alternations
-#: are a multi-step profile), and of one that reaches the deepest point (cut by the section)
-_OSC_MIN_PERIODS = 2.0
-_OSC_MIN_PERIODS_TRUNCATED = 1.5
-#: fewest periods of a mantle whose frequency may drift with depth (a drift is measured from
-#: period-to-period differences: at least two of them)
-_OSC_MIN_PERIODS_CHIRP = 3.0
-
 _OFFLINE_OPTIONS = {
-    "quantity": "grey",
+    "quantity": None,
     "max_plateaus": 5,
     "min_points": 5,
     "complex_ratio": 1.6,
     "complex_variance": 0.1,
     "osc_threshold": 2.5,
-    "osc_evidence": 6.0,
+    "osc_evidence": zm.MARGINS["oscillatory"],
+    "gradient_evidence": zm.MARGINS["ramp"],
     "min_gradient_fraction": 0.2,
     "min_plateau_points": 3,
     "merge_sigmas": 1.0,
     "shared_width": False,
-    "gradient_evidence": 2.0,
     "min_core_fraction": 0.15,
     "systematic_fraction": 0.1,
     "min_contrast_sigmas": 0.5,
@@ -248,9 +130,8 @@ def describe_zoning(
     ----------
     prof : pandas.DataFrame
         Long profiles table (``label``, ``distance_um``, ``value``; optional ``channel``,
-        ``sigma``, ``source``). ``distance_um`` is 0 at the rim and grows toward the core; for
-        drawn lines the start point is taken as the rim. Rows with a NaN distance or value
-        are dropped and counted (``n_nan_dropped``).
+        ``sigma``, ``quantity``, ``n_pixels``, ``source``). ``distance_um`` is 0 at the rim
+        and grows toward the core; for drawn lines the start point is taken as the rim.
     backend : {"offline", "openai"}
         ``"offline"``: the numeric descriptors below. ``"openai"``: the numeric descriptors,
         then :func:`napari_zonation.llm.describe_llm` adds ``llm_`` columns; the remaining
@@ -263,8 +144,8 @@ def describe_zoning(
         descriptors recompute (``core_value``, ``zoning_type``, ...), which are replaced.
     phase : str, optional
         Mineral of every profile (``"olivine"``, ``"clinopyroxene"``, ``"orthopyroxene"``,
-        ``"plagioclase"`` or a short alias such as ``"ol"``, ``"cpx"``, ``"plag"``);
-        overrides the ``phase`` column of ``crystals``.
+        ``"plagioclase"`` or an alias such as ``"ol"``, ``"cpx"``, ``"plag"``); overrides
+        the ``phase`` column of ``crystals``.
     channel : str, optional
         When ``prof`` has a ``channel`` column, the channel to describe. By default the first
         channel in the table is described (a ``UserWarning`` says which when there are
@@ -281,58 +162,44 @@ def describe_zoning(
     **options
         Offline options:
 
-        ``quantity`` : {"grey", "composition"}, default ``"grey"``
-            What ``value`` is. ``zoning_type`` always names the profile in the measured
-            quantity (``rim_brighter`` = rim value above the core's; DESIGN.md), whatever
-            the mineral; only ``interpretation`` depends on it. In grey (BSE), a brighter
-            olivine / pyroxene rim (Fe-richer) is normal zoning and a brighter plagioclase
-            rim (An-richer) reverse zoning. In composition (Fo, Mg#, An) a rim *lower* than
-            the core is normal zoning for all three minerals.
+        ``quantity`` : str, optional
+            What ``value`` is: ``"grey"`` (BSE), ``"Fo"``, ``"XFo"``, ``"Mg#"``, ``"An"``,
+            an element, or ``"composition"`` (the mineral's primitive indicator: Fo / Mg# /
+            An). Default: the profiles' ``quantity`` column, else ``"grey"``. Only the
+            ``interpretation`` depends on it; a name without a rule for the mineral leaves
+            it empty and ``interpretation_note`` says why.
         ``max_plateaus`` : int, default 5
-            Most plateaus tried in the step model.
+            Most levels tried in the step model.
         ``min_points`` : int, default 5
             Profiles with fewer valid points get ``describe_status="too_few_points"``.
         ``min_plateau_points`` : int, default 3
-            Shortest plateau, in points.
+            Fewest points of a core level; rim and inner levels need one fewer.
         ``merge_sigmas`` : float, default 1.0
-            Neighbouring plateaus closer than this many noise sigmas are one plateau.
+            Neighbouring levels closer than this many noise sigmas are one level.
         ``min_gradient_fraction`` : float, default 0.2
-            Shortest gradient, as a fraction of the profile length.
-        ``min_core_fraction`` : float, default 0.15
-            Shortest core plateau (beyond the last step or the gradient's hinge), as a
-            fraction of the profile length: structure in the
-            deepest few micrometres (the core tail: few pixels, off-centre sections,
-            distances distorted by a neighbour or the image edge) is not a zone.
-        ``gradient_evidence``, ``osc_evidence`` : float, default 2.0 and 6.0
-            BIC margins a gradient / an oscillatory mantle must win by (module notes).
+            Shortest slope, as a fraction of the profile length (a shorter one is a step).
+        ``gradient_evidence``, ``osc_evidence`` : float
+            Evidence (``-2 ln L`` units beyond ``k ln n``) a slope / a periodic mantle must
+            add over the other models (calibrated defaults:
+            :data:`napari_zonation.zoning_models.MARGINS`).
         ``shared_width`` : bool or "auto", default False
-            ``True``: fit one width for all the steps of a profile (one ``sqrt(D t)`` per
-            crystal). ``"auto"``: fit both and let the BIC choose per profile (it reads more
-            4-plateau staircases right on true labels, but a shared width makes an extra
-            plateau cheaper, and it lost accuracy on segmented scenes and 1D profiles; see
-            the module notes).
+            ``True``: one width for all the steps of a profile (one ``sqrt(D t)``);
+            ``"auto"``: the criterion chooses.
         ``complex_ratio``, ``complex_variance`` : float, default 1.6 and 0.1
-            A best model whose residual RMS exceeds ``complex_ratio`` times the
-            point-to-point noise leaves significant structure unexplained; when that
-            structure (the residual variance beyond the noise's) is also more than
-            ``complex_variance`` of the profile's variance (the model explains less than
-            90 % of it), the profile is ``complex``. The second test keeps a profile whose
-            model describes it well but not to the noise level (the shells of a touching
-            or cracked crystal, an oscillation of slightly varying period) typed by it.
+            A best model whose residual RMS exceeds ``complex_ratio`` times the noise, and
+            whose residual structure beyond the noise is more than ``complex_variance`` of
+            the profile's variance, makes the profile ``complex``.
+        ``min_core_fraction`` : float, default 0.15
+            Image shell profiles: shortest core level beyond the last step or a slope's
+            core end, as a fraction of the profile (their deepest shells are unreliable).
         ``systematic_fraction`` : float, default 0.1
-            Systematic error of points that are medians of ``n_pixels`` pixels (image shell
-            profiles), as a fraction of the per-pixel noise (recovered from ``sigma`` and
-            ``n_pixels``). It is added in quadrature to every point's ``sigma`` and to the
-            variance in the BIC, so that shifts of a shell median that many pixels make
-            significant but that stay within what a few percent of foreign pixels, a seam or
-            beam drift cause are not read as steps. Profiles without ``n_pixels`` (measured
-            traverses, CSV imports) are unaffected. 0 turns it off.
+            Image shell profiles: systematic error of a shell median, in per-pixel noise
+            sigmas (from ``sigma`` and ``n_pixels``), added in quadrature to ``sigma``.
+            0 turns it off.
         ``min_contrast_sigmas`` : float, default 0.5
-            Smallest span (highest minus lowest value) of a zoned model, in per-pixel noise
-            sigmas (recovered from ``sigma`` and ``n_pixels``, as for
-            ``systematic_fraction``): weaker "zoning" is within what a shell median's
-            systematic errors make (module notes) and the profile is unzoned. Profiles
-            without ``n_pixels`` are unaffected. 0 turns it off.
+            Image shell profiles: smallest zoning span (and step), in per-pixel noise
+            sigmas; weaker zoning is within a shell median's systematic error and the profile
+            is unzoned. 0 turns it off.
         ``osc_threshold`` : float, default 2.5
             Turns of the lightly smoothed residual count toward ``n_oscillations`` when they
             reverse by more than this many noise sigmas.
@@ -344,46 +211,43 @@ def describe_zoning(
         ``phase``. Values are in the profile's units; lengths in micrometres; slopes per
         micrometre toward the core (``d value / d distance``). Notable columns:
 
-        - ``core_value``, ``rim_value``: the best model at the deepest point and at the rim;
-          ``contrast = rim_value - core_value``; ``rel_contrast = contrast / |core_value|``.
-        - ``noise_sigma``: robust 1-sigma noise, ``1.4826 MAD(diff(r)) / sqrt(2)`` of the first
-          differences of the residual ``r`` from the best model (plain first differences of
-          the data would count steep zoning as noise), at least the median ``sigma`` of the
-          points and their rounding error (module notes).
-        - ``n_plateaus``: unzoned 1, one step 2, multi-step 3+; gradient and oscillatory 1
-          (their core plateau); ``plateau_levels`` and ``plateau_extents_um`` rim first.
-        - ``step_positions_um`` (from the rim), ``step_heights`` (rim side minus core side,
-          so they add up to the contrast), ``step_widths_um`` (``w = 2 sqrt(D t)`` of each
-          erf step; ``sqrt(D t) = w / 2``).
-        - ``max_slope_per_um`` (steepest absolute slope of the best model),
-          ``mean_slope_per_um`` (least-squares slope of the data), ``gradient_slope_per_um``
-          (the ramp of a ``gradient``; else NaN), ``monotonicity`` (Spearman rho of value vs
-          distance), ``core_start_um`` (depth where the core plateau begins).
-        - ``n_oscillations``: alternating extremum pairs (turns / 2, rounded up) of the
-          residual from the best non-oscillatory model, smoothed by a one-point Gaussian,
-          that reverse by more than ``osc_threshold`` noise sigmas;
-          ``osc_period_um`` and ``osc_amplitude`` (half peak-to-peak) of the fitted mantle for
-          ``oscillatory`` profiles (NaN and 0 otherwise).
-        - ``best_model`` (``constant``, ``steps<K>``, ``gradient``, ``oscillatory``) and
-          ``misfit_ratio`` (residual RMS / noise_sigma; the RMS is weighted by
-          ``1 / sigma^2`` when the points carry a ``sigma``).
-        - ``zoning_type``: ``unzoned``, ``rim_brighter``, ``rim_darker``, ``gradient``,
-          ``oscillatory``, ``multi_step``, ``complex``. ``rim_brighter`` / ``rim_darker``
-          name the BSE brightness of the rim: in grey, a higher value at the rim; in
-          composition, a higher value for plagioclase (An) but a *lower* value for olivine
-          and pyroxenes (Fo, Mg# fall as Fe rises), so that a crystal gets the same type
-          from its BSE image and from its analyses. With no known mineral, composition
-          profiles are named by value (higher at the rim = ``rim_brighter``).
-        - ``interpretation``: ``normal``, ``reverse``, ``unzoned``, ``oscillatory``, or
-          ``unknown`` when the mineral is not known.
-        - ``describe_status``: ``ok``, ``too_few_points``, ``no_profile`` or ``error``;
-          ``describe_error`` holds the message.
+        - ``core_value``, ``rim_value``: the best model at the deepest point and at the rim
+          (for a step held at the rim: the boundary's value); ``contrast = rim_value -
+          core_value``; ``rel_contrast = contrast / |core_value|``.
+        - ``noise_sigma``: robust 1-sigma noise of the residual from the best model
+          (``1.4826 MAD(diff(r)) / sqrt(2)``), at least the median ``sigma`` of the points.
+        - ``n_plateaus``: unzoned 1, one step 2, multi-step 3+; gradient and oscillatory 1;
+          ``plateau_levels`` and ``plateau_extents_um`` rim first.
+        - ``step_positions_um`` (from the rim; a step held at the rim is at its boundary),
+          ``step_heights`` (rim side minus core side), ``step_widths_um`` (``w = 2 sqrt(D
+          t)`` of each erf step).
+        - ``max_slope_per_um``, ``mean_slope_per_um`` (least-squares slope of the data),
+          ``gradient_slope_per_um`` (mean slope of a ``gradient``; else NaN),
+          ``monotonicity`` (Spearman rho of value vs distance), ``core_start_um`` (depth
+          where the core level begins).
+        - ``n_oscillations``: alternating extremum pairs of the residual from the best
+          non-oscillatory model; ``osc_period_um`` (mean over the mantle) and
+          ``osc_amplitude`` (half peak-to-peak of the fundamental) of an ``oscillatory``
+          profile.
+        - ``best_model`` (``constant``, ``steps<K>``, ``gradient``, ``oscillatory``),
+          ``model_detail`` (e.g. ``"step held at the rim"``, ``"curved slope to a core
+          plateau"``) and ``misfit_ratio`` (residual RMS / noise, weighted by ``1 /
+          sigma^2`` when the points have one).
+        - ``zoning_type``: one of :data:`ZONING_TYPES`, in the measured quantity
+          (``rim_brighter``: the rim's value is higher than the core's).
+        - ``quantity``: what the values are (vocabulary name); ``interpretation``:
+          ``normal``, ``reverse``, ``unzoned``, ``oscillatory``, ``unknown`` (mineral not
+          known) or empty (no rule for the quantity in that mineral), with the reason in
+          ``interpretation_note``.
+        - ``describe_status``: ``ok``, ``too_few_points``, ``no_valid_points``,
+          ``no_profile`` or ``error``; ``describe_error`` holds the reason, or for ``ok``
+          rows a note on what was repaired (duplicated distances averaged, constant values).
 
     Raises
     ------
     ZonationInputError
-        For a table that is not a profiles table, an unknown backend, channel, quantity or
-        option, or a crystal table without ``label``.
+        For a table that is not a profiles table, an unknown backend, channel or option, or a
+        crystal table without ``label``.
     """
     if backend not in ("offline", "openai"):
         raise ZonationInputError(
@@ -430,6 +294,24 @@ def _judge_offline(table, prof, reference, criteria, channel) -> pd.DataFrame:
 # table level
 
 
+def _check_options(opts: dict) -> None:
+    q = opts["quantity"]
+    if q is not None and not isinstance(q, str):
+        raise ZonationInputError(
+            f"quantity={q!r}; give the name of what the values are, e.g. 'grey', 'Fo', 'An', "
+            "'Mg#' or 'composition'."
+        )
+    if not (opts["shared_width"] == "auto" or isinstance(opts["shared_width"], bool)):
+        raise ZonationInputError(
+            f"shared_width={opts['shared_width']!r}; use 'auto' (the criterion chooses one width "
+            "per step or one per profile), True (one per profile) or False (one per step)."
+        )
+    if int(opts["max_plateaus"]) < 2:
+        raise ZonationInputError("max_plateaus must be at least 2.")
+    if int(opts["min_points"]) < 3:
+        raise ZonationInputError("min_points must be at least 3.")
+
+
 def _describe_offline(
     prof: pd.DataFrame,
     *,
@@ -439,18 +321,7 @@ def _describe_offline(
     **opts,
 ) -> pd.DataFrame:
     opts = {**_OFFLINE_OPTIONS, **opts}
-    if opts["quantity"] not in ("grey", "composition"):
-        raise ZonationInputError(
-            f"quantity={opts['quantity']!r}; use 'grey' (BSE grey levels) or 'composition' "
-            "(Fo, Mg#, An)."
-        )
-    if not (opts["shared_width"] == "auto" or isinstance(opts["shared_width"], bool)):
-        raise ZonationInputError(
-            f"shared_width={opts['shared_width']!r}; use 'auto' (the BIC chooses one width "
-            "per step or one per crystal), True (one per crystal) or False (one per step)."
-        )
-    if int(opts["max_plateaus"]) < 2:
-        raise ZonationInputError("max_plateaus must be at least 2.")
+    _check_options(opts)
     check_profiles(prof)
     prof, chan = _select_channel(prof, channel)
     if crystals is not None:
@@ -461,11 +332,15 @@ def _describe_offline(
             )
 
     rows = []
+    rim_steps = {}  # label -> rim step over oscillatory bands (read for the interpretation)
     for lab, grp in prof.groupby("label", sort=True):
         row = {"label": lab}
         if chan is not None:
             row["channel"] = chan
         row.update(_describe_group(grp, opts))
+        row["quantity"] = _quantity_of(grp, opts["quantity"])
+        if "_rim_step" in row:
+            rim_steps[lab] = row.pop("_rim_step")
         rows.append(row)
     cols = ["label"] + (["channel"] if chan is not None else []) + list(DESCRIPTOR_COLUMNS)
     table = pd.DataFrame(rows, columns=cols)
@@ -482,20 +357,47 @@ def _describe_offline(
         table["phase"] = phase
     elif "phase" not in table.columns:
         table["phase"] = None
-    table["interpretation"] = [
-        _interpret(z, c, p, opts["quantity"]) if s == "ok" else None
-        for z, c, p, s in zip(
+    readings = [
+        _reading(z, c, p, q, rim_steps.get(lab)) if s == "ok" else (None, "")
+        for lab, z, c, p, q, s in zip(
+            table["label"],
             table["zoning_type"],
             table["contrast"],
             table["phase"],
+            table["quantity"],
             table["describe_status"],
             strict=True,
         )
     ]
+    table["interpretation"] = [r[0] for r in readings]
+    table["interpretation_note"] = [r[1] for r in readings]
     int_cols = ["n_points", "n_nan_dropped", "n_plateaus", "n_steps", "n_oscillations"]
     for c in int_cols:
         table[c] = table[c].astype("Int64")
     return table.reset_index(drop=True)
+
+
+def _reading(zoning_type, contrast, phase, quantity, rim_step) -> tuple[str | None, str]:
+    """The vocabulary's interpretation; bands under a stepped rim are read by their rim
+    step (a reverse rim on an oscillatory core is reverse zoning at the rim)."""
+    if zoning_type == "oscillatory" and rim_step is not None and rim_step != 0:
+        step_type = "rim_brighter" if rim_step > 0 else "rim_darker"
+        reading, note = interpret(step_type, rim_step, phase, quantity)
+        if reading in ("normal", "reverse"):
+            return reading, f"the rim step over oscillatory bands is {reading}"
+        return reading, note
+    return interpret(zoning_type, contrast, phase, quantity)
+
+
+def _quantity_of(grp: pd.DataFrame, given: str | None) -> str:
+    """The quantity of one profile: the option, else its ``quantity`` column, else grey."""
+    if given is not None:
+        return parse_quantity(given).name
+    if "quantity" in grp.columns:
+        names = grp["quantity"].dropna().astype(str)
+        if len(names):
+            return parse_quantity(names.mode().iloc[0]).name
+    return "grey"
 
 
 def _select_channel(prof: pd.DataFrame, channel: str | None) -> tuple[pd.DataFrame, object]:
@@ -503,34 +405,6 @@ def _select_channel(prof: pd.DataFrame, channel: str | None) -> tuple[pd.DataFra
 
     return select_channel(prof, channel)
 
-
-
-def _normalise_phase(phase) -> str | None:
-    if phase is None or (isinstance(phase, float) and np.isnan(phase)):
-        return None
-    return _PHASE_ALIASES.get(str(phase).strip().lower())
-
-
-def _interpret(zoning_type, contrast, phase, quantity: str) -> str | None:
-    """Petrological reading of a zoning type for a mineral (DESIGN.md)."""
-    if zoning_type is None or (isinstance(zoning_type, float) and np.isnan(zoning_type)):
-        return None
-    if zoning_type == "unzoned":
-        return "unzoned"
-    if zoning_type == "oscillatory":
-        return "oscillatory"
-    mineral = _normalise_phase(phase)
-    if mineral is None:
-        return "unknown"
-    if not np.isfinite(contrast) or contrast == 0:
-        return "unzoned"
-    higher_rim = contrast > 0
-    if quantity == "composition":
-        # Fo, Mg# and An all fall toward the rim in normal zoning
-        return "reverse" if higher_rim else "normal"
-    if mineral in _FEMG:  # brighter = Fe-richer
-        return "normal" if higher_rim else "reverse"
-    return "reverse" if higher_rim else "normal"  # plagioclase: brighter = An-richer
 
 
 # --------------------------------------------------------------------------------------
@@ -548,26 +422,90 @@ def _empty_descriptors(n_points: int, n_nan: int, status: str, error: str) -> di
         step_heights=(),
         step_widths_um=(),
         best_model=None,
+        model_detail=None,
         zoning_type=None,
         interpretation=None,
+        interpretation_note="",
         describe_status=status,
         describe_error=error,
     )
     return out
 
 
+def _column(grp: pd.DataFrame, name: str) -> np.ndarray | None:
+    if name not in grp.columns:
+        return None
+    return pd.to_numeric(grp[name], errors="coerce").to_numpy(dtype=float)
+
+
+def candidate_fits(prof: pd.DataFrame, **options) -> pd.DataFrame:
+    """Every model fitted to every profile, with its criterion and eligibility.
+
+    For the calibration of the family margins (``benchmarks/zoning.py --calibrate``): one row
+    per label and model with ``label``, ``family``, ``name``, ``k``, ``criterion`` (without
+    margin), ``eligible``, ``why`` and the ``zoning_type`` the model would give.
+    """
+    opts = {**_OFFLINE_OPTIONS, **options}
+    _check_options(opts)
+    check_profiles(prof)
+    prof, _ = _select_channel(prof, None)
+    rows = []
+    for lab, grp in prof.groupby("label", sort=True):
+        sink: list = []
+        _describe_group(grp, {**opts, "_sink": sink})
+        for fits in sink:
+            for f in fits:
+                if f.family == "steps":
+                    lv = f.info["levels"]
+                    zt = "rim_brighter" if lv[0] > lv[-1] else "rim_darker"
+                    zt = "multi_step" if len(lv) > 2 else zt
+                else:
+                    zt = {"constant": "unzoned", "ramp": "gradient"}.get(f.family, f.family)
+                rows.append(
+                    {
+                        "label": lab,
+                        "family": f.family,
+                        "name": f.name,
+                        "k": f.k,
+                        "criterion": f.criterion,
+                        "eligible": f.eligible,
+                        "why": f.why,
+                        "zoning_type": zt,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def best_fit(profile: pd.DataFrame, **options) -> zm.Fit | None:
+    """The model :func:`describe_zoning` chose for one profile (for plots: its ``predict``
+    draws it); None when the profile could not be described."""
+    opts = {**_OFFLINE_OPTIONS, **options}
+    _check_options(opts)
+    sink: list = []
+    _describe_group(profile, {**opts, "_sink": sink})
+    if not sink:
+        return None
+    return min((f for f in sink[0] if f.eligible), key=lambda f: f.score)
+
+
 def _describe_group(grp: pd.DataFrame, opts: dict) -> dict:
-    d = pd.to_numeric(grp["distance_um"], errors="coerce").to_numpy(dtype=float)
-    v = pd.to_numeric(grp["value"], errors="coerce").to_numpy(dtype=float)
-    if "sigma" in grp.columns:
-        s = pd.to_numeric(grp["sigma"], errors="coerce").to_numpy(dtype=float)
-    else:
-        s = np.full(d.shape, np.nan)
+    d = _column(grp, "distance_um")
+    v = _column(grp, "value")
+    s = _column(grp, "sigma")
+    s = np.full(d.shape, np.nan) if s is None else s
+    npx = _column(grp, "n_pixels")
     ok = np.isfinite(d) & np.isfinite(v)
     n_nan = int((~ok).sum())
+    if not ok.any():
+        return _empty_descriptors(
+            0, n_nan, "no_valid_points", f"all {n_nan} points have a NaN distance or value"
+        )
     d, v, s = d[ok], v[ok], s[ok]
-    order = np.argsort(d, kind="stable")
-    d, v, s = d[order], v[order], s[order]
+    npx = npx[ok] if npx is not None else None
+    notes = []
+    d, v, s, npx, n_dup = _merge_duplicates(d, v, s, npx)
+    if n_dup:
+        notes.append(f"{n_dup} duplicated distance(s) averaged")
     n = d.size
     if n < int(opts["min_points"]):
         return _empty_descriptors(
@@ -576,48 +514,78 @@ def _describe_group(grp: pd.DataFrame, opts: dict) -> dict:
             "too_few_points",
             f"{n} valid points (< min_points={opts['min_points']}); measure a longer profile.",
         )
-    npx = None
-    if "n_pixels" in grp.columns:
-        npx = pd.to_numeric(grp["n_pixels"], errors="coerce").to_numpy(dtype=float)[ok][order]
     try:
-        pixel_sigma = _pixel_sigma(s, npx)
-        sys_sigma = float(opts["systematic_fraction"]) * pixel_sigma
-        s = np.sqrt(s**2 + sys_sigma**2)
-        floor = _noise_floor(v, s)
-        opts = {
-            **opts,
-            "_noise_floor": floor,
-            "_weights": _weights(s, floor),
-            "_systematic": sys_sigma,
-            "_min_range": float(opts["min_contrast_sigmas"]) * pixel_sigma,
-        }
-        out = _describe_arrays(d, v, opts)
+        if np.ptp(v) == 0 or np.ptp(d) == 0:
+            notes.append("constant values" if np.ptp(v) == 0 else "all points at one distance")
+            out = _constant_row(d, v, n)
+        else:
+            data, extras = _profile_data(d, v, s, npx, opts)
+            out = _describe_arrays(data, opts, extras)
     except Exception as exc:  # one crystal's failure must not stop the others
         return _empty_descriptors(n, n_nan, "error", f"{type(exc).__name__}: {exc}")
     out["n_nan_dropped"] = n_nan
+    out["describe_error"] = "; ".join(notes)
     return out
 
 
-def _robust_sigma_diff(r: np.ndarray) -> float:
-    """1-sigma of white noise from the MAD of first differences."""
-    if r.size < 3:
-        return 0.0
-    dr = np.diff(r)
-    return float(1.4826 * np.median(np.abs(dr - np.median(dr))) / np.sqrt(2.0))
+def _merge_duplicates(d, v, s, npx):
+    """Sort by distance and average points at the same distance (weighted by 1/sigma^2)."""
+    order = np.argsort(d, kind="stable")
+    d, v, s = d[order], v[order], s[order]
+    npx = npx[order] if npx is not None else None
+    uniq, inv, counts = np.unique(d, return_inverse=True, return_counts=True)
+    if uniq.size == d.size:
+        return d, v, s, npx, 0
+    good = np.isfinite(s) & (s > 0)
+    wt = np.where(good, 1.0 / np.where(good, s, 1.0) ** 2, 1.0)
+    sw = np.bincount(inv, weights=wt)
+    v2 = np.bincount(inv, weights=wt * v) / sw
+    s2 = np.full(uniq.size, np.nan)
+    if good.any():
+        ng = np.bincount(inv, weights=good.astype(float))
+        sg = np.bincount(inv, weights=np.where(good, wt, 0.0))
+        s2 = np.where(ng == counts, 1.0 / np.sqrt(np.maximum(sg, 1e-300)), np.nan)
+    npx2 = np.bincount(inv, weights=npx) if npx is not None else None
+    return uniq, v2, s2, npx2, int(d.size - uniq.size)
+
+
+def _constant_row(d, v, n) -> dict:
+    level = float(np.mean(v))
+    d0, d1 = float(d[0]), float(d[-1])
+    out = dict.fromkeys(DESCRIPTOR_COLUMNS, np.nan)
+    out.update(
+        n_points=n,
+        length_um=d1 - d0,
+        core_value=level,
+        rim_value=level,
+        contrast=0.0,
+        rel_contrast=0.0 if level != 0 else np.nan,
+        noise_sigma=0.0,
+        n_plateaus=1,
+        plateau_levels=(level,),
+        plateau_extents_um=(d1 - d0,),
+        n_steps=0,
+        step_positions_um=(),
+        step_heights=(),
+        step_widths_um=(),
+        max_slope_per_um=0.0,
+        mean_slope_per_um=0.0,
+        monotonicity=0.0,
+        n_oscillations=0,
+        osc_amplitude=0.0,
+        core_start_um=d0,
+        best_model="constant",
+        model_detail="one level",
+        misfit_ratio=1.0,
+        zoning_type="unzoned",
+        describe_status="ok",
+    )
+    return out
 
 
 def _pixel_sigma(s: np.ndarray, npx: np.ndarray | None) -> float:
-    """Per-pixel 1-sigma noise behind aggregated points (shell medians), in value units.
-
-    A point that is the median of ``n`` pixels has a statistical ``sigma`` of about
-    ``1.25 sigma_px / sqrt(n)``, which shrinks with ``n``; its systematic error does not: a
-    fraction ``f`` of foreign pixels in the shell (groundmass or microlites left at the
-    outline by a segmentation, a seam, a crack) moves it by about ``1.25 f sigma_px``, and
-    beam-current drift moves it too. Returns ``sigma_px = sigma sqrt(n) / 1.2533`` (median
-    over the points with ``n_pixels > 1``); 0 for points that are not aggregates (no
-    ``n_pixels`` column, or one pixel each). The systematic floor (``systematic_fraction``)
-    and the smallest credible zoning contrast (``min_contrast_sigmas``) are multiples of it.
-    """
+    """Per-pixel 1-sigma noise behind shell medians: ``sigma sqrt(n) / 1.2533`` (median over
+    the points with ``n_pixels > 1``); 0 for points that are not aggregates."""
     if npx is None:
         return 0.0
     good = np.isfinite(s) & (s > 0) & np.isfinite(npx) & (npx > 1)
@@ -626,648 +594,221 @@ def _pixel_sigma(s: np.ndarray, npx: np.ndarray | None) -> float:
     return float(np.median(s[good] * np.sqrt(npx[good])) / np.sqrt(np.pi / 2))
 
 
-def _noise_floor(v: np.ndarray, s: np.ndarray) -> float:
-    """Least credible 1-sigma noise of a profile's points.
-
-    The median of the points' own ``sigma`` (the standard error of a shell median, or the
-    analytical uncertainty), and at least the rounding error of values stored on a grid of
-    0.5 or 1 (shell medians of an 8-bit image): there the first differences are mostly 0
-    and their MAD would call the profile noise-free, so that every wiggle becomes a step.
-    """
-    floor = 0.0
-    good = s[np.isfinite(s) & (s > 0)]
-    if good.size:
-        floor = float(np.median(good))
-    for q in (0.5, 1.0)[::-1]:
+def _rounding_floor(v: np.ndarray) -> float:
+    """Rounding error of values stored on a 0.5 or 1 grid (shell medians of 8-bit images,
+    whose first differences are mostly 0), else 0."""
+    for q in (1.0, 0.5):
         if v.size and np.ptp(v) > q and np.allclose(v / q, np.round(v / q), atol=1e-9, rtol=0):
-            floor = max(floor, q / np.sqrt(12.0))
-            break
-    return floor
+            return q / np.sqrt(12.0)
+    return 0.0
 
 
-def _weights(s: np.ndarray, floor: float) -> np.ndarray | None:
-    """Least-squares weights ``1 / sigma^2`` of the points, normalised to a mean of 1.
+def _profile_data(d, v, s, npx, opts) -> tuple[zm.ProfileData, dict]:
+    """Weights, noise and the shell-profile guards of one profile."""
+    pixel_sigma = _pixel_sigma(s, npx)
+    shell = pixel_sigma > 0
+    sys_sigma = float(opts["systematic_fraction"]) * pixel_sigma
+    floor = _rounding_floor(v)
+    good = np.isfinite(s) & (s > 0)
+    known = bool(good.mean() >= 0.5)
+    if known:
+        sig = np.where(good, s, np.median(s[good]))
+        sig = np.sqrt(sig**2 + sys_sigma**2)
+        sig = np.maximum(sig, max(floor, 1e-12 * float(np.ptp(v))))
+        w = 1.0 / sig**2
+        sigma_floor = float(np.median(sig))
+    else:
+        w = np.ones(d.size)
+        sigma_floor = floor
+    length = float(d[-1] - d[0])
+    data = zm.ProfileData(
+        d=d,
+        v=v,
+        w=w,
+        known_sigma=known,
+        min_core_um=float(opts["min_core_fraction"]) * length if shell else 0.0,
+        min_range=float(opts["min_contrast_sigmas"]) * pixel_sigma,
+        min_gradient_fraction=float(opts["min_gradient_fraction"]),
+        variance_floor=(floor**2 if not known else 0.0) + (1e-6 * float(np.ptp(v))) ** 2,
+    )
+    return data, {"sigma_floor": sigma_floor}
 
-    Shells near a crystal's core hold few pixels (and a crack or inclusion moves their median
-    more): their larger ``sigma`` keeps a short, noisy core tail from being fitted as extra
-    steps. Sigmas below the noise floor are raised to it, so that no point dominates. ``None``
-    (equal weights) when the points carry no usable sigma.
-    """
-    if s.size == 0 or not np.any(np.isfinite(s) & (s > 0)) or floor <= 0:
-        return None
-    sig = np.where(np.isfinite(s) & (s > 0), s, np.nan)
-    sig = np.where(np.isfinite(sig), sig, np.nanmedian(sig))
-    w = 1.0 / np.maximum(sig, floor) ** 2
-    return w / w.mean()
 
-
-def _bic(rss: float, n: int, k: int, floor: float, systematic: float = 0.0) -> float:
-    # the variance is the residual's plus the systematic error's: structure below the
-    # systematic level buys little likelihood, so it does not pay for extra parameters
-    return n * np.log(max(rss / n, floor) + systematic**2) + k * np.log(n)
-
-
-def _describe_arrays(d: np.ndarray, v: np.ndarray, opts: dict) -> dict:
-    n = d.size
-    d0, d1 = float(d[0]), float(d[-1])
-    length = d1 - d0
-    spacing = float(np.median(np.diff(d))) if n > 1 else 1.0
-    spacing = spacing if spacing > 0 else max(length / max(n - 1, 1), 1e-9)
+def _describe_arrays(data: zm.ProfileData, opts: dict, extras: dict) -> dict:
+    d, v = data.d, data.v
+    margins = {
+        "ramp": float(opts["gradient_evidence"]),
+        "oscillatory": float(opts["osc_evidence"]),
+        **opts.get("_margins", {}),
+    }
+    fits = zm.fit_all(data, int(opts["max_plateaus"]), margins, opts["shared_width"])
+    floor = float(extras["sigma_floor"])
+    # every level stands out from its neighbours by merge_sigmas noise sigmas
+    core_pts = int(opts["min_plateau_points"])
+    for f in fits:
+        if f.family == "steps" and f.eligible:
+            sig = max(zm.robust_sigma(v - f.predict(d)), floor)
+            if np.min(np.abs(np.diff(f.info["levels"]))) < float(opts["merge_sigmas"]) * sig:
+                f.eligible, f.why = False, "two levels closer than merge_sigmas noise sigmas"
+            elif int(np.sum(d > f.info["positions"][-1])) < core_pts:
+                f.eligible, f.why = False, "a core level of fewer than min_plateau_points"
+    if "_sink" in opts:  # calibration (benchmarks/zoning.py --calibrate): every candidate
+        opts["_sink"].append(fits)
+    best = min((f for f in fits if f.eligible), key=lambda f: f.score)
+    resid = v - best.predict(d)
+    noise = max(zm.robust_sigma(resid), floor)
+    # the misfit is judged where the profile is reliable: not in the deepest shells of an
+    # image profile (few pixels, off-centre sections, a neighbour's distorted distances)
+    keep = d <= data.d1 - data.min_core_um if data.min_core_um > 0 else np.ones(d.size, bool)
+    w = data.w[keep] / data.w[keep].mean()
+    rms = float(np.sqrt(np.mean(w * resid[keep] ** 2)))
     scale = float(np.ptp(v))
-    base = dict(n_points=n, length_um=length, describe_status="ok", describe_error="")
+    misfit = rms / noise if noise > 0 else (1.0 if rms <= 1e-9 * scale else np.inf)
+    vk = v[keep]
+    var_v = float(np.mean(w * (vk - np.average(vk, weights=w)) ** 2))
+    unexplained = max(rms**2 - noise**2, 0.0) / var_v if var_v > 0 else 0.0
+    non_osc = min(
+        (f for f in fits if f.family != "oscillatory" and f.eligible), key=lambda f: f.score
+    )
+    n_osc = _count_oscillations(v - non_osc.predict(d), noise, float(opts["osc_threshold"]))
+    out = _assemble(data, best, noise=noise, n_osc=n_osc, misfit=misfit)
+    complex_ = np.isfinite(misfit) and misfit > float(opts["complex_ratio"])
+    complex_ = complex_ and unexplained > float(opts["complex_variance"])
+    if (complex_ and best.family != "constant") or not np.isfinite(misfit):
+        out["zoning_type"] = "complex"
+    return out
 
-    slope = float(np.polyfit(d, v, 1)[0]) if length > 0 else 0.0
+
+def _assemble(data: zm.ProfileData, fit: zm.Fit, *, noise, n_osc, misfit) -> dict:
+    d, v = data.d, data.v
+    d0, d1 = data.d0, data.d1
+    pred = fit.predict
+    rim = float(pred(np.array([d0]))[0])
+    core = float(pred(np.array([d1]))[0])
+    fine = np.linspace(d0, d1, max(4 * d.size, 16))
+    grad = np.gradient(pred(fine), fine)
+    slope = float(np.polyfit(d, v, 1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rho = float(stats.spearmanr(d, v).statistic) if scale > 0 and length > 0 else 0.0
-    rho = 0.0 if not np.isfinite(rho) else rho
-
-    if scale == 0 or length == 0:
-        level = float(np.mean(v))
-        return _assemble(
-            base,
-            d,
-            v,
-            model=_constant_model(v),
-            noise=0.0,
-            mean_slope=0.0,
-            rho=0.0,
-            n_osc=0,
-            opts=opts,
-            misfit=1.0,
-            level_override=level,
-        )
-
-    candidates = _fit_candidates(d, v, spacing, opts)
-    best = min((c for c in candidates if c["eligible"]), key=lambda c: c["bic"])
-
-    resid = v - best["predict"](d)
-    noise = max(_robust_sigma_diff(resid), float(opts.get("_noise_floor", 0.0)))
-    # weighted RMS (weights of mean 1): a noisy core tail with a large sigma counts less
-    w = opts.get("_weights")
-    w = np.ones(n) if w is None or np.size(w) != n else np.asarray(w, dtype=float)
-    rms = float(np.sqrt(np.mean(w * resid**2)))
-    misfit = rms / noise if noise > 0 else (1.0 if rms <= 1e-9 * scale else np.inf)
-    # share of the profile's variance that the model leaves unexplained beyond the noise
-    var_v = float(np.mean(w * (v - np.average(v, weights=w)) ** 2))
-    unexplained = max(rms**2 - noise**2, 0.0) / var_v if var_v > 0 else 0.0
-
-    # oscillations: alternating extrema of the residual from the best non-oscillatory model
-    non_osc = min(
-        (c for c in candidates if c["name"] != "oscillatory" and c["eligible"]),
-        key=lambda c: c["bic"],
-    )
-    n_osc = _count_oscillations(v - non_osc["predict"](d), noise, opts["osc_threshold"])
-    return _assemble(
-        base,
-        d,
-        v,
-        model=best,
-        noise=noise,
-        mean_slope=slope,
-        rho=rho,
-        n_osc=n_osc,
-        opts=opts,
-        misfit=misfit,
-        unexplained=unexplained,
-    )
-
-
-def _fit_candidates(d: np.ndarray, v: np.ndarray, spacing: float, opts: dict) -> list[dict]:
-    """Fit every model to one profile and score it by BIC."""
-    n = d.size
-    floor = (1e-6 * float(np.ptp(v))) ** 2
-    w = opts.get("_weights")
-    w = np.ones(n) if w is None or np.size(w) != n else np.asarray(w, dtype=float)
-    candidates = [_constant_model(v, w)]
-    kmax = int(min(opts["max_plateaus"], n // 3))
-    partitions = _segment_neighbourhood(v, kmax, 2, w) if kmax >= 2 else []
-    shared = opts["shared_width"]
-    variants = (False, True) if shared == "auto" else (bool(shared),)
-    for k in range(2, kmax + 1):
-        for one_width in variants if k > 2 else (False,):
-            fit = _fit_steps(d, v, partitions[k - 1], spacing, one_width, w)
-            if fit is not None:
-                candidates.append(fit)
-    for fit in (_fit_hinge(d, v, w), _fit_oscillatory(d, v, spacing, w)):
-        if fit is not None:
-            candidates.append(fit)
-    length = float(d[-1] - d[0])
-    min_core = float(opts["min_core_fraction"]) * length
-    min_range = float(opts.get("_min_range", 0.0))
-    fine = np.linspace(d[0], d[-1], max(4 * n, 16))
-    for c in candidates:
-        c["bic"] = _bic(c["rss"], n, c["k"], floor, float(opts.get("_systematic", 0.0)))
-        # zoning must be larger than what the shells' systematic errors can fake
-        c["small"] = c["name"] != "constant" and float(np.ptp(c["predict"](fine))) < min_range
-        # a gradient is a *long* slope; a short ramp at the rim is a diffused step
-        c["eligible"] = c["name"] != "gradient" or (
-            c["hinge"] - d[0] >= float(opts["min_gradient_fraction"]) * length
-        )
-        # the core is a plateau: zoning that reaches into the last few micrometres of the
-        # profile is the core tail (few pixels, off-centre cuts, a neighbour's distorted
-        # distances), not a zone
-        if c["name"] == "gradient" and d[-1] - c["hinge"] < min_core:
-            c["eligible"] = False
-        if "steps" in c:
-            # every plateau spans a few points and stands out from its neighbours by a few
-            # noise sigmas (else the two are one plateau)
-            cuts = np.searchsorted(d, c["steps"][0])
-            points = np.diff(np.concatenate([[0], cuts, [d.size]]))
-            sig = max(_robust_sigma_diff(v - c["predict"](d)), float(opts.get("_noise_floor", 0.0)))
-            # in image shell profiles every step is also larger than what the shells'
-            # systematic errors can fake (the smallest credible zoning span, below)
-            least = max(float(opts["merge_sigmas"]) * sig, min_range)
-            c["eligible"] = bool(
-                np.all(points >= int(opts["min_plateau_points"]))
-                and np.all(np.abs(c["steps"][1]) >= least)
-                and d[-1] - float(np.max(c["steps"][0])) >= min_core
-            )
-        if c["small"]:
-            c["eligible"] = False
-    # growth makes plateaus joined by steps: a slope must beat the steps by positive
-    # evidence (Delta BIC >= gradient_evidence; Kass & Raftery 1995) to be called a gradient
-    steps = [c for c in candidates if "steps" in c and c["eligible"]]
-    grad = [c for c in candidates if c["name"] == "gradient"]
-    if steps and grad:
-        best_step = min(c["bic"] for c in steps)
-        grad[0]["bic_margin"] = best_step - grad[0]["bic"]
-        if best_step - grad[0]["bic"] < float(opts["gradient_evidence"]):
-            grad[0]["eligible"] = False
-    # the search over the period finds some fit in pure noise: an oscillatory mantle must
-    # beat every other eligible model by strong evidence (Delta BIC >= osc_evidence)
-    osc = [c for c in candidates if c["name"] == "oscillatory"]
-    others = [c["bic"] for c in candidates if c["name"] != "oscillatory" and c["eligible"]]
-    if osc and others and min(others) - osc[0]["bic"] < float(opts["osc_evidence"]):
-        osc[0]["eligible"] = False
-    return candidates
-
-
-def _assemble(
-    base: dict,
-    d: np.ndarray,
-    v: np.ndarray,
-    *,
-    model: dict,
-    noise: float,
-    mean_slope: float,
-    rho: float,
-    n_osc: int,
-    opts: dict,
-    misfit: float,
-    level_override: float | None = None,
-    unexplained: float = 0.0,
-) -> dict:
-    d0, d1 = float(d[0]), float(d[-1])
-    pred = model["predict"]
-    rim = float(pred(np.array([d0]))[0]) if level_override is None else level_override
-    core = float(pred(np.array([d1]))[0]) if level_override is None else level_override
-    fine = np.linspace(d0, d1, max(4 * d.size, 16))
-    grad = np.gradient(pred(fine), fine) if d1 > d0 else np.zeros(1)
-    out = dict(base)
+        rho = float(stats.spearmanr(d, v).statistic)
+    out = dict.fromkeys(DESCRIPTOR_COLUMNS, np.nan)
     out.update(
+        n_points=d.size,
+        length_um=d1 - d0,
         core_value=core,
         rim_value=rim,
         contrast=rim - core,
         rel_contrast=(rim - core) / abs(core) if core != 0 else np.nan,
         noise_sigma=noise,
         max_slope_per_um=float(np.max(np.abs(grad))),
-        mean_slope_per_um=mean_slope,
-        gradient_slope_per_um=np.nan,
-        monotonicity=rho,
+        mean_slope_per_um=slope,
+        monotonicity=rho if np.isfinite(rho) else 0.0,
         n_oscillations=int(n_osc),
-        osc_period_um=np.nan,
         osc_amplitude=0.0,
-        best_model=model["name"],
+        best_model=fit.name,
         misfit_ratio=float(misfit),
         n_steps=0,
         step_positions_um=(),
         step_heights=(),
         step_widths_um=(),
+        describe_status="ok",
+        describe_error="",
     )
-    name = model["name"]
-    if name == "constant":
-        level = core
+    fam = fit.family
+    if fam == "constant":
         out.update(
             n_plateaus=1,
-            plateau_levels=(level,),
+            plateau_levels=(core,),
             plateau_extents_um=(d1 - d0,),
             core_start_um=d0,
             zoning_type="unzoned",
             max_slope_per_um=0.0,
+            model_detail="one level",
         )
-    elif name == "gradient":
-        h = model["hinge"]
+    elif fam == "ramp":
+        q = fit.info
+        s, e = q["start"], q["end"]
+        has_core = e < d1 - 1e-9
         out.update(
             n_plateaus=1,
-            plateau_levels=(float(model["core"]),),
-            plateau_extents_um=(d1 - h,),
-            core_start_um=h,
-            gradient_slope_per_um=float(model["slope"]),
+            plateau_levels=(float(q["core"]),),
+            plateau_extents_um=(max(d1 - e, 0.0),),
+            core_start_um=float(e) if has_core else d1,
+            gradient_slope_per_um=float((q["core"] - q["rim"]) / max(e - s, 1e-12)),
             zoning_type="gradient",
+            model_detail=(
+                ("curved" if q["curved"] else "straight")
+                + " slope"
+                + (" under a rim plateau" if s > d0 + 1e-9 else "")
+                + (" to a core plateau" if has_core else " to the deepest point")
+            ),
         )
-    elif name == "oscillatory":
-        h = model["hinge"]
+    elif fam == "oscillatory":
+        o = zm.osc_summary(fit, data)
+        q = fit.info
+        has_core = "e" in q and q["e"] < d1
+        detail = "bands"
+        if "s" in q:
+            detail += " under a rim level"
+        detail += " to a core level" if has_core else " to the deepest point"
+        if "chirp" in q:
+            detail += ", period drifting"
+        if "A2" in q:
+            detail += ", not sinusoidal"
+        if "trend" in q:
+            detail += ", on a trend"
         out.update(
             n_plateaus=1,
-            plateau_levels=(float(model["core"]),),
-            plateau_extents_um=(d1 - h,),
-            core_start_um=h,
-            osc_period_um=float(model["period"]),
-            osc_amplitude=float(model["amplitude"]),
+            plateau_levels=(core,),
+            plateau_extents_um=(max(d1 - o["end"], 0.0),),
+            core_start_um=o["end"] if has_core else d1,
+            osc_period_um=o["period"],
+            osc_amplitude=o["amplitude"],
             zoning_type="oscillatory",
+            model_detail=detail,
         )
+        if "s" in q:
+            # bands under a stepped rim: the rim level is a plateau and its step is reported
+            # (rim side minus the bands' mean), which the interpretation reads
+            height = float(q["rim"] - q["m"])
+            out.update(
+                n_plateaus=2,
+                plateau_levels=(float(q["rim"]), core),
+                plateau_extents_um=(o["start"] - d0, max(d1 - o["end"], 0.0)),
+                n_steps=1,
+                step_positions_um=(o["start"],),
+                step_heights=(height,),
+                step_widths_um=(data.spacing,),
+                _rim_step=height,
+            )
     else:  # steps
-        pos, heights, widths, levels = model["steps"]
+        q = fit.info
+        lv, pos, widths = np.array(q["levels"], dtype=float), q["positions"], q["widths"]
+        if q["held"]:
+            # a step held at the rim: its rim level is the boundary's, reached at the rim
+            lv[0] = rim
+            pos = np.concatenate([[d0], pos[1:]])
         bounds = np.concatenate([[d0], np.clip(pos, d0, d1), [d1]])
-        n_plat = len(levels)
+        k = len(lv)
         out.update(
-            n_plateaus=n_plat,
-            plateau_levels=tuple(float(x) for x in levels),
+            n_plateaus=k,
+            plateau_levels=tuple(float(x) for x in lv),
             plateau_extents_um=tuple(float(x) for x in np.diff(bounds)),
             n_steps=len(pos),
             step_positions_um=tuple(float(x) for x in pos),
-            step_heights=tuple(float(x) for x in heights),
+            step_heights=tuple(float(x) for x in -np.diff(lv)),
             step_widths_um=tuple(float(x) for x in widths),
             core_start_um=float(bounds[-2]),
             zoning_type=(
-                ("rim_brighter" if levels[0] > levels[-1] else "rim_darker")
-                if n_plat == 2
-                else "multi_step"
+                ("rim_brighter" if lv[0] > lv[-1] else "rim_darker") if k == 2 else "multi_step"
             ),
+            model_detail=f"{k} levels" + (", the outer step held at the rim" if q["held"] else ""),
         )
-    if (
-        np.isfinite(misfit)
-        and misfit > float(opts["complex_ratio"])
-        and unexplained > float(opts["complex_variance"])
-        and name != "constant"
-    ):
-        out["zoning_type"] = "complex"
-    elif not np.isfinite(misfit):
-        out["zoning_type"] = "complex"
     return out
 
 
 # --------------------------------------------------------------------------------------
-# models
-
-
-def _constant_model(v: np.ndarray, w: np.ndarray | None = None) -> dict:
-    w = np.ones(v.size) if w is None else w
-    m = float(np.average(v, weights=w))
-    return {
-        "name": "constant",
-        "k": 1,
-        "rss": float(np.sum(w * (v - m) ** 2)),
-        "predict": lambda x, m=m: np.full(np.shape(x), m, dtype=float),
-    }
-
-
-def _segment_neighbourhood(
-    y: np.ndarray, kmax: int, min_size: int, w: np.ndarray | None = None
-) -> list[np.ndarray]:
-    """Optimal piecewise-constant partitions with 1..kmax segments (weighted least squares).
-
-    Returns, for each K, the indices where segments 2..K start.
-    """
-    n = y.size
-    w = np.ones(n) if w is None else w
-    s0 = np.concatenate([[0.0], np.cumsum(w)])
-    s1 = np.concatenate([[0.0], np.cumsum(w * y)])
-    s2 = np.concatenate([[0.0], np.cumsum(w * y * y)])
-    s = np.arange(n + 1)[:, None]
-    t = np.arange(n + 1)[None, :]
-    length = (t - s).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cost = (s2[t] - s2[s]) - (s1[t] - s1[s]) ** 2 / (s0[t] - s0[s])
-    cost[length < min_size] = np.inf
-    c = cost[0].copy()
-    backs = []
-    out = [np.array([], dtype=int)]
-    for _ in range(2, kmax + 1):
-        tot = c[:, None] + cost
-        arg = np.argmin(tot, axis=0)
-        c = tot[arg, np.arange(n + 1)]
-        backs.append(arg)
-        cuts, tt = [], n
-        for b in reversed(backs):
-            tt = int(b[tt])
-            cuts.append(tt)
-        out.append(np.array(sorted(cuts), dtype=int))
-    return out
-
-
-def _erf_steps(d, level0, deltas, pos, widths):
-    out = np.full(np.shape(d), level0, dtype=float)
-    for dl, p, w in zip(deltas, pos, widths, strict=True):
-        out = out + dl * 0.5 * (1.0 + erf((d - p) / w))
-    return out
-
-
-def _fit_steps(
-    d: np.ndarray,
-    v: np.ndarray,
-    cuts: np.ndarray,
-    spacing: float,
-    shared_width: bool = False,
-    w: np.ndarray | None = None,
-) -> dict | None:
-    """Fit plateaus joined by erf steps, starting from a piecewise-constant partition.
-
-    ``cuts`` are the indices where the 2nd, 3rd, ... segment starts. With ``shared_width``
-    every step has the same width (one ``sqrt(D t)`` for the crystal).
-
-    The parameters are the plateau levels, the step positions and the widths. The fit runs
-    unbounded (Levenberg-Marquardt) first; when it ends with a plateau level outside the
-    range of the data (two near-coincident steps of huge opposite heights that draw a bump,
-    a plateau that no point reaches), it is refitted with every level bounded by the data's
-    range (trust-region reflective), so that a staircase is fitted as a staircase.
-    """
-    k = len(cuts) + 1
-    if k < 2:
-        return None
-    sw = np.ones(v.size) if w is None else np.sqrt(w)
-    seg = np.split(v, cuts)
-    wseg = np.split(sw**2, cuts)
-    means = np.array([np.average(s, weights=ws) for s, ws in zip(seg, wseg, strict=True)])
-    p0 = 0.5 * (d[cuts - 1] + d[cuts])
-    m = k - 1
-    nw = 1 if shared_width else m
-    d0 = float(d[0])
-    # A step is flanked by plateaus: its outer plateau is reached before the rim,
-    # p - d0 >= c w (the erf is 98 % complete at the rim for c = 1.5). Without this a wide
-    # "step" centred near the rim is a slope to the rim in disguise. Parameters: levels,
-    # q = log(p - d0 - c w), u = log(w), so that Levenberg-Marquardt runs unbounded.
-    c = _RIM_PLATEAU_WIDTHS
-    w0 = 2.0 * spacing
-    q0 = np.log(np.maximum(p0 - d0 - c * w0, 0.5 * spacing))
-    x0 = np.concatenate([means, q0, np.full(nw, np.log(w0))])
-
-    def unpack(x):
-        w = np.broadcast_to(np.exp(np.clip(x[k + m :], -30.0, 30.0)), (m,))
-        return x[:k], d0 + c * w + np.exp(np.clip(x[k : k + m], -30, 30)), w
-
-    def resid(x):
-        lv, p, w = unpack(x)
-        return sw * (_erf_steps(d, lv[0], np.diff(lv), p, w) - v)
-
-    def jac(x):
-        lv, p, w = unpack(x)
-        dl = np.diff(lv)
-        jm = np.empty((d.size, k + m + nw))
-        z = (d[:, None] - p[None, :]) / w[None, :]
-        phi = np.exp(-(z**2)) / np.sqrt(np.pi)
-        h = np.hstack([np.ones((d.size, 1)), 0.5 * (1.0 + erf(z)), np.zeros((d.size, 1))])
-        jm[:, :k] = h[:, :-1] - h[:, 1:]
-        d_p = -dl[None, :] * phi / w[None, :]
-        jm[:, k : k + m] = d_p * (p - d0 - c * w)[None, :]
-        d_u = (-dl[None, :] * phi * z / w[None, :] + c * d_p) * w[None, :]
-        jm[:, k + m :] = d_u.sum(axis=1, keepdims=True) if shared_width else d_u
-        return jm * sw[:, None]
-
-    def solution(x):
-        lv, p, w = unpack(x)
-        order = np.argsort(p)
-        dl = np.diff(lv)[order]
-        return lv[0], dl, p[order], np.array(w[order])
-
-    res = optimize.least_squares(resid, x0, jac=jac, method="lm", xtol=1e-6, ftol=1e-6)
-    a, dl, p, w = solution(res.x)
-    lo, hi = float(np.min(v)), float(np.max(v))
-    levels = a + np.concatenate([[0.0], np.cumsum(dl)])
-    if np.any(levels < lo) or np.any(levels > hi):
-        inf = np.full(m + nw, np.inf)
-        bounds = (np.concatenate([np.full(k, lo), -inf]), np.concatenate([np.full(k, hi), inf]))
-        xb = np.concatenate([np.clip(means, lo, hi), x0[k:]])
-        # levels (value units) and log positions / widths differ in scale: x_scale="jac"
-        # (about 30 evaluations per refit on noise profiles, instead of 250 and often the
-        # default cap); the cap only bounds the cost of a fit that does not settle
-        rb = optimize.least_squares(
-            resid,
-            xb,
-            jac=jac,
-            bounds=bounds,
-            method="trf",
-            xtol=1e-6,
-            ftol=1e-6,
-            x_scale="jac",
-            max_nfev=200,
-        )
-        if np.all(np.isfinite(rb.fun)):
-            res = rb
-            a, dl, p, w = solution(res.x)
-    levels = a + np.concatenate([[0.0], np.cumsum(dl)])
-    rss = float(np.sum(res.fun**2))
-
-    def predict(x, a=a, dl=dl, p=p, w=w):
-        return _erf_steps(np.asarray(x, dtype=float), a, dl, p, w)
-
-    return {
-        "name": f"steps{k}",
-        "k": 2 * k - 1 + nw,
-        "rss": rss,
-        "predict": predict,
-        "steps": (p, -dl, w, levels),
-    }
-
-
-def _fit_hinge(d: np.ndarray, v: np.ndarray, w: np.ndarray | None = None) -> dict | None:
-    """Core plateau beyond ``h``, a straight line from the rim to ``h`` (exhaustive in h)."""
-    n = d.size
-    if n < 4:
-        return None
-    hs = d[2:]  # at least three points on the ramp
-    w = np.ones(n) if w is None else w
-    x = np.minimum(d[None, :] - hs[:, None], 0.0)  # (H, n)
-    sw = float(w.sum())
-    sx, sxx = (w * x).sum(1), (w * x * x).sum(1)
-    sy, sxy = float((w * v).sum()), (w * x * v[None, :]).sum(1)
-    det = sw * sxx - sx**2
-    ok = det > 1e-12 * max(float(np.max(det)), 1e-300)
-    if not np.any(ok):
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (sw * sxy - sx * sy) / det
-        core = (sy - slope * sx) / sw
-    rss = np.sum(w * (v[None, :] - core[:, None] - slope[:, None] * x) ** 2, axis=1)
-    rss[~ok] = np.inf
-    i = int(np.argmin(rss))
-    h, c, s = float(hs[i]), float(core[i]), float(slope[i])
-    return {
-        "name": "gradient",
-        "k": 3,
-        "rss": float(rss[i]),
-        "predict": lambda q, h=h, c=c, s=s: c + s * np.minimum(np.asarray(q, float) - h, 0.0),
-        "hinge": h,
-        "core": c,
-        "slope": s,
-    }
-
-
-def _fit_oscillatory(
-    d: np.ndarray, v: np.ndarray, spacing: float, w: np.ndarray | None = None
-) -> dict | None:
-    """Sinusoidal mantle ``m + A sin(2 pi d / P + phi)`` from the rim to a core plateau or
-    to the deepest point.
-
-    Two variants are fitted and the one with the lower BIC is kept: a mantle of
-    at least :data:`_OSC_MIN_PERIODS` periods ending at a core plateau (``k = 6``), and a
-    mantle that reaches the deepest point (``k = 5``: short laths, whose oscillatory bands
-    reach the core). A grid search over mantle depth and frequency (linear least squares at
-    each node) gives the start of a Levenberg-Marquardt refinement.
-    Each refined mantle of at least :data:`_OSC_MIN_PERIODS_CHIRP` periods is refitted with
-    a frequency that changes linearly with depth (``k + 1``; ``period`` is then the mean
-    period over the mantle), and the variant with the lowest BIC is kept.
-    """
-    d0, d1 = float(d[0]), float(d[-1])
-    length = d1 - d0
-    p_min = 3.0 * spacing
-    n = d.size
-    if length < _OSC_MIN_PERIODS_TRUNCATED * p_min or n < 8:
-        return None
-    sw = np.ones(n) if w is None else np.sqrt(w)
-    vw = v * sw
-    # frequencies at a quarter of the Rayleigh resolution
-    f = np.arange(_OSC_MIN_PERIODS_TRUNCATED / length, 1.0 / p_min, 0.25 / length)
-    if f.size == 0:
-        return None
-    # mantle depths on a coarse grid (the core plateau keeps at least three points), and
-    # "no core": the mantle reaches the deepest point
-    hs = np.unique(np.quantile(d[:-2], np.linspace(0.3, 1.0, 12)))
-    hs = np.concatenate([hs, [d1 + spacing]])
-    hh, ff = np.meshgrid(hs, f, indexing="ij")
-    hh, ff = hh.ravel(), ff.ravel()
-    keep = (np.minimum(hh, d1) - d0) * ff >= np.where(
-        hh > d1, _OSC_MIN_PERIODS_TRUNCATED, _OSC_MIN_PERIODS
-    )
-    hh, ff = hh[keep], ff[keep]
-    if hh.size == 0:
-        return None
-    mantle = (d[None, :] < hh[:, None]).astype(float)
-    ang = 2 * np.pi * ff[:, None] * d[None, :]
-    x = np.stack([1.0 - mantle, mantle, mantle * np.sin(ang), mantle * np.cos(ang)], axis=-1)
-    x = x * sw[None, :, None]
-    xt = np.swapaxes(x, 1, 2)
-    xtx = xt @ x
-    xty = xt @ vw
-    ridge = 1e-9 * np.trace(xtx, axis1=1, axis2=2)[:, None, None] * np.eye(4)
-    beta = np.linalg.solve(xtx + ridge, xty[..., None])[..., 0]
-    rss = float(vw @ vw) - 2 * np.einsum("gi,gi->g", beta, xty)
-    rss += np.einsum("gi,gij,gj->g", beta, xtx, beta)
-    full = hh > d1
-
-    def model(x, q):
-        c, m, a, b, h, fr = x
-        ang = 2 * np.pi * fr * q
-        # a smooth switch (one point wide) keeps the fit differentiable in h
-        s = 0.5 * (1.0 - erf((q - h) / spacing))
-        return c + s * (m - c + a * np.sin(ang) + b * np.cos(ang))
-
-    def whole(x, q):
-        m, a, b, fr = x
-        ang = 2 * np.pi * fr * q
-        return m + a * np.sin(ang) + b * np.cos(ang)
-
-    def chirped(x, q, variant):
-        # x = core, mantle mean, A sin, A cos, mantle depth, frequency at d = 0, chirp
-        c, m, a, b, h, fr, ch = x
-        ang = 2 * np.pi * (fr * q + ch * q * q)
-        wave = m + a * np.sin(ang) + b * np.cos(ang)
-        if variant:
-            return wave
-        s = 0.5 * (1.0 - erf((q - h) / spacing))
-        return c + s * (wave - c)
-
-    def valid(x, variant):
-        # at least the fewest periods over the mantle, local frequency within the bounds
-        c, m, a, b, h, fr, ch = x
-        end = d1 if variant else h
-        periods = fr * (end - d0) + ch * (end**2 - d0**2)
-        f_ends = fr + 2 * ch * np.array([d0, end])
-        need = _OSC_MIN_PERIODS_CHIRP
-        return bool(
-            np.all(np.isfinite(x))
-            and periods >= need - 1e-9
-            and np.all(f_ends > 0)
-            and np.all(f_ends * p_min <= 1.0 + 1e-9)
-            and (variant or int(np.sum(d > h)) >= 3)
-        )
-
-    fits = []
-    for variant in (False, True):
-        sel = np.flatnonzero(full == variant)
-        if sel.size == 0:
-            continue
-        i = int(sel[np.argmin(rss[sel])])
-        if variant:
-            # the frequency is bounded (at least the fewest periods over the profile, at
-            # most one per three points): a mantle at the bound is still a valid fit
-            lo, hi = _OSC_MIN_PERIODS_TRUNCATED / length, 1.0 / p_min
-            x0 = np.array([beta[i, 1], beta[i, 2], beta[i, 3], np.clip(ff[i], lo, hi)])
-            res = optimize.least_squares(
-                lambda x: sw * (whole(x, d) - v),
-                x0,
-                bounds=([-np.inf] * 3 + [lo], [np.inf] * 3 + [hi]),
-                method="trf",
-                xtol=1e-6,
-                ftol=1e-6,
-            )
-            m_, a_, b_, fr = res.x
-            xs = np.array([m_, m_, a_, b_, d1 + spacing, fr, 0.0])
-            ok = bool(np.all(np.isfinite(xs)))
-            k = 5  # m, A, phi, P, and the mantle's depth (chosen: the deepest point)
-        else:
-            x0 = np.array([beta[i, 0], beta[i, 1], beta[i, 2], beta[i, 3], hh[i], ff[i]])
-            res = optimize.least_squares(
-                lambda x: sw * (model(x, d) - v), x0, method="lm", xtol=1e-6, ftol=1e-6
-            )
-            xs = np.concatenate([res.x, [0.0]])
-            ok = (
-                np.all(np.isfinite(xs))
-                and (xs[4] - d0) * xs[5] >= _OSC_MIN_PERIODS
-                and int(np.sum(d > xs[4])) >= 3
-            )
-            k = 6
-        if not (ok and xs[5] * p_min <= 1.0 + 1e-9):
-            continue
-        r = float(np.sum(res.fun**2))
-        fits.append((n * np.log(max(r, 1e-300) / n) + k * np.log(n), k, r, xs, variant))
-        # a mantle whose band spacing drifts with depth: the frequency changes linearly
-        # (one more parameter; kept when the BIC pays for it)
-        free = np.array([not variant] + [True] * 3 + [not variant] + [True, True])
-
-        def chirp_resid(y, xs=xs, free=free, variant=variant):
-            x = xs.copy()
-            x[free] = y
-            return sw * (chirped(x, d, variant) - v)
-
-        rc = optimize.least_squares(chirp_resid, xs[free], method="lm", xtol=1e-6, ftol=1e-6)
-        xc = xs.copy()
-        xc[free] = rc.x
-        if variant:
-            xc[0] = xc[1]
-        if valid(xc, variant):
-            r = float(np.sum(rc.fun**2))
-            fits.append(
-                (n * np.log(max(r, 1e-300) / n) + (k + 1) * np.log(n), k + 1, r, xc, variant)
-            )
-    if not fits:
-        return None
-    _, k, r, xs, variant = min(fits, key=lambda t: t[0])
-    c, m, a, b, h, fr, ch = xs
-    h_end = d1 if variant else h
-    # the reported period is the mean one over the mantle
-    f_mean = fr + ch * (d0 + min(h_end, d1))
-    return {
-        "name": "oscillatory",
-        "k": k,
-        "rss": r,
-        "predict": lambda q, xs=xs, variant=variant: chirped(xs, np.asarray(q, float), variant),
-        "hinge": float(min(h, d1)),
-        "core": float(c),
-        "period": float(1.0 / f_mean),
-        "amplitude": float(np.hypot(a, b)),
-    }
+# oscillation count
 
 
 def _count_oscillations(r: np.ndarray, noise: float, k: float) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import ZonationInputError
+from .vocabulary import quantity_name
 
 __all__ = ["read_profiles"]
 
@@ -80,9 +81,12 @@ def read_profiles(
     Returns
     -------
     pandas.DataFrame
-        Long table ``label, channel, distance_um, value, sigma, source="csv"``, sorted by
-        distance. Rows with missing or non-numeric values are dropped with a warning naming
-        them; duplicated distances are averaged with a warning.
+        Long table ``label, channel, distance_um, value, sigma, quantity, source="csv"``,
+        sorted by distance; ``quantity`` is the value column's name in the zoning vocabulary
+        (``"fo"`` -> ``"Fo"``, ``"An (mol%)"`` -> ``"An"``; a name it does not know is kept
+        as it is), which :func:`describe_zoning` reads for the interpretation. Rows with
+        missing or non-numeric values are dropped with a warning naming them; duplicated
+        distances are averaged with a warning.
 
     Examples
     --------
@@ -101,7 +105,9 @@ def read_profiles(
     ...     sheet.to_csv(path, index=False)
     ...     back = read_profiles(path, value="BSE", label="grain", sigma="auto")
     >>> back.columns.tolist()
-    ['label', 'channel', 'distance_um', 'value', 'sigma', 'source']
+    ['label', 'channel', 'distance_um', 'value', 'sigma', 'quantity', 'source']
+    >>> back["quantity"].unique().tolist()  # a BSE column is grey in the zoning vocabulary
+    ['grey']
     >>> sorted(back["label"].unique().tolist()) == sorted(prof["label"].unique().tolist())
     True
     >>> len(back) == len(prof)
@@ -178,6 +184,7 @@ def read_profiles(
                     raise ZonationInputError("rim must be None, 'start' or 'end'.")
                 one.insert(0, "channel", v)
                 one.insert(0, "label", lab)
+                one["quantity"] = quantity_name(v)  # what value is: Fo, An, ... (vocabulary)
                 frames.append(one)
     if not frames:
         raise ZonationInputError(f"no numeric profile could be read from {p}.")

@@ -28,7 +28,8 @@ from skimage.draw import disk, polygon
 
 from . import _synthetic_features as feat
 from ._synthetic_features import glass_canvas
-from .descriptors import ZONING_TYPES as _ALL_ZONING_TYPES
+from .vocabulary import ZONING_TYPES as _ALL_ZONING_TYPES
+from .vocabulary import interpret as _interpret
 
 #: the zoning types the generator draws: DESIGN.md's vocabulary less "complex"
 ZONING_TYPES: tuple[str, ...] = tuple(t for t in _ALL_ZONING_TYPES if t != "complex")
@@ -67,15 +68,8 @@ def composition_of(phase: str, grey):
 
 
 def interpretation_of(phase: str, rim_minus_core_grey: float, zoning_type: str) -> str:
-    """Petrological reading of a zoning pattern described in grey (DESIGN.md)."""
-    if zoning_type == "unzoned":
-        return "unzoned"
-    if zoning_type == "oscillatory":
-        return "oscillatory"
-    brighter = rim_minus_core_grey > 0
-    if phase == "plagioclase":
-        return "reverse" if brighter else "normal"
-    return "normal" if brighter else "reverse"
+    """Petrological reading of a zoning pattern described in grey (the vocabulary's rule)."""
+    return _interpret(zoning_type, rim_minus_core_grey, phase, "grey")[0]
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._validation import ZonationInputError
-from ..descriptors import ZONING_TYPES
+from ..vocabulary import ZONING_TYPES
 
 #: the zoning vocabulary the model answers in (the same as the offline descriptors')
 LLM_ZONING_TYPES: tuple[str, ...] = tuple(ZONING_TYPES)
