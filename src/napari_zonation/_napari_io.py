@@ -93,14 +93,77 @@ def _read(path: str, ask=ask_pixel_size):
 
 def get_reader(path):
     """npe2 reader: SEM TIFFs with their pixel size (asked for when absent); multi-page TIFFs
-    as element maps."""
+    as element maps; a TIFF of a whole-section mosaic (one grey image of more than 8192 x 8192
+    pixels) lazily, as a multiscale layer when it holds a pyramid."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
     if not str(path).lower().endswith(TIFF_SUFFIXES):
         return None
-    return lambda p: _read(p[0] if isinstance(p, list) else p)
+
+    def read(p):
+        p = p[0] if isinstance(p, list) else p
+        from .mosaic import is_mosaic
+
+        return _read_mosaic(p) if is_mosaic(p) else _read(p)
+
+    return read
+
+
+def get_zarr_reader(path):
+    """npe2 reader of zarr stores: an image (OME-Zarr multiscale or a plain 2D array) as a
+    multiscale Image layer, labels (written by napari-zonation, or OME-Zarr ``image-label``)
+    as a multiscale Labels layer; both read lazily, chunk by chunk."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    from .mosaic import is_zarr_path
+
+    if not is_zarr_path(path):
+        return None
+    return lambda p: _read_mosaic(p[0] if isinstance(p, list) else p)
+
+
+def _read_mosaic(path, ask=ask_pixel_size):
+    """Layer data of a mosaic (zarr store or large TIFF) or of labels in a zarr store."""
+    from ._validation import ZonationInputError
+    from .mosaic import is_labels_store, open_labels, open_mosaic
+
+    p = Path(path)
+    labels = is_labels_store(p)
+    if labels:
+        m = open_labels(p)
+    else:
+        try:
+            m = open_mosaic(p)
+        except ZonationInputError as exc:
+            if "chunks are missing" not in str(exc):
+                raise
+            warnings.warn(f"{exc} Shown with the missing chunks as the fill value.",
+                          UserWarning, stacklevel=2)
+            m = open_mosaic(p, allow_missing_chunks=True)
+    px = m.pixel_size_um
+    meta = {"napari_zonation": {"pixel_size_source": m.info.get("pixel_size_source"),
+                                "mosaic": str(p)}}
+    if px is None and not labels:
+        px = ask(p.name)
+        meta["napari_zonation"]["pixel_size_source"] = (
+            "missing" if px is None else "entered by the user"
+        )
+    if px is not None:
+        meta["napari_zonation"]["pixel_size_um"] = px
+    data = m.levels if len(m.levels) > 1 else m.levels[0]
+    kwargs = {"name": p.stem if p.suffix else p.name, "metadata": meta,
+              "multiscale": len(m.levels) > 1}
+    if px is not None:
+        kwargs["scale"] = (px, px)
+        kwargs["units"] = ("um", "um")
+    if labels:
+        return [(data, kwargs, "labels")]
+    kwargs["colormap"] = "gray"
+    return [(data, kwargs, "image")]
 
 
 def synthetic_sample(seed: int = 0):

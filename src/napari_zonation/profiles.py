@@ -121,6 +121,13 @@ def grey_range(plane) -> float:
     return float(hi) - float(lo)
 
 
+def _range_of(name: str, plane, grey_ranges: dict | None) -> float:
+    """The grey range given for a channel (``grey_ranges``), else measured on ``plane``."""
+    if grey_ranges and name in grey_ranges:
+        return float(grey_ranges[name])
+    return grey_range(plane)
+
+
 def _outside_grey(lab: np.ndarray, planes: dict, edge: np.ndarray | None = None):
     """``f(labels, channel)``: the median grey of the background pixels 4-adjacent to each of
     these crystals in that channel's image (``planes``: channel name -> 2D array; NaN for a
@@ -951,6 +958,7 @@ def rim_profiles(
     contacts: str = "exclude",
     halo_um: float | None = None,
     halo_contrast: float = HALO_CONTRAST,
+    grey_ranges: dict | None = None,
 ):
     """Core-to-rim profiles of every crystal.
 
@@ -1024,6 +1032,10 @@ def rim_profiles(
     halo_contrast : float, default 0.1
         The least departure that makes the outer band an artefact, as a fraction of the
         image's grey range (its 99.9th minus its 0.1th percentile, per channel).
+    grey_ranges : dict, optional
+        That grey range per channel name, when ``image`` is a window of a larger image (a
+        whole-section mosaic profiled window by window gives the same profiles as the whole
+        image; see :func:`grey_range`). By default it is measured on ``image``.
 
     Returns
     -------
@@ -1063,6 +1075,7 @@ def rim_profiles(
             halo_um=halo_um,
             halo_contrast=halo_contrast,
             labels=lab,
+            grey_ranges=grey_ranges,
         )
         return (prof, trav) if return_traverses else prof
     if method != "shells":
@@ -1175,7 +1188,10 @@ def rim_profiles(
     if bad:
         prof = prof[~prof["label"].isin(bad)]
     floors = (
-        {name: halo_contrast * grey_range(p) for name, p in zip(names, planes, strict=True)}
+        {
+            name: halo_contrast * _range_of(name, p, grey_ranges)
+            for name, p in zip(names, planes, strict=True)
+        }
         if halo_band > 0
         else {}
     )
@@ -1385,6 +1401,7 @@ def traverse_profiles(
     halo_um: float | None = None,
     halo_contrast: float = HALO_CONTRAST,
     labels=None,
+    grey_ranges: dict | None = None,
 ) -> pd.DataFrame:
     """Profiles along rim-to-core traverses (a table from :func:`place_traverses`).
 
@@ -1412,6 +1429,9 @@ def traverse_profiles(
         The crystal labels the traverses were placed on: with them, a bright rim sample
         (dropped anyway) that no blend of the crystal with the grey just outside it can give
         also marks a halo, whose tail is then dropped as well (:func:`skip_edge_band`).
+    grey_ranges : dict, optional
+        The grey range per channel of the whole image, when ``image`` is a window of it (as
+        in :func:`rim_profiles`).
 
     Returns
     -------
@@ -1440,6 +1460,7 @@ def traverse_profiles(
         band_um=_halo_band(px, halo_um, _linewidth_px(width_um, px)),
         halo_contrast=halo_contrast,
         outside=outside,
+        grey_ranges=grey_ranges,
     )
     prof["source"] = "traverse"
     return prof
@@ -1485,6 +1506,7 @@ def _lines(
     band_um: float = 0.0,
     halo_contrast: float = HALO_CONTRAST,
     outside=None,
+    grey_ranges: dict | None = None,
 ):
     """Profiles along polylines; samples nearer the start than ``skip_um`` are dropped, then
     the start band when it is an imaging artefact (:func:`skip_edge_band`)."""
@@ -1564,7 +1586,10 @@ def _lines(
     if frames:
         floors = {}
         if band_um > 0:
-            floors = {n: halo_contrast * grey_range(stack[ci]) for ci, n in enumerate(names)}
+            floors = {
+                n: halo_contrast * _range_of(n, stack[ci], grey_ranges)
+                for ci, n in enumerate(names)
+            }
         prof = pd.concat(frames, ignore_index=True)
         frames = [skip_edge_band(prof, band_um, floors, always_um=skip_um, outside=outside)]
     return _finish(frames, failures, "shape")

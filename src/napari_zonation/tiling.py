@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._runner import release_memory
+
 __all__ = ["Tile", "tile_grid", "owned_labels", "stitch_tiles"]
 
 Box = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open
@@ -159,41 +161,207 @@ def owned_labels(
     return kept, cut
 
 
+# --------------------------------------------------------------------------------------------
+# where the stitched labels go
+
+
+class ArrayCanvas:
+    """The stitched labels in memory: one int32 array of the image's shape."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.array = np.zeros(shape, dtype=np.int32)
+
+    def region(self, box: Box) -> np.ndarray:
+        """A writable view of ``box``."""
+        r0, r1, c0, c1 = box
+        return self.array[r0:r1, c0:c1]
+
+    def commit(self, box: Box, region: np.ndarray) -> None:
+        """Nothing to do: :meth:`region` is a view."""
+
+    def release(self, row: int) -> None:
+        """Nothing to do: the whole array stays in memory."""
+
+    def finish(self) -> np.ndarray:
+        """The labels."""
+        return self.array
+
+
+class BandCanvas:
+    """The stitched labels written to an array-like store (e.g. a zarr array) band by band.
+
+    Tiles are stitched in row-major order and a tile pastes its crystals at or below the first
+    row of its core, so once a row of tiles starts, the rows above it are final: they are
+    written to ``store`` in whole chunk rows and dropped from memory (:meth:`release`). Only
+    the band from the current row of tiles down to the lowest row pasted so far is held in
+    memory (about ``(tile + halo + chunk) x width`` int32 values). After :meth:`finish`,
+    regions are read from and written back to the store (the second look at cut crystals).
+
+    Parameters
+    ----------
+    store : array-like
+        2D, of the image's shape, supporting ``store[r0:r1, c0:c1]`` reads and writes of
+        int32 values; written in whole rows of ``chunk_rows``.
+    chunk_rows : int
+        The store's chunk height: bands are written in multiples of it.
+    """
+
+    def __init__(self, store, chunk_rows: int) -> None:
+        self.store = store
+        self.shape = (int(store.shape[0]), int(store.shape[1]))
+        self.chunk = max(1, int(chunk_rows))
+        self.top = 0
+        self.band = np.zeros((0, self.shape[1]), dtype=np.int32)
+        self.closed = False
+
+    def _hold(self, row: int) -> None:
+        """Hold rows up to ``row`` (exclusive) in the band."""
+        end = min(self.shape[0], _round_up(row, self.chunk))
+        have = self.top + self.band.shape[0]
+        if end > have:
+            grown = np.zeros((end - self.top, self.shape[1]), dtype=np.int32)
+            grown[: self.band.shape[0]] = self.band
+            self.band = grown
+
+    def _in_band(self, box: Box) -> bool:
+        return not self.closed and box[0] >= self.top
+
+    def region(self, box: Box) -> np.ndarray:
+        """``box`` as a writable array: a view of the band, or a copy read from the store."""
+        r0, r1, c0, c1 = box
+        if self._in_band(box):
+            self._hold(r1)
+            return self.band[r0 - self.top : r1 - self.top, c0:c1]
+        return np.array(self.store[r0:r1, c0:c1], dtype=np.int32)
+
+    def commit(self, box: Box, region: np.ndarray) -> None:
+        """Write a region changed outside the band back to the store."""
+        if not self._in_band(box):
+            r0, r1, c0, c1 = box
+            self.store[r0:r1, c0:c1] = region
+
+    def release(self, row: int) -> None:
+        """Rows above ``row`` are final: write their whole chunk rows and drop them."""
+        cut = min(row // self.chunk * self.chunk, self.top + self.band.shape[0])
+        if self.closed or cut <= self.top:
+            return
+        n = cut - self.top
+        self.store[self.top : cut, :] = self.band[:n]
+        self.band = self.band[n:].copy()
+        self.top = cut
+
+    def finish(self):
+        """Write what the band still holds; afterwards regions go through the store."""
+        if not self.closed:
+            end = self.top + self.band.shape[0]
+            if end > self.top:
+                self.store[self.top : end, :] = self.band
+            self.band = np.zeros((0, self.shape[1]), dtype=np.int32)
+            self.top = self.shape[0]
+            self.closed = True
+        return self.store
+
+
+# --------------------------------------------------------------------------------------------
+# running the windows
+
+
+def run_window(segment: Callable[[Box], np.ndarray], window: Box) -> np.ndarray:
+    """``segment(window)`` as a task of a dask.distributed worker: a dask array read inside it
+    is computed in the task's own thread (not submitted to the cluster again)."""
+    try:
+        import dask
+    except ImportError:  # pragma: no cover - dask comes with napari
+        return np.asarray(segment(window))
+    with dask.config.set(scheduler="synchronous"):
+        return np.asarray(segment(window))
+
+
+class _OnCluster:
+    """``segment`` run on a dask.distributed client: shipped to the cluster once, each window
+    a task (a task lost with a dying worker is run again elsewhere by the scheduler)."""
+
+    def __init__(self, client, segment: Callable[[Box], np.ndarray]) -> None:
+        from ._runner import hold
+
+        self.client = client
+        self.segment = hold(client, segment)  # run again if its worker dies
+        self.slots = max(1, sum(client.nthreads().values())) * 2
+
+    def submit(self, window: Box):
+        return self.client.submit(run_window, self.segment, window, pure=False, retries=1)
+
+    def __call__(self, window: Box) -> np.ndarray:
+        return np.asarray(self.submit(window).result())
+
+    def cancel(self, pending) -> None:
+        """Cancel windows submitted and not consumed."""
+        if pending:
+            self.client.cancel(list(pending))
+
+    def close(self) -> None:
+        """Drop the shipped ``segment`` from the workers."""
+        self.client.cancel([self.segment])
+
+
 def _segmented(
-    tiles: list[Tile], segment: Callable[[Box], np.ndarray], threads: int
+    tiles: list[Tile], segment: Callable[[Box], np.ndarray], threads: int, cluster=None
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """``(tile, segment(tile.window))`` in tile order, up to ``threads`` windows at once.
 
     At most ``threads + 1`` windows are submitted and not yet consumed (the labels of one
-    finished window wait while an earlier one is being stitched). Closing the generator (an
-    exception in the consumer) drops the windows not started and waits for the running ones.
+    finished window wait while an earlier one is being stitched); on a cluster, twice its
+    thread count. Closing the generator (an exception in the consumer) drops the windows not
+    started and waits for the running ones (cancels them on a cluster).
     (Its own pool, not ``_threads.Workers``: there the caller is one of the workers, but here
     it stitches while ``threads`` windows are segmented; with Workers the 8192^2 mosaic took
     23.6 s against 13.8 s, one window at a time.)
     """
-    if threads <= 1:
+    if cluster is None and threads <= 1:
         for tile in tiles:
             yield tile, np.asarray(segment(tile.window))
         return
-    pool = ThreadPoolExecutor(threads)
+    pool = ThreadPoolExecutor(threads) if cluster is None else None
+    slots = threads + 1 if cluster is None else cluster.slots
+
+    def submit(tile: Tile):
+        if cluster is not None:
+            return cluster.submit(tile.window)
+        return pool.submit(segment, tile.window)
+
     pending: deque = deque()
     try:
         rest = iter(tiles)
         for tile in rest:
-            pending.append((tile, pool.submit(segment, tile.window)))
-            if len(pending) > threads:
+            pending.append((tile, submit(tile)))
+            if len(pending) >= slots:
                 break
         while pending:
             tile, job = pending.popleft()
             lab = np.asarray(job.result())
             nxt = next(rest, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(segment, nxt.window)))
+                pending.append((nxt, submit(nxt)))
             yield tile, lab
     finally:
-        for _, job in pending:
-            job.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if cluster is not None:
+            cluster.cancel([job for _, job in pending])
+        else:
+            for _, job in pending:
+                job.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _paste(canvas, gsl: tuple[slice, slice], mine: np.ndarray, label: int) -> int:
+    """Paste a crystal onto the free pixels of its box; the number of pixels pasted."""
+    box = (gsl[0].start, gsl[0].stop, gsl[1].start, gsl[1].stop)
+    region = canvas.region(box)
+    free = mine & (region == 0)
+    n = int(np.count_nonzero(free))
+    if n:
+        region[free] = label
+        canvas.commit(box, region)
+    return n
 
 
 def stitch_tiles(
@@ -207,6 +375,8 @@ def stitch_tiles(
     max_rounds: int = 4,
     progress: Callable[[int, int], None] | None = None,
     threads: int = 1,
+    canvas=None,
+    client=None,
 ) -> tuple[np.ndarray, dict]:
     """Segment every tile's window and stitch the labels each tile owns.
 
@@ -215,7 +385,7 @@ def stitch_tiles(
     shape : (int, int)
         Image shape.
     tiles : list of Tile
-        From :func:`tile_grid`, with ``before >= margin``.
+        From :func:`tile_grid`, with ``before >= margin``, in its (row-major) order.
     segment : callable
         ``segment(window) -> labels`` of the window's shape (0 = background), for a window
         (row0, row1, col0, col1).
@@ -233,94 +403,105 @@ def stitch_tiles(
     progress : callable, optional
         ``progress(done, total)`` after each tile, in tile order, in the calling thread.
         An exception it raises stops the run (windows not started are dropped, running
-        ones are waited for) and propagates.
+        ones are waited for, or cancelled on a cluster) and propagates.
     threads : int
         Tile windows segmented at once, in a pool of this many threads (``segment`` must
         then be safe to call from several threads); 1 (default) calls it in this thread.
         The labels are consumed in tile order, so the result is the same for any count.
         The windows grown for a second look are segmented one after another.
+    canvas : ArrayCanvas or BandCanvas, optional
+        Where the labels are stitched: in memory (default) or, with a :class:`BandCanvas`,
+        written to a store (a zarr array) band by band, so that the whole labels image never
+        sits in memory.
+    client : dask.distributed.Client, optional
+        Run the windows as tasks on this cluster instead of in threads (``segment`` is
+        pickled, with what it refers to, and sent to the workers once). The stitching stays
+        in this process, in tile order: the labels are the same as with threads.
 
     Returns
     -------
-    labels : numpy.ndarray
-        int32 labels of ``shape``, 1..n consecutive.
+    labels : numpy.ndarray or the canvas's store
+        int32 labels of ``shape``, 1..n consecutive (numbered in the order they are pasted).
     stats : dict
         ``n_tiles``, ``n_cut`` (crystals a tile had to drop), ``n_regrown`` (of those, found
-        again in a larger window), ``n_truncated`` (kept though still cut).
+        again in a larger window), ``n_truncated`` (kept though still cut), ``n_labels``.
     """
-    out = np.zeros(shape, dtype=np.int32)
+    canvas = ArrayCanvas(shape) if canvas is None else canvas
+    cluster = None if client is None else _OnCluster(client, segment)
+    call = segment if cluster is None else cluster
     n_next = 1
     cut_records: list[tuple[Box, np.ndarray]] = []
     biggest = 0
-    with closing(_segmented(tiles, segment, threads)) as windows:
-        for k, (tile, lab) in enumerate(windows):
-            r0, r1, c0, c1 = tile.window
-            biggest = max(biggest, (r1 - r0) * (c1 - c0))
-            kept, cut = owned_labels(lab, tile, shape, margin)
-            slices = ndi.find_objects(lab)
-            for i in kept:
-                sl = slices[i - 1]
-                gsl = (
-                    slice(sl[0].start + r0, sl[0].stop + r0),
-                    slice(sl[1].start + c0, sl[1].stop + c0),
-                )
-                mine = lab[sl] == i
-                region = out[gsl]
-                region[mine & (region == 0)] = n_next
-                n_next += 1
-            for i in cut:
-                sl = slices[i - 1]
-                box = (sl[0].start + r0, sl[0].stop + r0, sl[1].start + c0, sl[1].stop + c0)
-                cut_records.append((box, lab[sl] == i))
-            del lab
-            if progress is not None:
-                progress(k + 1, len(tiles))
-    max_px = max_window_px if max_window_px is not None else 4 * biggest
-    stats = {"n_tiles": len(tiles), "n_cut": 0, "n_regrown": 0, "n_truncated": 0}
-    for box, mask in cut_records:
-        r0, r1, c0, c1 = box
-        if np.mean(out[r0:r1, c0:c1][mask] > 0) >= 0.5:
-            continue  # found whole by another tile (the cut piece was its edge)
-        stats["n_cut"] += 1
-        grow = max(margin, r1 - r0, c1 - c0)
-        for rnd in range(max_rounds):
-            win = _window(box, grow, grow, shape, align)
-            area = (win[1] - win[0]) * (win[3] - win[2])
-            last = rnd == max_rounds - 1 or area >= max_px
-            whole = win == (0, shape[0], 0, shape[1])
-            lab = np.asarray(segment(win))
-            # the labels of the new window over the dropped crystal
-            local = lab[r0 - win[0] : r1 - win[0], c0 - win[2] : c1 - win[2]][mask]
-            ids = np.unique(local[local > 0])
-            boxes = _boxes(lab, (win[0], win[2]))
-            safe = all(_safe(boxes[i], win, shape, margin) for i in ids)
-            if not (safe or last or whole):
-                grow *= 2
-                continue
-            slices = ndi.find_objects(lab)
-            for i in ids:
-                sl = slices[i - 1]
-                gsl = (
-                    slice(sl[0].start + win[0], sl[0].stop + win[0]),
-                    slice(sl[1].start + win[2], sl[1].stop + win[2]),
-                )
-                mine = lab[sl] == i
-                region = out[gsl]
-                if np.mean(region[mine] > 0) >= 0.5:
-                    continue  # already there
-                region[mine & (region == 0)] = n_next
-                n_next += 1
-            stats["n_regrown" if safe or whole else "n_truncated"] += 1
-            break
-    # consecutive ids (pastes onto free pixels only may have emptied a few)
-    counts = np.zeros(n_next, dtype=np.int64)
-    for rows in range(0, shape[0], 1024):  # in row blocks: no full-size int64 copy
-        counts += np.bincount(out[rows : rows + 1024].ravel(), minlength=n_next)
-    present = counts > 0
-    present[0] = False
-    if not present[1:n_next].all():
-        lut = np.zeros(n_next, dtype=np.int32)
-        lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
-        for rows in range(0, shape[0], 1024):  # in row blocks: no second full-size array
-            out[rows : rows + 1024] = lut[out[rows : rows + 1024]]
-    return out, stats
+    row = -1
+    try:
+        with closing(_segmented(tiles, segment, threads, cluster)) as windows:
+            for k, (tile, lab) in enumerate(windows):
+                if tile.core[0] != row:  # a new row of tiles: the rows above are final
+                    row = tile.core[0]
+                    canvas.release(row)
+                r0, r1, c0, c1 = tile.window
+                biggest = max(biggest, (r1 - r0) * (c1 - c0))
+                kept, cut = owned_labels(lab, tile, shape, margin)
+                slices = ndi.find_objects(lab)
+                for i in kept:
+                    sl = slices[i - 1]
+                    gsl = (
+                        slice(sl[0].start + r0, sl[0].stop + r0),
+                        slice(sl[1].start + c0, sl[1].stop + c0),
+                    )
+                    # a crystal covered by those pasted before it gets no id
+                    if _paste(canvas, gsl, lab[sl] == i, n_next):
+                        n_next += 1
+                for i in cut:
+                    sl = slices[i - 1]
+                    box = (sl[0].start + r0, sl[0].stop + r0, sl[1].start + c0, sl[1].stop + c0)
+                    cut_records.append((box, lab[sl] == i))
+                del lab
+                if cluster is None:
+                    release_memory()
+                if progress is not None:
+                    progress(k + 1, len(tiles))
+        canvas.finish()
+        max_px = max_window_px if max_window_px is not None else 4 * biggest
+        stats = {"n_tiles": len(tiles), "n_cut": 0, "n_regrown": 0, "n_truncated": 0}
+        for box, mask in cut_records:
+            r0, r1, c0, c1 = box
+            if np.mean(canvas.region(box)[mask] > 0) >= 0.5:
+                continue  # found whole by another tile (the cut piece was its edge)
+            stats["n_cut"] += 1
+            grow = max(margin, r1 - r0, c1 - c0)
+            for rnd in range(max_rounds):
+                win = _window(box, grow, grow, shape, align)
+                area = (win[1] - win[0]) * (win[3] - win[2])
+                last = rnd == max_rounds - 1 or area >= max_px
+                whole = win == (0, shape[0], 0, shape[1])
+                lab = np.asarray(call(win))
+                # the labels of the new window over the dropped crystal
+                local = lab[r0 - win[0] : r1 - win[0], c0 - win[2] : c1 - win[2]][mask]
+                ids = np.unique(local[local > 0])
+                boxes = _boxes(lab, (win[0], win[2]))
+                safe = all(_safe(boxes[i], win, shape, margin) for i in ids)
+                if not (safe or last or whole):
+                    grow *= 2
+                    continue
+                slices = ndi.find_objects(lab)
+                for i in ids:
+                    sl = slices[i - 1]
+                    gbox = (
+                        sl[0].start + win[0],
+                        sl[0].stop + win[0],
+                        sl[1].start + win[2],
+                        sl[1].stop + win[2],
+                    )
+                    mine = lab[sl] == i
+                    if np.mean(canvas.region(gbox)[mine] > 0) >= 0.5:
+                        continue  # already there
+                    if _paste(canvas, (slice(*gbox[:2]), slice(*gbox[2:])), mine, n_next):
+                        n_next += 1
+                stats["n_regrown" if safe or whole else "n_truncated"] += 1
+                break
+    finally:
+        if cluster is not None:
+            cluster.close()
+    stats["n_labels"] = n_next - 1
+    return canvas.finish(), stats

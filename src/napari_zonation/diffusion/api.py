@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -196,7 +197,6 @@ diffusivity_um2_s, temperature_c_err, d_law
                 "not Fo in mol % (50-100; grey levels?) or XFo, so pass xfe (e.g. xfe=0.15 for "
                 "Fo85), or calibrate the profiles to Fo first."
             )
-    rng = np.random.default_rng(opts["seed"])
     rows, curves = [], []
     for kval, group in prof.groupby(keys, sort=True, dropna=False):
         kval = kval if isinstance(kval, tuple) else (kval,)
@@ -215,6 +215,7 @@ diffusivity_um2_s, temperature_c_err, d_law
                            model=key)
                 rows.append(row)
                 continue
+        rng = _profile_rng(opts["seed"], kval)  # the same draws whatever else is fitted
         one, curve = _fit_one(group, has_sigma, key, opts, res, rng, label)
         row.update(one)
         rows.append(row)
@@ -238,3 +239,16 @@ diffusivity_um2_s, temperature_c_err, d_law
                        pd.DataFrame(columns=keys + ["distance_um", "model", "initial"]))
         return table, curve_table
     return table
+
+
+def _profile_rng(seed, key: tuple) -> np.random.Generator:
+    """The Monte Carlo random stream of one profile: from the seed and the profile's key
+    (label, channel), so that a profile's interval does not depend on which other profiles
+    are fitted in the same call (a batch of a mosaic, a selection in the widget)."""
+    parts = [int(seed)]
+    for k in key:
+        if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            parts.append(int(k) & 0xFFFFFFFF)
+        else:
+            parts.append(zlib.crc32(str(k).encode()))
+    return np.random.default_rng(parts)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._cluster import using
 from .._threads import Workers, resolve_threads
 from .._validation import ZonationInputError, check_pixel_size
 from ..tiling import stitch_tiles, tile_grid
@@ -67,6 +68,9 @@ def segment_crystals(
     threads: int | None = None,
     reference=None,
     groundmass=None,
+    out=None,
+    overwrite: bool = False,
+    client=None,
     **options,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -141,6 +145,20 @@ def segment_crystals(
     groundmass : array-like, optional
         A patch of groundmass (mask or polygon, as ``reference``) that the classifier learns
         as not crystal, beside the ring around the reference. Only with ``reference``.
+    out : str or path-like, optional
+        A zarr store (``labels.zarr``) to write the labels to instead of returning them in
+        memory: a tiled image is stitched into it band by band (the whole labels image is
+        never held), with a multiscale pyramid, under a temporary name renamed when complete
+        (see :mod:`napari_zonation.mosaic`). The labels are the same as in memory. Not with
+        ``reference``.
+    overwrite : bool
+        Replace an existing ``out`` store (refused by default, before any work).
+    client : dask.distributed.Client or str, optional
+        Segment the tiles as tasks on this dask cluster (or on the scheduler at this
+        address, ``tcp://HOST:PORT``); a task lost with a dying worker is run again. By
+        default a dask array input uses the dask.distributed client made the default in this
+        process, if any; everything else runs in this process's threads. The labels are the
+        same either way.
     **options
         Fine control (lengths in um): ``work_um`` (3.0: detection, splitting and growing run
         on blocks of about this size, edges and merging at full resolution), ``detect_um``
@@ -168,7 +186,8 @@ def segment_crystals(
     Returns
     -------
     numpy.ndarray or (numpy.ndarray, dict)
-        int32 labels of the image's (y, x) shape, 0 = not a crystal, 1..n crystals; with
+        int32 labels of the image's (y, x) shape, 0 = not a crystal, 1..n crystals (with
+        ``out``: a dask array reading them from the store); with
         ``return_info=True`` also a dict (``background``, ``reference``, ``contrast``,
         ``noise``, ``full_scale``, ``n_tiles``, ``threads``, ...; grey levels in the image's
         own units).
@@ -179,7 +198,9 @@ def segment_crystals(
         Bad image (1D, empty, 4D, 3D that is neither channels nor RGB), bad pixel size, bad
         tile size or thread count, unknown option or background mode; a reference (or
         groundmass patch) that is empty, crosses itself, lies outside the image, is smaller
-        than ``min_area_um2`` or was drawn on an image of another shape.
+        than ``min_area_um2`` or was drawn on an image of another shape; an ``out`` store
+        that exists (without ``overwrite``), ``out`` with ``reference``, a scheduler address
+        that does not answer.
 
     Warns
     -----
@@ -267,27 +288,57 @@ def segment_crystals(
     tiled = tile_size is not None and (shape[0] > tile_size or shape[1] > tile_size)
     if n_threads > 1 and not isinstance(src, np.ndarray):
         src = Serialised(src)  # lazy sources are read by one thread at a time
-    with Workers(n_threads) as run:
-        return _segment_source(
-            src,
-            shape,
-            dtype,
-            px,
-            opts,
-            info,
-            run,
-            min_area_um2=min_area_um2,
-            smooth_um=smooth_um,
-            close_um=close_um,
-            split_touching=split_touching,
-            contrast=contrast,
-            background=background,
-            tile_size=tile_size if tiled else None,
-            return_info=return_info,
-            progress=progress,
-            reference=ref_mask,
-            groundmass=gm_mask,
+    if out is not None and reference is not None:
+        raise ZonationInputError(
+            "reference= (one-shot) is not available with out=; segment a crop around the "
+            "reference crystals in memory, or leave out= out."
         )
+    writer = None
+    if out is not None:
+        from ..mosaic import ZarrWriter
+
+        writer = ZarrWriter(out, shape, np.int32, kind="labels", pixel_size_um=px,
+                            overwrite=overwrite)
+    try:
+        with using(client, lazy=not isinstance(src, np.ndarray)) as cluster, Workers(
+            n_threads
+        ) as run:
+            if cluster is not None:
+                info["client"] = str(getattr(cluster, "scheduler", None) or cluster)
+            result = _segment_source(
+                src,
+                shape,
+                dtype,
+                px,
+                opts,
+                info,
+                run,
+                min_area_um2=min_area_um2,
+                smooth_um=smooth_um,
+                close_um=close_um,
+                split_touching=split_touching,
+                contrast=contrast,
+                background=background,
+                tile_size=tile_size if tiled else None,
+                return_info=return_info,
+                progress=progress,
+                reference=ref_mask,
+                groundmass=gm_mask,
+                writer=writer,
+                client=cluster,
+            )
+        if writer is None:
+            return result
+        if return_info:
+            info = result[1]
+        writer.finish({"n_crystals": info["n_crystals"]})
+        from ..mosaic import open_labels
+
+        lazy = open_labels(writer.path).data
+        return (lazy, info) if return_info else lazy
+    finally:
+        if writer is not None:
+            writer.abort()
 
 
 def _segment_source(
@@ -310,8 +361,11 @@ def _segment_source(
     progress,
     reference: np.ndarray | None = None,
     groundmass: np.ndarray | None = None,
+    writer=None,
+    client=None,
 ):
-    """:func:`segment_crystals` after the checks: levels, then the image whole or tiled."""
+    """:func:`segment_crystals` after the checks: levels, then the image whole or tiled
+    (stitched into ``writer``'s store when given, its windows run on ``client`` when given)."""
     tiled = tile_size is not None
 
     def empty():
@@ -363,6 +417,8 @@ def _segment_source(
             if fields is not None:
                 fields = None  # their finite share must leave the bar out too
         labels = segment_one_window(norm, finite, lv, opts, fields=fields, run=run, **kwargs)
+        if writer is not None:
+            writer.write(labels)
         if progress is not None:
             progress(1, 1)
     else:
@@ -386,6 +442,8 @@ def _segment_source(
             align=f,
             progress=progress,
             threads=run.n,
+            canvas=None if writer is None else writer.canvas(),
+            client=client,
         )
         info.update(
             stats,
@@ -402,7 +460,9 @@ def _segment_source(
             )
     if reference is not None:
         labels = stamp_reference(labels, reference, min_area_um2 / (px * px))
-    info["n_crystals"] = int(labels.max())
+    info["n_crystals"] = int(labels.max()) if writer is None else info.get("n_labels", 0)
+    if writer is not None and not tiled:
+        info["n_crystals"] = int(labels.max())
     if return_info:
         return labels, info
     return labels

@@ -144,3 +144,9 @@ class Serialised:
     def __getitem__(self, key) -> np.ndarray:
         with self._lock:
             return np.asarray(self._src[key])
+
+    def __getstate__(self):  # sent to another process (a dask worker): a lock of its own
+        return self._src
+
+    def __setstate__(self, src) -> None:
+        self.__init__(src)
