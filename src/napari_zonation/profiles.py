@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import profile_line
 
 from ._sortkeys import float_of_bits, sortable_bits
+from ._stats import median_profile  # noqa: F401 - importable from here too
 from ._threads import Workers, auto_threads
 from ._validation import (
     ZonationInputError,
@@ -1187,36 +1188,6 @@ def rim_profiles(
         first = prof.groupby(["label", "channel"], sort=False)["distance_um"].transform("first")
         prof["rim_skipped_um"] = skip_at + shell * np.floor((first - skip_at) / shell + 1e-9)
     return _finish([prof], failures, "rim")
-
-
-def median_profile(curves, n: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Median of several profiles on a common distance grid.
-
-    Parameters
-    ----------
-    curves : iterable of (distance, value) arrays
-        Profiles (distances increasing); those of fewer than 2 points are ignored.
-    n : int
-        Points of the grid, from 0 to the length of the median-length profile, so that the
-        median is taken over at least half the profiles everywhere.
-
-    Returns
-    -------
-    grid, median : numpy.ndarray
-        Empty when no profile has 2 points.
-    """
-    curves = [(np.asarray(d, float), np.asarray(v, float)) for d, v in curves if len(d) >= 2]
-    if not curves:
-        return np.array([]), np.array([])
-    ends = sorted(float(np.nanmax(d)) for d, _ in curves)
-    grid = np.linspace(0.0, ends[len(ends) // 2], n)
-    stack = np.full((len(curves), n), np.nan)
-    for i, (d, v) in enumerate(curves):
-        inside = grid <= np.nanmax(d)
-        stack[i, inside] = np.interp(grid[inside], d, v)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # columns of NaN only: none here
-        return grid, np.nanmedian(stack, axis=0)
 
 
 # ----------------------------------------------------------------------------------------
