@@ -62,6 +62,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ._stats import robust_sigma
 from ._validation import ZonationInputError, check_profiles
 
 __all__ = [
@@ -647,7 +648,7 @@ def _shape_embedding(
             span = float(np.subtract(*np.percentile(v, [95, 5])))
         noise = noises[i] if noises is not None and np.isfinite(noises[i]) else np.nan
         if not np.isfinite(noise):
-            noise = float(1.4826 * np.median(np.abs(np.diff(v) - np.median(np.diff(v)))))
+            noise = robust_sigma(np.diff(v))
             noise /= np.sqrt(2.0)
         scale = max(span, 3.0 * noise, 1e-12)
         row_rel, row_um = (row_rel - core) / scale, (row_um - core) / scale

@@ -21,7 +21,11 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import profile_line
 
 from ._sortkeys import float_of_bits, sortable_bits
-from ._stats import median_profile  # noqa: F401 - importable from here too
+from ._stats import (
+    IQR_TO_SIGMA,
+    median_profile,  # noqa: F401 - importable from here too
+    robust_sigma,
+)
 from ._threads import Workers, auto_threads
 from ._validation import (
     ZonationInputError,
@@ -644,7 +648,7 @@ def rim_distance(labels: np.ndarray) -> np.ndarray:
 # The spread of a shell's values is its interquartile range over 1.349 (the IQR of a Gaussian
 # in sigmas): read from the same sorted run as the median, it needs no second sort (as the
 # median absolute deviation would), and it is as efficient for Gaussian noise.
-IQR_SIGMA = 1.349
+IQR_SIGMA = IQR_TO_SIGMA
 
 
 def _quartiles_of_runs(vs: np.ndarray, starts: np.ndarray, n: np.ndarray, values=None) -> tuple:
@@ -1293,7 +1297,7 @@ def place_traverses(
         if img is not None:
             vals = img[lab == lab_id]
             med = np.median(vals)
-            sig = 1.4826 * np.median(np.abs(vals - med)) + 1e-9
+            sig = robust_sigma(vals) + 1e-9
             for k in minima:
                 t = np.arange(0, length[k], 0.5)
                 sn, cs = np.sin(angles[k]), np.cos(angles[k])

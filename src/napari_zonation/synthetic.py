@@ -27,6 +27,7 @@ from scipy.special import erf
 from skimage.draw import disk, polygon
 
 from . import _synthetic_features as feat
+from ._stats import unit_step
 from ._synthetic_features import glass_canvas
 from .vocabulary import ZONING_TYPES as _ALL_ZONING_TYPES
 from .vocabulary import interpret as _interpret
@@ -118,7 +119,7 @@ class Zoning:
         s = max(self.sqrt_dt_um, 1e-6) if np.isfinite(self.sqrt_dt_um) else 1e-6
         for k, p in enumerate(self.steps_um):
             a, b = self.levels[k], self.levels[k + 1]
-            out += (b - a) * 0.5 * (1 + erf((d - p) / (2 * s)))
+            out += (b - a) * unit_step(d, p, 2 * s)
         return out
 
     @property
