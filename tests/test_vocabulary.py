@@ -53,6 +53,7 @@ def test_phase_names_come_from_the_vocabulary():
 
     assert DEFAULT_PHASE_NAMES == voc.GREY_CLASS_PHASES
     assert set(DEFAULT_PHASE_NAMES.values()) <= set(voc.ALL_PHASES)
+    assert set(nz.synthetic.PHASES) <= set(voc.PHASES)
     assert all(voc.normalise_phase(p) == p for p in voc.PHASES)
     names = ["olivine", "plagioclase", "clinopyroxene", "orthopyroxene"]
     table = pd.DataFrame({"label": [1, 2, 3, 4], "phase": names})

@@ -1,6 +1,6 @@
 """Zoning profiles: drawn lines and paths, automatic core-to-rim profiles, calibration.
 
-Every function returns the long profiles table of DESIGN.md: ``label``, ``distance_um``,
+Every function returns a long profiles table, one row a point: ``label``, ``distance_um``,
 ``value`` and, where they apply, ``sigma``, ``n_pixels``, ``channel``, ``source``. Items that
 cannot be profiled are skipped with a warning and listed in ``table.attrs["failures"]``
 (a tuple of ``(label, reason)`` pairs, a plain value so that tables can be concatenated and
