@@ -76,7 +76,8 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], outputs=outputs) -> int:
+    """``save PATH`` or ``compare PATH`` the dict ``outputs()`` gives (exit code 1: different)."""
     mode, path = argv
     now = outputs()
     if mode == "save":

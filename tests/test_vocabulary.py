@@ -46,6 +46,26 @@ def test_parse_quantity(name, canonical, kind):
     assert (q.name, q.kind) == (canonical, kind)
 
 
+def test_phase_names_come_from_the_vocabulary():
+    """crystal_table's grey classes, the criteria and the widgets' colours name known phases."""
+    from napari_zonation import criteria
+    from napari_zonation.segment import DEFAULT_PHASE_NAMES
+
+    assert DEFAULT_PHASE_NAMES == voc.GREY_CLASS_PHASES
+    assert set(DEFAULT_PHASE_NAMES.values()) <= set(voc.ALL_PHASES)
+    assert set(nz.synthetic.PHASES) <= set(voc.PHASES)
+    assert all(voc.normalise_phase(p) == p for p in voc.PHASES)
+    names = ["olivine", "plagioclase", "clinopyroxene", "orthopyroxene"]
+    table = pd.DataFrame({"label": [1, 2, 3, 4], "phase": names})
+    for phase in voc.PHASES:  # each phase name is a criterion the offline rules read
+        hit = criteria.apply_criteria(table, phase)[f"criterion_{phase}"].astype(bool)
+        assert list(hit) == [n.endswith(phase) for n in names]
+    pytest.importorskip("qtpy.QtWidgets")
+    from napari_zonation.widgets._common import PHASE_COLORS
+
+    assert set(PHASE_COLORS) <= set(voc.ALL_PHASES)
+
+
 def test_phase_aliases():
     for alias, full in [
         ("ol", "olivine"),

@@ -62,6 +62,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ._stats import robust_sigma
 from ._validation import ZonationInputError, check_profiles
 
 __all__ = [
@@ -557,18 +558,7 @@ def _relative_range(tab: pd.DataFrame) -> np.ndarray:
     the net rim-core contrast it does not call an alternating multi-step weakly zoned.
     """
     core = pd.to_numeric(tab["core_value"], errors="coerce").to_numpy(dtype=float)
-    span = pd.to_numeric(tab["contrast"], errors="coerce").abs().to_numpy(dtype=float)
-    if "plateau_levels" in tab.columns:
-        levels = [
-            np.ptp(np.asarray(p, dtype=float))
-            if isinstance(p, (tuple, list, np.ndarray)) and len(p) > 1
-            else np.nan
-            for p in tab["plateau_levels"]
-        ]
-        span = np.fmax(span, np.asarray(levels, dtype=float))
-    if "osc_amplitude" in tab.columns:
-        amp = pd.to_numeric(tab["osc_amplitude"], errors="coerce").to_numpy(dtype=float)
-        span = np.fmax(span, 2.0 * amp)
+    span = _span(tab)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(core != 0, span / np.abs(core), np.nan)
 
@@ -647,7 +637,7 @@ def _shape_embedding(
             span = float(np.subtract(*np.percentile(v, [95, 5])))
         noise = noises[i] if noises is not None and np.isfinite(noises[i]) else np.nan
         if not np.isfinite(noise):
-            noise = float(1.4826 * np.median(np.abs(np.diff(v) - np.median(np.diff(v)))))
+            noise = robust_sigma(np.diff(v))
             noise /= np.sqrt(2.0)
         scale = max(span, 3.0 * noise, 1e-12)
         row_rel, row_um = (row_rel - core) / scale, (row_um - core) / scale

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import ZonationInputError
+from .vocabulary import PHASES
 
 __all__ = ["Criterion", "parse_criterion", "apply_criteria", "NEEDS_LLM"]
 
@@ -70,7 +71,6 @@ _TYPES = {
     "multistep": "multi_step",
     "complex": "complex",
 }
-_PHASES = ("olivine", "plagioclase", "clinopyroxene", "orthopyroxene", "pyroxene")
 _CMP = {
     "at least": ">=", "no less than": ">=", "more than": ">", "over": ">", "above": ">",
     "greater than": ">", "at most": "<=", "no more than": "<=", "less than": "<",
@@ -200,7 +200,7 @@ def _parse(t: str) -> Criterion | None:
     m = re.fullmatch(r"(normal|normally|reverse|reversely|reversed) (zoning|zoned)", t)
     if m:
         return _equals("interpretation", "normal" if m.group(1).startswith("normal") else "reverse")
-    if t in _PHASES:
+    if t in PHASES:
         if t == "pyroxene":
 
             def test(table: pd.DataFrame):

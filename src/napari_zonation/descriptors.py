@@ -49,6 +49,7 @@ from scipy import ndimage as ndi
 from scipy import stats
 
 from . import zoning_models as zm
+from ._stats import noise_sigma_diff
 from ._validation import ZonationInputError, check_profiles
 from .vocabulary import ZONING_TYPES, interpret, parse_quantity
 
@@ -647,7 +648,7 @@ def _describe_arrays(data: zm.ProfileData, opts: dict, extras: dict) -> dict:
     core_pts = int(opts["min_plateau_points"])
     for f in fits:
         if f.family == "steps" and f.eligible:
-            sig = max(zm.robust_sigma(v - f.predict(d)), floor)
+            sig = max(noise_sigma_diff(v - f.predict(d)), floor)
             if np.min(np.abs(np.diff(f.info["levels"]))) < float(opts["merge_sigmas"]) * sig:
                 f.eligible, f.why = False, "two levels closer than merge_sigmas noise sigmas"
             elif int(np.sum(d > f.info["positions"][-1])) < core_pts:
@@ -656,7 +657,7 @@ def _describe_arrays(data: zm.ProfileData, opts: dict, extras: dict) -> dict:
         opts["_sink"].append(fits)
     best = min((f for f in fits if f.eligible), key=lambda f: f.score)
     resid = v - best.predict(d)
-    noise = max(zm.robust_sigma(resid), floor)
+    noise = max(noise_sigma_diff(resid), floor)
     # the misfit is judged where the profile is reliable: not in the deepest shells of an
     # image profile (few pixels, off-centre sections, a neighbour's distorted distances)
     keep = d <= data.d1 - data.min_core_um if data.min_core_um > 0 else np.ones(d.size, bool)

@@ -1,6 +1,6 @@
 """Zoning profiles: drawn lines and paths, automatic core-to-rim profiles, calibration.
 
-Every function returns the long profiles table of DESIGN.md: ``label``, ``distance_um``,
+Every function returns a long profiles table, one row a point: ``label``, ``distance_um``,
 ``value`` and, where they apply, ``sigma``, ``n_pixels``, ``channel``, ``source``. Items that
 cannot be profiled are skipped with a warning and listed in ``table.attrs["failures"]``
 (a tuple of ``(label, reason)`` pairs, a plain value so that tables can be concatenated and
@@ -21,6 +21,11 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import profile_line
 
 from ._sortkeys import float_of_bits, sortable_bits
+from ._stats import (
+    IQR_TO_SIGMA,
+    median_profile,  # noqa: F401 - importable from here too
+    robust_sigma,
+)
 from ._threads import Workers, auto_threads
 from ._validation import (
     ZonationInputError,
@@ -650,7 +655,7 @@ def rim_distance(labels: np.ndarray) -> np.ndarray:
 # The spread of a shell's values is its interquartile range over 1.349 (the IQR of a Gaussian
 # in sigmas): read from the same sorted run as the median, it needs no second sort (as the
 # median absolute deviation would), and it is as efficient for Gaussian noise.
-IQR_SIGMA = 1.349
+IQR_SIGMA = IQR_TO_SIGMA
 
 
 def _quartiles_of_runs(vs: np.ndarray, starts: np.ndarray, n: np.ndarray, values=None) -> tuple:
@@ -1205,36 +1210,6 @@ def rim_profiles(
     return _finish([prof], failures, "rim")
 
 
-def median_profile(curves, n: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Median of several profiles on a common distance grid.
-
-    Parameters
-    ----------
-    curves : iterable of (distance, value) arrays
-        Profiles (distances increasing); those of fewer than 2 points are ignored.
-    n : int
-        Points of the grid, from 0 to the length of the median-length profile, so that the
-        median is taken over at least half the profiles everywhere.
-
-    Returns
-    -------
-    grid, median : numpy.ndarray
-        Empty when no profile has 2 points.
-    """
-    curves = [(np.asarray(d, float), np.asarray(v, float)) for d, v in curves if len(d) >= 2]
-    if not curves:
-        return np.array([]), np.array([])
-    ends = sorted(float(np.nanmax(d)) for d, _ in curves)
-    grid = np.linspace(0.0, ends[len(ends) // 2], n)
-    stack = np.full((len(curves), n), np.nan)
-    for i, (d, v) in enumerate(curves):
-        inside = grid <= np.nanmax(d)
-        stack[i, inside] = np.interp(grid[inside], d, v)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # columns of NaN only: none here
-        return grid, np.nanmedian(stack, axis=0)
-
-
 # ----------------------------------------------------------------------------------------
 # traverses
 
@@ -1338,7 +1313,7 @@ def place_traverses(
         if img is not None:
             vals = img[lab == lab_id]
             med = np.median(vals)
-            sig = 1.4826 * np.median(np.abs(vals - med)) + 1e-9
+            sig = robust_sigma(vals) + 1e-9
             for k in minima:
                 t = np.arange(0, length[k], 0.5)
                 sn, cs = np.sin(angles[k]), np.cos(angles[k])

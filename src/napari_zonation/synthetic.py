@@ -27,11 +27,12 @@ from scipy.special import erf
 from skimage.draw import disk, polygon
 
 from . import _synthetic_features as feat
+from ._stats import unit_step
 from ._synthetic_features import glass_canvas
 from .vocabulary import ZONING_TYPES as _ALL_ZONING_TYPES
 from .vocabulary import interpret as _interpret
 
-#: the zoning types the generator draws: DESIGN.md's vocabulary less "complex"
+#: the zoning types the generator draws: every one of vocabulary.ZONING_TYPES but "complex"
 ZONING_TYPES: tuple[str, ...] = tuple(t for t in _ALL_ZONING_TYPES if t != "complex")
 PHASES: tuple[str, ...] = ("olivine", "clinopyroxene", "plagioclase")
 
@@ -118,7 +119,7 @@ class Zoning:
         s = max(self.sqrt_dt_um, 1e-6) if np.isfinite(self.sqrt_dt_um) else 1e-6
         for k, p in enumerate(self.steps_um):
             a, b = self.levels[k], self.levels[k + 1]
-            out += (b - a) * 0.5 * (1 + erf((d - p) / (2 * s)))
+            out += (b - a) * unit_step(d, p, 2 * s)
         return out
 
     @property
@@ -315,8 +316,8 @@ def make_profiles(
             )
             row = _truth_row(label, ph, z, 255.0, quantity)
             if quantity == "composition" and ph != "plagioclase":
-                # zoning_type names the profile in the measured quantity (DESIGN.md): Fo and
-                # Mg# fall as grey rises, so a brighter rim is a lower-value rim
+                # zoning_type names the profile in the measured quantity (see vocabulary): Fo
+                # and Mg# fall as grey rises, so a brighter rim is a lower-value rim
                 swap = {"rim_brighter": "rim_darker", "rim_darker": "rim_brighter"}
                 row["zoning_type"] = swap.get(row["zoning_type"], row["zoning_type"])
             rows.append(row)

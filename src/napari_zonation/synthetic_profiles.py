@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import erf
 
+from ._stats import unit_step
+
 __all__ = [
     "Shape",
     "FAMILIES",
@@ -89,7 +91,7 @@ class Shape:
 
 def _erf_step(t, p, w):
     """0 -> 1 error-function step at ``p`` of width ``w`` (relative depth units)."""
-    return 0.5 * (1.0 + erf((t - p) / max(w, 1e-9)))
+    return unit_step(t, p, max(w, 1e-9))
 
 
 def _steps(levels, pos, widths):

@@ -51,6 +51,9 @@ __all__ = [
     "PHASES",
     "PHASE_ALIASES",
     "FE_MG_PHASES",
+    "OXIDE",
+    "ALL_PHASES",
+    "GREY_CLASS_PHASES",
     "Quantity",
     "QUANTITIES",
     "GREY",
@@ -89,6 +92,20 @@ INTERPRETATIONS: tuple[str, ...] = ("normal", "reverse", "unzoned", "oscillatory
 
 #: minerals the vocabulary knows, by their full names
 PHASES: tuple[str, ...] = ("olivine", "clinopyroxene", "orthopyroxene", "pyroxene", "plagioclase")
+#: opaque Fe-Ti oxides: :func:`~napari_zonation.crystal_table` names its brightest grey class so;
+#: no zoning rule
+OXIDE = "oxide"
+#: every phase name the package writes: the minerals above and :data:`OXIDE`
+ALL_PHASES: tuple[str, ...] = PHASES + (OXIDE,)
+#: the phase :func:`~napari_zonation.crystal_table` gives each grey class by default (a
+#: heuristic: plagioclase darker than the groundmass, pyroxene and olivine brighter, oxides
+#: near full scale)
+GREY_CLASS_PHASES: dict[str, str] = {
+    "darker": "plagioclase",
+    "brighter_low": "clinopyroxene",
+    "brighter_high": "olivine",
+    "very_bright": OXIDE,
+}
 #: minerals whose zoning is Fe-Mg exchange (BSE brightness follows Fe)
 FE_MG_PHASES: frozenset[str] = frozenset({"olivine", "clinopyroxene", "orthopyroxene", "pyroxene"})
 

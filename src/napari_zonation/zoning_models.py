@@ -52,7 +52,9 @@ import numpy as np
 from scipy import optimize
 from scipy.special import erf
 
-__all__ = ["ProfileData", "Fit", "MARGINS", "fit_all", "criterion", "robust_sigma"]
+from ._stats import unit_step
+
+__all__ = ["ProfileData", "Fit", "MARGINS", "fit_all", "criterion"]
 
 #: extra evidence (in -2 ln L units, beyond k ln n) a family needs to win: a step model
 #: over one level (the search over step positions finds some fit in noise), each further
@@ -159,14 +161,6 @@ def criterion(rss: float, n: int, k: int, known_sigma: bool, variance_floor: flo
     else:
         m2l = n * np.log(max(rss / n, variance_floor, 1e-300))
     return float(m2l + k * np.log(n))
-
-
-def robust_sigma(r: np.ndarray) -> float:
-    """1-sigma of white noise from the MAD of first differences (robust to a few steps)."""
-    if r.size < 3:
-        return 0.0
-    dr = np.diff(r)
-    return float(1.4826 * np.median(np.abs(dr - np.median(dr))) / np.sqrt(2.0))
 
 
 def _wls_rss(x: np.ndarray, v: np.ndarray, w: np.ndarray) -> float:
@@ -554,8 +548,8 @@ def _osc_columns(d, q: dict, tau: float, linear: tuple[str, ...]) -> np.ndarray:
     nonlinear ones in ``q`` (frequency ``f``, ``chirp``, mantle start ``s`` and end ``e``)."""
     s = q.get("s", -np.inf)
     e = q.get("e", np.inf)
-    u_s = 0.5 * (1.0 + erf((d - s) / tau)) if np.isfinite(s) else np.ones(d.size)
-    u_e = 0.5 * (1.0 + erf((d - e) / tau)) if np.isfinite(e) else np.zeros(d.size)
+    u_s = unit_step(d, s, tau) if np.isfinite(s) else np.ones(d.size)
+    u_e = unit_step(d, e, tau) if np.isfinite(e) else np.zeros(d.size)
     mant = u_s - u_e
     ang = 2 * np.pi * (q["f"] * d + q.get("chirp", 0.0) * d * d)
     cols = {

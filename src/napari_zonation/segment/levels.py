@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._stats import robust_sigma
 from .._threads import SERIAL, Workers
 from ..tiling import Tile, tile_grid
 from .fields import coarse_fields, coarse_halo
@@ -48,8 +49,7 @@ def noise_sigma(img: np.ndarray) -> float:
     d = d[np.isfinite(d)]
     if d.size == 0:
         return 0.0
-    mad = np.median(np.abs(d - np.median(d)))
-    return float(1.4826 * mad / np.sqrt(2.0))
+    return float(robust_sigma(d) / np.sqrt(2.0))
 
 
 def histogram_mode(values: np.ndarray, lo: float, hi: float, bins: int = 256, near=None):

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 
+from .._stats import iqr_sigma
 from .._validation import as_image
 
 
@@ -46,8 +47,7 @@ def _combine_channels(stack: np.ndarray) -> np.ndarray:
             z[c] = 0.0
             continue
         med = np.median(subsample(fin))
-        q1, q3 = np.percentile(subsample(fin), [25, 75])
-        scale = (q3 - q1) / 1.349
+        scale = iqr_sigma(subsample(fin))
         if not scale > 0:
             scale = float(np.std(fin)) or 1.0
         z[c] = (ch - med) / scale

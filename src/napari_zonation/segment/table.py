@@ -9,6 +9,7 @@ from scipy import ndimage as ndi
 from skimage import measure, morphology
 
 from .._validation import ZonationInputError, check_labels, check_pixel_size
+from ..vocabulary import GREY_CLASS_PHASES
 from .fields import local_texture
 from .labelops import adjacent_pairs, label_medians
 from .levels import histogram_mode, noise_sigma
@@ -17,12 +18,7 @@ from .qa import rim_qa
 from .source import full_scale, subsample, to_grey
 
 #: Default names of the grey-level classes used by :func:`crystal_table` (a heuristic).
-DEFAULT_PHASE_NAMES = {
-    "darker": "plagioclase",
-    "brighter_low": "clinopyroxene",
-    "brighter_high": "olivine",
-    "very_bright": "oxide",
-}
+DEFAULT_PHASE_NAMES = dict(GREY_CLASS_PHASES)
 
 
 def _groundmass_level(grey: np.ndarray, labels: np.ndarray, px: float):

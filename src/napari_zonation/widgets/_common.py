@@ -381,28 +381,6 @@ def profile_arrays(prof: pd.DataFrame, label) -> tuple[np.ndarray, np.ndarray]:
     return p["distance_um"].to_numpy(float), p["value"].to_numpy(float)
 
 
-def median_profile(curves: Iterable[tuple[np.ndarray, np.ndarray]], n: int = 100):
-    """Median of several profiles on a common distance grid (up to the shortest-but-one
-    profile's length, so that the median always has at least half the profiles)."""
-    curves = [(d, v) for d, v in curves if len(d) >= 2]
-    if not curves:
-        return np.array([]), np.array([])
-    ends = sorted(float(np.nanmax(d)) for d, _ in curves)
-    end = ends[len(ends) // 2]
-    grid = np.linspace(0.0, end, n)
-    stack = np.full((len(curves), n), np.nan)
-    for i, (d, v) in enumerate(curves):
-        inside = grid <= np.nanmax(d)
-        stack[i, inside] = np.interp(grid[inside], d, v)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(stack, axis=0)
-    return grid, med
-
-
 # ------------------------------------------------------------------------------------------
 # imported profiles (CSV / Excel): a per-viewer store
 

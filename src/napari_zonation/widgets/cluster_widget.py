@@ -21,8 +21,8 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox
 
 from .. import cluster as zcluster
+from .._stats import median_profile
 from .._validation import ZonationInputError
-from ..profiles import median_profile
 from ._common import (
     TRANSPARENT,
     PlotCanvas,

@@ -47,7 +47,7 @@ from .. import descriptors
 from .. import profiles as zprof
 from .._validation import ZonationInputError
 from ..criteria import apply_criteria
-from ..llm import cost_summary, estimate_llm_cost
+from ..llm import DEFAULT_MODEL, cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
 from ._common import (
     Section,
@@ -73,7 +73,6 @@ from .profiles_widget import _is_crystals
 #: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
 #: Tests set it to True to skip the dialog.
 _CONSENT_GIVEN = False
-DEFAULT_MODEL = "gpt-4o-mini"
 N_CHUNKS = 10
 
 
