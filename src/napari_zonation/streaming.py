@@ -48,7 +48,7 @@ from .segment.labelops import adjacent_pairs, label_medians
 from .segment.levels import histogram_mode
 from .segment.qa import rim_qa
 from .segment.source import full_scale
-from .segment.table import DEFAULT_PHASE_NAMES, _cracked
+from .segment.table import DEFAULT_PHASE_NAMES, _cracked, phase_by_grey
 
 __all__ = [
     "Batch",
@@ -652,26 +652,7 @@ def assign_phases(table: pd.DataFrame, lv: SectionLevels, phase_names: dict | No
     gm_frac = (lv.gm_level - black) / (full - black) if np.isfinite(lv.gm_level) else np.nan
     if lv.masked:
         gm_frac = np.nan
-    very = frac > 0.85
-    known = np.isfinite(gm_frac)
-    darker = frac < gm_frac if known else np.zeros(frac.shape, bool)
-    bright = ~darker & ~very
-    phase = np.where(darker, names["darker"], names["brighter_low"]).astype(object)
-    if not known:
-        phase[:] = "unknown"
-    phase[very] = names["very_bright"]
-    vals = frac[bright] if known else frac[:0]
-    if vals.size:
-        split = gm_frac + 0.18
-        if vals.size >= 4 and np.ptp(vals) > 0:
-            from skimage.filters import threshold_otsu
-
-            t = float(threshold_otsu(vals))
-            low, high = vals[vals <= t], vals[vals > t]
-            pooled = np.sqrt((np.var(low) * low.size + np.var(high) * high.size) / vals.size)
-            if low.size and high.size and high.mean() - low.mean() > 3.0 * max(pooled, 1e-9):
-                split = t
-        phase[bright] = np.where(vals > split, names["brighter_high"], names["brighter_low"])
+    phase = phase_by_grey(frac, gm_frac, names)
     table["phase"] = phase
     return table[TABLE_COLUMNS].reset_index(drop=True)
 

@@ -83,6 +83,51 @@ def _cracked(grey, labels, px, noise, ids):
     return out
 
 
+def phase_by_grey(frac: np.ndarray, ref_frac: float, names: dict) -> np.ndarray:
+    """Each crystal's phase from its median grey.
+
+    Parameters
+    ----------
+    frac : ndarray
+        Every crystal's median grey as a fraction between the black level (0) and full
+        scale (1).
+    ref_frac : float
+        The groundmass's grey on the same scale; NaN when there is none to compare with
+        (a masked image): the phases are then ``"unknown"`` except the very bright ones.
+    names : dict
+        Phase names for the classes ``darker``, ``brighter_low``, ``brighter_high`` and
+        ``very_bright``.
+
+    Returns
+    -------
+    ndarray of object
+        One phase name per crystal. Crystals brighter than the groundmass are split in two
+        at an Otsu threshold when the two groups are well apart (their means more than three
+        pooled standard deviations), else 0.18 of full scale above the groundmass.
+    """
+    very = frac > 0.85
+    known = np.isfinite(ref_frac)
+    darker = frac < ref_frac if known else np.zeros(frac.shape, bool)
+    bright = ~darker & ~very
+    phase = np.where(darker, names["darker"], names["brighter_low"]).astype(object)
+    if not known:
+        phase[:] = "unknown"
+    phase[very] = names["very_bright"]
+    vals = frac[bright] if known else frac[:0]
+    if vals.size:
+        split = ref_frac + 0.18
+        if vals.size >= 4 and np.ptp(vals) > 0:
+            from skimage.filters import threshold_otsu
+
+            t = float(threshold_otsu(vals))
+            low, high = vals[vals <= t], vals[vals > t]
+            pooled = np.sqrt((np.var(low) * low.size + np.var(high) * high.size) / vals.size)
+            if low.size and high.size and high.mean() - low.mean() > 3.0 * max(pooled, 1e-9):
+                split = t
+        phase[bright] = np.where(vals > split, names["brighter_high"], names["brighter_low"])
+    return phase
+
+
 def crystal_table(
     image,
     labels,
@@ -240,26 +285,7 @@ def crystal_table(
     elif masked:
         gm_frac = np.nan  # no groundmass to compare with
     ref_frac = gm_frac
-    very = frac > 0.85
-    known = np.isfinite(ref_frac)
-    darker = frac < ref_frac if known else np.zeros(frac.shape, bool)
-    bright = ~darker & ~very
-    phase = np.where(darker, names["darker"], names["brighter_low"]).astype(object)
-    if not known:
-        phase[:] = "unknown"
-    phase[very] = names["very_bright"]
-    vals = frac[bright] if known else frac[:0]
-    if vals.size:
-        split = ref_frac + 0.18
-        if vals.size >= 4 and np.ptp(vals) > 0:
-            from skimage.filters import threshold_otsu
-
-            t = float(threshold_otsu(vals))
-            low, high = vals[vals <= t], vals[vals > t]
-            pooled = np.sqrt((np.var(low) * low.size + np.var(high) * high.size) / vals.size)
-            if low.size and high.size and high.mean() - low.mean() > 3.0 * max(pooled, 1e-9):
-                split = t
-        phase[bright] = np.where(vals > split, names["brighter_high"], names["brighter_low"])
+    phase = phase_by_grey(frac, ref_frac, names)
     table["phase"] = phase
     table["cracked"] = _cracked(grey, lab, px, noise, table["label"].to_numpy())
     qa = rim_qa(
