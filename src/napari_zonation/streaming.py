@@ -48,7 +48,7 @@ from .segment.labelops import adjacent_pairs, label_medians
 from .segment.levels import histogram_mode
 from .segment.qa import rim_qa
 from .segment.source import full_scale
-from .segment.table import DEFAULT_PHASE_NAMES, _cracked, phase_by_grey
+from .segment.table import DEFAULT_PHASE_NAMES, TABLE_COLUMNS, _cracked, phase_by_grey
 
 __all__ = [
     "Batch",
@@ -62,28 +62,6 @@ __all__ = [
     "section_levels",
 ]
 
-#: Columns of :func:`~napari_zonation.crystal_table`, in its order.
-TABLE_COLUMNS = [
-    "label",
-    "area_um2",
-    "phase",
-    "touches_border",
-    "mean_value",
-    "median_value",
-    "centroid_row",
-    "centroid_col",
-    "equivalent_diameter_um",
-    "solidity",
-    "low_contrast",
-    "cracked",
-    "touching",
-    "n_pixels",
-    "rim_grey",
-    "edge_contrast",
-    "edge_sure",
-    "faint_edge",
-    "rim_near_groundmass",
-]
 #: Pixels per strip of the passes over the whole section (rows of full width).
 STRIP_PIXELS = 2**23
 #: Side (pixels) of the grid whose tiles group crystals into batches.

@@ -21,6 +21,30 @@ from .source import full_scale, subsample, to_grey
 DEFAULT_PHASE_NAMES = dict(GREY_CLASS_PHASES)
 
 
+#: Columns of :func:`crystal_table`, in its order.
+TABLE_COLUMNS = [
+    "label",
+    "area_um2",
+    "phase",
+    "touches_border",
+    "mean_value",
+    "median_value",
+    "centroid_row",
+    "centroid_col",
+    "equivalent_diameter_um",
+    "solidity",
+    "low_contrast",
+    "cracked",
+    "touching",
+    "n_pixels",
+    "rim_grey",
+    "edge_contrast",
+    "edge_sure",
+    "faint_edge",
+    "rim_near_groundmass",
+]
+
+
 def _groundmass_level(grey: np.ndarray, labels: np.ndarray, px: float):
     """Reference grey of the pixels that are not crystals: (level, width, masked) in grey units.
 
@@ -204,27 +228,7 @@ def crystal_table(
                         f"default name ({sorted(DEFAULT_PHASE_NAMES.values())})."
                     )
                 names[hit[0]] = str(val)
-    columns = [
-        "label",
-        "area_um2",
-        "phase",
-        "touches_border",
-        "mean_value",
-        "median_value",
-        "centroid_row",
-        "centroid_col",
-        "equivalent_diameter_um",
-        "solidity",
-        "low_contrast",
-        "cracked",
-        "touching",
-        "n_pixels",
-        "rim_grey",
-        "edge_contrast",
-        "edge_sure",
-        "faint_edge",
-        "rim_near_groundmass",
-    ]
+    columns = list(TABLE_COLUMNS)
     ids = np.unique(lab)
     ids = ids[ids > 0]
     if ids.size == 0:
