@@ -480,6 +480,25 @@ def _counts(series) -> str:
     return ", ".join(f"{k} {v}" for k, v in series.value_counts().items())
 
 
+def _say_summary(table, result, elapsed: float, flags, where: str = "") -> None:
+    """The lines after a run that found crystals: counts, stage times, timescales, notes."""
+    _say(f"{len(table)} crystals found in {elapsed:.1f} s "
+         f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())}){where}")
+    if "phase" in table:
+        _say("phases: " + _counts(table["phase"]))
+    if "zoning_type" in table:
+        _say("zoning: " + _counts(table["zoning_type"]))
+    if "cluster" in table:
+        _say(f"clusters: {table['cluster'].nunique()}")
+    _print_timescales(table)
+    for note in result.notes:
+        if note.startswith("diffusion skipped"):
+            note = ("diffusion skipped: give --diffusivity-um2-s, or --mineral with its "
+                    "conditions (--temperature-c, --pressure-mpa, --delta-qfm), to date "
+                    "the crystals")
+        _say(f"note: {_in_flags(note, flags)}")
+
+
 def _print_timescales(table) -> None:
     """The timescales, one line per dated crystal (up to 30), and why the others are not."""
     import numpy as np
@@ -641,21 +660,7 @@ def _run_in_memory(args, progress: _Progress, flags) -> int:
             _say(f"0 crystals found in {elapsed:.1f} s (allowed by --allow-empty)")
         else:
             written = _write(out, image, px, title, truth, result)
-            _say(f"{len(table)} crystals found in {elapsed:.1f} s "
-                 f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})")
-            if "phase" in table:
-                _say("phases: " + _counts(table["phase"]))
-            if "zoning_type" in table:
-                _say("zoning: " + _counts(table["zoning_type"]))
-            if "cluster" in table:
-                _say(f"clusters: {table['cluster'].nunique()}")
-            _print_timescales(table)
-            for note in result.notes:
-                if note.startswith("diffusion skipped"):
-                    note = ("diffusion skipped: give --diffusivity-um2-s, or --mineral with its "
-                            "conditions (--temperature-c, --pressure-mpa, --delta-qfm), to date "
-                            "the crystals")
-                _say(f"note: {_in_flags(note, flags)}")
+            _say_summary(table, result, elapsed, flags)
     finally:
         out.cleanup()
     for key, path in written.items():
@@ -849,22 +854,8 @@ def run_mosaic(args, progress: _Progress, flags, *, quiet_skip: bool = False) ->
     if result.empty_reason:
         _say(f"0 crystals found in {elapsed:.1f} s (allowed by --allow-empty)")
     else:
-        _say(f"{len(table)} crystals found in {elapsed:.1f} s "
-             f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())}) on "
-             f"{result.stats.get('where', 'this machine')}")
-        if "phase" in table:
-            _say("phases: " + _counts(table["phase"]))
-        if "zoning_type" in table:
-            _say("zoning: " + _counts(table["zoning_type"]))
-        if "cluster" in table:
-            _say(f"clusters: {table['cluster'].nunique()}")
-        _print_timescales(table)
-        for note in result.notes:
-            if note.startswith("diffusion skipped"):
-                note = ("diffusion skipped: give --diffusivity-um2-s, or --mineral with its "
-                        "conditions (--temperature-c, --pressure-mpa, --delta-qfm), to date "
-                        "the crystals")
-            _say(f"note: {_in_flags(note, flags)}")
+        _say_summary(table, result, elapsed, flags,
+                     where=f" on {result.stats.get('where', 'this machine')}")
     for key, name in written.items():
         _say(f"wrote {key}: {Path(args.out) / name}")
     return EXIT_OK
