@@ -44,11 +44,17 @@ from scipy import ndimage as ndi
 from ._validation import ZonationInputError, check_labels
 from .profiles import rim_profiles
 from .segment.fields import local_texture
-from .segment.labelops import adjacent_pairs, label_medians
+from .segment.labelops import adjacent_pairs
 from .segment.levels import histogram_mode
 from .segment.qa import rim_qa
 from .segment.source import full_scale
-from .segment.table import DEFAULT_PHASE_NAMES, TABLE_COLUMNS, _cracked, phase_by_grey
+from .segment.table import (
+    DEFAULT_PHASE_NAMES,
+    TABLE_COLUMNS,
+    _cracked,
+    grey_per_label,
+    phase_by_grey,
+)
 
 __all__ = [
     "Batch",
@@ -471,16 +477,9 @@ def _table_rows(raw: np.ndarray, lab: np.ndarray, ids: np.ndarray, origin, lv: S
         }
     )
     table["area_um2"] = table["n_pixels"] * px * px
-    n = int(lab.max())
-    ids_t = table["label"].to_numpy()
     lab_fin = np.where(finite, lab, 0)
-    counts = np.bincount(lab_fin.ravel(), minlength=n + 1)
-    sums = np.bincount(
-        lab_fin.ravel(), weights=np.where(finite, grey, 0.0).ravel(), minlength=n + 1
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        table["mean_value"] = np.where(counts[ids_t] > 0, sums[ids_t] / counts[ids_t], np.nan)
-    table["median_value"] = label_medians(np.where(finite, grey, 0.0), lab_fin, n)[ids_t - 1]
+    ids_t = table["label"].to_numpy()
+    table["mean_value"], table["median_value"] = grey_per_label(grey, lab, lab_fin, finite, ids_t)
     la, lb, _, _ = adjacent_pairs(lab)
     table["touching"] = table["label"].isin(np.unique(np.concatenate([la, lb])))
     wide = max(lv.gm_width if np.isfinite(lv.gm_width) else 0.0,

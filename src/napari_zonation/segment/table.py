@@ -152,6 +152,25 @@ def phase_by_grey(frac: np.ndarray, ref_frac: float, names: dict) -> np.ndarray:
     return phase
 
 
+def grey_per_label(
+    grey: np.ndarray, lab: np.ndarray, lab_fin: np.ndarray, finite: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and median grey of the crystals ``ids`` of ``lab`` (NaN pixels ignored).
+
+    ``lab_fin`` is ``lab`` with 0 where ``grey`` is not finite (``finite`` False); a crystal
+    with no finite pixel gets a NaN mean.
+    """
+    n = int(lab.max())
+    counts = np.bincount(lab_fin.ravel(), minlength=n + 1)
+    sums = np.bincount(
+        lab_fin.ravel(), weights=np.where(finite, grey, 0.0).ravel(), minlength=n + 1
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts[ids] > 0, sums[ids] / counts[ids], np.nan)
+    median = label_medians(np.where(finite, grey, 0.0), lab_fin, n)[ids - 1]
+    return mean, median
+
+
 def crystal_table(
     image,
     labels,
@@ -250,16 +269,9 @@ def crystal_table(
     )
     table["area_um2"] = table["n_pixels"] * px * px
     # mean and median grey per crystal (NaN pixels ignored)
-    n = int(lab.max())
-    ids_t = table["label"].to_numpy()
     lab_fin = np.where(finite, lab, 0)
-    counts = np.bincount(lab_fin.ravel(), minlength=n + 1)
-    sums = np.bincount(
-        lab_fin.ravel(), weights=np.where(finite, grey, 0.0).ravel(), minlength=n + 1
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        table["mean_value"] = np.where(counts[ids_t] > 0, sums[ids_t] / counts[ids_t], np.nan)
-    table["median_value"] = label_medians(np.where(finite, grey, 0.0), lab_fin, n)[ids_t - 1]
+    ids_t = table["label"].to_numpy()
+    table["mean_value"], table["median_value"] = grey_per_label(grey, lab, lab_fin, finite, ids_t)
     # border and contact
     edge_ids = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     table["touches_border"] = table["label"].isin(edge_ids[edge_ids > 0])
