@@ -18,36 +18,17 @@ pytestmark = pytest.mark.gui
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_zonation import descriptors, diffusion  # noqa: E402
-from napari_zonation.synthetic import make_profiles, make_thin_section  # noqa: E402
+from napari_helpers import TIMEOUT_MS, dock, make_sample, run_and_wait, segmented  # noqa: E402
 
-PX = 1.5
-TIMEOUT_MS = 60_000
+from napari_zonation import descriptors, diffusion  # noqa: E402
+from napari_zonation.synthetic import make_profiles  # noqa: E402
+
 DOCKS = ("Segment crystals", "Profiles", "Describe zoning", "Cluster", "Diffusion timescales")
 
 
 @pytest.fixture(scope="module")
 def sample():
-    return make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=PX)
-
-
-def dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-zonation", name)
-    return widget
-
-
-def run_and_wait(qtbot, widget):
-    worker = widget.run()
-    assert worker is not None, widget.status.text()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
-    return worker
-
-
-def segmented(viewer, sample):
-    image = viewer.add_image(sample.image, name="bse", scale=(PX, PX))
-    seg = dock(viewer, "Segment crystals")
-    assert seg.run(blocking=True) is not None, seg.status.text()
-    return image, viewer.layers["bse crystals"], seg
+    return make_sample()
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,19 +230,26 @@ def test_diffusion_names_the_crystals_describe_calls_zoned_but_it_finds_no_step(
 # 6. plots that say when they cannot mean anything
 
 
-def test_cluster_of_two_crystals_says_it_is_no_clustering(make_napari_viewer, qtbot):
-    prof, truth = make_profiles(n_per_type=1, zoning_types=("rim_brighter", "unzoned"),
-                                noise=0.01, seed=2)
-    table = descriptors.describe_zoning(prof)
-    lab = np.zeros((20, 40), dtype=np.int32)
+def _cluster_dock_on_squares(viewer, prof, truth, table):
+    """A plugin-owned crystals layer of one square per profile (features ``table``) and the
+    Cluster dock pointed at it; returns both."""
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
     for i, label in enumerate(truth["label"]):
         lab[2:18, 20 * i + 2 : 20 * i + 18] = label
-    viewer = make_napari_viewer()
     crystals = viewer.add_labels(lab, name="crystals")
     crystals.features = table.assign(index=table["label"])
     crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
     clw = dock(viewer, "Cluster")
     clw.labels_combo.value = crystals
+    return crystals, clw
+
+
+def test_cluster_of_two_crystals_says_it_is_no_clustering(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=1, zoning_types=("rim_brighter", "unzoned"),
+                                noise=0.01, seed=2)
+    table = descriptors.describe_zoning(prof)
+    viewer = make_napari_viewer()
+    crystals, clw = _cluster_dock_on_squares(viewer, prof, truth, table)
     run_and_wait(qtbot, clw)
     assert "Not a clustering" in clw.status.text()
     # no PCA map with a meaningless second axis
@@ -274,15 +262,8 @@ def test_cluster_of_two_crystals_says_it_is_no_clustering(make_napari_viewer, qt
 def test_cluster_panels_of_mixed_phases_draw_no_median(make_napari_viewer, qtbot):
     prof, truth = make_profiles(n_per_type=3, noise=0.01, seed=5, phase="mixed")
     table = descriptors.describe_zoning(prof, crystals=truth[["label", "phase"]])
-    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
-    for i, label in enumerate(truth["label"]):
-        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
     viewer = make_napari_viewer()
-    crystals = viewer.add_labels(lab, name="crystals")
-    crystals.features = table.assign(index=table["label"])
-    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
-    clw = dock(viewer, "Cluster")
-    clw.labels_combo.value = crystals
+    crystals, clw = _cluster_dock_on_squares(viewer, prof, truth, table)
     clw.n_clusters.setValue(2)
     run_and_wait(qtbot, clw)
     feats = crystals.features

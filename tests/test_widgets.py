@@ -23,11 +23,19 @@ pytestmark = pytest.mark.gui
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_zonation import cluster, descriptors, profiles, segment  # noqa: E402
-from napari_zonation.synthetic import make_profiles, make_thin_section  # noqa: E402
+from napari_helpers import (  # noqa: E402
+    PX,
+    TIMEOUT_MS,
+    add_image,
+    dock,
+    make_sample,
+    run_and_wait,
+    segmented,
+)
 
-PX = 1.5  # um per pixel of the test image: not 1, so a lost scale shows
-TIMEOUT_MS = 60_000
+from napari_zonation import cluster, descriptors, profiles, segment  # noqa: E402
+from napari_zonation.synthetic import make_profiles  # noqa: E402
+
 WIDGETS = {
     "Segment crystals": "SegmentWidget",
     "Profiles": "ProfilesWidget",
@@ -39,33 +47,7 @@ WIDGETS = {
 
 @pytest.fixture(scope="module")
 def sample():
-    return make_thin_section((384, 384), n_crystals=8, seed=1, pixel_size_um=PX)
-
-
-def dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-zonation", name)
-    return widget
-
-
-def run_and_wait(qtbot, widget):
-    """Start the widget's thread worker and wait until it has finished and applied."""
-    worker = widget.run()
-    assert worker is not None, widget.status.text()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
-    return worker
-
-
-def add_image(viewer, sample, **kwargs):
-    # pixel size only in the layer's scale (no plugin metadata): the widgets must read it
-    return viewer.add_image(sample.image, name="bse", scale=(PX, PX), **kwargs)
-
-
-def segmented(viewer, sample):
-    """Image + crystals (segmented through the widget, blocking)."""
-    image = add_image(viewer, sample)
-    seg = dock(viewer, "Segment crystals")
-    assert seg.run(blocking=True) is not None, seg.status.text()
-    return image, viewer.layers["bse crystals"], seg
+    return make_sample()
 
 
 # --------------------------------------------------------------------------------------------
