@@ -431,7 +431,7 @@ def test_contacts_exclude_leaves_free_crystals_alone(sample):
 def _near_contact_check(lab, monkeypatch, share):
     """``_nearer_a_contact`` against scipy's distance transforms (the array's edge is no
     boundary there, as here): the crystal pixels nearer another crystal than the background."""
-    monkeypatch.setattr(profiles_module, "WINDOWS_SHARE", share)
+    monkeypatch.setattr(profiles_module._rim_distance, "WINDOWS_SHARE", share)
     lab_n = _narrow(lab)
     e2 = _rim_edt_sq(lab_n).ravel()
     band = np.flatnonzero(e2 == 1)
@@ -709,8 +709,8 @@ def test_shell_statistics_match_a_per_crystal_loop_across_strips_and_threads(
     lab = s.labels.astype(np.int64)
     if numbering == "sparse":
         lab = np.where(lab > 0, lab * 100_003 + 11, 0)
-    monkeypatch.setattr(profiles_module, "STRIP_PIXELS", 997)
-    monkeypatch.setattr(profiles_module, "auto_threads", lambda: 3)
+    monkeypatch.setattr(profiles_module._rim_distance, "STRIP_PIXELS", 997)
+    monkeypatch.setattr(profiles_module.rim, "auto_threads", lambda: 3)
     px, skip, shell = 0.8, 0.8, 1.1
     got = rim_profiles(
         s.image, lab, px, shell_um=shell, skip_rim_um=skip, contacts="rim", clip_sigmas=None,
