@@ -253,9 +253,10 @@ def _gather_shells(
     all channels at once: one pass over the distances).
 
     The distances come per key, as sums (float64, ``n_keys`` long) when there are few keys
-    for the pixels (each strip adds into them), else per pixel (float64). The image is read
-    in ``threads`` contiguous parts at once, each into its own place of the outputs (in
-    image order) and its own sums.
+    for the pixels, else per pixel (float64). The image is read in ``threads`` contiguous
+    parts at once, each into its own place of the outputs (in image order); each strip's
+    sums over its span of keys are added in strip order afterwards, so that the sums (and
+    every output) are the same to the bit for every thread count.
 
     Returns ``(key, distance_sums or None, pixel_distances or None, values)``.
     """
@@ -272,7 +273,7 @@ def _gather_shells(
     vals = [np.empty(cap, p.dtype) for p in planes]
 
     def part(i: int) -> tuple:
-        sums = np.zeros(n_keys) if per_key else None
+        sums = [] if per_key else None  # (first key, sums over the strip's span of keys)
         pos = int(offsets[i])
         start, stop = parts[i]
         for s in range(start, stop, STRIP_PIXELS):
@@ -291,7 +292,7 @@ def _gather_shells(
             np.add(k, bins, out=k, casting="unsafe")
             if per_key:
                 lo, hi = int(k.min()), int(k.max())
-                sums[lo : hi + 1] += np.bincount(k - lo, weights=d_um, minlength=hi - lo + 1)
+                sums.append((lo, np.bincount(k - lo, weights=d_um, minlength=hi - lo + 1)))
             else:
                 dists[pos : pos + n] = d_um
             for v, plane in zip(vals, planes, strict=True):
@@ -307,7 +308,12 @@ def _gather_shells(
         key = np.concatenate([key[s] for s in spans])
         dists = None if per_key else np.concatenate([dists[s] for s in spans])
         vals = [np.concatenate([v[s] for s in spans]) for v in vals]
-    sums = np.sum([s for _, s in done], axis=0) if per_key else None
+    sums = None
+    if per_key:
+        sums = np.zeros(n_keys)
+        for _, spans in done:
+            for lo, part_sums in spans:
+                sums[lo : lo + part_sums.size] += part_sums
     return key, sums, dists, vals
 
 

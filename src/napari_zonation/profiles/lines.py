@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -56,13 +57,20 @@ def _lines(
     halo_contrast: float = HALO_CONTRAST,
     outside=None,
     grey_ranges: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ):
     """Profiles along polylines; samples nearer the start than ``skip_um`` are dropped, then
-    the start band when it is an imaging artefact (:func:`skip_edge_band`)."""
+    the start band when it is an imaging artefact (:func:`skip_edge_band`).
+
+    ``progress(done, total)`` is called before each line (``done`` lines finished) and once
+    all are (``total, total``)."""
     H, W = stack.shape[1:]
     linewidth = _linewidth_px(width_um, px)
     frames, failures = [], []
-    for lab_id, verts in zip(ids, lines, strict=True):
+    n_lines = len(ids)
+    for i, (lab_id, verts) in enumerate(zip(ids, lines, strict=True)):
+        if progress is not None:
+            progress(i, n_lines)
         v = np.asarray(verts, dtype=float)
         if v.ndim != 2 or v.shape[1] < 2 or v.shape[0] < 2:
             failures.append((lab_id, f"needs at least 2 vertices, got {len(v)}"))
@@ -141,6 +149,8 @@ def _lines(
             }
         prof = pd.concat(frames, ignore_index=True)
         frames = [skip_edge_band(prof, band_um, floors, always_um=skip_um, outside=outside)]
+    if progress is not None:
+        progress(n_lines, n_lines)
     return _finish(frames, failures, "shape")
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-from .._threads import auto_threads
+from .._threads import resolve_threads
 from .._validation import (
     ZonationInputError,
     check_labels,
@@ -42,6 +44,8 @@ def rim_profiles(
     halo_um: float | None = None,
     halo_contrast: float = HALO_CONTRAST,
     grey_ranges: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
 ):
     """Core-to-rim profiles of every crystal.
 
@@ -119,6 +123,17 @@ def rim_profiles(
         That grey range per channel name, when ``image`` is a window of a larger image (a
         whole-section mosaic profiled window by window gives the same profiles as the whole
         image; see :func:`grey_range`). By default it is measured on ``image``.
+    progress : callable, optional
+        ``progress(done, total)`` as the crystals are profiled, ``total`` the number of
+        crystals (traverses with ``method="traverse"``): ``progress(0, total)`` first,
+        ``progress(total, total)`` last, ``done`` never decreasing. The shells method
+        measures every crystal at once, channel by channel: ``done`` grows after each
+        channel's statistics. An exception it raises (a Cancel button's) stops the call and
+        propagates.
+    threads : int or None
+        Worker threads reading the shells (``None``, default: ``min(4, CPUs available)``;
+        1: serial), as in :func:`~napari_zonation.segment_crystals`. The profiles are the
+        same for every thread count. The traverse method runs in the calling thread.
 
     Returns
     -------
@@ -131,6 +146,7 @@ def rim_profiles(
         band found as an artefact, if any), ``source`` (``"rim"`` or ``"traverse"``).
     """
     px = check_pixel_size(pixel_size_um)
+    n_threads = resolve_threads(threads)
     raw = np.asarray(image)
     native = (
         method == "shells"
@@ -159,6 +175,7 @@ def rim_profiles(
             halo_contrast=halo_contrast,
             labels=lab,
             grey_ranges=grey_ranges,
+            progress=progress,
         )
         return (prof, trav) if return_traverses else prof
     if method != "shells":
@@ -199,6 +216,9 @@ def rim_profiles(
             flat[near] = 0  # (the transform is this call's own array) not gathered below
             del near
     present = np.flatnonzero(in_band)
+    if progress is not None:
+        total = int(present.size) if present.size else int(lab_n.max(initial=0) > 0)
+        progress(0, total)
     top_label = int(present[-1]) if present.size else int(lab_flat.max(initial=0))
     shells = _Shells(float(flat.max(initial=0)), px, skip_at, shell, lab.shape)
     n_bins = shells.n_bins
@@ -206,13 +226,16 @@ def rim_profiles(
     planes = [stack[ci].ravel() for ci in range(len(names))]
     # (label, shell) keys, sorted like (label, shell), and the values of each channel
     key, dsum, d_px, values = _gather_shells(
-        flat, least, lab_flat, planes, shells, n_keys, auto_threads()
+        flat, least, lab_flat, planes, shells, n_keys, n_threads
     )
     del flat
     if not present.size and key.size:  # one crystal fills the image: no boundary anywhere
         present = np.unique(key // n_bins)
     if not present.size:
+        if progress is not None:
+            progress(total, total)
         return _finish([], [], "rim")
+    total = int(present.size)
     key_ids = None
     if d_px is not None:  # many keys for the pixels: number them densely
         key_ids, key = np.unique(key, return_inverse=True)
@@ -224,7 +247,9 @@ def rim_profiles(
         return (k if key_ids is None else key_ids[k]) // n_bins
 
     frames, failures = [], []
-    for name, vals in zip(names, values, strict=True):
+    for ci, (name, vals) in enumerate(zip(names, values, strict=True)):
+        if ci and progress is not None:
+            progress(total * ci // len(names), total)
         if integer:
             st = _sorted_shell_stats(key, dsum, vals, n_keys, crystal_of_key, clip_sigmas)
         else:
@@ -285,6 +310,8 @@ def rim_profiles(
     if halo_band > 0 and len(prof):  # the band left out: whole shells from the rim
         first = prof.groupby(["label", "channel"], sort=False)["distance_um"].transform("first")
         prof["rim_skipped_um"] = skip_at + shell * np.floor((first - skip_at) / shell + 1e-9)
+    if progress is not None:
+        progress(total, total)
     return _finish([prof], failures, "rim")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -186,6 +188,7 @@ def traverse_profiles(
     halo_contrast: float = HALO_CONTRAST,
     labels=None,
     grey_ranges: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Profiles along rim-to-core traverses (a table from :func:`place_traverses`).
 
@@ -216,6 +219,10 @@ def traverse_profiles(
     grey_ranges : dict, optional
         The grey range per channel of the whole image, when ``image`` is a window of it (as
         in :func:`rim_profiles`).
+    progress : callable, optional
+        ``progress(done, total)`` before each traverse (``done`` of the ``total`` traverses
+        profiled) and ``progress(total, total)`` at the end. An exception it raises (a
+        Cancel button's) stops the call and propagates.
 
     Returns
     -------
@@ -245,6 +252,7 @@ def traverse_profiles(
         halo_contrast=halo_contrast,
         outside=outside,
         grey_ranges=grey_ranges,
+        progress=progress,
     )
     prof["source"] = "traverse"
     return prof
