@@ -21,7 +21,7 @@ The package's modules: :mod:`~napari_zonation.cli.parser` (subcommands and flags
 ``_helpers`` (output folder, warnings, options from the flags).
 """
 
-from ._helpers import _warnings_once  # noqa: F401 - tested directly
+from ._helpers import _confirm_cost, _warnings_once  # noqa: F401 - tested directly
 from .command import main
 from .parser import (
     DEMO_SIZE,
@@ -30,6 +30,7 @@ from .parser import (
     EXIT_OK,
     EXIT_USAGE,
     PROG,
+    _diffusion_options,  # noqa: F401 - tested directly
     build_parser,
 )
 from .sections import REPORT_SIDE, run_batch, run_mosaic
