@@ -17,11 +17,13 @@ compression; :data:`SCENE_KINDS` holds one set per kind.
 
 The package's modules, by concern: :mod:`~napari_zonation.synthetic.zoning` (the grey model,
 zoning patterns, 1D profiles), :mod:`~napari_zonation.synthetic.geometry` (outlines, laths,
-vesicles), :mod:`~napari_zonation.synthetic.scene` (the thin section and its option sets),
+vesicles), :mod:`~napari_zonation.synthetic.scene` (the thin section),
+:mod:`~napari_zonation.synthetic.kinds` (its ready-made option sets),
 :mod:`~napari_zonation.synthetic.truth` (the sample, its truth table, scribbles drawn from it).
 """
 
-from .scene import SCENE_KINDS, make_thin_section
+from .kinds import SCENE_KINDS
+from .scene import make_thin_section
 from .truth import SyntheticSample, strokes_from_truth
 from .zoning import (
     GREY,
