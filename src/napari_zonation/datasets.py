@@ -10,8 +10,8 @@ Examples
 --------
 >>> from napari_zonation.datasets import kilauea_olivine
 >>> pack = kilauea_olivine()
->>> sorted(pack.profiles["label"].unique())[:2]
-['Ol1A', 'Ol2B']
+>>> len(pack.profiles), pack.profiles["label"].nunique()
+(224, 6)
 >>> list(pack.conditions.columns[:3])
 ['label', 'temperature_c', 'temperature_c_err']
 """

@@ -144,6 +144,18 @@ def rim_profiles(
         across a traverse's width), ``n_pixels``, ``rim_skipped_um`` (the outer band the
         profile leaves out, from the rim to its first point: ``skip_rim_um`` plus the edge
         band found as an artefact, if any), ``source`` (``"rim"`` or ``"traverse"``).
+
+    Examples
+    --------
+    >>> import napari_zonation as nz
+    >>> s = nz.make_thin_section((192, 192), n_crystals=3, seed=1)
+    >>> seen = []
+    >>> prof = nz.rim_profiles(s.image, s.labels, s.pixel_size_um, threads=1,
+    ...                        progress=lambda done, total: seen.append((done, total)))
+    >>> seen[0][0], seen[-1][0] == seen[-1][1] == prof["label"].nunique()
+    (0, True)
+    >>> list(prof.columns[:4])
+    ['label', 'channel', 'distance_um', 'value']
     """
     px = check_pixel_size(pixel_size_um)
     n_threads = resolve_threads(threads)
