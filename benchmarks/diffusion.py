@@ -30,37 +30,17 @@ import numpy as np
 import pandas as pd
 
 import napari_zonation as nz
+from napari_zonation.datasets import KILAUEA_DIR, kilauea_conditions, kilauea_olivine  # noqa: F401
 from napari_zonation.diffusion import fit_diffusion
 
 DATA = Path(nz.__file__).parent / "data"
-KILAUEA = DATA / "olivine_kilauea"
+KILAUEA = KILAUEA_DIR
 LN10 = math.log(10.0)
 
 
 # ---------------------------------------------------------------------------- Kilauea
-def kilauea_conditions(meta: pd.DataFrame) -> pd.DataFrame:
-    """Per-profile conditions from the pack's metadata (fO2 given as ln fO2 in bar)."""
-    return pd.DataFrame({
-        "label": meta["profile"],
-        "temperature_c": meta["temperature_c"],
-        "temperature_c_err": meta["temperature_err_c"],
-        "temperature2_c": meta["temperature2_c"],
-        "temperature2_c_err": meta["temperature2_err_c"],
-        "pressure_mpa": meta["pressure_mpa"],
-        "pressure_mpa_err": meta["pressure_err_mpa"],
-        "log_fo2_pa": meta["fo2_ln_bar"] / LN10 + 5.0,
-        "log_fo2_pa_err": meta["fo2_ln_bar_err"] / LN10,
-        "angle_100_deg": meta["angle_100_deg"],
-        "angle_010_deg": meta["angle_010_deg"],
-        "angle_001_deg": meta["angle_001_deg"],
-    })
-
-
 def run_kilauea(n_samples: int = 2000) -> pd.DataFrame:
-    prof = nz.read_profiles(KILAUEA / "olivine_traverses.csv", distance="distance_um",
-                            value="fo", label="profile", sigma="fo_err")
-    meta = pd.read_csv(KILAUEA / "olivine_profiles_metadata.csv")
-    cond = kilauea_conditions(meta)
+    prof, meta, cond = kilauea_olivine()
     rows = []
     for law, prefix in (("dfens", "t_"), ("dc07", "dc07_t_")):
         for model, names in (("step", meta.loc[meta.model == "1-step", "profile"]),

@@ -192,7 +192,7 @@ def test_output_folder_that_cannot_be_written_is_refused_first(tmp_path, capsys,
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli.tempfile, "mkstemp", refuse)  # root may write anywhere
+    monkeypatch.setattr(cli._helpers.tempfile, "mkstemp", refuse)  # root may write anywhere
     out = tmp_path / "new" / "out"
     assert main(["demo", "--out", str(out)]) == 2
     assert first_line(capsys.readouterr().err) == (

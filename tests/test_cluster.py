@@ -245,7 +245,7 @@ def test_clusters_follow_the_descriptors_on_synthetic_profiles(described):
 def test_rel_range_is_the_span_of_the_plateaus(described):
     # an alternating multi-step has a small net contrast but a large span; the clustering
     # feature is the span (highest minus lowest plateau) over the core value
-    from napari_zonation.cluster import _derive
+    from napari_zonation.cluster.features import _derive
 
     _, truth, tab = described
     t = tab.copy()

@@ -14,6 +14,7 @@ import pytest
 from scipy.special import erf
 
 import napari_zonation as nz
+from napari_zonation.datasets import kilauea_olivine
 from napari_zonation.diffusion.plagioclase import (
     fit_plagioclase_mg,
     mg_partition_slope,
@@ -27,23 +28,18 @@ KIL = DATA / "olivine_kilauea"
 
 @pytest.fixture(scope="module")
 def kilauea():
-    prof = nz.read_profiles(KIL / "olivine_traverses.csv", distance="distance_um", value="fo",
-                            label="profile", sigma="fo_err")
-    meta = pd.read_csv(KIL / "olivine_profiles_metadata.csv")
-    ln10 = math.log(10)
-    cond = pd.DataFrame({
-        "label": meta["profile"],
-        "temperature_c": meta["temperature_c"],
-        "temperature_c_err": meta["temperature_err_c"],
-        "pressure_mpa": meta["pressure_mpa"],
-        "pressure_mpa_err": meta["pressure_err_mpa"],
-        "log_fo2_pa": meta["fo2_ln_bar"] / ln10 + 5.0,
-        "log_fo2_pa_err": meta["fo2_ln_bar_err"] / ln10,
-        "angle_100_deg": meta["angle_100_deg"],
-        "angle_010_deg": meta["angle_010_deg"],
-        "angle_001_deg": meta["angle_001_deg"],
-    })
+    prof, meta, cond = kilauea_olivine()
     return prof, meta.set_index("profile"), cond
+
+
+def test_kilauea_pack_reads_as_its_readme_describes():
+    """224 analyses on six traverses, Fo in mol %, one metadata and conditions row each, fO2
+    converted from ln(bar) to log10(Pa)."""
+    prof, meta, cond = kilauea_olivine()
+    assert len(prof) == 224 and prof["label"].nunique() == 6
+    assert prof["value"].between(70, 95).all() and (prof["sigma"] > 0).all()
+    assert set(meta["profile"]) == set(prof["label"]) == set(cond["label"])
+    np.testing.assert_allclose(10 ** (cond["log_fo2_pa"] - 5.0), np.exp(meta["fo2_ln_bar"]))
 
 
 @pytest.mark.parametrize("law,prefix", [("dfens", "t_"), ("dc07", "dc07_t_")])

@@ -17,6 +17,8 @@ MODULES = [
     "napari_zonation.metrics",
     "napari_zonation.profile_files",
     "napari_zonation.diffusion.api",
+    "napari_zonation.datasets",
+    "napari_zonation.profiles.rim",
 ]
 
 

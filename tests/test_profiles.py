@@ -431,7 +431,7 @@ def test_contacts_exclude_leaves_free_crystals_alone(sample):
 def _near_contact_check(lab, monkeypatch, share):
     """``_nearer_a_contact`` against scipy's distance transforms (the array's edge is no
     boundary there, as here): the crystal pixels nearer another crystal than the background."""
-    monkeypatch.setattr(profiles_module, "WINDOWS_SHARE", share)
+    monkeypatch.setattr(profiles_module._rim_distance, "WINDOWS_SHARE", share)
     lab_n = _narrow(lab)
     e2 = _rim_edt_sq(lab_n).ravel()
     band = np.flatnonzero(e2 == 1)
@@ -709,12 +709,11 @@ def test_shell_statistics_match_a_per_crystal_loop_across_strips_and_threads(
     lab = s.labels.astype(np.int64)
     if numbering == "sparse":
         lab = np.where(lab > 0, lab * 100_003 + 11, 0)
-    monkeypatch.setattr(profiles_module, "STRIP_PIXELS", 997)
-    monkeypatch.setattr(profiles_module, "auto_threads", lambda: 3)
+    monkeypatch.setattr(profiles_module._rim_distance, "STRIP_PIXELS", 997)
     px, skip, shell = 0.8, 0.8, 1.1
     got = rim_profiles(
         s.image, lab, px, shell_um=shell, skip_rim_um=skip, contacts="rim", clip_sigmas=None,
-        min_pixels=1,
+        min_pixels=1, threads=3,
     )
     ref = _shells_reference(s.image, lab, px, skip, shell)
     # rim_profiles drops crystals with fewer than 3 shells; there are none here
@@ -980,3 +979,59 @@ def test_real_plagioclase_traverse_starts_at_the_measured_rim_band(plagioclase):
     assert first["rim_skipped_um"] > 0
     raw = line_profiles(img, line, px, width_um=10.0, halo_um=0)
     assert (cal(raw["value"].iloc[:3]) - rim_an).max() > 3 * sigma_an
+
+
+# ---------------------------------------------------------------------------------------
+# progress and worker threads
+
+
+@pytest.mark.parametrize(
+    ("method", "channels"), [("shells", 1), ("shells", 3), ("traverse", 1)]
+)
+def test_rim_profiles_reports_progress_up_to_the_crystal_count(sample, method, channels):
+    """``progress(done, total)``: ``total`` is the number of crystals (traverses), ``done``
+    starts at 0, never decreases and ends at ``total``; the profiles are those of a call
+    without a callback."""
+    img = sample.image if channels == 1 else np.stack([sample.image] * channels)
+    calls = []
+    got = rim_profiles(img, sample.labels, sample.pixel_size_um, method=method,
+                       progress=lambda d, t: calls.append((d, t)))
+    n_crystals = len(np.unique(sample.labels[sample.labels > 0]))
+    totals = {t for _, t in calls}
+    assert len(totals) == 1
+    total = totals.pop()
+    if method == "shells":
+        assert total == n_crystals
+    else:
+        assert 0 < total <= n_crystals
+    done = [d for d, _ in calls]
+    assert done[0] == 0 and done[-1] == total
+    assert all(b >= a for a, b in zip(done, done[1:], strict=False))
+    assert len(calls) >= 2 + (channels - 1 if method == "shells" else total - 1)
+    plain = rim_profiles(img, sample.labels, sample.pixel_size_um, method=method)
+    pd.testing.assert_frame_equal(got, plain)
+
+
+def test_rim_profiles_progress_exception_stops_the_call(sample):
+    """A Cancel button raises from the callback: the call stops with that exception."""
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        rim_profiles(sample.image, sample.labels, sample.pixel_size_um, progress=cancel)
+
+
+def test_rim_profiles_threads_give_identical_profiles(sample, monkeypatch):
+    """Two worker threads (strips small enough that each reads several) give the same table,
+    to the bit, as one; bad thread counts are refused with a clear message."""
+    monkeypatch.setattr(profiles_module._rim_distance, "STRIP_PIXELS", 4099)
+    one = rim_profiles(sample.image, sample.labels, sample.pixel_size_um, threads=1)
+    two = rim_profiles(sample.image, sample.labels, sample.pixel_size_um, threads=2)
+    assert one["label"].nunique() >= 8
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+    with pytest.raises(ZonationInputError, match="threads"):
+        rim_profiles(sample.image, sample.labels, sample.pixel_size_um, threads=0)

@@ -110,12 +110,14 @@ def test_coarse_to_fine_prediction_equals_the_full_one():
 
 
 def test_retraining_on_the_same_image_reuses_its_features(monkeypatch):
-    from napari_zonation import scribble
+    import skimage.feature  # scribble imports it when it computes features
 
     calls = []
-    real = scribble.multiscale_basic_features
+    real = skimage.feature.multiscale_basic_features
     monkeypatch.setattr(
-        scribble, "multiscale_basic_features", lambda *a, **k: calls.append(1) or real(*a, **k)
+        skimage.feature,
+        "multiscale_basic_features",
+        lambda *a, **k: calls.append(1) or real(*a, **k),
     )
     s = make_thin_section((256, 256), n_crystals=4, seed=3, pixel_size_um=PX)
     scr = strokes_from_truth(s)

@@ -24,18 +24,19 @@ dropped.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import segmentation
-from skimage.feature import multiscale_basic_features
-from skimage.future import fit_segmenter, predict_segmenter
-from sklearn.ensemble import RandomForestClassifier
 
 from ._validation import ZonationInputError, as_image, check_pixel_size
 from .segment.cleanup import fill_label_holes
 from .segment.cutting import cut_cores
 from .segment.morphology import open_mask
+
+if TYPE_CHECKING:  # scikit-learn and skimage.feature load in the functions that use them
+    from sklearn.ensemble import RandomForestClassifier
 
 __all__ = ["SCRIBBLE_CLASSES", "NON_CRYSTAL_NAMES", "train_scribbles"]
 
@@ -160,6 +161,9 @@ def train_scribbles(
     # float32: scikit-image filters it twice as fast as float64, features are float32 anyway
     work = np.where(np.isfinite(img), img, fill).astype(np.float32, copy=False)
     features = _features(work, smin, smax, img.ndim == 3)
+    from skimage.future import fit_segmenter
+    from sklearn.ensemble import RandomForestClassifier
+
     clf = RandomForestClassifier(
         n_estimators=50, max_depth=10, n_jobs=-1, random_state=random_state
     )
@@ -187,6 +191,8 @@ def _features(work: np.ndarray, smin: float, smax: float, channels: bool) -> np.
     if _FEATURE_CACHE and _FEATURE_CACHE[0][0] == key:
         return _FEATURE_CACHE[0][1]
     _FEATURE_CACHE.clear()
+    from skimage.feature import multiscale_basic_features
+
     features = multiscale_basic_features(
         work,
         intensity=True,
@@ -205,6 +211,8 @@ def _predict(features: np.ndarray, clf, stride: int) -> np.ndarray:
     """Class of every pixel: on a grid of step ``stride``, then at full resolution in the
     cells next to a change of class."""
     if stride <= 1:
+        from skimage.future import predict_segmenter
+
         return predict_segmenter(features, clf)
     h, w, n_feat = features.shape
     coarse = clf.predict(features[::stride, ::stride].reshape(-1, n_feat))
