@@ -23,25 +23,13 @@ from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox
 from .. import cluster as zcluster
 from .._stats import median_profile
 from .._validation import ZonationInputError
-from ._common import (
-    TRANSPARENT,
-    PlotCanvas,
-    ZonationWidget,
-    layer_combo,
-    legend_html,
-    merge_table,
-    profile_arrays,
-    profiles_of,
-    set_table,
-    table_of,
-    to_hex,
-    unwrap,
-    value_name,
-    weak_method,
-    writable_crystals,
-    zmeta,
-)
-from .profiles_widget import _is_crystals
+from ._base import ZonationWidget, weak_method
+from ._canvas import PlotCanvas
+from ._colors import TRANSPARENT, legend_html, to_hex
+from ._forms import layer_combo
+from ._layers import is_crystals as _is_crystals
+from ._layers import unwrap, writable_crystals, zmeta
+from ._tables import merge_table, profile_arrays, profiles_of, set_table, table_of, value_name
 
 METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
 

@@ -49,26 +49,13 @@ from .._validation import ZonationInputError
 from ..criteria import apply_criteria
 from ..llm import DEFAULT_MODEL, cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
-from ._common import (
-    Section,
-    ZonationWidget,
-    chunks,
-    concat,
-    layer_combo,
-    layer_image,
-    merge_table,
-    pixel_size_of,
-    profiles_of,
-    quantity_of,
-    set_table,
-    table_of,
-    upsert_layer,
-    weak_method,
-    writable_crystals,
-    zmeta,
-)
+from ._base import ZonationWidget, chunks, weak_method
+from ._canvas import Section
+from ._forms import layer_combo
+from ._layers import is_crystals as _is_crystals
+from ._layers import layer_image, pixel_size_of, upsert_layer, writable_crystals, zmeta
 from ._results_table import ResultsTable
-from .profiles_widget import _is_crystals
+from ._tables import concat, merge_table, profiles_of, quantity_of, set_table, table_of
 
 #: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
 #: Tests set it to True to skip the dialog.

@@ -28,24 +28,22 @@ from qtpy.QtWidgets import (
 from .. import diffusion
 from .._validation import ZonationInputError
 from ..diffusion.plagioclase import fit_plagioclase_mg
-from ._common import (
-    PlotCanvas,
-    ZonationWidget,
-    chunks,
+from ._base import ZonationWidget, chunks
+from ._canvas import PlotCanvas
+from ._forms import spin_box
+from ._layers import is_crystals as _is_crystals
+from ._layers import writable_crystals, zmeta
+from ._profile_store import profile_store
+from ._tables import (
     concat,
     merge_table,
     profile_arrays,
-    profile_store,
     profiles_of,
     quantity_of,
     set_table,
-    spin_box,
     table_of,
     value_name,
-    writable_crystals,
-    zmeta,
 )
-from .profiles_widget import _is_crystals
 
 N_CHUNKS = 10
 STORE_PREFIX = "imported: "

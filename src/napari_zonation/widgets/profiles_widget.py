@@ -52,34 +52,26 @@ from qtpy.QtWidgets import (
 from .. import io as zio
 from .. import profiles as zprof
 from .._validation import ZonationInputError
-from ._common import (
-    TAB10,
-    PlotCanvas,
-    ZonationWidget,
-    concat,
+from ._base import ZonationWidget, weak_method
+from ._canvas import PlotCanvas
+from ._colors import TAB10, label_color, to_hex
+from ._coords import shape_to_image_px
+from ._forms import layer_combo
+from ._layers import (
     find_layer,
     find_owned,
-    first_channel,
-    label_color,
-    layer_combo,
     layer_image,
     layer_uid,
     pixel_size_of,
-    profile_arrays,
-    profile_store,
-    profiles_of,
     same,
-    shape_to_image_px,
     source_image,
-    table_of,
-    to_hex,
     unwrap,
     upsert_layer,
-    value_name,
-    weak_method,
     writable_crystals,
     zmeta,
 )
+from ._profile_store import profile_store
+from ._tables import concat, first_channel, profile_arrays, profiles_of, table_of, value_name
 
 LINE_TYPES = ("line", "path")
 DEFAULT_EDGE = np.array([0x77, 0x77, 0x77, 0xFF]) / 255.0

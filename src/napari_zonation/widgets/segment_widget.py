@@ -41,26 +41,21 @@ from qtpy.QtWidgets import (
 
 from .. import edit, scribble, segment
 from .._validation import ZonationInputError, check_pixel_size
-from ._common import (
-    QA_FLAGS,
-    TRANSPARENT,
-    Progress,
-    Section,
-    ZonationWidget,
+from ._base import Progress, ZonationWidget
+from ._canvas import Section
+from ._colors import TRANSPARENT, legend_html, phase_color
+from ._coords import shape_to_image_px
+from ._forms import layer_combo, spin_box
+from ._layers import (
     find_owned,
-    layer_combo,
     layer_image,
-    legend_html,
-    phase_color,
     pixel_size_of,
-    shape_to_image_px,
     source_image,
-    spin_box,
     unwrap,
     upsert_layer,
-    with_index,
     zmeta,
 )
+from ._tables import QA_FLAGS, with_index
 
 BOUNDARY_COLOR = (1.0, 0.85, 0.1, 1.0)
 FLAG_COLOR = "#ff8c1a"
