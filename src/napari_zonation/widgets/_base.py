@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import warnings
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,6 +42,21 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, ZonationInputError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def recorded_warnings() -> Iterator[list[str]]:
+    """Record the warnings raised inside the block, to show them to the user.
+
+    ``with recorded_warnings() as caught: ...`` fills ``caught`` with the distinct messages
+    when the block ends (every warning is recorded, none is printed or silenced unseen); pass
+    them to :meth:`ZonationWidget.show_warnings`.
+    """
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+    messages.extend(dict.fromkeys(str(w.message) for w in caught))
 
 
 class Cancelled(ZonationCancelled):
@@ -200,6 +217,24 @@ class ZonationWidget(QWidget):
             show_error(f"{self.title}: {message}")
         except Exception:  # pragma: no cover - no notification manager
             logger.error("%s: %s", self.title, message)
+
+    def show_warnings(self, messages: Iterable[str], shown: int = 3) -> None:
+        """Show warnings from the core: added to the status line (the first ``shown``) and
+        sent as one napari notification."""
+        msgs = list(dict.fromkeys(str(m) for m in messages if str(m)))
+        if not msgs:
+            return
+        text = "; ".join(msgs[:shown])
+        if len(msgs) > shown:
+            text += f" (and {len(msgs) - shown} more)"
+        current = self.status.text().strip()
+        self.set_status(f"{current} Warning: {text}" if current else f"Warning: {text}")
+        try:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{self.title}: {text}")
+        except Exception:  # pragma: no cover - no notification manager
+            logger.warning("%s: %s", self.title, text)
 
     # ---------------------------------------------------------------- running
     @property

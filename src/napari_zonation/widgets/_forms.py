@@ -3,7 +3,9 @@ signatures so a default lives once (in the core function)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
@@ -50,3 +52,12 @@ def layer_combo(viewer, kinds: tuple, label: str, predicate: Callable | None = N
         ]
 
     return ComboBox(label=label, choices=choices, nullable=False)
+
+
+def core_default(fn: Callable, name: str) -> Any:
+    """The default of parameter ``name`` of the core function ``fn`` (read from its signature,
+    so a form field's default lives once, in the core)."""
+    default = inspect.signature(fn).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{fn.__name__}() has no default for {name!r}")
+    return default

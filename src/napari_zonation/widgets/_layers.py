@@ -189,6 +189,15 @@ def pixel_size_of(layer) -> tuple[float | None, str]:
     return None, "missing"
 
 
+def image_pixel_size(image) -> tuple[float, str]:
+    """Micrometres per pixel of an image layer, or 1 with a note saying distances are then in
+    pixels (``(pixel_size, note)``; the note is empty when the image has a pixel size)."""
+    px, _ = pixel_size_of(image)
+    if px is None:
+        return 1.0, "no pixel size on the image: distances are in pixels"
+    return px, ""
+
+
 def layer_image(layer) -> np.ndarray:
     """The layer's data as a numpy array (level 0 of a multiscale image)."""
     data = layer.data
