@@ -130,7 +130,7 @@ class CrystalsTool:
                 method=p["method"],
                 width_um=p["width_um"],
                 return_traverses=p["method"] == "traverse",
-                contacts=p.get("contacts", "exclude"),
+                contacts=p["contacts"],
             )
         prof, trav = out if isinstance(out, tuple) else (out, None)
         yield "Done."
@@ -146,7 +146,7 @@ class CrystalsTool:
         md[KEY.profile_options] = {
             "method": p["method"],
             "width_um": p["width_um"],
-            "contacts": p.get("contacts", "exclude"),
+            "contacts": p["contacts"],
             "pixel_size_um": p["pixel_size_um"],
         }
         md.setdefault(KEY.pixel_size_um, p["pixel_size_um"])
@@ -283,7 +283,12 @@ class CrystalsTool:
             if changed:
                 parts.append(
                     zprof.traverse_profiles(
-                        layer_image(image), new, px, width_um=float(opts.get("width_um", 3.0))
+                        layer_image(image),
+                        new,
+                        px,
+                        width_um=float(
+                            opts.get("width_um", core_default(zprof.traverse_profiles, "width_um"))
+                        ),
                     )
                 )
         lmd[KEY.traverses] = new_trav
