@@ -23,7 +23,7 @@ from screenshot import _run, _settle, _viewer  # noqa: E402
 
 def main() -> None:
     import napari_zonation as nz
-    from napari_zonation.widgets._common import profile_store
+    from napari_zonation.widgets._profile_store import profile_store
     from napari_zonation.widgets.diffusion_widget import DiffusionWidget
 
     viewer, app = _viewer((1500, 1150))

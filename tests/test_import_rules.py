@@ -124,7 +124,7 @@ def cycles(g: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 def test_the_walk_sees_the_package():
-    assert {PACKAGE, f"{PACKAGE}.segment.api", f"{PACKAGE}.widgets._common"} <= set(MODULES)
+    assert {PACKAGE, f"{PACKAGE}.segment.api", f"{PACKAGE}.widgets._base"} <= set(MODULES)
     g = graph()
     assert f"{PACKAGE}.segment" in g[f"{PACKAGE}"]  # `from .segment import ...` in __init__
     assert f"{PACKAGE}.channels" in g[f"{PACKAGE}.descriptors"]  # a lazy import counts
@@ -150,8 +150,8 @@ def test_the_rule_catches_a_gui_import():
     assert forbidden(imports_of(f"{PACKAGE}.io", "import napari\n")) == ["napari"]
     src = "def f():\n    from qtpy.QtWidgets import QWidget\n"
     assert forbidden(imports_of(f"{PACKAGE}.io", src)) == ["qtpy.QtWidgets"]
-    src = "from .widgets._common import Worker\n"
-    assert forbidden(imports_of(f"{PACKAGE}.io", src)) == [f"{PACKAGE}.widgets._common"]
+    src = "from .widgets._base import Worker\n"
+    assert forbidden(imports_of(f"{PACKAGE}.io", src)) == [f"{PACKAGE}.widgets._base"]
 
 
 def test_no_import_cycles():

@@ -1035,3 +1035,25 @@ def test_rim_profiles_threads_give_identical_profiles(sample, monkeypatch):
     pd.testing.assert_frame_equal(one, two, check_exact=True)
     with pytest.raises(ZonationInputError, match="threads"):
         rim_profiles(sample.image, sample.labels, sample.pixel_size_um, threads=0)
+
+
+def test_traverse_table_from_ends_matches_the_placed_traverses():
+    """A traverse table made from ends (as the Profiles dock makes for a moved traverse) has
+    the placed table's columns, and for the placed ends the same labels, ends and lengths."""
+    s = make_thin_section(shape=(160, 160), n_crystals=4, seed=5)
+    px = 1.5
+    placed = profiles_module.place_traverses(s.labels, px, image=s.image)
+    rims = placed[["rim_row", "rim_col"]].to_numpy()
+    cores = placed[["core_row", "core_col"]].to_numpy()
+    made = profiles_module.traverse_table(placed["label"], rims, cores, px)
+    assert list(made.columns) == list(placed.columns)
+    cols = ["label", "rim_row", "rim_col", "core_row", "core_col", "length_um"]
+    pd.testing.assert_frame_equal(made[cols], placed[cols], check_dtype=False, rtol=1e-9)
+    assert (made["status"] == "edited").all()
+    assert made[["face_length_um", "angle_deg"]].isna().all().all()
+    # it feeds traverse_profiles as the placed table does
+    a = profiles_module.traverse_profiles(s.image, made, px)
+    b = profiles_module.traverse_profiles(s.image, placed, px)
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+    empty = profiles_module.traverse_table([], np.zeros((0, 2)), np.zeros((0, 2)), px)
+    assert list(empty.columns) == list(profiles_module.TRAVERSE_COLUMNS) and len(empty) == 0

@@ -61,7 +61,7 @@ def test_phase_names_come_from_the_vocabulary():
         hit = criteria.apply_criteria(table, phase)[f"criterion_{phase}"].astype(bool)
         assert list(hit) == [n.endswith(phase) for n in names]
     pytest.importorskip("qtpy.QtWidgets")
-    from napari_zonation.widgets._common import PHASE_COLORS
+    from napari_zonation.widgets._colors import PHASE_COLORS
 
     assert set(PHASE_COLORS) <= set(voc.ALL_PHASES)
 

@@ -473,7 +473,7 @@ def test_editing_a_traverse_reprofiles_its_crystal(make_napari_viewer, qtbot, sa
 
 
 def test_imported_csv_profiles_feed_diffusion(make_napari_viewer, qtbot, tmp_path):
-    from napari_zonation.widgets._common import profile_store
+    from napari_zonation.widgets._profile_store import profile_store
 
     prof, truth = make_profiles(n_per_type=3, zoning_types=("rim_brighter",), noise=0.003, seed=3)
     csv = tmp_path / "traverses.csv"

@@ -41,7 +41,7 @@ from .calibration import Calibration, apply_calibration, calibrate, spot_values
 from .halo import HALO_CONTRAST, HALO_PX, grey_range, skip_edge_band
 from .lines import line_profiles
 from .rim import rim_profiles
-from .traverses import place_traverses, traverse_profiles
+from .traverses import TRAVERSE_COLUMNS, place_traverses, traverse_profiles, traverse_table
 
 __all__ = [
     "HALO_CONTRAST",
@@ -59,4 +59,6 @@ __all__ = [
     "skip_edge_band",
     "spot_values",
     "traverse_profiles",
+    "traverse_table",
+    "TRAVERSE_COLUMNS",
 ]

@@ -43,6 +43,63 @@ def _ray_exit(lab_id, lab, r0, c0, angles, step=0.5, max_len=None):
     return length, beyond
 
 
+#: The columns of a traverse table (:func:`place_traverses`, :func:`traverse_table`).
+TRAVERSE_COLUMNS = (
+    "label",
+    "rim_row",
+    "rim_col",
+    "core_row",
+    "core_col",
+    "length_um",
+    "face_length_um",
+    "angle_deg",
+    "status",
+)
+
+
+def traverse_table(
+    labels, rims, cores, pixel_size_um: float = 1.0, *, status: str = "edited"
+) -> pd.DataFrame:
+    """A traverse table for traverses given by their ends (placed or moved by a person).
+
+    Parameters
+    ----------
+    labels : sequence of int
+        The crystal of each traverse.
+    rims, cores : array-like, shape (n, 2)
+        The rim and core ends, ``(row, col)`` in pixels.
+    pixel_size_um : float
+        Micrometres per pixel.
+    status : str
+        The ``status`` of every row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`place_traverses` (:data:`TRAVERSE_COLUMNS`); ``length_um`` is
+        the rim-to-core distance, ``face_length_um`` and ``angle_deg`` are NaN (no face was
+        searched). :func:`traverse_profiles` takes it as it is.
+    """
+    px = check_pixel_size(pixel_size_um)
+    rims = np.asarray(rims, dtype=float).reshape(-1, 2)
+    cores = np.asarray(cores, dtype=float).reshape(-1, 2)
+    n = len(rims)
+    table = pd.DataFrame(
+        {
+            "label": np.asarray(labels, dtype=int).reshape(n),
+            "rim_row": rims[:, 0],
+            "rim_col": rims[:, 1],
+            "core_row": cores[:, 0],
+            "core_col": cores[:, 1],
+            "length_um": np.hypot(*(cores - rims).T) * px,
+            "face_length_um": np.full(n, np.nan),
+            "angle_deg": np.full(n, np.nan),
+            "status": [status] * n,
+        }
+    )
+    return table[list(TRAVERSE_COLUMNS)]
+
+
 def place_traverses(
     labels,
     pixel_size_um: float = 1.0,
@@ -75,19 +132,7 @@ def place_traverses(
     d = rim_distance(lab)
     ids = np.unique(lab[lab > 0])
     if ids.size == 0:
-        return pd.DataFrame(
-            columns=[
-                "label",
-                "rim_row",
-                "rim_col",
-                "core_row",
-                "core_col",
-                "length_um",
-                "face_length_um",
-                "angle_deg",
-                "status",
-            ]
-        )
+        return pd.DataFrame(columns=list(TRAVERSE_COLUMNS))
     cores = ndi.maximum_position(d, lab, ids)
     slices = ndi.find_objects(lab)
     angles = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)

@@ -9,7 +9,9 @@ import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from ._common import PlotCanvas, first_channel, profiles_of, table_of, value_name, weak_method
+from ._base import weak_method
+from ._canvas import PlotCanvas
+from ._tables import first_channel, profiles_of, table_of, value_name
 
 #: the columns shown first, when the table has them
 RESULT_COLUMNS = (

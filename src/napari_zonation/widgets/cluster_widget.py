@@ -23,25 +23,13 @@ from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox
 from .. import cluster as zcluster
 from .._stats import median_profile
 from .._validation import ZonationInputError
-from ._common import (
-    TRANSPARENT,
-    PlotCanvas,
-    ZonationWidget,
-    layer_combo,
-    legend_html,
-    merge_table,
-    profile_arrays,
-    profiles_of,
-    set_table,
-    table_of,
-    to_hex,
-    unwrap,
-    value_name,
-    weak_method,
-    writable_crystals,
-    zmeta,
-)
-from .profiles_widget import _is_crystals
+from ._base import ZonationWidget, weak_method
+from ._canvas import PlotCanvas
+from ._colors import TRANSPARENT, legend_html, to_hex
+from ._forms import layer_combo
+from ._layers import KEY, unwrap, writable_crystals, zmeta
+from ._layers import is_crystals as _is_crystals
+from ._tables import merge_table, profile_arrays, profiles_of, set_table, table_of, value_name
 
 METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
 
@@ -172,10 +160,10 @@ class ClusterWidget(ZonationWidget):
     def recolor(self, labels, colors: dict) -> None:
         """Colour each crystal with its cluster's colour (keeps the original to restore)."""
         md = zmeta(labels)
-        if not md.get("cluster_colored"):
+        if not md.get(KEY.cluster_colored):
             self._original[id(unwrap(labels))] = labels.colormap
         labels.colormap = cluster_colormap(colors)
-        md["cluster_colored"] = True
+        md[KEY.cluster_colored] = True
 
     def restore_colors(self) -> None:
         """Put back the colours the crystals layer had before clustering."""
@@ -188,7 +176,7 @@ class ClusterWidget(ZonationWidget):
 
             original = label_colormap()
         labels.colormap = original
-        zmeta(labels).pop("cluster_colored", None)
+        zmeta(labels).pop(KEY.cluster_colored, None)
         self.set_status(f"Original colours of '{labels.name}' restored.")
 
     # ------------------------------------------------------------------ legend and plot

@@ -49,26 +49,21 @@ from .._validation import ZonationInputError
 from ..criteria import apply_criteria
 from ..llm import DEFAULT_MODEL, cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
-from ._common import (
-    Section,
-    ZonationWidget,
-    chunks,
-    concat,
-    layer_combo,
+from ._base import ZonationWidget, chunks, weak_method
+from ._canvas import Section
+from ._forms import layer_combo
+from ._layers import (
+    KEY,
+    ROLE,
     layer_image,
-    merge_table,
     pixel_size_of,
-    profiles_of,
-    quantity_of,
-    set_table,
-    table_of,
     upsert_layer,
-    weak_method,
     writable_crystals,
     zmeta,
 )
+from ._layers import is_crystals as _is_crystals
 from ._results_table import ResultsTable
-from .profiles_widget import _is_crystals
+from ._tables import concat, merge_table, profiles_of, quantity_of, set_table, table_of
 
 #: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
 #: Tests set it to True to skip the dialog.
@@ -366,7 +361,7 @@ class DescribeWidget(ZonationWidget):
         image = self.image_combo.value
         quantity = self.quantity.currentText()
         prof = profiles_of(labels, calibrated=quantity == "composition")
-        px = zmeta(labels, create=False).get("pixel_size_um") or pixel_size_of(image)[0] or 1.0
+        px = zmeta(labels, create=False).get(KEY.pixel_size_um) or pixel_size_of(image)[0] or 1.0
         if prof is None and image is None:
             raise ZonationInputError(
                 f"'{labels.name}' has no profiles and there is no image to take them from: run "
@@ -523,8 +518,8 @@ class DescribeWidget(ZonationWidget):
         labels = p["labels_layer"] = writable_crystals(self.viewer, labels)
         if r["computed_profiles"] is not None:
             md = zmeta(labels)
-            md["profiles"] = r["computed_profiles"]
-            md["profile_options"] = {"method": "shells", "pixel_size_um": p["pixel_size_um"]}
+            md[KEY.profiles] = r["computed_profiles"]
+            md[KEY.profile_options] = {"method": "shells", "pixel_size_um": p["pixel_size_um"]}
         result = r["table"]
         merged = merge_table(table_of(labels), result)
         if "describe_status" in merged.columns:
@@ -655,10 +650,10 @@ class DescribeWidget(ZonationWidget):
             self.viewer,
             "labels",
             mask,
-            role="matches",
+            role=ROLE.matches,
             source=layer,
             name=f"{layer.name} matches",
-            meta={"labels": ids, "reference": p.get("reference")},
+            meta={KEY.labels: ids, KEY.reference: p.get("reference")},
             colormap=DirectLabelColormap(color_dict=colors, name="matches"),
             opacity=0.6,
             scale=layer.scale,

@@ -28,24 +28,22 @@ from qtpy.QtWidgets import (
 from .. import diffusion
 from .._validation import ZonationInputError
 from ..diffusion.plagioclase import fit_plagioclase_mg
-from ._common import (
-    PlotCanvas,
-    ZonationWidget,
-    chunks,
+from ._base import ZonationWidget, chunks
+from ._canvas import PlotCanvas
+from ._forms import spin_box
+from ._layers import KEY, ROLE, writable_crystals, zmeta
+from ._layers import is_crystals as _is_crystals
+from ._profile_store import profile_store
+from ._tables import (
     concat,
     merge_table,
     profile_arrays,
-    profile_store,
     profiles_of,
     quantity_of,
     set_table,
-    spin_box,
     table_of,
     value_name,
-    writable_crystals,
-    zmeta,
 )
-from .profiles_widget import _is_crystals
 
 N_CHUNKS = 10
 STORE_PREFIX = "imported: "
@@ -283,7 +281,7 @@ class DiffusionWidget(ZonationWidget):
         for lay in self.viewer.layers:
             if isinstance(lay, Labels) and _is_crystals(lay):
                 out.append((f"{lay.name}", lay))
-            elif isinstance(lay, Shapes) and zmeta(lay, create=False).get("role") != "traverses":
+            elif isinstance(lay, Shapes) and zmeta(lay, False).get(KEY.role) != ROLE.traverses:
                 out.append((f"{lay.name} (lines)", lay))
         for name in profile_store.tables(self.viewer):
             out.append((f"{STORE_PREFIX}{name}", f"{STORE_PREFIX}{name}"))
@@ -452,7 +450,7 @@ class DiffusionWidget(ZonationWidget):
                 merged = merge_table(old, fit, how="left") if len(old) else fit
                 if len(merged) == len(layer.data):
                     layer.features = merged
-            zmeta(layer)["diffusion"] = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
+            zmeta(layer)[KEY.diffusion] = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
             where = f"'{layer.name}' features"
         else:
             name = p["source"][len(STORE_PREFIX) :]

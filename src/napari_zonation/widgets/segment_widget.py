@@ -41,26 +41,23 @@ from qtpy.QtWidgets import (
 
 from .. import edit, scribble, segment
 from .._validation import ZonationInputError, check_pixel_size
-from ._common import (
-    QA_FLAGS,
-    TRANSPARENT,
-    Progress,
-    Section,
-    ZonationWidget,
+from ._base import Progress, ZonationWidget
+from ._canvas import Section
+from ._colors import TRANSPARENT, legend_html, phase_color
+from ._coords import shape_to_image_px
+from ._forms import layer_combo, spin_box
+from ._layers import (
+    KEY,
+    ROLE,
     find_owned,
-    layer_combo,
     layer_image,
-    legend_html,
-    phase_color,
     pixel_size_of,
-    shape_to_image_px,
     source_image,
-    spin_box,
     unwrap,
     upsert_layer,
-    with_index,
     zmeta,
 )
+from ._tables import QA_FLAGS, with_index
 
 BOUNDARY_COLOR = (1.0, 0.85, 0.1, 1.0)
 FLAG_COLOR = "#ff8c1a"
@@ -295,7 +292,7 @@ class SegmentWidget(ZonationWidget):
             )
         else:
             self.pixel_size.setValue(px)
-            src = zmeta(layer, create=False).get("pixel_size_source")
+            src = zmeta(layer, create=False).get(KEY.pixel_size_source)
             self.pixel_source.setText(
                 f"Pixel size from the layer's {source}" + (f" ({src})" if src else "") + "."
             )
@@ -303,7 +300,7 @@ class SegmentWidget(ZonationWidget):
     def _filter_flags(self) -> None:
         """Show only the crystals carrying the flag chosen in the QA section."""
         image = self.image_combo.value
-        layer = None if image is None else find_owned(self.viewer, "flagged", image)
+        layer = None if image is None else find_owned(self.viewer, ROLE.flagged, image)
         if layer is None or not len(layer.data):
             return
         choice = self.flag_filter.currentText().replace(" ", "_")
@@ -349,7 +346,7 @@ class SegmentWidget(ZonationWidget):
         if job == "reference":
             params["reference"] = self._reference_outline(image)
         if job == "scribbles":
-            layer = find_owned(self.viewer, "scribbles", image)
+            layer = find_owned(self.viewer, ROLE.scribbles, image)
             if layer is None:
                 raise ZonationInputError(
                     f"no scribble layer for '{image.name}': press 'New scribble layer' and "
@@ -432,9 +429,9 @@ class SegmentWidget(ZonationWidget):
         if not np.allclose(old_scale[-2:], px):
             image.scale = tuple(old_scale[:-2]) + (px, px) if nd > 2 else (px, px)
         md = zmeta(image)
-        if md.get("pixel_size_um") != px:
-            md["pixel_size_um"] = px
-            md.setdefault("pixel_size_source", "entered in Segment crystals")
+        if md.get(KEY.pixel_size_um) != px:
+            md[KEY.pixel_size_um] = px
+            md.setdefault(KEY.pixel_size_source, "entered in Segment crystals")
         scale = tuple(float(s) for s in image.scale[-2:])
         translate = tuple(float(t) for t in image.translate[-2:])
         geom = {"scale": scale, "translate": translate}
@@ -444,15 +441,15 @@ class SegmentWidget(ZonationWidget):
         name = image.name
         table = r["table"]
 
-        stale = find_owned(self.viewer, "traverses", image)
+        stale = find_owned(self.viewer, ROLE.traverses, image)
         if stale is not None:  # traverses of the previous crystals: ours, and now wrong
             self.viewer.layers.remove(stale)
-        crystals = find_owned(self.viewer, "crystals", image)
+        crystals = find_owned(self.viewer, ROLE.crystals, image)
         if crystals is not None:
             cmd = zmeta(crystals)
-            for key in ("profiles", "traverses", "profile_options"):
+            for key in (KEY.profiles, KEY.traverses, KEY.profile_options):
                 cmd.pop(key, None)
-            if cmd.pop("cluster_colored", False):
+            if cmd.pop(KEY.cluster_colored, False):
                 from napari.utils.colormaps import label_colormap
 
                 crystals.colormap = label_colormap()
@@ -460,10 +457,10 @@ class SegmentWidget(ZonationWidget):
             self.viewer,
             "labels",
             r["labels"],
-            role="crystals",
+            role=ROLE.crystals,
             source=image,
             name=f"{name} crystals",
-            meta={"pixel_size_um": px, "groundmass_level": r.get("groundmass_level")},
+            meta={KEY.pixel_size_um: px, KEY.groundmass_level: r.get("groundmass_level")},
             features=with_index(table),
             **geom,
         )
@@ -491,10 +488,10 @@ class SegmentWidget(ZonationWidget):
             self.viewer,
             "labels",
             r["boundaries"],
-            role="boundaries",
+            role=ROLE.boundaries,
             source=image,
             name=f"{name} boundaries",
-            meta={"pixel_size_um": px},
+            meta={KEY.pixel_size_um: px},
             colormap=boundary_cmap,
             visible=self.show_boundaries.isChecked(),
             **geom,
@@ -508,10 +505,10 @@ class SegmentWidget(ZonationWidget):
             self.viewer,
             "labels",
             r["phases"],
-            role="phases",
+            role=ROLE.phases,
             source=image,
             name=f"{name} phases",
-            meta={"pixel_size_um": px, "phase_names": list(names)},
+            meta={KEY.pixel_size_um: px, KEY.phase_names: list(names)},
             features=phase_feats,
             colormap=DirectLabelColormap(color_dict=colors, name="phases"),
             opacity=0.55,
@@ -523,10 +520,10 @@ class SegmentWidget(ZonationWidget):
             self.viewer,
             "labels",
             r["rim_band"],
-            role="rim band",
+            role=ROLE.rim_band,
             source=image,
             name=f"{name} rim band",
-            meta={"pixel_size_um": px},
+            meta={KEY.pixel_size_um: px},
             opacity=0.6,
             visible=self.show_rim_band.isChecked(),
             **geom,
@@ -539,10 +536,10 @@ class SegmentWidget(ZonationWidget):
             self.viewer,
             "points",
             pts,
-            role="flagged",
+            role=ROLE.flagged,
             source=image,
             name=f"{name} flagged",
-            meta={"pixel_size_um": px},
+            meta={KEY.pixel_size_um: px},
             features=flags,
             face_color="transparent",
             border_color=FLAG_COLOR,
@@ -569,7 +566,7 @@ class SegmentWidget(ZonationWidget):
         if image is None:
             self._notify_error("no image layer: open a BSE image first.")
             return None
-        layer = find_owned(self.viewer, "scribbles", image)
+        layer = find_owned(self.viewer, ROLE.scribbles, image)
         if layer is None:
             from napari.utils.colormaps import DirectLabelColormap
 
@@ -586,7 +583,7 @@ class SegmentWidget(ZonationWidget):
                 self.viewer,
                 "labels",
                 np.zeros(shape, dtype=np.int32),
-                role="scribbles",
+                role=ROLE.scribbles,
                 source=image,
                 name=f"{image.name} scribbles",
                 colormap=DirectLabelColormap(color_dict=colors, name="scribbles"),
@@ -616,7 +613,7 @@ class SegmentWidget(ZonationWidget):
                     "one crystal (rim included) and pick it as the line layer."
                 )
             return shape_to_image_px(shapes, image, np.asarray(shapes.data[-1]))
-        layer = find_owned(self.viewer, "crystals", image)
+        layer = find_owned(self.viewer, ROLE.crystals, image)
         if layer is None:
             raise ZonationInputError(
                 f"no crystals layer of '{image.name}' made by the plugin: segment first, then "
@@ -653,7 +650,7 @@ class SegmentWidget(ZonationWidget):
         image = self.image_combo.value
         if image is None:
             raise ZonationInputError("no image layer: open a BSE image first.")
-        layer = find_owned(self.viewer, "crystals", image)
+        layer = find_owned(self.viewer, ROLE.crystals, image)
         if layer is None:
             raise ZonationInputError(
                 f"no crystals layer of '{image.name}' made by the plugin: segment (or train on "
@@ -728,9 +725,9 @@ class SegmentWidget(ZonationWidget):
 
     def _refresh_table(self, image, layer) -> None:
         """Recompute the crystal table and the QA layers from the crystals layer's labels."""
-        px = zmeta(layer, create=False).get("pixel_size_um") or float(layer.scale[-1])
+        px = zmeta(layer, create=False).get(KEY.pixel_size_um) or float(layer.scale[-1])
         labels = np.asarray(layer.data, dtype=np.int32)
-        level = zmeta(layer, create=False).get("groundmass_level")
+        level = zmeta(layer, create=False).get(KEY.groundmass_level)
         table = segment.crystal_table(layer_image(image), labels, px, groundmass_level=level)
         layer.features = with_index(table)
         geom = {
