@@ -226,6 +226,101 @@ def test_diffusion_names_the_crystals_describe_calls_zoned_but_it_finds_no_step(
     assert "Describe:" in note and "no step" in note
 
 
+def test_diffusion_fits_the_step_describe_found(make_napari_viewer, qtbot):
+    """Synthetic profiles with their true steps: by default Diffusion fits what Describe
+    found in each crystal and says so per crystal (one decision across the widgets)."""
+    prof, truth = make_profiles(n_per_type=2, noise=0.01, seed=7)
+    table = descriptors.describe_zoning(prof)
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.features = table.assign(index=table["label"])
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    assert dfw.model.currentText() == "as described"  # the default
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    run_and_wait(qtbot, dfw)
+    out = crystals.features.set_index("label")
+    tr = truth.set_index("label")
+    assert out["describe_status"].str.len().gt(0).all()  # every crystal has its decision
+    one_step = ("rim_brighter", "rim_darker")
+    checked = 0
+    for label, row in out.iterrows():
+        said = row["zoning_type"]
+        if said == "unzoned":
+            assert row["describe_status"] == "Describe found no step: not fitted"
+            assert not np.isfinite(row["timescale_days"])
+        elif said in one_step and tr.loc[label, "zoning_type"] in one_step:
+            assert row["describe_status"].startswith("fitted the step Describe found at")
+            assert row["fit_status"] == "ok"
+            # the fitted step is the true step (ground truth), not another feature
+            assert abs(row["step_position_um"] - tr.loc[label, "step_positions_um"][0]) < 2.0
+            checked += 1
+        elif said == "multi_step":
+            assert "fitted the outer step only" in row["describe_status"]
+    assert checked >= 4
+    assert "described step(s) confirmed" in dfw.status.text()
+    # the plot of a crystal names its decision
+    dfw.plot_label.setValue(int(out.index[out["zoning_type"].isin(one_step)][0]))
+    assert "Describe found" in dfw.plot.figure.axes[0].get_title()
+
+
+def test_real_plagioclase_diffusion_fits_the_outer_step_describe_found(
+    make_napari_viewer, qtbot
+):
+    """The real plagioclase (Lubbers et al. 2022, MIT): Describe calls the main crystal
+    multi_step; Diffusion must fit its outer step (not say "no step") and say so."""
+    import pathlib
+
+    import napari_zonation as nz
+
+    path = pathlib.Path("/work/shared/real-plagioclase/CGI_ns8_1-1.tif")
+    if not path.exists():
+        pytest.skip("the real plagioclase image is not on this machine")
+    img = nz.read_sem_tiff(path)[0]
+    px = 1.18
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="plag", scale=(px, px))
+    seg = dock(viewer, "Segment crystals")
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    crystals = viewer.layers["plag crystals"]
+    prw = dock(viewer, "Profiles")
+    assert prw.run(blocking=True) is not None, prw.status.text()
+    dsw = dock(viewer, "Describe zoning")
+    assert dsw.run(blocking=True) is not None, dsw.status.text()
+    described = crystals.features.set_index("label").copy()
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    run_and_wait(qtbot, dfw)
+    feats = crystals.features.set_index("label")
+    # Describe's columns are not overwritten by the fit's (kept as fit_<name>)
+    pd.testing.assert_series_equal(feats["step_positions_um"], described["step_positions_um"])
+    assert "fit_step_positions_um" in feats
+    main = int(np.bincount(np.asarray(crystals.data).ravel())[1:].argmax() + 1)
+    row = feats.loc[main]
+    assert row["zoning_type"] == "multi_step"
+    outer = min(row["step_positions_um"])
+    assert row["describe_status"].startswith(
+        f"Describe: multi_step ({len(row['step_positions_um'])} steps); fitted the outer step "
+        f"only (at {outer:.3g} µm"
+    )
+    assert row["fit_status"] == "ok", row["describe_status"]
+    # the fitted step is the described outer step: within the profile cut before the next
+    second = sorted(row["step_positions_um"])[1]
+    assert row["step_position_um"] < 0.5 * (outer + second)
+    assert abs(row["step_position_um"] - outer) < 3 * px
+    # no crystal is left with two contradicting verdicts: a failed fit says why
+    for _, r in feats.iterrows():
+        if r["fit_status"] not in ("ok", "not fitted (Describe: no step)"):
+            assert f"does not confirm it ({r['fit_status']}" in r["describe_status"]
+
+
 # --------------------------------------------------------------------------------------------
 # 6. plots that say when they cannot mean anything
 
@@ -359,16 +454,43 @@ def test_diffusion_on_grey_profiles_explains_what_to_do(make_napari_viewer, qtbo
     laws = [dfw.mineral.itemText(i) for i in range(dfw.mineral.count())]
     assert any(t.startswith("olivine") for t in laws) and any("plagioclase" in t for t in laws)
     assert any("Arrhenius" in t for t in laws) and any(t.startswith("plain D") for t in laws)
-    # the default olivine law on grey levels: what to do, in words, no API keywords
+    # the default olivine law on grey levels: what to do, in words, no API keywords, shown
+    # before Run with the XFe field highlighted
     assert dfw.mineral.currentText().startswith("olivine")
-    dfw.run()
-    qtbot.waitUntil(lambda: not dfw.busy, timeout=TIMEOUT_MS)
+    hint = dfw.hint.text()
+    assert "grey levels" in hint and "Calibrate" in hint and "0.15 for Fo85" in hint
+    assert "border" in dfw.xfe.styleSheet() and "border" not in dfw.diffusivity.styleSheet()
+    assert dfw.run() is None  # nothing runs into the core's error
     text = dfw.status.text()
     assert "Calibrate" in text and "plain D" in text and "xfe=" not in text
-    # a plain D without a value says to give D before anything runs
+    # giving XFe completes the conditions: the highlight and the hint go, Run works
+    dfw.xfe.setValue(0.15)
+    assert dfw.hint.text() == "" and dfw.xfe.styleSheet() == ""
+    # a plain D without a value: Run is off, with the reason; giving D turns it on
     dfw.mineral.setCurrentText("plain D (any mineral)")
+    assert not dfw.run_button.isEnabled()
+    assert "Give D" in dfw.hint.text() and "border" in dfw.diffusivity.styleSheet()
     assert dfw.run() is None
-    assert "give D" in dfw.status.text()
+    assert "Give D" in dfw.status.text()
+    dfw.diffusivity.setValue(1e-3)
+    assert dfw.run_button.isEnabled() and dfw.hint.text() == ""
+    run_and_wait(qtbot, dfw)
+    assert (crystals.features["fit_status"] == "ok").any()
+
+
+def test_diffusion_takes_xfe_from_fo_profiles(make_napari_viewer):
+    prof, truth = make_profiles(n_per_type=1, zoning_types=("rim_brighter",), seed=6)
+    prof = prof.assign(value=70.0 + (prof["value"] - prof["value"].min()) / 10.0,
+                       quantity="Fo (mol%)")
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(np.ones((8, 8), dtype=np.int32) * int(truth["label"][0]),
+                                 name="crystals")
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    assert dfw.mineral.currentText().startswith("olivine")
+    assert "from the Fo values" in dfw.hint.text() and dfw.xfe.styleSheet() == ""
+    assert dfw.readiness() == ("", None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ from .profiles_widget import _is_crystals
 N_CHUNKS = 10
 #: the model choice that fits what Describe found in each crystal
 AS_DESCRIBED = "as described"
+#: fit columns written into a layer as ``fit_<name>``: Describe's columns of the same name
+#: (the described steps and plateaus) stay as Describe wrote them
+FIT_RENAMED = ("step_positions_um", "plateau_levels")
 STORE_PREFIX = "imported: "
 
 #: the diffusivity choices offered, with the keywords they give fit_diffusion
@@ -518,6 +521,8 @@ class DiffusionWidget(ZonationWidget):
             from napari.layers import Labels
 
             fit = table.drop(columns=[c for c in ("channel",) if c in table.columns])
+            # the fit's steps and levels beside the description's, never over them
+            fit = fit.rename(columns={c: f"fit_{c}" for c in FIT_RENAMED if c in fit.columns})
             if isinstance(layer, Labels):
                 layer = p["layer"] = writable_crystals(self.viewer, layer)
                 set_table(layer, merge_table(table_of(layer), fit))
