@@ -362,17 +362,74 @@ def test_cluster_panels_of_mixed_phases_draw_no_median(make_napari_viewer, qtbot
     clw.n_clusters.setValue(2)
     run_and_wait(qtbot, clw)
     feats = crystals.features
-    for ax in clw.plot.figure.axes:
-        if not ax.get_visible():
-            continue
+    panels = [ax for ax in clw.plot.figure.axes if ax.get_visible()]
+    assert len({ax.get_ylim() for ax in panels}) == 1  # one shared scale
+    for ax in panels:
+        assert ax.get_ylabel() in ("", "value − core value (grey levels)")
         c = int(ax.get_title().split()[1])
-        phases = set(feats.loc[feats["cluster"] == c, "phase"])
-        n = int((feats["cluster"] == c).sum())
+        members = feats[feats["cluster"] == c]
+        phases = set(members["phase"])
+        types = set(members["zoning_type"])
+        crystals_drawn = [ln for ln in ax.lines if str(ln.get_gid()).startswith("crystal ")]
+        medians = [ln for ln in ax.lines if ln.get_gid() == "median"]
+        assert len(crystals_drawn) == len(members)  # each crystal drawn
         if len(phases) > 1:
-            assert "no median" in ax.get_title()
-            assert len(ax.lines) == n  # each crystal, no median curve
-        else:
-            assert len(ax.lines) == n + 1  # each crystal and their median
+            assert "phases" in ax.get_title() and "no median" in ax.get_title()
+        if len(phases) > 1 or len(types) > 1:
+            assert not medians
+        # each crystal relative to its own core value (not absolute grey)
+        for ln in crystals_drawn:
+            lab = int(ln.get_gid().split()[1])
+            d, v = profile_arrays_of(prof, lab)
+            core = float(members.loc[members["label"] == lab, "core_value"].iloc[0])
+            np.testing.assert_allclose(ln.get_ydata(), v - core)
+
+
+def profile_arrays_of(prof, label):
+    p = prof[prof["label"] == label].sort_values("distance_um")
+    return p["distance_um"].to_numpy(float), p["value"].to_numpy(float)
+
+
+def test_report_and_cluster_dock_draw_the_same_panel(make_napari_viewer, qtbot):
+    """One plotting function for the per-cluster profiles: the dock's panel and the report's
+    panel of the same cluster hold the same curves."""
+    from napari_zonation import report
+
+    prof, truth = make_profiles(n_per_type=2, zoning_types=("rim_brighter", "rim_darker"),
+                                noise=0.01, seed=3)
+    table = descriptors.describe_zoning(prof)
+    viewer = make_napari_viewer()
+    crystals, clw = _cluster_dock_on_squares(viewer, prof, truth, table)
+    clw.n_clusters.setValue(2)
+    run_and_wait(qtbot, clw)
+    feats = crystals.features.drop(columns=["index"])
+    lab = np.asarray(crystals.data)
+    fig = report.build_report(lab.astype(float), lab, feats, prof)
+    for ax in [a for a in clw.plot.figure.axes if a.get_visible()]:
+        c = int(ax.get_title().split()[1])
+        twin = next(a for a in fig.axes if a.get_title().startswith(f"cluster {c} "))
+        assert twin.get_title() == ax.get_title()
+        mine = {ln.get_gid(): ln.get_ydata() for ln in ax.lines}
+        theirs = {ln.get_gid(): ln.get_ydata() for ln in twin.lines}
+        assert mine.keys() == theirs.keys()
+        for k in mine:
+            np.testing.assert_allclose(mine[k], theirs[k])
+
+
+def test_crystal_map_says_when_a_second_axis_means_nothing(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=2, zoning_types=("rim_brighter", "rim_darker"),
+                                noise=0.01, seed=3)
+    table = descriptors.describe_zoning(prof)
+    viewer = make_napari_viewer()
+    crystals, clw = _cluster_dock_on_squares(viewer, prof, truth, table)
+    emb = pd.DataFrame({"label": truth["label"], "pc1": np.arange(len(truth), dtype=float),
+                        "pc2": np.full(len(truth), 1e-15)})
+    emb.attrs["explained_variance_ratio"] = (1.0, 1e-30)
+    clw.show_map(crystals, emb, {})
+    assert clw._map_ax is None
+    texts = [t.get_text() for ax in clw.map_plot.figure.axes for t in ax.texts]
+    assert any("one direction only" in t for t in texts)
+    assert not any("PC2" in ax.get_ylabel() for ax in clw.map_plot.figure.axes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +443,21 @@ def test_flags_shown_on_demand_and_filtered(make_napari_viewer, sample):
     assert not flagged.visible  # not drawn over the image until asked for
     assert not seg.legend.isVisibleTo(seg) and not viewer.layers["bse phases"].visible
     seg.show_phases.setChecked(True)
-    assert seg.legend.isVisibleTo(seg) and viewer.layers["bse phases"].visible
+    phases = viewer.layers["bse phases"]
+    assert seg.legend.isVisibleTo(seg) and phases.visible
+    # the legend's colours are the phases layer's colours on screen
+    import re
+
+    legend = dict(re.findall(r'color:(#[0-9a-f]{6}).*?&nbsp;([\w ]+?) \(', seg.legend.text()))
+    for i, name in enumerate(phases.metadata["napari_zonation"]["phase_names"]):
+        rgba = phases.colormap.map(np.array([i + 1]))[0]
+        hexa = "#" + "".join(f"{int(round(x * 255)):02x}" for x in rgba[:3])
+        assert legend[hexa] == name
+    # hiding the layer from the layer list hides its legend too
+    phases.visible = False
+    assert not seg.legend.isVisibleTo(seg) and not seg.show_phases.isChecked()
+    phases.visible = True
+    assert seg.legend.isVisibleTo(seg) and seg.show_phases.isChecked()
     if not len(flagged.data):
         pytest.skip("no crystal flagged in this sample")
     flag = next(f for f in ("touches_border", "touching", "cracked", "faint_edge")

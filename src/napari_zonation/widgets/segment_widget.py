@@ -315,6 +315,14 @@ class SegmentWidget(ZonationWidget):
         layer.shown = shown
         self.show_flagged.setChecked(True)
 
+    def _on_phases_visible(self, event=None) -> None:
+        """Keep the phase legend and its checkbox with the phases layer's visibility."""
+        on = bool(getattr(getattr(event, "source", None), "visible", False))
+        self.legend.setVisible(on)
+        self.show_phases.blockSignals(True)
+        self.show_phases.setChecked(on)
+        self.show_phases.blockSignals(False)
+
     def _set_visible(self, role: str, on: bool) -> None:
         image = self.image_combo.value
         if image is None:
@@ -555,6 +563,11 @@ class SegmentWidget(ZonationWidget):
         if self.flag_filter.currentIndex() > 0:
             self._filter_flags()
 
+        phases_layer = find_owned(self.viewer, "phases", image)
+        if phases_layer is not None and not getattr(phases_layer, "_zonation_legend", False):
+            # hiding the phases layer from the layer list hides its legend too
+            phases_layer.events.visible.connect(self._on_phases_visible)
+            phases_layer._zonation_legend = True
         # legend of the phases layer, with counts
         counts = table["phase"].fillna("unknown").value_counts() if "phase" in table else {}
         self.legend.setText(
