@@ -31,7 +31,8 @@ from napari_zonation.synthetic import SCENE_KINDS, make_thin_section
 FLAGS = ("low_contrast", "cracked", "touching", "touches_border", "faint_edge",
          "rim_near_groundmass")
 KINDS = ("default", "real", "glomerocrysts", "faint_rims", "epoxy")
-REAL = pathlib.Path("/work/shared/real-plagioclase/CGI_ns8_1-1.tif")
+#: the real plagioclase shipped with the package (with its licence)
+REAL = pathlib.Path(nz.__file__).parent / "data" / "CGI_ns8_1-1.tif"
 
 
 def truth_flags(truth: pd.DataFrame) -> pd.DataFrame:
@@ -91,9 +92,6 @@ def main() -> None:
     n_kind = res.groupby("kind")["n"].sum() / res.groupby("kind")["flag"].nunique()
     print("\nfraction flagged per scene kind")
     print(per_kind.div(n_kind, axis=0).round(2).to_string())
-    anyf = []
-    for (k, s), g in res.groupby(["kind", "seed"]):
-        anyf.append((k, s))
     if REAL.exists():
         img = nz.read_sem_tiff(REAL)[0]
         lab = nz.segment_crystals(img, 1.18)

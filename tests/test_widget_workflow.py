@@ -274,14 +274,10 @@ def test_real_plagioclase_diffusion_fits_the_outer_step_describe_found(
 ):
     """The real plagioclase (Lubbers et al. 2022, MIT): Describe calls the main crystal
     multi_step; Diffusion must fit its outer step (not say "no step") and say so."""
-    import pathlib
-
     import napari_zonation as nz
+    from napari_zonation._napari_io import PLAGIOCLASE_TIFF
 
-    path = pathlib.Path("/work/shared/real-plagioclase/CGI_ns8_1-1.tif")
-    if not path.exists():
-        pytest.skip("the real plagioclase image is not on this machine")
-    img = nz.read_sem_tiff(path)[0]
+    img = nz.read_sem_tiff(PLAGIOCLASE_TIFF)[0]
     px = 1.18
     viewer = make_napari_viewer()
     viewer.add_image(img, name="plag", scale=(px, px))

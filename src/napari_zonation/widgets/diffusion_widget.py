@@ -465,7 +465,7 @@ class DiffusionWidget(ZonationWidget):
         return {"source": source, "layer": layer, "prof": prof, "kwargs": kwargs,
                 "refused": pd.DataFrame(refused), "kind": kind, "as_described": as_described,
                 "undescribed": model == AS_DESCRIBED and not as_described
-                and not kwargs.get("plagioclase")}
+                and isinstance(layer, Labels) and not kwargs.get("plagioclase")}
 
     def _steps(self, p: dict) -> int:
         return len(chunks(p["prof"]["label"].unique(), N_CHUNKS))
