@@ -437,6 +437,12 @@ def test_flags_shown_on_demand_and_filtered(make_napari_viewer, sample):
     image, crystals, seg = segmented(viewer, sample)
     flagged = viewer.layers["bse flagged"]
     assert not flagged.visible  # not drawn over the image until asked for
+    # the status line counts each flag in words (not one "flagged" total)
+    feats = crystals.features
+    for f in ("touches_border", "touching", "cracked", "faint_edge"):
+        n = int(feats[f].fillna(False).astype(bool).sum()) if f in feats else 0
+        if n:
+            assert f"{n} {f.replace('_', ' ')}" in seg.status.text()
     assert not seg.legend.isVisibleTo(seg) and not viewer.layers["bse phases"].visible
     seg.show_phases.setChecked(True)
     phases = viewer.layers["bse phases"]

@@ -62,7 +62,7 @@ def panel_title(name: str, members: pd.DataFrame) -> str:
     title = f"{name} (n={len(members)}{state})" + (f"\n{kinds}" if kinds else "")
     phases = phases_of(members)
     if len(phases) > 1:
-        title += f"\n{len(phases)} phases ({', '.join(phases)}): no median"
+        title += f"\n{len(phases)} phases: no median"
     return title
 
 

@@ -1,5 +1,11 @@
 """Diffusion timescales: finite-difference fits of profiles -> sqrt(Dt), days and intervals.
 
+By default (model "as described") each crystal's fit follows its description
+(:func:`napari_zonation.diffusion.described.fit_as_described`): no described step, not
+fitted; one, that step; several, the outer step only; the decision in words in
+``describe_status`` and above the plot. What the chosen diffusivity still needs (XFe on grey
+levels, D for a plain D) is said under the form, its field highlighted, before Run.
+
 Sources: a crystals Labels layer with profiles in its metadata, a Shapes layer with drawn-line
 profiles, or an imported table (Profiles > Import). Results (``sqrt_dt_um``,
 ``timescale_days`` with ``timescale_days_lo``/``_hi`` and the other ``fit_diffusion`` columns)
@@ -631,7 +637,8 @@ class DiffusionWidget(ZonationWidget):
         said = row.get("describe_status")
         if isinstance(said, str) and said:
             # the crystal's one decision, in words (what Describe found and what was fitted)
-            title += "\n" + textwrap.shorten(said, 110, placeholder="…")
+            lines = textwrap.wrap(said, 62)
+            title += "\n" + "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
         ax.set_title(title, color=fg, fontsize=9)
         res_ax.set_xlabel(DISTANCE_LABELS.get(getattr(self, "_kind", "rim"), "distance (µm)"))
         ax.set_ylabel(value_name(prof))

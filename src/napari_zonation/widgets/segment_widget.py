@@ -99,6 +99,16 @@ def phase_codes(table: pd.DataFrame) -> tuple[dict[int, int], list[str]]:
     return {int(lab): code[ph] for lab, ph in zip(table["label"], phases, strict=True)}, names
 
 
+def flag_summary(table: pd.DataFrame) -> str:
+    """How many crystals carry each QA flag, in words (empty when none does)."""
+    counts = [(int(table[f].fillna(False).astype(bool).sum()), f) for f in QA_FLAGS
+              if f in table.columns]
+    parts = [f"{n} {f.replace('_', ' ')}" for n, f in sorted(counts, reverse=True) if n]
+    if not parts:
+        return ""
+    return "QA flags (QA layers ▸ flagged): " + ", ".join(parts) + ". "
+
+
 def flagged_table(table: pd.DataFrame, labels: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
     """Centroids (row, col) and flags of the crystals with any QA flag."""
     flags = [c for c in QA_FLAGS if c in table.columns]
@@ -482,8 +492,8 @@ class SegmentWidget(ZonationWidget):
             p.get("job"), ""
         )
         self.set_status(
-            f"{len(table)} crystals in '{crystals.name}'{how} ({len(r['flags'])} flagged), "
-            f"{px:g} µm/px. Next: Profiles."
+            f"{len(table)} crystals in '{crystals.name}'{how}, {px:g} µm/px. "
+            f"{flag_summary(table)}Next: Profiles."
         )
 
     def _update_qa(self, image, r: dict, px: float, geom: dict) -> None:
