@@ -537,7 +537,10 @@ class DiffusionWidget(ZonationWidget):
                 merged = merge_table(old, fit, how="left") if len(old) else fit
                 if len(merged) == len(layer.data):
                     layer.features = merged
-            zmeta(layer)["diffusion"] = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
+            used = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
+            if p.get("as_described"):
+                used["model"] = AS_DESCRIBED
+            zmeta(layer)["diffusion"] = used
             where = f"'{layer.name}' features"
         else:
             name = p["source"][len(STORE_PREFIX) :]
