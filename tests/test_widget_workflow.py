@@ -311,6 +311,13 @@ def test_real_plagioclase_diffusion_fits_the_outer_step_describe_found(
     second = sorted(row["step_positions_um"])[1]
     assert row["step_position_um"] < 0.5 * (outer + second)
     assert abs(row["step_position_um"] - outer) < 3 * px
+    # Describe's results table shows the same decision beside the description
+    res = dsw.results
+    cols = [res.table.horizontalHeaderItem(i).text() for i in range(res.table.columnCount())]
+    assert "describe_status" in cols and "fit_status" in cols
+    rows = {res.table.item(r, cols.index("label")).text(): r for r in range(res.table.rowCount())}
+    cell = res.table.item(rows[str(main)], cols.index("describe_status")).text()
+    assert cell == row["describe_status"]
     # no crystal is left with two contradicting verdicts: a failed fit says why
     for _, r in feats.iterrows():
         if r["fit_status"] not in ("ok", "not fitted (Describe: no step)"):
