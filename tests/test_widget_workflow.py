@@ -226,6 +226,104 @@ def test_diffusion_names_the_crystals_describe_calls_zoned_but_it_finds_no_step(
     assert "Describe:" in note and "no step" in note
 
 
+def test_diffusion_fits_the_step_describe_found(make_napari_viewer, qtbot):
+    """Synthetic profiles with their true steps: by default Diffusion fits what Describe
+    found in each crystal and says so per crystal (one decision across the widgets)."""
+    prof, truth = make_profiles(n_per_type=2, noise=0.01, seed=7)
+    table = descriptors.describe_zoning(prof)
+    lab = np.zeros((20, 20 * len(truth)), dtype=np.int32)
+    for i, label in enumerate(truth["label"]):
+        lab[2:18, 20 * i + 2 : 20 * i + 18] = label
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(lab, name="crystals")
+    crystals.features = table.assign(index=table["label"])
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    assert dfw.model.currentText() == "as described"  # the default
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    run_and_wait(qtbot, dfw)
+    out = crystals.features.set_index("label")
+    tr = truth.set_index("label")
+    assert out["describe_status"].str.len().gt(0).all()  # every crystal has its decision
+    one_step = ("rim_brighter", "rim_darker")
+    checked = 0
+    for label, row in out.iterrows():
+        said = row["zoning_type"]
+        if said == "unzoned":
+            assert row["describe_status"] == "Describe found no step: not fitted"
+            assert not np.isfinite(row["timescale_days"])
+        elif said in one_step and tr.loc[label, "zoning_type"] in one_step:
+            assert row["describe_status"].startswith("fitted the step Describe found at")
+            assert row["fit_status"] == "ok"
+            # the fitted step is the true step (ground truth), not another feature
+            assert abs(row["step_position_um"] - tr.loc[label, "step_positions_um"][0]) < 2.0
+            checked += 1
+        elif said == "multi_step":
+            assert "fitted the outer step only" in row["describe_status"]
+    assert checked >= 4
+    assert "described step(s) confirmed" in dfw.status.text()
+    # the plot of a crystal names its decision
+    dfw.plot_label.setValue(int(out.index[out["zoning_type"].isin(one_step)][0]))
+    assert "Describe found" in dfw.plot.figure.axes[0].get_title()
+
+
+def test_real_plagioclase_diffusion_fits_the_outer_step_describe_found(
+    make_napari_viewer, qtbot
+):
+    """The real plagioclase (Lubbers et al. 2022, MIT): Describe calls the main crystal
+    multi_step; Diffusion must fit its outer step (not say "no step") and say so."""
+    import napari_zonation as nz
+    from napari_zonation._napari_io import PLAGIOCLASE_TIFF
+
+    img = nz.read_sem_tiff(PLAGIOCLASE_TIFF)[0]
+    px = 1.18
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="plag", scale=(px, px))
+    seg = dock(viewer, "Segment crystals")
+    assert seg.run(blocking=True) is not None, seg.status.text()
+    crystals = viewer.layers["plag crystals"]
+    prw = dock(viewer, "Profiles")
+    assert prw.run(blocking=True) is not None, prw.status.text()
+    dsw = dock(viewer, "Describe zoning")
+    assert dsw.run(blocking=True) is not None, dsw.status.text()
+    described = crystals.features.set_index("label").copy()
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    dfw.mineral.setCurrentText("plain D (any mineral)")
+    dfw.diffusivity.setValue(1e-3)
+    run_and_wait(qtbot, dfw)
+    feats = crystals.features.set_index("label")
+    # Describe's columns are not overwritten by the fit's (kept as fit_<name>)
+    pd.testing.assert_series_equal(feats["step_positions_um"], described["step_positions_um"])
+    assert "fit_step_positions_um" in feats
+    main = int(np.bincount(np.asarray(crystals.data).ravel())[1:].argmax() + 1)
+    row = feats.loc[main]
+    assert row["zoning_type"] == "multi_step"
+    outer = min(row["step_positions_um"])
+    assert row["describe_status"].startswith(
+        f"Describe: multi_step ({len(row['step_positions_um'])} steps); fitted the outer step "
+        f"only (at {outer:.3g} µm"
+    )
+    assert row["fit_status"] == "ok", row["describe_status"]
+    # the fitted step is the described outer step: within the profile cut before the next
+    second = sorted(row["step_positions_um"])[1]
+    assert row["step_position_um"] < 0.5 * (outer + second)
+    assert abs(row["step_position_um"] - outer) < 3 * px
+    # Describe's results table shows the same decision beside the description
+    res = dsw.results
+    cols = [res.table.horizontalHeaderItem(i).text() for i in range(res.table.columnCount())]
+    assert "describe_status" in cols and "fit_status" in cols
+    rows = {res.table.item(r, cols.index("label")).text(): r for r in range(res.table.rowCount())}
+    cell = res.table.item(rows[str(main)], cols.index("describe_status")).text()
+    assert cell == row["describe_status"]
+    # no crystal is left with two contradicting verdicts: a failed fit says why
+    for _, r in feats.iterrows():
+        if r["fit_status"] not in ("ok", "not fitted (Describe: no step)"):
+            assert f"does not confirm it ({r['fit_status']}" in r["describe_status"]
+
+
 # --------------------------------------------------------------------------------------------
 # 6. plots that say when they cannot mean anything
 
@@ -267,17 +365,74 @@ def test_cluster_panels_of_mixed_phases_draw_no_median(make_napari_viewer, qtbot
     clw.n_clusters.setValue(2)
     run_and_wait(qtbot, clw)
     feats = crystals.features
-    for ax in clw.plot.figure.axes:
-        if not ax.get_visible():
-            continue
+    panels = [ax for ax in clw.plot.figure.axes if ax.get_visible()]
+    assert len({ax.get_ylim() for ax in panels}) == 1  # one shared scale
+    for ax in panels:
+        assert ax.get_ylabel() in ("", "value − core value (grey levels)")
         c = int(ax.get_title().split()[1])
-        phases = set(feats.loc[feats["cluster"] == c, "phase"])
-        n = int((feats["cluster"] == c).sum())
+        members = feats[feats["cluster"] == c]
+        phases = set(members["phase"])
+        types = set(members["zoning_type"])
+        crystals_drawn = [ln for ln in ax.lines if str(ln.get_gid()).startswith("crystal ")]
+        medians = [ln for ln in ax.lines if ln.get_gid() == "median"]
+        assert len(crystals_drawn) == len(members)  # each crystal drawn
         if len(phases) > 1:
-            assert "no median" in ax.get_title()
-            assert len(ax.lines) == n  # each crystal, no median curve
-        else:
-            assert len(ax.lines) == n + 1  # each crystal and their median
+            assert "phases" in ax.get_title() and "no median" in ax.get_title()
+        if len(phases) > 1 or len(types) > 1:
+            assert not medians
+        # each crystal relative to its own core value (not absolute grey)
+        for ln in crystals_drawn:
+            lab = int(ln.get_gid().split()[1])
+            d, v = profile_arrays_of(prof, lab)
+            core = float(members.loc[members["label"] == lab, "core_value"].iloc[0])
+            np.testing.assert_allclose(ln.get_ydata(), v - core)
+
+
+def profile_arrays_of(prof, label):
+    p = prof[prof["label"] == label].sort_values("distance_um")
+    return p["distance_um"].to_numpy(float), p["value"].to_numpy(float)
+
+
+def test_report_and_cluster_dock_draw_the_same_panel(make_napari_viewer, qtbot):
+    """One plotting function for the per-cluster profiles: the dock's panel and the report's
+    panel of the same cluster hold the same curves."""
+    from napari_zonation import report
+
+    prof, truth = make_profiles(n_per_type=2, zoning_types=("rim_brighter", "rim_darker"),
+                                noise=0.01, seed=3)
+    table = descriptors.describe_zoning(prof)
+    viewer = make_napari_viewer()
+    crystals, clw = _cluster_dock_on_squares(viewer, prof, truth, table)
+    clw.n_clusters.setValue(2)
+    run_and_wait(qtbot, clw)
+    feats = crystals.features.drop(columns=["index"])
+    lab = np.asarray(crystals.data)
+    fig = report.build_report(lab.astype(float), lab, feats, prof)
+    for ax in [a for a in clw.plot.figure.axes if a.get_visible()]:
+        c = int(ax.get_title().split()[1])
+        twin = next(a for a in fig.axes if a.get_title().startswith(f"cluster {c} "))
+        assert twin.get_title() == ax.get_title()
+        mine = {ln.get_gid(): ln.get_ydata() for ln in ax.lines}
+        theirs = {ln.get_gid(): ln.get_ydata() for ln in twin.lines}
+        assert mine.keys() == theirs.keys()
+        for k in mine:
+            np.testing.assert_allclose(mine[k], theirs[k])
+
+
+def test_crystal_map_says_when_a_second_axis_means_nothing(make_napari_viewer, qtbot):
+    prof, truth = make_profiles(n_per_type=2, zoning_types=("rim_brighter", "rim_darker"),
+                                noise=0.01, seed=3)
+    table = descriptors.describe_zoning(prof)
+    viewer = make_napari_viewer()
+    crystals, clw = _cluster_dock_on_squares(viewer, prof, truth, table)
+    emb = pd.DataFrame({"label": truth["label"], "pc1": np.arange(len(truth), dtype=float),
+                        "pc2": np.full(len(truth), 1e-15)})
+    emb.attrs["explained_variance_ratio"] = (1.0, 1e-30)
+    clw.show_map(crystals, emb, {})
+    assert clw._map_ax is None
+    texts = [t.get_text() for ax in clw.map_plot.figure.axes for t in ax.texts]
+    assert any("one direction only" in t for t in texts)
+    assert not any("PC2" in ax.get_ylabel() for ax in clw.map_plot.figure.axes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,9 +444,29 @@ def test_flags_shown_on_demand_and_filtered(make_napari_viewer, sample):
     image, crystals, seg = segmented(viewer, sample)
     flagged = viewer.layers["bse flagged"]
     assert not flagged.visible  # not drawn over the image until asked for
+    # the status line counts each flag in words (not one "flagged" total)
+    feats = crystals.features
+    for f in ("touches_border", "touching", "cracked", "faint_edge"):
+        n = int(feats[f].fillna(False).astype(bool).sum()) if f in feats else 0
+        if n:
+            assert f"{n} {f.replace('_', ' ')}" in seg.status.text()
     assert not seg.legend.isVisibleTo(seg) and not viewer.layers["bse phases"].visible
     seg.show_phases.setChecked(True)
-    assert seg.legend.isVisibleTo(seg) and viewer.layers["bse phases"].visible
+    phases = viewer.layers["bse phases"]
+    assert seg.legend.isVisibleTo(seg) and phases.visible
+    # the legend's colours are the phases layer's colours on screen
+    import re
+
+    legend = dict(re.findall(r'color:(#[0-9a-f]{6}).*?&nbsp;([\w ]+?) \(', seg.legend.text()))
+    for i, name in enumerate(phases.metadata["napari_zonation"]["phase_names"]):
+        rgba = phases.colormap.map(np.array([i + 1]))[0]
+        hexa = "#" + "".join(f"{int(round(x * 255)):02x}" for x in rgba[:3])
+        assert legend[hexa] == name
+    # hiding the layer from the layer list hides its legend too
+    phases.visible = False
+    assert not seg.legend.isVisibleTo(seg) and not seg.show_phases.isChecked()
+    phases.visible = True
+    assert seg.legend.isVisibleTo(seg) and seg.show_phases.isChecked()
     if not len(flagged.data):
         pytest.skip("no crystal flagged in this sample")
     flag = next(f for f in ("touches_border", "touching", "cracked", "faint_edge")
@@ -359,16 +534,43 @@ def test_diffusion_on_grey_profiles_explains_what_to_do(make_napari_viewer, qtbo
     laws = [dfw.mineral.itemText(i) for i in range(dfw.mineral.count())]
     assert any(t.startswith("olivine") for t in laws) and any("plagioclase" in t for t in laws)
     assert any("Arrhenius" in t for t in laws) and any(t.startswith("plain D") for t in laws)
-    # the default olivine law on grey levels: what to do, in words, no API keywords
+    # the default olivine law on grey levels: what to do, in words, no API keywords, shown
+    # before Run with the XFe field highlighted
     assert dfw.mineral.currentText().startswith("olivine")
-    dfw.run()
-    qtbot.waitUntil(lambda: not dfw.busy, timeout=TIMEOUT_MS)
+    hint = dfw.hint.text()
+    assert "grey levels" in hint and "Calibrate" in hint and "0.15 for Fo85" in hint
+    assert "border" in dfw.xfe.styleSheet() and "border" not in dfw.diffusivity.styleSheet()
+    assert dfw.run() is None  # nothing runs into the core's error
     text = dfw.status.text()
     assert "Calibrate" in text and "plain D" in text and "xfe=" not in text
-    # a plain D without a value says to give D before anything runs
+    # giving XFe completes the conditions: the highlight and the hint go, Run works
+    dfw.xfe.setValue(0.15)
+    assert dfw.hint.text() == "" and dfw.xfe.styleSheet() == ""
+    # a plain D without a value: Run is off, with the reason; giving D turns it on
     dfw.mineral.setCurrentText("plain D (any mineral)")
+    assert not dfw.run_button.isEnabled()
+    assert "Give D" in dfw.hint.text() and "border" in dfw.diffusivity.styleSheet()
     assert dfw.run() is None
-    assert "give D" in dfw.status.text()
+    assert "Give D" in dfw.status.text()
+    dfw.diffusivity.setValue(1e-3)
+    assert dfw.run_button.isEnabled() and dfw.hint.text() == ""
+    run_and_wait(qtbot, dfw)
+    assert (crystals.features["fit_status"] == "ok").any()
+
+
+def test_diffusion_takes_xfe_from_fo_profiles(make_napari_viewer):
+    prof, truth = make_profiles(n_per_type=1, zoning_types=("rim_brighter",), seed=6)
+    prof = prof.assign(value=70.0 + (prof["value"] - prof["value"].min()) / 10.0,
+                       quantity="Fo (mol%)")
+    viewer = make_napari_viewer()
+    crystals = viewer.add_labels(np.ones((8, 8), dtype=np.int32) * int(truth["label"][0]),
+                                 name="crystals")
+    crystals.metadata["napari_zonation"] = {"profiles": prof, "owned": True, "role": "crystals"}
+    dfw = dock(viewer, "Diffusion timescales")
+    dfw.source_combo.value = crystals
+    assert dfw.mineral.currentText().startswith("olivine")
+    assert "from the Fo values" in dfw.hint.text() and dfw.xfe.styleSheet() == ""
+    assert dfw.readiness() == ("", None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ Left, the image (µm axes) with every crystal outlined and lightly filled in its
 colour and numbered by its ``label`` (the row of ``crystals.csv``); a crystal cut by the image
 edge has a dashed outline. Right, one panel per cluster: every member's profile relative to
 its core value (its number at the core end), on one y scale shared by all panels so that
-noise and steps compare; a median only for a coherent cluster (one zoning type, rims all on
-one side of the core); a mixed cluster says so in its title, which counts every zoning type
-(ties visible). Below them, when the table has timescales, each dated crystal's timescale with
-its interval. Colours are Okabe & Ito's colour-blind-safe set.
+noise and steps compare; a median only for a coherent cluster (one phase, one zoning type,
+rims all on one side of the core); a mixed cluster says so in its title, which counts every
+zoning type (ties visible). The panels are drawn by
+:func:`napari_zonation.cluster_plots.draw_cluster_panel`, as in the Cluster dock.
+Below them, when the table has timescales, each dated crystal's timescale with its interval.
+Colours are Okabe & Ito's colour-blind-safe set.
 
 Uses matplotlib's Agg backend (no display needed).
 """
@@ -20,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._stats import median_profile
 from .channels import combined_grey, select_channel
+from .cluster_plots import draw_cluster_panel
 
 #: Okabe & Ito (2008) colour-blind-safe colours, ordered so that neighbouring cluster numbers
 #: differ most (black left out: it vanishes on BSE images; yellow last: it is faint on the
@@ -74,41 +76,6 @@ def interval_columns(table: pd.DataFrame) -> tuple[str | None, str | None]:
         if lo in table and hi in table:
             return lo, hi
     return None, None
-
-
-def _zoning_counts(types: pd.Series) -> list[tuple[str, int]]:
-    counts = types.dropna().astype(str).value_counts()
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def _is_mixed(members: pd.DataFrame, counts: list[tuple[str, int]]) -> bool:
-    """Several zoning types, or rims on both sides of the core beyond the crystals' noise."""
-    if len(counts) > 1:
-        return True
-    if {"rim_value", "core_value"} <= set(members.columns) and len(members) > 1:
-        delta = (members["rim_value"] - members["core_value"]).dropna().to_numpy(float)
-        scale = np.nanmedian(np.abs(delta)) if delta.size else 0.0
-        big = delta[np.abs(delta) > 0.25 * scale] if scale > 0 else delta[:0]
-        return bool((big > 0).any() and (big < 0).any())
-    return False
-
-
-def _title(name: str, n: int, counts: list[tuple[str, int]], mixed: bool) -> str:
-    kinds = ", ".join(f"{k} {v}" for k, v in counts[:3])
-    if len(counts) > 3:
-        kinds += f", +{len(counts) - 3} more"
-    state = ", mixed" if mixed else ""
-    return f"{name} (n={n}{state})" + (f"\n{kinds}" if kinds else "")
-
-
-def _median(curves: list) -> tuple[np.ndarray, np.ndarray]:
-    """Median profile over the depth that at least half the members (and two) reach."""
-    ends = sorted(float(np.nanmax(d)) for d, _ in curves if len(d))
-    need = max(2, int(np.ceil(len(ends) / 2)))
-    if len(ends) < need:
-        return np.array([]), np.array([])
-    limit = ends[len(ends) - need]
-    return median_profile([(d[d <= limit], v[d <= limit]) for d, v in curves])
 
 
 def _crystal_shapes(labels: np.ndarray, ids: np.ndarray, contours: bool):
@@ -269,11 +236,6 @@ def build_report(
     unit = quantity_label(profiles, quantity)
     # the channel the descriptors describe: the same rule as every stage
     prof = select_channel(profiles, warn=False)[0] if len(profiles) else profiles
-    core = (
-        pd.to_numeric(table["core_value"], errors="coerce").dropna().to_dict()
-        if "core_value" in table
-        else {}
-    )
     panels = []
     if note or not clusters:
         ax = fig.add_subplot(grid[:n_rows, 1:])
@@ -287,26 +249,10 @@ def build_report(
         panels.append(ax)
         members = table[pd.to_numeric(table["cluster"]) == c]
         colour, ls = cluster_style(c)
-        counts = _zoning_counts(members["zoning_type"]) if "zoning_type" in members else []
-        mixed = _is_mixed(members, counts)
-        curves = []
-        groups = prof[prof["label"].isin(members.index)].groupby("label") if len(prof) else []
-        for lab, p in groups:
-            p = p.sort_values("distance_um")
-            ref = core.get(lab, p["value"].iloc[-5:].median())
-            d, v = p["distance_um"].to_numpy(float), p["value"].to_numpy(float) - ref
-            dashed = lab in border
-            ax.plot(d, v, color=colour, lw=0.9, alpha=0.75,
-                    ls=(0, (3, 2)) if dashed else ls)
-            if len(members) <= 12 and len(d):
-                ax.annotate(str(lab), (d[-1], v[-1]), xytext=(2, 0), textcoords="offset points",
-                            fontsize=6, color="0.25", va="center")
-            curves.append((d, v))
-        if len(curves) > 1 and not mixed:
-            ax.plot(*_median(curves), color=colour, lw=2.6, ls=ls, label="median")
-        ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
         name = "unclustered" if c < 0 else f"cluster {int(c)}"
-        ax.set_title(_title(name, len(members), counts, mixed), fontsize=8, color="0.1")
+        draw_cluster_panel(ax, prof, members, name=name, color=colour, linestyle=ls,
+                           dashed=border)
+        ax.title.set_color("0.1")
         for spine in ax.spines.values():
             spine.set_edgecolor(colour)
             spine.set_linewidth(1.5)

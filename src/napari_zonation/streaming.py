@@ -485,7 +485,8 @@ def _table_rows(raw: np.ndarray, lab: np.ndarray, ids: np.ndarray, origin, lv: S
     wide = max(lv.gm_width if np.isfinite(lv.gm_width) else 0.0,
                2.0 * lv.noise / max(1.0, 2 * np.sqrt(np.pi)))
     table["low_contrast"] = (table["median_value"] - lv.gm_level).abs() < 3.0 * wide
-    table["cracked"] = _cracked(grey, lab, px, lv.noise, ids_t)
+    table["cracked"] = _cracked(grey, lab, px, lv.noise, ids_t,
+                                table["median_value"].to_numpy(float), lv.black)
     qa = rim_qa(
         np.where(finite, grey, 0.0),
         lab_fin,

@@ -184,7 +184,11 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
         k = 1 if key == "step" else int(opts["n_steps"] or _zoning_steps(opts["zoning"], label)
                                          or 2)
         mdl = PlateauModel(n_steps=k, name=key)
-        if k == 1:
+        if k == 1 and _zoning_steps(opts["zoning"], label) == 1:
+            # one described step seeds the fit (the description's position and levels)
+            pos, levels = _multi_guess(d, y, 1, opts["zoning"], label)
+            pos = [float(np.clip(pos[0], start, d.max()))]
+        elif k == 1:
             pos = [float(np.clip(p0, start, d.max()))]
             levels = [a0, b0]
         else:

@@ -72,8 +72,16 @@ def _groundmass_level(grey: np.ndarray, labels: np.ndarray, px: float):
     return float(level * span + lo), float(width * span), False
 
 
-def _cracked(grey, labels, px, noise, ids):
-    """Crystals crossed by thin dark features: a black top-hat inside the crystal, elongated."""
+#: a crack's darkest point lies at least this fraction of the crystal's grey (above black)
+#: below its surroundings: open cracks show epoxy or void, near black; zoning bands and
+#: resorption surfaces, thin and dark too, differ from their host by a few grey levels
+CRACK_MIN_DEPTH = 0.25
+
+
+def _cracked(grey, labels, px, noise, ids, host=None, black=0.0):
+    """Crystals crossed by thin dark features: a black top-hat inside the crystal, elongated,
+    and deep (``CRACK_MIN_DEPTH`` of the crystal's grey ``host`` above ``black``, when
+    given)."""
     sig = max(0.5, 0.5 / px)
     s = ndi.gaussian_filter(np.where(np.isfinite(grey), grey, 0.0), sig)
     size = max(3, 2 * int(round(1.5 / px)) + 1)
@@ -102,6 +110,12 @@ def _cracked(grey, labels, px, noise, ids):
     line_like[0] = False
     owner = np.zeros(n_comp + 1, dtype=np.int64)
     owner[lbl] = labels[rr, cc]
+    if host is not None:
+        depth = np.zeros(n_comp + 1)
+        np.maximum.at(depth, lbl, bth[rr, cc])
+        level = np.zeros(int(labels.max()) + 1)
+        level[np.asarray(ids, dtype=np.int64)] = np.asarray(host, float) - black
+        line_like &= depth >= CRACK_MIN_DEPTH * np.maximum(level[owner], 1e-12)
     cracked_ids = np.unique(owner[line_like])
     out[:] = np.isin(np.asarray(ids), cracked_ids)
     return out
@@ -303,7 +317,8 @@ def crystal_table(
     ref_frac = gm_frac
     phase = phase_by_grey(frac, ref_frac, names)
     table["phase"] = phase
-    table["cracked"] = _cracked(grey, lab, px, noise, table["label"].to_numpy())
+    table["cracked"] = _cracked(grey, lab, px, noise, table["label"].to_numpy(),
+                                table["median_value"].to_numpy(float), black)
     qa = rim_qa(
         np.where(finite, grey, 0.0),
         lab_fin,

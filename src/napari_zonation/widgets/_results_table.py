@@ -24,6 +24,8 @@ RESULT_COLUMNS = (
     "contrast",
     "phase",
     "describe_status",
+    "fit_status",
+    "timescale_days",
 )
 
 
@@ -88,10 +90,12 @@ class ResultsTable(QWidget):
     def show_layer(self, layer) -> None:
         """Fill the table from ``layer.features`` and follow the layer's selected label."""
         if self.layer is not None and self.layer is not layer:
-            try:
-                self.layer.events.selected_label.disconnect(self._on_selected)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            for emitter, slot in ((self.layer.events.selected_label, self._on_selected),
+                                  (self.layer.events.features, self._on_features)):
+                try:
+                    emitter.disconnect(slot)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
         self.layer = layer
         feats = table_of(layer)
         if "label" not in feats.columns or feats.empty:
@@ -111,8 +115,15 @@ class ResultsTable(QWidget):
         self.table.resizeColumnsToContents()
         self._filling = False
         layer.events.selected_label.connect(self._on_selected)
+        # another dock writing into the table (Diffusion's describe_status, timescales)
+        layer.events.features.connect(self._on_features)
         self.setVisible(True)
         self.plot.message("Click a row to see its crystal's profile.")
+
+    def _on_features(self, event=None) -> None:
+        """Refill the table when the layer's features change."""
+        if self.layer is not None and not self._filling:
+            self.show_layer(self.layer)
 
     def select(self, label: int) -> None:
         """Select the row of ``label`` (what clicking it does)."""

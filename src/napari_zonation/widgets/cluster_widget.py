@@ -2,9 +2,10 @@
 
 Writes ``cluster`` into the crystals layer's ``features``, recolours the layer with a
 :class:`napari.utils.colormaps.DirectLabelColormap` built from ``cluster.cluster_colors``
-(grey for unclustered, -1), shows a legend with counts and a plot of each cluster's
-profiles (thin) with its median profile (thick). "Restore colours" puts back the colormap
-the layer had before.
+(grey for unclustered, -1), shows a legend with counts and one panel per cluster drawn by
+:func:`napari_zonation.cluster_plots.draw_cluster_panel` (as in the report): each crystal
+relative to its core value on a shared scale, the median (thick) only for a coherent cluster.
+"Restore colours" puts back the colormap the layer had before.
 
 A 2D map of the crystals (``cluster.embed_crystals``: PCA of the standardised clustering
 features), coloured by cluster, is linked to the viewer both ways: clicking a point selects
@@ -21,17 +22,21 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox
 
 from .. import cluster as zcluster
-from .._stats import median_profile
 from .._validation import ZonationInputError
+from ..cluster_plots import draw_cluster_panel
+from ..report import quantity_label
 from ._base import ZonationWidget, weak_method
 from ._canvas import PlotCanvas
 from ._colors import TRANSPARENT, legend_html, to_hex
 from ._forms import layer_combo
 from ._layers import KEY, unwrap, writable_crystals, zmeta
 from ._layers import is_crystals as _is_crystals
-from ._tables import merge_table, profile_arrays, profiles_of, set_table, table_of, value_name
+from ._tables import first_channel, merge_table, profiles_of, set_table, table_of
 
 METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
+#: a principal component explaining less than this fraction of the variance is noise (its
+#: axis would read "0 %")
+MIN_PC_VARIANCE = 0.005
 
 
 def cluster_colormap(colors: dict):
@@ -215,31 +220,19 @@ class ClusterWidget(ZonationWidget):
             self.plot.style(ax)
         for ax in axs.ravel()[n:]:
             ax.set_visible(False)
+        one = first_channel(prof)
         for ax, c in zip(axs.ravel(), shown, strict=False):
             col = to_hex(ccol[c])
-            labs = table.loc[table["cluster"] == c, "label"].astype(int)
-            curves = [profile_arrays(prof, lab) for lab in labs]
-            phases = (
-                set(table.loc[table["cluster"] == c, "phase"].dropna().astype(str))
-                if "phase" in table.columns
-                else set()
-            )
-            for d, v in curves:
-                ax.plot(d, v, color=col, lw=0.7, alpha=0.6 if len(phases) > 1 else 0.35)
-            title = f"cluster {c} ({len(labs)})"
-            if len(phases) > 1:
-                # grey levels of different minerals do not share a scale: a median of them
-                # draws steps no crystal has, so each crystal is drawn and no median
-                title += f"\n{len(phases)} phases, no median"
-            else:
-                grid, med = median_profile(curves)
-                if grid.size:
-                    ax.plot(grid, med, color=col, lw=2.4)
-            ax.set_title(title, color=col, fontsize=8)
+            members = table[table["cluster"] == c]
+            # the same panel as the report: each crystal relative to its core value, a median
+            # only for one phase and one zoning type
+            draw_cluster_panel(ax, one, members, name=f"cluster {c}", color=col,
+                               text_color=self.plot.colors["fg"])
+            ax.title.set_color(col)
         for ax in axs[-1, :]:
             ax.set_xlabel("distance from rim (µm)")
         for ax in axs[:, 0]:
-            ax.set_ylabel(value_name(prof))
+            ax.set_ylabel(f"value − core value ({quantity_label(one)})", fontsize=8)
         self.plot.draw()
 
     # ------------------------------------------------------------------ crystal map
@@ -253,12 +246,18 @@ class ClusterWidget(ZonationWidget):
             self.map_plot.message("No described crystal to map.")
             return
         ratio = embedding.attrs.get("explained_variance_ratio", (np.nan, np.nan))
-        if len(embedding) < 3 or not ratio[1] > 1e-6:
+        if len(embedding) < 3 or not ratio[1] > MIN_PC_VARIANCE:
             self._map_ax = None
-            self.map_plot.message(
-                f"{len(embedding)} crystal(s): too few for a crystal map (it needs 3 or more "
-                "crystals whose descriptors differ in two directions)."
-            )
+            if len(embedding) < 3:
+                why = (f"{len(embedding)} crystal(s): too few for a crystal map (it needs 3 or "
+                       "more crystals whose descriptors differ in two directions).")
+            elif not ratio[0] > MIN_PC_VARIANCE:
+                why = (f"The {len(embedding)} crystals' descriptors do not differ: no crystal "
+                       "map (every crystal would sit on one point).")
+            else:
+                why = (f"The {len(embedding)} crystals' descriptors differ along one direction "
+                       "only: no 2D crystal map (its second axis would show rounding noise).")
+            self.map_plot.message(why)
             return
         ax = self.map_plot.axes(1)[0]
         rgba = [colors.get(int(lab), (0.6, 0.6, 0.6, 1.0)) for lab in embedding["label"]]

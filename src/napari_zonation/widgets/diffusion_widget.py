@@ -1,5 +1,11 @@
 """Diffusion timescales: finite-difference fits of profiles -> sqrt(Dt), days and intervals.
 
+By default (model "as described") each crystal's fit follows its description
+(:func:`napari_zonation.diffusion.described.fit_as_described`): no described step, not
+fitted; one, that step; several, the outer step only; the decision in words in
+``describe_status`` and above the plot. What the chosen diffusivity still needs (XFe on grey
+levels, D for a plain D) is said under the form, its field highlighted, before Run.
+
 Sources: a crystals Labels layer with profiles in its metadata, a Shapes layer with drawn-line
 profiles, or an imported table (Profiles > Import). Results (``sqrt_dt_um``,
 ``timescale_days`` with ``timescale_days_lo``/``_hi`` and the other ``fit_diffusion`` columns)
@@ -11,6 +17,7 @@ of log10 timescales per cluster and exports it (PNG and CSV).
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 
 import numpy as np
@@ -27,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from .. import diffusion
 from .._validation import ZonationInputError
+from ..diffusion.described import NOT_FITTED, fit_as_described
 from ..diffusion.plagioclase import fit_plagioclase_mg
 from ._base import ZonationWidget, chunks
 from ._canvas import PlotCanvas
@@ -46,6 +54,11 @@ from ._tables import (
 )
 
 N_CHUNKS = 10
+#: the model choice that fits what Describe found in each crystal
+AS_DESCRIBED = "as described"
+#: fit columns written into a layer as ``fit_<name>``: Describe's columns of the same name
+#: (the described steps and plateaus) stay as Describe wrote them
+FIT_RENAMED = ("step_positions_um", "plateau_levels")
 STORE_PREFIX = "imported: "
 
 #: the diffusivity choices offered, with the keywords they give fit_diffusion
@@ -63,10 +76,14 @@ DISTANCE_LABELS = {
     "imported": "distance (µm, as imported)",
 }
 GREY_HELP = (
-    "These profiles are grey levels, not Fo: the olivine laws need the composition. "
-    "Calibrate them first (Profiles ▸ Calibration, then tick 'calibrated values'), give the "
-    "fayalite fraction XFe, or choose 'plain D' and give D."
+    "These are BSE grey levels, not Fo: the olivine laws need the composition. Calibrate them "
+    "first (Profiles ▸ Calibration, then tick 'calibrated values'), give XFe, the fayalite "
+    "fraction (0.15 for Fo85), or choose 'plain D' and give D."
 )
+#: what a plain D needs before it can run
+NEEDS_D = "Give D (µm²/s) to fit with a plain D: Run is off until then."
+#: the highlight of the field the user must fill in
+HIGHLIGHT = "border: 2px solid #E69F00;"
 
 
 #: a drawn line's sample darker than this fraction of the line's median grey is epoxy or a hole
@@ -203,8 +220,11 @@ class DiffusionWidget(ZonationWidget):
         self.ea_err = _spin(0.0, 0.0, 200.0, 5.0, decimals=1, suffix=" kJ/mol", special="none")
         self._form.addRow("D0, Ea", _row(self.d0, self.ea, "±", self.ea_err))
         self.model = QComboBox()
-        self.model.addItems(["step", "multi_step", "two_stage", "erf"])
+        self.model.addItems([AS_DESCRIBED, "step", "multi_step", "two_stage", "erf"])
         self.model.setToolTip(
+            "as described: what Describe found in each crystal: no step, not fitted; one\n"
+            "step, that step; several, the outer (youngest) step only. Without a description,\n"
+            "one step from the profile.\n"
             "step: one step relaxed by finite differences (D at each node's composition);\n"
             "multi_step: several steps, one time; two_stage: a relaxed core step, then a new\n"
             "rim (t1 and t2); erf: the analytical quick look (infinite medium)."
@@ -242,9 +262,17 @@ class DiffusionWidget(ZonationWidget):
         self.export_button = QPushButton("Export PNG + CSV…")
         self.export_button.clicked.connect(lambda _=None: self.export_population())
         self._form.addRow("", _row(self.population_button, self.export_button))
+        from qtpy.QtWidgets import QLabel
+
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self._form.addRow(self.hint)
         self.mineral.currentTextChanged.connect(lambda _=None: self._update_enabled())
         self.diffusivity.valueChanged.connect(lambda _=None: self._update_enabled())
         self.angles_known.toggled.connect(lambda _=None: self._update_enabled())
+        self.xfe.valueChanged.connect(lambda _=None: self._update_enabled())
+        self.calibrated.toggled.connect(lambda _=None: self._update_enabled())
+        self.source_combo.changed.connect(lambda _=None: self._update_enabled())
         self._update_enabled()
         self._finish_layout(stretch=False)
         self.plot = PlotCanvas(self.viewer, height=3.2)
@@ -272,6 +300,47 @@ class DiffusionWidget(ZonationWidget):
         self.diffusivity_err.setEnabled(self.diffusivity.value() > 0)
         for box in (self.d0, self.ea, self.ea_err):
             box.setEnabled(law.get("d_law") == "arrhenius")
+        self._show_readiness()
+
+    def readiness(self) -> tuple[str, object | None]:
+        """What the chosen conditions still need, in words, and the field to fill in
+        (``("", None)`` when they are complete)."""
+        law = self._law()
+        d = self.diffusivity.value()
+        if not law and d <= 0:
+            return NEEDS_D, self.diffusivity
+        if law.get("mineral") == "olivine" and d <= 0 and self.xfe.value() <= 0:
+            prof = self._source_profiles()
+            if prof is not None and len(prof) and not _looks_like_fo(prof):
+                return GREY_HELP, self.xfe
+        return "", None
+
+    def _source_profiles(self) -> pd.DataFrame | None:
+        source = getattr(self.source_combo, "value", None)
+        if source is None:
+            return None
+        try:
+            return self._profiles_of_source(source)[0]
+        except Exception:  # noqa: BLE001 - a layer without profiles yet
+            return None
+
+    def _show_readiness(self) -> None:
+        """Say what is missing, highlight its field, and turn Run off for a plain D
+        without D."""
+        if not hasattr(self, "hint"):
+            return
+        text, field = self.readiness()
+        for box in (self.xfe, self.diffusivity):
+            box.setStyleSheet(HIGHLIGHT if box is field else "")
+        law = self._law()
+        if not text and law.get("mineral") == "olivine" and self.xfe.value() <= 0 \
+                and self.diffusivity.value() <= 0:
+            prof = self._source_profiles()
+            if prof is not None and len(prof) and _looks_like_fo(prof):
+                text = "XFe from the Fo values of the profiles."
+        self.hint.setText(text)
+        self.run_button.setEnabled(field is not self.diffusivity)
+        self.run_button.setToolTip(text if field is self.diffusivity else "")
 
     # ------------------------------------------------------------------ sources
     def _source_choices(self, _widget=None):
@@ -296,6 +365,10 @@ class DiffusionWidget(ZonationWidget):
 
     # ------------------------------------------------------------------ job
     def _collect(self) -> dict:
+        need, _field = self.readiness()
+        if need:
+            self._show_readiness()
+            raise ZonationInputError(need)
         source = self.source_combo.value
         if source is None:
             raise ZonationInputError(
@@ -309,7 +382,9 @@ class DiffusionWidget(ZonationWidget):
             )
         law = self._law()
         d = self.diffusivity.value()
-        kwargs: dict = {"model": self.model.currentText(), "rim": self.rim.currentText()}
+        model = self.model.currentText()
+        kwargs: dict = {"model": "step" if model == AS_DESCRIBED else model,
+                        "rim": self.rim.currentText()}
         if self.blur.value() > 0:
             kwargs["blur_fwhm_um"] = self.blur.value()
         if law.get("plagioclase"):
@@ -354,10 +429,7 @@ class DiffusionWidget(ZonationWidget):
             if self.ea_err.value() > 0:
                 kwargs["ea_kj_mol_err"] = self.ea_err.value()
         else:
-            raise ZonationInputError(
-                "no diffusivity: give D (µm²/s) for a plain D, or choose an olivine or "
-                "plagioclase law with its conditions."
-            )
+            raise ZonationInputError(NEEDS_D)
         refused = []
         from napari.layers import Labels, Shapes
 
@@ -368,6 +440,7 @@ class DiffusionWidget(ZonationWidget):
             keep = [c for c in ("label", "zoning_type", "n_plateaus", "step_positions_um",
                                 "plateau_levels") if c in described.columns]
             kwargs["zoning"] = described[keep]
+        as_described = model == AS_DESCRIBED and "zoning" in kwargs
 
         if isinstance(layer, Shapes) and not quantity_of(prof):
             # a drawn line across epoxy or a hole between two grains is not one crystal
@@ -394,7 +467,9 @@ class DiffusionWidget(ZonationWidget):
             "line" if isinstance(layer, Shapes) else "rim" if layer is not None else "imported"
         )
         return {"source": source, "layer": layer, "prof": prof, "kwargs": kwargs,
-                "refused": pd.DataFrame(refused), "kind": kind}
+                "refused": pd.DataFrame(refused), "kind": kind, "as_described": as_described,
+                "undescribed": model == AS_DESCRIBED and not as_described
+                and isinstance(layer, Labels) and not kwargs.get("plagioclase")}
 
     def _steps(self, p: dict) -> int:
         return len(chunks(p["prof"]["label"].unique(), N_CHUNKS))
@@ -413,8 +488,13 @@ class DiffusionWidget(ZonationWidget):
                     parts.append(fit_plagioclase_mg(sub, **kw))
                 else:
                     try:
-                        out, curves = diffusion.fit_diffusion(sub, return_curves=True,
-                                                              **p["kwargs"])
+                        if p.get("as_described"):
+                            kw = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
+                            out, curves = fit_as_described(sub, p["kwargs"]["zoning"],
+                                                           return_curves=True, **kw)
+                        else:
+                            out, curves = diffusion.fit_diffusion(sub, return_curves=True,
+                                                                  **p["kwargs"])
                     except ZonationInputError as exc:
                         if "fayalite" in str(exc) and not _looks_like_fo(sub):
                             raise ZonationInputError(GREY_HELP) from exc
@@ -434,7 +514,10 @@ class DiffusionWidget(ZonationWidget):
         refused = p.get("refused")
         if refused is not None and len(refused):
             table = concat([table, refused])
-        table, n_disagree = disagreements(table, p["kwargs"].get("zoning"))
+        if p.get("as_described"):
+            n_disagree = 0
+        else:
+            table, n_disagree = disagreements(table, p["kwargs"].get("zoning"))
         layer = p["layer"]
         if layer is not None:
             if layer not in self.viewer.layers:
@@ -442,6 +525,8 @@ class DiffusionWidget(ZonationWidget):
             from napari.layers import Labels
 
             fit = table.drop(columns=[c for c in ("channel",) if c in table.columns])
+            # the fit's steps and levels beside the description's, never over them
+            fit = fit.rename(columns={c: f"fit_{c}" for c in FIT_RENAMED if c in fit.columns})
             if isinstance(layer, Labels):
                 layer = p["layer"] = writable_crystals(self.viewer, layer)
                 set_table(layer, merge_table(table_of(layer), fit))
@@ -450,7 +535,10 @@ class DiffusionWidget(ZonationWidget):
                 merged = merge_table(old, fit, how="left") if len(old) else fit
                 if len(merged) == len(layer.data):
                     layer.features = merged
-            zmeta(layer)[KEY.diffusion] = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
+            used = {k: v for k, v in p["kwargs"].items() if k != "zoning"}
+            if p.get("as_described"):
+                used["model"] = AS_DESCRIBED
+            zmeta(layer)[KEY.diffusion] = used
             where = f"'{layer.name}' features"
         else:
             name = p["source"][len(STORE_PREFIX) :]
@@ -469,7 +557,17 @@ class DiffusionWidget(ZonationWidget):
         grey = table[table["fit_status"].isin(["ok"]) & table["timescale_days"].isna()]
         if len(grey) and "diffusivity_um2_s" in table and table["diffusivity_um2_s"].isna().all():
             msg += ". No timescale: calibrate first, or give D"
-        bad = table[~table["fit_status"].isin(["ok"])]
+        bad = table[~table["fit_status"].isin(["ok", NOT_FITTED])]
+        skipped = int((table["fit_status"] == NOT_FITTED).sum())
+        if skipped:
+            msg += f"; {skipped} crystal(s) Describe found no step in, not fitted"
+        if p.get("as_described"):
+            confirmed = table["describe_status"].str.contains("fitted step at", regex=False)
+            msg += (f"; {int(confirmed.sum())} described step(s) confirmed by the fit "
+                    "(column describe_status)")
+        elif p.get("undescribed"):
+            msg += ("; no description yet: one step fitted from each profile (run Describe "
+                    "first for one decision per crystal)")
         if len(bad):
             reasons = bad["fit_status"].value_counts()
             msg += "; not dated: " + ", ".join(f"{k} {v}" for k, v in reasons.items())
@@ -537,7 +635,12 @@ class DiffusionWidget(ZonationWidget):
                       f"{row.get('timescale_days_hi', np.nan):.2g}]")
         if row.get("fit_status") != "ok":
             title += f" ({row.get('fit_status')})"
-        ax.set_title(title, color=fg)
+        said = row.get("describe_status")
+        if isinstance(said, str) and said:
+            # the crystal's one decision, in words (what Describe found and what was fitted)
+            lines = textwrap.wrap(said, 62)
+            title += "\n" + "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
+        ax.set_title(title, color=fg, fontsize=9)
         res_ax.set_xlabel(DISTANCE_LABELS.get(getattr(self, "_kind", "rim"), "distance (µm)"))
         ax.set_ylabel(value_name(prof))
         res_ax.set_ylabel("residual")

@@ -96,6 +96,16 @@ def phase_codes(table: pd.DataFrame) -> tuple[dict[int, int], list[str]]:
     return {int(lab): code[ph] for lab, ph in zip(table["label"], phases, strict=True)}, names
 
 
+def flag_summary(table: pd.DataFrame) -> str:
+    """How many crystals carry each QA flag, in words (empty when none does)."""
+    counts = [(int(table[f].fillna(False).astype(bool).sum()), f) for f in QA_FLAGS
+              if f in table.columns]
+    parts = [f"{n} {f.replace('_', ' ')}" for n, f in sorted(counts, reverse=True) if n]
+    if not parts:
+        return ""
+    return "QA flags (QA layers ▸ flagged): " + ", ".join(parts) + ". "
+
+
 def flagged_table(table: pd.DataFrame, labels: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
     """Centroids (row, col) and flags of the crystals with any QA flag."""
     flags = [c for c in QA_FLAGS if c in table.columns]
@@ -312,6 +322,14 @@ class SegmentWidget(ZonationWidget):
         layer.shown = shown
         self.show_flagged.setChecked(True)
 
+    def _on_phases_visible(self, event=None) -> None:
+        """Keep the phase legend and its checkbox with the phases layer's visibility."""
+        on = bool(getattr(getattr(event, "source", None), "visible", False))
+        self.legend.setVisible(on)
+        self.show_phases.blockSignals(True)
+        self.show_phases.setChecked(on)
+        self.show_phases.blockSignals(False)
+
     def _set_visible(self, role: str, on: bool) -> None:
         image = self.image_combo.value
         if image is None:
@@ -471,8 +489,8 @@ class SegmentWidget(ZonationWidget):
             p.get("job"), ""
         )
         self.set_status(
-            f"{len(table)} crystals in '{crystals.name}'{how} ({len(r['flags'])} flagged), "
-            f"{px:g} µm/px. Next: Profiles."
+            f"{len(table)} crystals in '{crystals.name}'{how}, {px:g} µm/px. "
+            f"{flag_summary(table)}Next: Profiles."
         )
 
     def _update_qa(self, image, r: dict, px: float, geom: dict) -> None:
@@ -552,6 +570,11 @@ class SegmentWidget(ZonationWidget):
         if self.flag_filter.currentIndex() > 0:
             self._filter_flags()
 
+        phases_layer = find_owned(self.viewer, "phases", image)
+        if phases_layer is not None and not getattr(phases_layer, "_zonation_legend", False):
+            # hiding the phases layer from the layer list hides its legend too
+            phases_layer.events.visible.connect(self._on_phases_visible)
+            phases_layer._zonation_legend = True
         # legend of the phases layer, with counts
         counts = table["phase"].fillna("unknown").value_counts() if "phase" in table else {}
         self.legend.setText(
