@@ -1,7 +1,7 @@
 """Diffusion chronometry benchmark: published timescales, the generator's truth, plagioclase.
 
     python benchmarks/diffusion.py [--quick] [--part kilauea|generator|plagioclase|all]
-                                   [--heldout]
+                                   [--heldout | --old-heldout] [--diagnose]
 
 1. **Kilauea olivine** (real EPMA traverses shipped in ``napari_zonation/data/olivine_kilauea``,
    CC0): each traverse read with ``read_profiles`` as a user would, fitted with the authors'
@@ -13,8 +13,9 @@
    (t1, t2) are reported.
 2. **Generator** (``make_thin_section`` step-zoned crystals, truth ``sqrt_dt_um``): the
    project's own segmentation and shell profiles, fitted with a plain D; relative error of
-   sqrt(Dt) and coverage of the 5-95 % interval. Development seeds 100-10x; ``--heldout``
-   runs the held-out seeds 900-90x (run once, at the end).
+   sqrt(Dt) and coverage of the 5-95 % interval. Development seeds 100-111; ``--heldout``
+   runs the held-out seeds 1300-1311 (run once, at the end); ``--old-heldout`` the previous
+   round's held-out seeds 900-911.
 3. **Plagioclase Mg** on the shipped LA-ICP-MS traverse, beside the author's timescales.
 """
 
@@ -165,7 +166,10 @@ def print_kilauea(res: pd.DataFrame) -> None:
 
 # ---------------------------------------------------------------------------- generator
 DEV_SEEDS = tuple(range(100, 112))
-HELDOUT_SEEDS = tuple(range(900, 912))
+#: held-out seeds, run once at the end of a round; the 900s were used by an earlier round
+HELDOUT_SEEDS = tuple(range(1300, 1312))
+OLD_HELDOUT_SEEDS = tuple(range(900, 912))
+PROBE_FWHM_UM = 1.2  # the generator's default probe blur
 D_UM2_S = 1e-3  # any plain D: t = s^2 / D, so the interval of t is that of s^2
 
 
@@ -213,23 +217,41 @@ def diagnose_generator(seeds) -> pd.DataFrame:
 
     rows = []
     for seed in seeds:
-        s = nz.make_thin_section(seed=seed, zoning_types=("rim_brighter", "rim_darker"))
+        s = nz.make_thin_section(seed=seed, zoning_types=("rim_brighter", "rim_darker"),
+                                 probe_fwhm_um=PROBE_FWHM_UM)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             seg = nz.segment_crystals(s.image, pixel_size_um=s.pixel_size_um)
         truth = s.truth.set_index("label")
         pairs = match_instances(s.labels, seg)["pairs"]
-        for variant, img, labels in (("clean, true labels", s.clean, s.labels),
+        ref = None
+        for variant, img, labels in (("truth 1D, no blur", None, s.labels),
+                                     ("truth 1D, probe blur", None, s.labels),
+                                     ("clean, true labels", s.clean, s.labels),
                                      ("noisy, true labels", s.image, s.labels),
                                      ("clean, segmented", s.clean, seg),
                                      ("noisy, segmented", s.image, seg)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                prof = nz.rim_profiles(img, labels, pixel_size_um=s.pixel_size_um)
+                if img is None:
+                    # the generator's own 1D zoning at the shells' distances: the model term
+                    # alone (no pixels, no shells), then with the probe's Gaussian blur
+                    if ref is None:
+                        ref = nz.rim_profiles(s.clean, s.labels, pixel_size_um=s.pixel_size_um)
+                    prof = ref.copy()
+                    blur = PROBE_FWHM_UM / 2.3548 if "probe" in variant else 0.0
+                    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(21)
+                    gh_w = gh_w / gh_w.sum()
+                    prof["value"] = [
+                        float(s.true_profile(lab, dd + blur * gh_x) @ gh_w)
+                        for lab, dd in zip(prof["label"], prof["distance_um"], strict=True)]
+                    prof["sigma"] = s.noise_dn / 10.0
+                else:
+                    prof = nz.rim_profiles(img, labels, pixel_size_um=s.pixel_size_um)
                 fits = fit_diffusion(prof, diffusivity_um2_s=D_UM2_S, n_samples=0)
             fits = fits.set_index("label")
             for t_lab, p_lab in pairs.items():
-                lab = t_lab if "true" in variant else p_lab
+                lab = p_lab if "segmented" in variant else t_lab
                 if truth.loc[t_lab, "touches_border"] or lab not in fits.index:
                     continue
                 f = fits.loc[lab]
@@ -306,6 +328,8 @@ def main(argv=None) -> None:
                     choices=["kilauea", "generator", "plagioclase", "all"])
     ap.add_argument("--heldout", action="store_true",
                     help="generator: the held-out seeds (run once, at the end)")
+    ap.add_argument("--old-heldout", action="store_true",
+                    help="generator: the previous round's held-out seeds (900-911)")
     ap.add_argument("--option", action="append", default=[],
                     help="generator: a fit_diffusion option KEY=VALUE (repeatable)")
     ap.add_argument("--save", default=None, help="generator: write the per-crystal table")
@@ -317,7 +341,8 @@ def main(argv=None) -> None:
     if args.part in ("plagioclase", "all"):
         print_plagioclase(run_plagioclase())
     if args.part in ("generator", "all"):
-        seeds = HELDOUT_SEEDS if args.heldout else DEV_SEEDS
+        seeds = (HELDOUT_SEEDS if args.heldout else OLD_HELDOUT_SEEDS if args.old_heldout
+                 else DEV_SEEDS)
         seeds = seeds[:4] if args.quick else seeds
         extra = dict(kv.split("=", 1) for kv in args.option)
         extra = {k: _literal(v) for k, v in extra.items()}
@@ -326,7 +351,9 @@ def main(argv=None) -> None:
         res = run_generator(seeds, fit_options=extra)
         if args.save:
             res.to_csv(args.save, index=False)
-        print_generator(res, f"{'held-out' if args.heldout else 'development'} seeds "
+        kind = ("held-out" if args.heldout else "old held-out" if args.old_heldout
+                else "development")
+        print_generator(res, f"{kind} seeds "
                              f"{seeds[0]}-{seeds[-1]}{', ' + str(extra) if extra else ''}")
 
 
