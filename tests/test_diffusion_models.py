@@ -121,8 +121,68 @@ def test_two_stage_history_recovers_both_times():
     assert out.stage1_sqrt_dt_um == pytest.approx(math.sqrt(tau1), rel=0.08)
     assert out.timescale_days == pytest.approx(tau2 / 1e-3 / DAY, rel=0.16)
     assert out.stage1_days == pytest.approx(tau1 / 1e-3 / DAY, rel=0.16)
+    assert out.stage1_status == "ok"
     assert out.plateau_levels == pytest.approx((rim, mid, core), abs=0.2)
     assert out.step_positions_um == pytest.approx((b2, b1), abs=1.5)
+
+
+def test_two_stage_core_beyond_the_traverse_is_recovered_with_the_core_fixed():
+    """A long stage 1 whose core plateau the traverse never reaches (the measured values stay
+    well below the core level): with the core held at its true level (``fix``, what an
+    inversion with a narrow core prior does), t1 and t2 are recovered."""
+    b1, b2, length = 90.0, 15.0, 110.0
+    core, mid, rim = 89.5, 86.0, 85.0
+    tau1, tau2 = 400.0, 9.0
+
+    xs1, c1 = _mol(1000, length - b2, lambda u: np.where(u + b2 < b1, mid, core), tau1,
+                   np.ones_like, fixed_left=mid)
+    xs1 = xs1 + b2
+
+    def start2(x):
+        return np.where(x < b2, rim, np.interp(x, xs1, c1))
+
+    xs2, c2 = _mol(1100, length, start2, tau2, np.ones_like, fixed_left=rim)
+    d = np.arange(0.0, length + 1e-9, 2.0)
+    rng = np.random.default_rng(6)
+    sig = 0.03
+    y = np.interp(d, xs2, c2) + rng.normal(0, sig, d.size)
+    assert y.max() < core - 0.5  # the core plateau is not measured
+    prof = pd.DataFrame({"label": 1, "distance_um": d, "value": y, "sigma": sig})
+    out = fit_diffusion(prof, model="two_stage", diffusivity_um2_s=1e-3, n_samples=300,
+                        fix={"core": core}).iloc[0]
+    assert out.fit_status == "ok"
+    assert out.stage1_status == "ok"
+    assert out.plateau_levels[2] == core
+    assert out.stage1_sqrt_dt_um == pytest.approx(math.sqrt(tau1), rel=0.1)
+    assert out.sqrt_dt_um == pytest.approx(math.sqrt(tau2), rel=0.1)
+
+
+def test_two_stage_without_stage_one_gives_a_bound_not_a_time():
+    """A history whose first stage never happened (tau1 = 0: the core/intermediate step is
+    sharp when the new rim grows): stage 2 is recovered, and stage 1 is reported as
+    unresolved, an upper bound with no stage-1 timescale, not a number on the fit's floor."""
+    b1, b2, length = 60.0, 20.0, 120.0
+    core, mid, rim = 88.0, 84.0, 80.0
+    tau2 = 16.0
+
+    def start2(x):
+        return np.where(x < b2, rim, np.where(x < b1, mid, core))
+
+    xs2, c2 = _mol(1200, length, start2, tau2, np.ones_like, fixed_left=rim)
+    d = np.arange(0.0, length + 1e-9, 1.5)
+    rng = np.random.default_rng(5)
+    sig = 0.03
+    y = np.interp(d, xs2, c2) + rng.normal(0, sig, d.size)
+    prof = pd.DataFrame({"label": 1, "distance_um": d, "value": y, "sigma": sig})
+    out = fit_diffusion(prof, model="two_stage", diffusivity_um2_s=1e-3, n_samples=300).iloc[0]
+    assert out.fit_status == "ok"
+    assert out.sqrt_dt_um == pytest.approx(math.sqrt(tau2), rel=0.08)
+    assert out.stage1_status == "unresolved"
+    assert math.isnan(out.stage1_days)
+    assert out.stage1_days_lo == 0.0
+    # the bound is an upper bound on a stage that lasted nothing, and a small one
+    assert 0.0 < out.stage1_days_hi < tau2 / 1e-3 / DAY
+    assert "stage 1 is not resolved" in out.fit_error
 
 
 def test_given_initial_profile_is_relaxed():

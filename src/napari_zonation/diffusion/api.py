@@ -140,7 +140,9 @@ diffusivity_um2_s, temperature_c_err, d_law
         ``chi2_red`` (NaN without sigma), ``n_points``, ``n_params``, ``step_position_um``,
         ``step_height`` (core side - rim side), ``outer_value``, ``inner_value``,
         ``step_positions_um`` and ``plateau_levels`` (tuples, rim first), ``stage1_days`` (+
-        ``_lo``/``_hi``) and ``stage1_sqrt_dt_um`` (two-stage), ``diffusivity_um2_s`` (D at
+        ``_lo``/``_hi``), ``stage1_sqrt_dt_um`` and ``stage1_status`` (two-stage; ``"unresolved"``
+        when the profile bounds t1 only from above: ``stage1_days`` is then empty and
+        ``stage1_days_hi`` the bound), ``diffusivity_um2_s`` (D at
         the reference composition along the traverse), ``xfe`` (the reference XFe),
         ``temperature_c``, ``blur_fwhm_um``, ``rim``, ``domain_start_um``,
         ``diffusion_assumption`` (the law, conditions, orientation and boundaries in words).

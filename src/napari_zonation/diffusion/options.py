@@ -36,6 +36,7 @@ OUTPUT_COLUMNS = (
     "stage1_days_lo",
     "stage1_days_hi",
     "stage1_sqrt_dt_um",
+    "stage1_status",
     "diffusivity_um2_s",
     "xfe",
     "temperature_c",
@@ -44,7 +45,8 @@ OUTPUT_COLUMNS = (
     "domain_start_um",
     "diffusion_assumption",
 )
-_TEXT_COLUMNS = ("fit_status", "fit_error", "model", "rim", "diffusion_assumption")
+_TEXT_COLUMNS = ("fit_status", "fit_error", "stage1_status", "model", "rim",
+                 "diffusion_assumption")
 _TUPLE_COLUMNS = ("step_positions_um", "plateau_levels")
 
 MODELS = {

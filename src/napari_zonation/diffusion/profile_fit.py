@@ -368,13 +368,31 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
     row["fit_status"] = "ok"
     row["fit_error"] = "" if fit.success else f"least squares: {fit.message}"
     if key == "two_stage":
-        lt1, e1_lo, e1_hi, _, _ = ln_tau_errors(lt_slots[0])
-        lt1_err = (e1_lo, e1_hi)
-        row["stage1_sqrt_dt_um"] = math.exp(0.5 * lt1)
+        lt1, e1_lo, e1_hi, ok1_lo, ok1_hi = ln_tau_errors(lt_slots[0])
+        s1 = math.exp(0.5 * lt1)
+        row["stage1_sqrt_dt_um"] = s1
+        # stage 1 unresolved: its relaxation is not seen in the profile (the likelihood of
+        # ln tau1 has no lower bound, or sqrt(tau1) is below the resolution): an upper bound
+        stage1_unresolved = ok1_hi and (not ok1_lo or s1 < 0.5 * max(0.5 * spacing,
+                                                                      blur_sigma))
+        row["stage1_status"] = "unresolved" if stage1_unresolved else "ok"
+        if stage1_unresolved:
+            up1 = lt1 + e1_hi
+            stage1 = (up1, None)
+            row["stage1_sqrt_dt_um"] = math.nan
+            row["fit_error"] = (row["fit_error"] + " " if row["fit_error"] else "") + (
+                "stage 1 is not resolved by the profile (its duration has no lower bound): "
+                f"sqrt(D t1) < {math.exp(0.5 * up1):.3g} um (1-sigma), stage1_days_hi is an "
+                "upper bound, no stage-1 timescale.")
+        elif not ok1_hi:
+            row["stage1_status"] = "too noisy"
+            stage1 = None
+        else:
+            stage1 = (lt1, (e1_lo, e1_hi))
         t2 = res.temperature2_c
         _timescales(row, res, q, xfe_ref, lt, (e_lo, e_hi), opts, rng, temperature_c=t2,
                     temperature_c_err=res.temperature2_c_err if t2 is not None else None,
-                    stage1=(lt1, lt1_err))
+                    stage1=stage1)
     else:
         _timescales(row, res, q, xfe_ref, lt, (e_lo, e_hi), opts, rng)
     return row, curve
@@ -467,7 +485,18 @@ def _timescales(row, res: Resolved, q, xfe_ref, ln_tau, ln_tau_err, opts, rng, *
             row["timescale_days_hi"] = float(np.percentile(ts, hi_p))
         else:
             row["timescale_days_hi"] = math.exp(upper_ln_tau) / d_um2 / SECONDS_PER_DAY
-    if stage1 is not None:
+    if stage1 is not None and stage1[1] is None:
+        # stage 1 unresolved: an upper bound only (the bound's own D tail folded in)
+        up1 = stage1[0]
+        ln_d1 = nominal_ln_d(res.law, res.spec, xr, pt_path=pt, d_factors=factors)
+        row["stage1_days"] = math.nan
+        row["stage1_days_lo"] = 0.0
+        row["stage1_days_hi"] = math.exp(up1 - ln_d1 - math.log(1e12)) / SECONDS_PER_DAY
+        if n > 0:
+            ts1 = timescale_samples(up1, 0.0, res.law, res.spec, xr, n=n, rng=rng,
+                                    d_factors=factors, pt_path=pt, law_samples=law_samples)
+            row["stage1_days_hi"] = float(np.percentile(ts1, hi_p))
+    elif stage1 is not None:
         lt1, lt1_err = stage1
         ln_d1 = nominal_ln_d(res.law, res.spec, xr, pt_path=pt, d_factors=factors)
         row["stage1_days"] = math.exp(lt1 - ln_d1 - math.log(1e12)) / SECONDS_PER_DAY
