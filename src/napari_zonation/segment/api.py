@@ -49,6 +49,7 @@ def _context_px(lv: Levels, opts: Options, smooth_um: float, close_um: float) ->
         + 3.0
         + 2.0 * opts.trim_um
         + 2.0 * opts.snap_um
+        + 2.0 * opts.outer_zone_um
         + 12.0
     )
     return max(int(np.ceil(2.0 * reach_um / lv.px)), 32 * lv.f)
@@ -90,6 +91,7 @@ def segment_crystals(
     dark_fraction: float = _DEFAULTS.dark_fraction,
     trim_um: float = _DEFAULTS.trim_um,
     snap_um: float = _DEFAULTS.snap_um,
+    outer_zone_um: float = _DEFAULTS.outer_zone_um,
     tile_halo_um: float = _DEFAULTS.tile_halo_um,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -220,6 +222,11 @@ def segment_crystals(
     snap_um : float
         The band (um, each side of an outline) within which its free faces move onto the
         crystal's own edge, read on grey profiles across it; 0 = off.
+    outer_zone_um : float
+        Widest outer zone (um) looked for beyond each crystal's outline: a zone at the grey of
+        the groundmass around it (an Fe-rich olivine rim in basaltic glass) whose bound shows
+        only as a faint step or a thin line at the same distance all around the crystal
+        (:mod:`napari_zonation.segment.outerzone`); 0 = off.
     tile_halo_um : float
         Extent (um) of a crystal that a tile surely holds whole; larger ones are segmented
         again in a larger window.
@@ -290,6 +297,7 @@ def segment_crystals(
         dark_fraction=dark_fraction,
         trim_um=trim_um,
         snap_um=snap_um,
+        outer_zone_um=outer_zone_um,
         tile_halo_um=tile_halo_um,
     )
     if background not in _BACKGROUNDS:
