@@ -7,15 +7,15 @@ is a faint step, a thin dark line just outside it or a thin bright line on its o
 pixels, at the same distance from the inner zone all around it (the zones are concentric).
 
 Around every crystal the outside pixels within ``band_px`` are grouped by their distance to
-the crystal (each pixel goes to its nearest crystal) and by piece of outline, and the median
-grey of each distance gives a profile outward from the outline, per crystal (all of its
-outline pooled: the noise falls with the outline's length) and per piece. On the crystal's
-profile, coming from the outside level (read on its outermost bins), the first distance
-where the grey departs from it by more than ``min_z`` standard errors is the candidate edge:
+the crystal (each pixel goes to its nearest crystal) and by piece of outline, and the mean
+grey (clipped against specks) of each distance gives a profile outward from the outline, per
+crystal (all of its outline pooled: the noise falls with the outline's length) and per piece.
+On the crystal's profile, coming from the outside (the outside level is read on its outermost
+bins), the outermost thin line or step that stands more than ``min_z`` standard errors out of
+the outside's own scatter (local tests, :func:`crystal_bounds`) is the candidate edge:
 
-- a narrow departure (a line: the grey is back near the outside level just inside it) puts
-  the edge on the line's centre; a wide one (a step: the zone inside stays off the outside
-  level) at the half-crossing of its departure;
+- a line puts the edge on the line's centre; a step at the half-crossing between the zone's
+  level and the outside's;
 - a step (not a line) is kept only where the outside is as smooth as the detector's noise
   (glass): next to a crystal a textured groundmass can change its grey (a boundary layer in
   the melt, fewer microlites) without being crystal, and such a step cannot be told from the
@@ -40,6 +40,9 @@ from skimage import measure
 
 from .labelops import label_medians
 
+#: Standard error of one pixel's clipped grey, in units of the pixel noise.
+SE_ONE = 1.0
+
 
 def outer_profiles(
     labels: np.ndarray,
@@ -48,6 +51,7 @@ def outer_profiles(
     piece_px: int,
     origin: tuple[int, int] = (0, 0),
     valid: np.ndarray | None = None,
+    noise: float | None = None,
 ):
     """Outward grey profiles of every crystal and of every piece of its outline.
 
@@ -55,10 +59,13 @@ def outer_profiles(
     piece_owner)`` or None: the flat indices of the outside pixels within ``band_px`` of a
     crystal, their distance bin ``j`` (0: touching the outline), their nearest crystal and
     piece of outline (the ``piece_px`` square of the image's grid holding their nearest
-    crystal pixel), then the median grey and pixel count per crystal (``n_labels + 1`` x
+    crystal pixel), then the mean grey and pixel count per crystal (``n_labels + 1`` x
     ``band_px``, row 0 unused) and per piece, and the crystal of each piece. Only the pixels
     of ``valid`` (when given: finite and not near-black, as vesicles and epoxy never belong
-    to a crystal's zone) are read and can join.
+    to a crystal's zone) are read and can join. The means are of greys clipped to three
+    ``noise`` either side of the median of the crystal's outside pixels (so that microlites and
+    specks weigh little; unlike a median, a mean of integer greys is not stuck on whole grey
+    steps); without ``noise``, medians.
     """
     outside = labels == 0
     if outside.all() or not outside.any():
@@ -86,12 +93,26 @@ def outer_profiles(
     n_lab = int(labels.max()) + 1
     b = band_px
     cell = owner * b + j
-    crystal_prof = label_medians(values, cell + 1, n_lab * b).reshape(n_lab, b)
-    crystal_n = np.bincount(cell, minlength=n_lab * b).reshape(n_lab, b)
     pcell = piece.astype(np.int64) * b + j
     n_p = int(uniq.size)
-    piece_prof = label_medians(values, pcell + 1, n_p * b).reshape(n_p, b)
+    crystal_n = np.bincount(cell, minlength=n_lab * b).reshape(n_lab, b)
     piece_n = np.bincount(pcell, minlength=n_p * b).reshape(n_p, b)
+    if noise is None:
+        crystal_prof = label_medians(values, cell + 1, n_lab * b).reshape(n_lab, b)
+        piece_prof = label_medians(values, pcell + 1, n_p * b).reshape(n_p, b)
+    else:
+        centre = label_medians(values, owner, n_lab - 1)
+        c = np.r_[np.nan, centre][owner]
+        clipped = np.clip(values, c - 3.0 * noise, c + 3.0 * noise).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            crystal_prof = (
+                np.bincount(cell, weights=clipped, minlength=n_lab * b).reshape(n_lab, b)
+                / crystal_n
+            )
+            piece_prof = (
+                np.bincount(pcell, weights=clipped, minlength=n_p * b).reshape(n_p, b)
+                / piece_n
+            )
     return at, j, owner, piece, crystal_prof, crystal_n, piece_prof, piece_n, piece_owner
 
 
@@ -101,7 +122,6 @@ def crystal_bounds(
     noise: float,
     *,
     factor: float = 1.0,
-    quantum: float = 0.0,
     min_z: float = 6.0,
     min_offset: int = 2,
     skip: int = 1,
@@ -125,11 +145,9 @@ def crystal_bounds(
     - a **step**: the mean of ``width`` (or ``2 * width``) bins inside a distance against the
       mean of as many bins outside it, all within the bins read;
 
-    each in standard errors (that of the median of a bin's pixels under white noise
+    each in standard errors (that of the mean of a bin's pixels under white noise
     ``noise``, times ``factor``: how much more the outside's grey varies than white noise
-    would make it, :func:`excess_scatter`), after one grey ``quantum`` is taken off the
-    difference (the median of integer greys moves by whole steps, however many pixels it
-    holds). The outermost distance where either exceeds
+    would make it, :func:`excess_scatter`). The outermost distance where either exceeds
     ``min_z`` is the bound; the first ``skip`` bins (the crystal's own blurred edge) are never
     read.
     """
@@ -138,7 +156,7 @@ def crystal_bounds(
         return None
     g0 = float(np.median(prof[ref_bins]))
     n_bins = prof.size
-    se = factor * 1.2533 * noise / np.sqrt(np.maximum(counts, 1))
+    se = factor * SE_ONE * noise / np.sqrt(np.maximum(counts, 1))
     ok = full.copy()
     ok[:skip] = False
     v = np.where(ok, prof - g0, 0.0)
@@ -164,7 +182,6 @@ def crystal_bounds(
         sides = sides[ok[sides]]
         if sides.size >= 3:
             diff = v[jj] - v[sides].mean()
-            diff = np.sign(diff) * max(abs(diff) - quantum, 0.0)
             zl = diff / np.sqrt(var[jj] + var[sides].sum() / sides.size**2)
             near = v[max(jj - 2, 0) : jj + 3]
             peak = np.sign(zl) * v[jj] > 0 and abs(v[jj]) >= np.abs(near).max()
@@ -179,8 +196,7 @@ def crystal_bounds(
             mi, vi = window_mean(jj - wd, jj)
             mo, vo = window_mean(jj, jj + wd)
             if np.isfinite(mi) and np.isfinite(mo):
-                diff = np.sign(mi - mo) * max(abs(mi - mo) - quantum, 0.0)
-                zs = diff / np.sqrt(vi + vo)
+                zs = (mi - mo) / np.sqrt(vi + vo)
                 if abs(zs) > abs(zstep[jj]):
                     zstep[jj] = zs
         if abs(zstep[jj]) > min_z:
@@ -244,19 +260,9 @@ def excess_scatter(
     ok = (n >= 3) & np.isfinite(v)
     if ok.sum() < 8:
         return 1.0
-    z = (v[ok] - g0) / (1.2533 * noise / np.sqrt(n[ok]))
+    z = (v[ok] - g0) / (SE_ONE * noise / np.sqrt(n[ok]))
     spread = 1.4826 * float(np.median(np.abs(z - np.median(z))))
     return max(1.0, spread)
-
-
-def grey_quantum(values: np.ndarray) -> float:
-    """The step between the grey levels of integer-valued images (the smallest difference
-    between distinct values of ``values``; 0 when they are as many as the values, as for
-    float images)."""
-    u = np.unique(values)
-    if u.size < 2 or u.size > 0.5 * values.size:
-        return 0.0
-    return float(np.diff(u).min())
 
 
 def _step_trusted(
@@ -264,8 +270,8 @@ def _step_trusted(
 ) -> bool:
     """Whether a step (not a line) bounding a zone can be trusted: the outside beyond it (as
     many bins as the zone, at most 8) is as smooth as the detector's noise (mean squared
-    high-pass grey below 1.5 noise variances: glass). Groundmass next to a crystal can change its
-    grey (a boundary layer in the melt, fewer microlites) without being crystal; in a
+    high-pass grey below 1.15 noise variances: glass). Groundmass next to a crystal can change
+    its grey (a boundary layer in the melt, fewer microlites) without being crystal; in a
     textured groundmass such a step cannot be told from the groundmass's own variation."""
     k = int(np.ceil(edge))
     zone = slice(skip, max(k - 1, skip + 1))
@@ -275,7 +281,7 @@ def _step_trusted(
     if nz < 20 or no < 20:
         return False
     to = tex[out].sum() / no
-    return bool(to < 1.5 * noise * noise)
+    return bool(to < 1.15 * noise * noise)
 
 
 def extend_outer_zones(
@@ -298,12 +304,11 @@ def extend_outer_zones(
     normalised image, ``noise`` its pixel noise. Crystals smaller than ``min_px`` pixels
     are left as they are. Returns a new label image (or ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
-    found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid)
+    found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
         return labels
     at, j, owner, piece, cprof, cn, pprof, pn, powner = found
     n_lab = cprof.shape[0]
-    quantum = grey_quantum(grey.ravel()[at[:: max(1, at.size // 100000)]])
     # the fine texture (squared high-pass grey) per crystal and distance
     hp = grey.ravel()[at] - ndi.gaussian_filter(grey, 1.0).ravel()[at]
     cell = owner * band_px + j
@@ -327,7 +332,6 @@ def extend_outer_zones(
             cn[lab],
             noise,
             factor=factor,
-            quantum=quantum,
             min_z=min_z,
             min_offset=min_offset,
             skip=skip,
@@ -342,7 +346,7 @@ def extend_outer_zones(
         win = pprof[pieces, lo:hi]
         wn = pn[pieces, lo:hi]
         dev = s * (win - g0)
-        se = factor * 1.2533 * noise / np.sqrt(np.maximum(wn, 1))
+        se = factor * SE_ONE * noise / np.sqrt(np.maximum(wn, 1))
         zp = np.where((wn > 0) & np.isfinite(win), dev / se, -np.inf)
         has = (wn > 0).any(axis=1)
         if not has.any():
@@ -360,7 +364,7 @@ def extend_outer_zones(
             tot = np.where(ok, s * (inside - g0) * n_in, 0.0).sum(axis=1)
             n_tot = np.where(ok, n_in, 0).sum(axis=1)
             # the zone's mean departure, one standard error out of the piece's noise
-            se_in = factor * 1.2533 * noise / np.sqrt(np.maximum(n_tot, 1))
+            se_in = factor * SE_ONE * noise / np.sqrt(np.maximum(n_tot, 1))
             agree = tot / np.maximum(n_tot, 1) > se_in
         share = agree[has].mean()
         if share < min_pieces:
