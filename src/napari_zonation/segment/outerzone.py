@@ -298,11 +298,14 @@ def extend_outer_zones(
     skip: int = 1,
     min_pieces: float = 0.5,
     min_px: float = 0.0,
+    texture_px: float = 1.0,
 ) -> np.ndarray:
     """Labels whose crystals are extended over an outer zone at the outside grey up to the
     step or line that bounds it (see the module's notes). ``grey``: the unsmoothed
     normalised image, ``noise`` its pixel noise. Crystals smaller than ``min_px`` pixels
-    are left as they are. Returns a new label image (or ``labels`` when nothing changes)."""
+    are left as they are. ``texture_px``: the scale (Gaussian sigma, pixels) of the fine
+    texture that tells glass from a microlite groundmass (about 1 um). Returns a new label
+    image (or ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
     found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
@@ -310,7 +313,7 @@ def extend_outer_zones(
     at, j, owner, piece, cprof, cn, pprof, pn, powner = found
     n_lab = cprof.shape[0]
     # the fine texture (squared high-pass grey) per crystal and distance
-    hp = grey.ravel()[at] - ndi.gaussian_filter(grey, 1.0).ravel()[at]
+    hp = grey.ravel()[at] - ndi.gaussian_filter(grey, texture_px).ravel()[at]
     cell = owner * band_px + j
     tex_sum = np.bincount(cell, weights=hp * hp, minlength=n_lab * band_px)
     tex = tex_sum.reshape(n_lab, band_px)
@@ -339,7 +342,10 @@ def extend_outer_zones(
         if bound is None:
             continue
         edge, jp, s, is_line, g0 = bound
-        if not is_line and not _step_trusted(tex[lab], cn[lab], edge, skip, band_px, noise):
+        if not is_line and (
+            factor > 1.5 or not _step_trusted(tex[lab], cn[lab], edge, skip, band_px, noise)
+        ):
+            # a step in a groundmass whose grey scatters more than the noise, or is textured
             continue
         jpi = int(jp)
         lo, hi = max(jpi - 2, 0), min(jpi + 3, band_px)
