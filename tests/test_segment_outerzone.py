@@ -53,14 +53,28 @@ def test_the_zone_at_the_glass_grey_joins_its_crystal_up_to_its_bound(cue):
     img, crystal, core = _scene(cue)
     labels = core.astype(np.int32)
     assert _iou(labels > 0, crystal) < 0.75  # the first outline lost the zone
-    out = extend_outer_zones(labels, img, NOISE, band_px=30, piece_px=12, min_offset=3)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=cue == "step"
+    )
     assert _iou(out > 0, crystal) >= 0.95
     assert not (out > 0)[~crystal].sum() > 0.03 * crystal.sum()
 
 
-def test_no_bound_no_zone():
+@pytest.mark.parametrize("steps", [False, True])
+def test_no_bound_no_zone(steps):
     """Without a line or a step, the glass beside a crystal is not made part of it."""
     img, crystal, core = _scene("none")
+    labels = core.astype(np.int32)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=steps
+    )
+    assert np.array_equal(out, labels)
+
+
+def test_a_step_alone_is_not_a_bound_by_default():
+    """A faint step of the glass's grey next to a crystal (schlieren, a boundary layer in the
+    melt) looks like a zone's bound: by default only a thin line is taken as one."""
+    img, crystal, core = _scene("step")
     labels = core.astype(np.int32)
     out = extend_outer_zones(labels, img, NOISE, band_px=30, piece_px=12, min_offset=3)
     assert np.array_equal(out, labels)
@@ -86,7 +100,7 @@ def test_faint_rims_scene_outlines_closer_to_the_truth():
     """On the generator's faint-rim scene (olivine rims at the glass grey), the outer-zone
     stage brings the matched crystals' IoU with the true outlines up."""
     s = make_thin_section(
-        (640, 640), n_crystals=16, pixel_size_um=1.0, noise=0.03, bit_depth=8, seed=0,
+        (768, 768), n_crystals=23, pixel_size_um=1.0, noise=0.03, bit_depth=8, seed=0,
         **SCENE_KINDS["faint_rims"],
     )
     off = match_instances(s.labels, segment_crystals(s.image, 1.0, outer_zone_um=0))

@@ -16,10 +16,11 @@ the outside's own scatter (local tests, :func:`crystal_bounds`) is the candidate
 
 - a line puts the edge on the line's centre; a step at the half-crossing between the zone's
   level and the outside's;
-- a step (not a line) is kept only where the outside is as smooth as the detector's noise
-  (glass): next to a crystal a textured groundmass can change its grey (a boundary layer in
-  the melt, fewer microlites) without being crystal, and such a step cannot be told from the
-  groundmass's own variation;
+- a step (not a line) is a bound only with ``steps=True`` (off by default: a step of the
+  glass's own grey next to a crystal, schlieren or a boundary layer in the melt, looks the
+  same), and then only where the outside is as smooth as the detector's noise (glass): a
+  textured groundmass can change its grey next to a crystal (fewer microlites) without
+  being crystal;
 - the candidate is kept only when most pieces of the outline show the same departure at the
   same distance (the line or step runs all around the crystal; a vesicle, a neighbour or a
   patch of microlites beside one side of it does not);
@@ -299,13 +300,16 @@ def extend_outer_zones(
     min_pieces: float = 0.5,
     min_px: float = 0.0,
     texture_px: float = 1.0,
+    steps: bool = False,
 ) -> np.ndarray:
     """Labels whose crystals are extended over an outer zone at the outside grey up to the
     step or line that bounds it (see the module's notes). ``grey``: the unsmoothed
     normalised image, ``noise`` its pixel noise. Crystals smaller than ``min_px`` pixels
     are left as they are. ``texture_px``: the scale (Gaussian sigma, pixels) of the fine
-    texture that tells glass from a microlite groundmass (about 1 um). Returns a new label
-    image (or ``labels`` when nothing changes)."""
+    texture that tells glass from a microlite groundmass (about 1 um). ``steps``: also take
+    a faint step (not only a thin line) as a zone's bound; off by default, as a step of the
+    glass's own grey next to a crystal (schlieren, a boundary layer in the melt) looks the
+    same. Returns a new label image (or ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
     found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
@@ -343,7 +347,8 @@ def extend_outer_zones(
             continue
         edge, jp, s, is_line, g0 = bound
         if not is_line and (
-            factor > 1.5 or not _step_trusted(tex[lab], cn[lab], edge, skip, band_px, noise)
+            not steps
+            or factor > 1.5 or not _step_trusted(tex[lab], cn[lab], edge, skip, band_px, noise)
         ):
             # a step in a groundmass whose grey scatters more than the noise, or is textured
             continue
