@@ -317,10 +317,12 @@ def extend_outer_zones(
     at, j, owner, piece, cprof, cn, pprof, pn, powner = found
     n_lab = cprof.shape[0]
     # the fine texture (squared high-pass grey) per crystal and distance
-    hp = grey.ravel()[at] - ndi.gaussian_filter(grey, texture_px).ravel()[at]
-    cell = owner * band_px + j
-    tex_sum = np.bincount(cell, weights=hp * hp, minlength=n_lab * band_px)
-    tex = tex_sum.reshape(n_lab, band_px)
+    tex = None
+    if steps:
+        hp = grey.ravel()[at] - ndi.gaussian_filter(grey, texture_px).ravel()[at]
+        cell = owner * band_px + j
+        tex_sum = np.bincount(cell, weights=hp * hp, minlength=n_lab * band_px)
+        tex = tex_sum.reshape(n_lab, band_px)
     piece_edge = np.full(pprof.shape[0], np.nan)
     order = np.argsort(powner, kind="stable")
     starts = np.searchsorted(powner[order], np.arange(n_lab + 1))
@@ -414,3 +416,4 @@ def hull_labels(labels: np.ndarray, min_px: float = 0.0) -> np.ndarray:
         win = out[r0:r1, c0:c1]
         win[region.image_convex & (win == 0)] = region.label
     return out
+
