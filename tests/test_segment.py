@@ -386,7 +386,7 @@ def test_bad_parameters_raise_a_clear_error():
     img = np.zeros((20, 20))
     with pytest.raises(ZonationInputError, match="pixel"):
         segment_crystals(img, 0.0)
-    with pytest.raises(ZonationInputError, match="unknown option"):
+    with pytest.raises(TypeError, match="smoothing"):
         segment_crystals(img, 1.0, smoothing=3)
     with pytest.raises(ZonationInputError, match="background"):
         segment_crystals(img, 1.0, background="white")
@@ -1042,3 +1042,23 @@ def test_one_flooding_of_a_contact_band_equals_a_flooding_per_part():
         np.testing.assert_array_equal(got, want)
         assert (got[~band] == lab[~band]).all()
     assert n_parts_seen > 60  # several parts per image: the batching is exercised
+
+
+def test_options_are_explicit_keywords_with_one_set_of_defaults():
+    """Every fine-control option is a keyword-only parameter of segment_crystals whose default
+    is the one of segment.state.Options; a misspelt option is a TypeError that names it."""
+    import dataclasses
+    import inspect
+
+    from napari_zonation.segment.state import Options
+
+    params = inspect.signature(segment_crystals).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for field in dataclasses.fields(Options):
+        assert params[field.name].kind is inspect.Parameter.KEYWORD_ONLY, field.name
+        assert params[field.name].default == field.default, field.name
+    img = np.zeros((20, 20))
+    with pytest.raises(TypeError, match="snapum"):
+        segment_crystals(img, 1.0, snapum=3)
+    with pytest.raises(TypeError, match="tirm_um"):
+        segment_crystals(img, 1.0, trim_um=2, tirm_um=3)

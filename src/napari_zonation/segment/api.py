@@ -26,6 +26,8 @@ TILE_AUTO_PIXELS = 4096 * 4096
 TILE_AUTO_SIZE = 2048
 
 _BACKGROUNDS = ("auto", "groundmass", "masked")
+#: The fine-control options' defaults, defined once in :class:`~.state.Options`.
+_DEFAULTS = Options()
 
 
 def _context_px(lv: Levels, opts: Options, smooth_um: float, close_um: float) -> int:
@@ -47,6 +49,7 @@ def _context_px(lv: Levels, opts: Options, smooth_um: float, close_um: float) ->
         + 3.0
         + 2.0 * opts.trim_um
         + 2.0 * opts.snap_um
+        + 2.0 * opts.outer_zone_um
         + 12.0
     )
     return max(int(np.ceil(2.0 * reach_um / lv.px)), 32 * lv.f)
@@ -71,7 +74,25 @@ def segment_crystals(
     out=None,
     overwrite: bool = False,
     client=None,
-    **options,
+    work_um: float = _DEFAULTS.work_um,
+    detect_um: float | None = _DEFAULTS.detect_um,
+    open_um: float = _DEFAULTS.open_um,
+    grow_um: float | None = _DEFAULTS.grow_um,
+    split_h_um: float = _DEFAULTS.split_h_um,
+    max_deficit: float = _DEFAULTS.max_deficit,
+    merge_grey: float | None = _DEFAULTS.merge_grey,
+    merge_rim: float | None = _DEFAULTS.merge_rim,
+    contact_um: float = _DEFAULTS.contact_um,
+    max_hole_fraction: float = _DEFAULTS.max_hole_fraction,
+    texture: bool = _DEFAULTS.texture,
+    smooth_texture: float = _DEFAULTS.smooth_texture,
+    min_smooth_share: float = _DEFAULTS.min_smooth_share,
+    max_vesicle_share: float = _DEFAULTS.max_vesicle_share,
+    dark_fraction: float = _DEFAULTS.dark_fraction,
+    trim_um: float = _DEFAULTS.trim_um,
+    snap_um: float = _DEFAULTS.snap_um,
+    outer_zone_um: float = _DEFAULTS.outer_zone_um,
+    tile_halo_um: float = _DEFAULTS.tile_halo_um,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
 
@@ -159,29 +180,56 @@ def segment_crystals(
         default a dask array input uses the dask.distributed client made the default in this
         process, if any; everything else runs in this process's threads. The labels are the
         same either way.
-    **options
-        Fine control (lengths in um): ``work_um`` (3.0: detection, splitting and growing run
-        on blocks of about this size, edges and merging at full resolution), ``detect_um``
-        (smoothing of the detection image, default ``2 * smooth_um``), ``open_um`` (3.0,
-        opening that removes microlites from the crystal cores), ``grow_um`` (``open_um + 3``,
-        how far cores grow back to the crystal edge), ``split_h_um`` (3.0, depth of a neck that
-        separates two crystal bodies), ``max_deficit`` (0.1, convex-hull excess, as a fraction
-        of the smaller piece, under which two pieces may be one crystal), ``merge_grey`` (grey
-        step across a cut that keeps two pieces apart; default the contrast), ``merge_rim``
-        (difference of the pieces' rim greys, on their free faces, that keeps them apart;
-        default 0.4 x the contrast; 0 turns the rim test off), ``contact_um`` (24: how far
-        the boundary between two touching crystals may move onto their grain boundary, the
-        thin dark seam or grey step between them; 0 keeps the cut of their cores),
-        ``max_hole_fraction`` (0.5), ``texture`` (True: reject textured, microlite-rich cores),
-        ``smooth_texture`` (0.75), ``min_smooth_share`` (0.25), ``max_vesicle_share`` (0.6:
-        cores mostly within 6 um of near-black pixels are vesicle walls), ``dark_fraction``
-        (0.2: near-black share above which the background may be a black mask),
-        ``trim_um`` (4: each crystal is opened with a disc of this radius, so that specks
-        and bumps narrower than its diameter stuck to the rim are left out; 0 = off),
-        ``snap_um`` (5: the band on each side of an outline within which its free faces move
-        onto the crystal's own edge, read on grey profiles across it; 0 = off),
-        ``tile_halo_um`` (400: extent of a crystal that a tile surely holds whole; larger ones
-        are segmented again in a larger window).
+    work_um : float
+        Detection, splitting and growing run on blocks of about this size (um); edges and
+        merging at full resolution.
+    detect_um : float or None
+        Smoothing (sigma, um) of the detection image; ``None``: ``2 * smooth_um``.
+    open_um : float
+        Radius (um) of the opening that removes microlites from the crystal cores.
+    grow_um : float or None
+        How far (um) cores grow back to the crystal edge; ``None``: ``open_um + 3``.
+    split_h_um : float
+        Depth (um) of a neck that separates two crystal bodies (h of the distance
+        transform's h-maxima).
+    max_deficit : float
+        Convex-hull excess, as a fraction of the smaller piece, under which two pieces may be
+        one crystal.
+    merge_grey : float or None
+        Grey step across a cut that keeps two pieces apart; ``None``: the contrast.
+    merge_rim : float or None
+        Difference of the pieces' rim greys, on their free faces, that keeps them apart;
+        ``None``: 0.4 x the contrast; 0 turns the rim test off.
+    contact_um : float
+        How far (um) the boundary between two touching crystals may move onto their grain
+        boundary (the thin dark seam or grey step between them); 0 keeps the cut of their
+        cores.
+    max_hole_fraction : float
+        Holes up to this fraction of their crystal are filled.
+    texture : bool
+        Reject textured, microlite-rich cores when a groundmass is found.
+    smooth_texture : float
+        A block is smooth below this multiple of the groundmass texture.
+    min_smooth_share : float
+        Share of a core that must be smooth.
+    max_vesicle_share : float
+        Cores mostly (above this share) within 6 um of near-black pixels are vesicle walls.
+    dark_fraction : float
+        Near-black share above which the background may be a black mask.
+    trim_um : float
+        Each crystal is opened with a disc of this radius (um), so that specks and bumps
+        narrower than its diameter stuck to the rim are left out; 0 = off.
+    snap_um : float
+        The band (um, each side of an outline) within which its free faces move onto the
+        crystal's own edge, read on grey profiles across it; 0 = off.
+    outer_zone_um : float
+        Widest outer zone (um) looked for beyond each crystal's outline: a zone at the grey of
+        the groundmass around it (an Fe-rich olivine rim in basaltic glass) whose bound shows
+        only as a faint step or a thin line at the same distance all around the crystal
+        (:mod:`napari_zonation.segment.outerzone`); 0 = off.
+    tile_halo_um : float
+        Extent (um) of a crystal that a tile surely holds whole; larger ones are segmented
+        again in a larger window.
 
     Returns
     -------
@@ -196,11 +244,13 @@ def segment_crystals(
     ------
     ZonationInputError
         Bad image (1D, empty, 4D, 3D that is neither channels nor RGB), bad pixel size, bad
-        tile size or thread count, unknown option or background mode; a reference (or
+        tile size or thread count, unknown background mode; a reference (or
         groundmass patch) that is empty, crosses itself, lies outside the image, is smaller
         than ``min_area_um2`` or was drawn on an image of another shape; an ``out`` store
         that exists (without ``overwrite``), ``out`` with ``reference``, a scheduler address
         that does not answer.
+    TypeError
+        An unknown keyword (a misspelt option), named in the message.
 
     Warns
     -----
@@ -229,13 +279,27 @@ def segment_crystals(
     never crystals. The levels come from regular samples of the image (about 250,000 pixels
     and coarse blocks), the same whether or not it is tiled.
     """
-    unknown = set(options) - set(Options.names())
-    if unknown:
-        raise ZonationInputError(
-            f"segment_crystals got unknown option(s) {sorted(unknown)}; known options are "
-            f"{Options.names()} besides the named keywords."
-        )
-    opts = Options(**options)
+    opts = Options(
+        work_um=work_um,
+        detect_um=detect_um,
+        open_um=open_um,
+        grow_um=grow_um,
+        split_h_um=split_h_um,
+        max_deficit=max_deficit,
+        merge_grey=merge_grey,
+        merge_rim=merge_rim,
+        contact_um=contact_um,
+        max_hole_fraction=max_hole_fraction,
+        texture=texture,
+        smooth_texture=smooth_texture,
+        min_smooth_share=min_smooth_share,
+        max_vesicle_share=max_vesicle_share,
+        dark_fraction=dark_fraction,
+        trim_um=trim_um,
+        snap_um=snap_um,
+        outer_zone_um=outer_zone_um,
+        tile_halo_um=tile_halo_um,
+    )
     if background not in _BACKGROUNDS:
         raise ZonationInputError(
             f"background={background!r} is not one of {_BACKGROUNDS}; use 'auto' unless you "

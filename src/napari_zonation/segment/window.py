@@ -17,6 +17,7 @@ from .edges import refine_edges, rim_thresholds
 from .fields import coarse_fields
 from .growth import coarse_crystals
 from .merging import merge_regions, rim_band
+from .outerzone import extend_outer_zones
 from .outline import snap_outlines
 from .reference import ReferenceModel, reference_probability
 from .state import CoarseFields, Levels, Options
@@ -160,6 +161,27 @@ def _segment_stages(
     )
     labels, area, new_id = merge(labels, smooth, rim=rim)
     labels, area = fill_label_holes(labels, opts.max_hole_fraction, area, in_place=True)
+    if opts.outer_zone_um > 0 and lv.mode != "masked":
+        # outer zones at the groundmass grey, up to the faint step or line that bounds them
+        valid = smooth > np.float64(lv.dark_thr)
+        if finite is not None:
+            valid &= finite
+        grown = extend_outer_zones(
+            labels,
+            norm,
+            lv.noise,
+            band_px=max(6, int(np.ceil(opts.outer_zone_um / px))),
+            piece_px=max(12, int(round(12.0 / px))),
+            origin=origin,
+            valid=valid,
+            min_px=min_area_um2 / (px * px),
+            min_offset=max(2, int(np.ceil(3.0 / px))),
+            skip=max(1, int(round(1.0 / px))),
+            texture_px=max(1.0, 1.0 / px),
+        )
+        if grown is not labels:
+            labels = grown
+            area = np.bincount(labels.ravel(), minlength=area.size)
     # the contacts between the crystals that still touch, onto their grain boundaries; then
     # the pieces of one crystal whose cut now runs along its crack (where the grey just
     # behind the contact agrees) are joined

@@ -1,0 +1,419 @@
+"""Outer zones at the groundmass grey, found by the faint step or line that bounds them.
+
+A crystal's outer zone can have the grey of the glass around it (the Fe-rich rim of an
+olivine in basaltic glass, a plagioclase zone at the glass's grey). Its cores and edges, found
+from grey departures, then stop at the inner side of that zone. What still bounds the crystal
+is a faint step, a thin dark line just outside it or a thin bright line on its outermost
+pixels, at the same distance from the inner zone all around it (the zones are concentric).
+
+Around every crystal the outside pixels within ``band_px`` are grouped by their distance to
+the crystal (each pixel goes to its nearest crystal) and by piece of outline, and the mean
+grey (clipped against specks) of each distance gives a profile outward from the outline, per
+crystal (all of its outline pooled: the noise falls with the outline's length) and per piece.
+On the crystal's profile, coming from the outside (the outside level is read on its outermost
+bins), the outermost thin line or step that stands more than ``min_z`` standard errors out of
+the outside's own scatter (local tests, :func:`crystal_bounds`) is the candidate edge:
+
+- a line puts the edge on the line's centre; a step at the half-crossing between the zone's
+  level and the outside's;
+- a step (not a line) is a bound only with ``steps=True`` (off by default: a step of the
+  glass's own grey next to a crystal, schlieren or a boundary layer in the melt, looks the
+  same), and then only where the outside is as smooth as the detector's noise (glass): a
+  textured groundmass can change its grey next to a crystal (fewer microlites) without
+  being crystal;
+- the candidate is kept only when most pieces of the outline show the same departure at the
+  same distance (the line or step runs all around the crystal; a vesicle, a neighbour or a
+  patch of microlites beside one side of it does not);
+- each piece's edge is then its own line (its extremum within two pixels of the crystal's)
+  when it stands out of the piece's noise, else the crystal's.
+
+The distances are read from each crystal's convex hull (its zones follow its faces, which
+the hull follows more closely than the ragged outline of an inner zone). The outside pixels
+closer to the hull than the edge of their piece, and the dents between the crystal and its
+hull, join a crystal that has such a bound; the others keep their outline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import measure
+
+from .labelops import label_medians
+
+#: Standard error of one pixel's clipped grey, in units of the pixel noise.
+SE_ONE = 1.0
+
+
+def outer_profiles(
+    labels: np.ndarray,
+    grey: np.ndarray,
+    band_px: int,
+    piece_px: int,
+    origin: tuple[int, int] = (0, 0),
+    valid: np.ndarray | None = None,
+    noise: float | None = None,
+):
+    """Outward grey profiles of every crystal and of every piece of its outline.
+
+    Returns ``(at, j, owner, piece, crystal_prof, crystal_n, piece_prof, piece_n,
+    piece_owner)`` or None: the flat indices of the outside pixels within ``band_px`` of a
+    crystal, their distance bin ``j`` (0: touching the outline), their nearest crystal and
+    piece of outline (the ``piece_px`` square of the image's grid holding their nearest
+    crystal pixel), then the mean grey and pixel count per crystal (``n_labels + 1`` x
+    ``band_px``, row 0 unused) and per piece, and the crystal of each piece. Only the pixels
+    of ``valid`` (when given: finite and not near-black, as vesicles and epoxy never belong
+    to a crystal's zone) are read and can join. The means are of greys clipped to three
+    ``noise`` either side of the median of the crystal's outside pixels (so that microlites and
+    specks weigh little; unlike a median, a mean of integer greys is not stuck on whole grey
+    steps); without ``noise``, medians.
+    """
+    outside = labels == 0
+    if outside.all() or not outside.any():
+        return None
+    h, w = labels.shape
+    dist, (ir, ic) = ndi.distance_transform_edt(outside, return_indices=True)
+    sel = outside & (dist <= band_px + 0.5)
+    if valid is not None:
+        sel &= valid
+    at = np.flatnonzero(sel)
+    if at.size == 0:
+        return None
+    j = np.clip(np.floor(dist.ravel()[at] - 0.5).astype(np.int64), 0, band_px - 1)
+    nr, nc = ir.ravel()[at], ic.ravel()[at]
+    del dist, ir, ic
+    owner = labels[nr, nc].astype(np.int64)
+    r0, c0 = origin[0] % piece_px, origin[1] % piece_px
+    n_tc = -(-(w + c0) // piece_px)
+    n_tiles = (-(-(h + r0) // piece_px)) * n_tc
+    tile = ((nr + r0) // piece_px) * n_tc + (nc + c0) // piece_px
+    key = owner * n_tiles + tile
+    uniq, piece = np.unique(key, return_inverse=True)
+    piece_owner = uniq // n_tiles
+    values = grey.ravel()[at].astype(np.float32, copy=False)
+    n_lab = int(labels.max()) + 1
+    b = band_px
+    cell = owner * b + j
+    pcell = piece.astype(np.int64) * b + j
+    n_p = int(uniq.size)
+    crystal_n = np.bincount(cell, minlength=n_lab * b).reshape(n_lab, b)
+    piece_n = np.bincount(pcell, minlength=n_p * b).reshape(n_p, b)
+    if noise is None:
+        crystal_prof = label_medians(values, cell + 1, n_lab * b).reshape(n_lab, b)
+        piece_prof = label_medians(values, pcell + 1, n_p * b).reshape(n_p, b)
+    else:
+        centre = label_medians(values, owner, n_lab - 1)
+        c = np.r_[np.nan, centre][owner]
+        clipped = np.clip(values, c - 3.0 * noise, c + 3.0 * noise).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            crystal_prof = (
+                np.bincount(cell, weights=clipped, minlength=n_lab * b).reshape(n_lab, b)
+                / crystal_n
+            )
+            piece_prof = (
+                np.bincount(pcell, weights=clipped, minlength=n_p * b).reshape(n_p, b)
+                / piece_n
+            )
+    return at, j, owner, piece, crystal_prof, crystal_n, piece_prof, piece_n, piece_owner
+
+
+def crystal_bounds(
+    prof: np.ndarray,
+    counts: np.ndarray,
+    noise: float,
+    *,
+    factor: float = 1.0,
+    min_z: float = 6.0,
+    min_offset: int = 2,
+    skip: int = 1,
+    width: int = 4,
+    n_ref: int = 4,
+    min_count: int = 20,
+) -> tuple[float, float, float, bool, float] | None:
+    """The bound of one crystal's outer zone on its pooled outward profile.
+
+    Returns ``(edge, peak_bin, sign, is_line, g0)``, or None when the profile shows no bound
+    at least ``min_offset`` pixels out: ``edge`` the distance of the edge from the outline
+    (pixels), ``peak_bin`` the bin of the line or of the step's outer side, ``sign`` the sign
+    of the zone's (or line's) departure from the outside, ``is_line`` whether it is a thin
+    line, ``g0`` the outside level (the median of the ``n_ref`` outermost bins that hold at
+    least ``min_count`` pixels and a third of the pixels next to the outline).
+
+    Both cues are local, so that a slow drift of the outside grey is not taken for a bound:
+
+    - a **line**: one bin, the extremum of the five around it and on the same side of the
+      outside level, against the mean of the bins two and three away on both sides;
+    - a **step**: the mean of ``width`` (or ``2 * width``) bins inside a distance against the
+      mean of as many bins outside it, all within the bins read;
+
+    each in standard errors (that of the mean of a bin's pixels under white noise
+    ``noise``, times ``factor``: how much more the outside's grey varies than white noise
+    would make it, :func:`excess_scatter`). The outermost distance where either exceeds
+    ``min_z`` is the bound; the first ``skip`` bins (the crystal's own blurred edge) are never
+    read.
+    """
+    full, ref_bins = reference_bins(prof, counts, min_offset, n_ref, min_count)
+    if ref_bins is None:
+        return None
+    g0 = float(np.median(prof[ref_bins]))
+    n_bins = prof.size
+    se = factor * SE_ONE * noise / np.sqrt(np.maximum(counts, 1))
+    ok = full.copy()
+    ok[:skip] = False
+    v = np.where(ok, prof - g0, 0.0)
+    var = np.where(ok, se * se, 0.0)
+    w = ok.astype(np.float64)
+    last = int(ref_bins[-1]) + 1
+
+    def window_mean(lo: int, hi: int):
+        lo, hi = max(lo, 0), min(hi, n_bins)
+        n = w[lo:hi].sum()
+        if n < 1:
+            return np.nan, np.inf
+        return v[lo:hi].sum() / n, var[lo:hi].sum() / (n * n)
+
+    line_j, line_z, step_j = -1, 0.0, -1
+    zstep = np.zeros(n_bins)
+    for jj in range(max(min_offset, skip), last):
+        if not ok[jj]:
+            continue
+        # a line at bin jj
+        sides = np.r_[jj - 3 : jj - 1, jj + 2 : jj + 4]
+        sides = sides[(sides >= 0) & (sides < n_bins)]
+        sides = sides[ok[sides]]
+        if sides.size >= 3:
+            diff = v[jj] - v[sides].mean()
+            zl = diff / np.sqrt(var[jj] + var[sides].sum() / sides.size**2)
+            near = v[max(jj - 2, 0) : jj + 3]
+            peak = np.sign(zl) * v[jj] > 0 and abs(v[jj]) >= np.abs(near).max()
+            if abs(zl) > min_z and peak:
+                line_j, line_z = jj, zl
+        # a step between bins jj - 1 and jj, sharp or spread over twice the width (the
+        # first outline need not run parallel to the crystal's faces); the outer window lies
+        # within the bins read
+        for wd in (width, 2 * width):
+            if jj - wd < skip or jj + wd > last:
+                continue
+            mi, vi = window_mean(jj - wd, jj)
+            mo, vo = window_mean(jj, jj + wd)
+            if np.isfinite(mi) and np.isfinite(mo):
+                zs = (mi - mo) / np.sqrt(vi + vo)
+                if abs(zs) > abs(zstep[jj]):
+                    zstep[jj] = zs
+        if abs(zstep[jj]) > min_z:
+            step_j = jj
+    # a line also makes a step wherever a window holds it: the line wins there
+    if line_j >= 0 and step_j <= line_j + 2 * width:
+        best_j, best_kind, best_score = line_j, "line", line_z
+    elif step_j >= 0:
+        # a step is significant on a few distances around the true one: its peak
+        lo = max(step_j - 2 * width, line_j + 2 * width + 1 if line_j >= 0 else 0, 0)
+        sgn0 = np.sign(zstep[step_j])
+        best_j = lo + int(np.argmax(sgn0 * zstep[lo : step_j + 1]))
+        best_kind, best_score = "step", zstep[best_j]
+    else:
+        return None
+    sgn = float(np.sign(best_score))
+    if best_kind == "line":
+        # the outermost significant line: its peak within one bin
+        return best_j + 0.5, float(best_j), sgn, True, g0
+    # the outermost significant step: it is significant on a few distances around the
+    # true one; the edge is the half-crossing between the zone's level and the outside's
+    zone = float(np.median(v[max(best_j - width, skip) : best_j]))
+    out = float(np.median(v[best_j : best_j + width]))
+    half = 0.5 * (zone + out)
+    a = sgn * (v[: best_j + 1] - half)
+    inside = np.flatnonzero(a[skip:] > 0) + skip
+    if inside.size == 0:
+        return None
+    k = int(inside[-1])
+    if k + 1 >= n_bins:
+        return None
+    y0, y1 = sgn * (v[k] - half), sgn * (v[k + 1] - half)
+    t = np.clip(y0 / max(y0 - y1, 1e-9), 0.0, 1.0)
+    edge = k + 0.5 + t
+    if edge < min_offset:
+        return None
+    return edge, float(k + 1), sgn, False, g0
+
+
+def reference_bins(
+    prof: np.ndarray, counts: np.ndarray, min_offset: int = 2, n_ref: int = 4, min_count: int = 20
+):
+    """``(full, ref)``: the bins holding at least ``min_count`` pixels and a third of the
+    pixels next to the outline, and the ``n_ref`` outermost of them (None if too few)."""
+    near = float(np.max(counts[: min_offset + 1]))
+    full = (counts >= max(min_count, near / 3.0)) & np.isfinite(prof)
+    good = np.flatnonzero(full)
+    if good.size < n_ref + min_offset + 2:
+        return full, None
+    return full, good[-n_ref:]
+
+
+def excess_scatter(
+    pprof: np.ndarray, pn: np.ndarray, ref: np.ndarray, g0: float, noise: float
+) -> float:
+    """How many times more the pieces' medians scatter in the reference bins ``ref`` than
+    white noise ``noise`` would make them (at least 1): the outside's own texture (microlites,
+    schlieren) measured, so that it is not taken for a step."""
+    v = pprof[:, ref]
+    n = pn[:, ref]
+    ok = (n >= 3) & np.isfinite(v)
+    if ok.sum() < 8:
+        return 1.0
+    z = (v[ok] - g0) / (SE_ONE * noise / np.sqrt(n[ok]))
+    spread = 1.4826 * float(np.median(np.abs(z - np.median(z))))
+    return max(1.0, spread)
+
+
+def _step_trusted(
+    tex: np.ndarray, counts: np.ndarray, edge: float, skip: int, n: int, noise: float
+) -> bool:
+    """Whether a step (not a line) bounding a zone can be trusted: the outside beyond it (as
+    many bins as the zone, at most 8) is as smooth as the detector's noise (mean squared
+    high-pass grey below 1.15 noise variances: glass). Groundmass next to a crystal can change
+    its grey (a boundary layer in the melt, fewer microlites) without being crystal; in a
+    textured groundmass such a step cannot be told from the groundmass's own variation."""
+    k = int(np.ceil(edge))
+    zone = slice(skip, max(k - 1, skip + 1))
+    width = min(max(k - skip, 2), 8)
+    out = slice(k + 1, min(k + 1 + width, n))
+    nz, no = counts[zone].sum(), counts[out].sum()
+    if nz < 20 or no < 20:
+        return False
+    to = tex[out].sum() / no
+    return bool(to < 1.15 * noise * noise)
+
+
+def extend_outer_zones(
+    labels: np.ndarray,
+    grey: np.ndarray,
+    noise: float,
+    *,
+    band_px: int,
+    piece_px: int,
+    origin: tuple[int, int] = (0, 0),
+    valid: np.ndarray | None = None,
+    min_z: float = 6.0,
+    min_offset: int = 2,
+    skip: int = 1,
+    min_pieces: float = 0.5,
+    min_px: float = 0.0,
+    texture_px: float = 1.0,
+    steps: bool = False,
+) -> np.ndarray:
+    """Labels whose crystals are extended over an outer zone at the outside grey up to the
+    step or line that bounds it (see the module's notes). ``grey``: the unsmoothed
+    normalised image, ``noise`` its pixel noise. Crystals smaller than ``min_px`` pixels
+    are left as they are. ``texture_px``: the scale (Gaussian sigma, pixels) of the fine
+    texture that tells glass from a microlite groundmass (about 1 um). ``steps``: also take
+    a faint step (not only a thin line) as a zone's bound; off by default, as a step of the
+    glass's own grey next to a crystal (schlieren, a boundary layer in the melt) looks the
+    same. Returns a new label image (or ``labels`` when nothing changes)."""
+    hulls = hull_labels(labels, min_px)
+    found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
+    if found is None:
+        return labels
+    at, j, owner, piece, cprof, cn, pprof, pn, powner = found
+    n_lab = cprof.shape[0]
+    # the fine texture (squared high-pass grey) per crystal and distance
+    tex = None
+    if steps:
+        hp = grey.ravel()[at] - ndi.gaussian_filter(grey, texture_px).ravel()[at]
+        cell = owner * band_px + j
+        tex_sum = np.bincount(cell, weights=hp * hp, minlength=n_lab * band_px)
+        tex = tex_sum.reshape(n_lab, band_px)
+    piece_edge = np.full(pprof.shape[0], np.nan)
+    order = np.argsort(powner, kind="stable")
+    starts = np.searchsorted(powner[order], np.arange(n_lab + 1))
+    area = np.bincount(labels.ravel(), minlength=n_lab)
+    for lab in range(1, n_lab):
+        pieces = order[starts[lab] : starts[lab + 1]]
+        if pieces.size == 0 or area[lab] < min_px:
+            continue
+        _, ref = reference_bins(cprof[lab], cn[lab], min_offset)
+        if ref is None:
+            continue
+        g0 = float(np.median(cprof[lab][ref]))
+        factor = excess_scatter(pprof[pieces], pn[pieces], ref, g0, noise)
+        bound = crystal_bounds(
+            cprof[lab],
+            cn[lab],
+            noise,
+            factor=factor,
+            min_z=min_z,
+            min_offset=min_offset,
+            skip=skip,
+        )
+        if bound is None:
+            continue
+        edge, jp, s, is_line, g0 = bound
+        if not is_line and (
+            not steps
+            or factor > 1.5 or not _step_trusted(tex[lab], cn[lab], edge, skip, band_px, noise)
+        ):
+            # a step in a groundmass whose grey scatters more than the noise, or is textured
+            continue
+        jpi = int(jp)
+        lo, hi = max(jpi - 2, 0), min(jpi + 3, band_px)
+        win = pprof[pieces, lo:hi]
+        wn = pn[pieces, lo:hi]
+        dev = s * (win - g0)
+        se = factor * SE_ONE * noise / np.sqrt(np.maximum(wn, 1))
+        zp = np.where((wn > 0) & np.isfinite(win), dev / se, -np.inf)
+        has = (wn > 0).any(axis=1)
+        if not has.any():
+            continue
+        best = np.argmax(zp, axis=1)
+        zbest = zp[np.arange(pieces.size), best]
+        if is_line:
+            agree = zbest > 2.0
+        else:
+            # a step: the zone's mean departure inside the edge has the crystal's sign
+            k = max(int(edge), skip + 1)
+            inside = pprof[pieces, skip:k]
+            n_in = pn[pieces, skip:k]
+            ok = (n_in > 0) & np.isfinite(inside)
+            tot = np.where(ok, s * (inside - g0) * n_in, 0.0).sum(axis=1)
+            n_tot = np.where(ok, n_in, 0).sum(axis=1)
+            # the zone's mean departure, one standard error out of the piece's noise
+            se_in = factor * SE_ONE * noise / np.sqrt(np.maximum(n_tot, 1))
+            agree = tot / np.maximum(n_tot, 1) > se_in
+        share = agree[has].mean()
+        if share < min_pieces:
+            continue
+        e = np.full(pieces.size, edge)
+        if is_line:
+            own = agree & has
+            e[own] = lo + best[own] + 0.5
+        piece_edge[pieces] = e
+    d = piece_edge[piece]
+    join = np.isfinite(d) & (j + 0.5 < d)
+    # the dents between a crystal and its hull join it with its zone
+    has_zone = np.zeros(n_lab, dtype=bool)
+    has_zone[owner[join]] = True
+    dent = (hulls > 0) & (labels == 0) & has_zone[hulls]
+    if valid is not None:
+        dent &= valid
+    if not join.any() and not dent.any():
+        return labels
+    out = labels.copy()
+    out[dent] = hulls[dent]
+    out.ravel()[at[join]] = owner[join]
+    return out
+
+
+def hull_labels(labels: np.ndarray, min_px: float = 0.0) -> np.ndarray:
+    """Each crystal of at least ``min_px`` pixels filled out to its convex hull, on the
+    pixels of no other crystal (first come, first served). The profiles are read outward from
+    the hulls: a crystal's zones follow its faces, which its hull follows more closely than
+    the ragged outline of an inner zone found from the grey."""
+    out = labels.copy()
+    for region in measure.regionprops(labels):
+        if region.area < min_px:
+            continue
+        r0, c0, r1, c1 = region.bbox
+        win = out[r0:r1, c0:c1]
+        win[region.image_convex & (win == 0)] = region.label
+    return out
+
