@@ -71,7 +71,9 @@ def test_retraversed_rows_are_the_cores(make_napari_viewer, sample):
     assert list(trav["label"]) == list(before["label"])
 
     prof = md["profiles"]
-    want = profiles.traverse_profiles(sample.image, expected, PX, width_um=width_um)
+    want = profiles.traverse_profiles(
+        sample.image, expected, PX, width_um=width_um, labels=np.asarray(crystals.data)
+    )
     have = prof[prof["label"] == label].reset_index(drop=True)
     assert len(have) == len(want) > 5
     for col in ("distance_um", "value"):

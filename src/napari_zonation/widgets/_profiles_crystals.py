@@ -229,9 +229,9 @@ class CrystalsTool:
 
         The edited traverses' rows come from :func:`~napari_zonation.profiles.traverse_table`
         and their profiles from :func:`~napari_zonation.profiles.traverse_profiles` (same
-        pixel size and band width as the first profiling); the other rows are kept as they are.
-        Warnings from the core (e.g. a traverse moved past the image edge) go to the status line.
-        Returns the labels re-profiled.
+        pixel size, band width and halo skipping as the first profiling); the other rows are
+        kept as they are. Warnings from the core (e.g. a traverse moved past the image edge)
+        go to the status line. Returns the labels re-profiled.
         """
         md = zmeta(traverses, create=False)
         labels = find_layer(self.viewer, md.get(KEY.labels_layer), md.get(KEY.labels_layer_id))
@@ -286,6 +286,9 @@ class CrystalsTool:
                         layer_image(image),
                         new,
                         px,
+                        # the crystals' outlines, as rim_profiles gives them: the edge halo
+                        # is skipped on a moved traverse as on the placed one
+                        labels=np.asarray(labels.data),
                         width_um=float(
                             opts.get("width_um", core_default(zprof.traverse_profiles, "width_um"))
                         ),
