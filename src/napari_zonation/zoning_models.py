@@ -330,6 +330,94 @@ def fit_steps(
     )
 
 
+#: largest ratio of the two widths of an asymmetric step: the widths go as the square root of
+#: the diffusivity on each side, and a diffusivity that changes by up to a factor of 16 across
+#: a step (Fe-Mg in olivine: D ~ 10^(3 XFe), an XFe contrast of 0.4) gives a ratio of 4
+ASYM_MAX_RATIO = 4.0
+
+
+def asym_steps_predict(d, levels, pos, widths_rim, widths_core):
+    """Levels joined by error-function steps whose width differs on the rim side and the
+    core side of each step (a diffusivity that depends on the composition)."""
+    d = np.asarray(d, dtype=float)[:, None]
+    pos = np.asarray(pos, float)[None, :]
+    wl = np.asarray(widths_rim, float)[None, :]
+    wr = np.asarray(widths_core, float)[None, :]
+    z = np.where(d < pos, (d - pos) / wl, (d - pos) / wr)
+    h = 0.5 * (1.0 + erf(z))
+    return levels[0] + h @ np.diff(levels)
+
+
+def fit_steps_asym(p: ProfileData, base: Fit) -> Fit | None:
+    """The steps of ``base`` (not held at the rim) refitted with two widths per step: one on
+    the rim side, one on the core side, their ratio at most :data:`ASYM_MAX_RATIO` either
+    way. Parametrised by the geometric mean width and the log ratio."""
+    q = base.info
+    if q.get("held") or q.get("shared"):
+        return None
+    d, v, w = p.d, p.v, p.w
+    lv0 = np.asarray(q["levels"], float)
+    ps0 = np.asarray(q["positions"], float)
+    ws0 = np.asarray(q["widths"], float)
+    k, m = lv0.size, ps0.size
+    sp, length = p.spacing, max(p.length, p.spacing)
+    lo, hi = float(np.min(v)), float(np.max(v))
+    lr = np.log(ASYM_MAX_RATIO)
+    wlo, whi = np.log(0.05 * sp), np.log(0.5 * length)
+    lb = np.concatenate([np.full(k, lo), np.full(m, d[0]), np.full(m, wlo), np.full(m, -lr)])
+    ub = np.concatenate([np.full(k, hi), np.full(m, d[-1]), np.full(m, whi), np.full(m, lr)])
+    sw = np.sqrt(w)
+
+    def unpack(x):
+        g, r = np.exp(x[k + m : k + 2 * m]), x[k + 2 * m :]
+        return x[:k], x[k : k + m], g * np.exp(-0.5 * r), g * np.exp(0.5 * r)
+
+    def resid(x):
+        lv, ps, wl, wr = unpack(x)
+        return sw * (asym_steps_predict(d, lv, ps, wl, wr) - v)
+
+    best = None
+    for r0 in (-0.5 * lr, 0.5 * lr):
+        x0 = np.concatenate([lv0, ps0, np.log(np.maximum(ws0, 0.05 * sp)), np.full(m, r0)])
+        x0 = np.clip(x0, lb + 1e-9 * (ub - lb), ub - 1e-9 * (ub - lb))
+        try:
+            res = optimize.least_squares(
+                resid, x0, bounds=(lb, ub), method="trf", x_scale="jac", max_nfev=40 * k
+            )
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    if best is None:
+        return None
+    lv, ps, wl, wr = unpack(best.x)
+    order = np.argsort(ps)
+    heights = np.diff(lv)[order]
+    ps, wl, wr = ps[order], wl[order], wr[order]
+    lv = lv[0] + np.concatenate([[0.0], np.cumsum(heights)])
+
+    def predict(x, lv=lv, ps=ps, wl=wl, wr=wr):
+        return asym_steps_predict(x, lv, ps, wl, wr)
+
+    return Fit(
+        f"steps{k}",
+        "steps",
+        k + 3 * m,
+        float(2.0 * best.cost),
+        predict,
+        {
+            "levels": lv,
+            "positions": ps,
+            "widths": np.sqrt(wl * wr),
+            "widths_rim": wl,
+            "widths_core": wr,
+            "held": False,
+            "shared": False,
+            "asymmetric": True,
+        },
+    )
+
+
 def step_grid_start(p: ProfileData, held: bool) -> tuple | None:
     """The best single step on a grid of positions and widths (levels by linear least
     squares at each node): the start of the one-step fit, so that a sharp step between two
@@ -373,15 +461,18 @@ def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     apart, the core level reached on three points?"""
     d = p.d
     lv, ps, ws, held = (fit.info[x] for x in ("levels", "positions", "widths", "held"))
-    if not held and (ps[0] - p.d0 < ws[0] or int(np.sum(d < ps[0] - 0.5 * ws[0])) < 2):
+    # an asymmetric step has its own width on each side
+    wl = np.asarray(fit.info.get("widths_rim", ws), float)
+    wr = np.asarray(fit.info.get("widths_core", ws), float)
+    if not held and (ps[0] - p.d0 < wl[0] or int(np.sum(d < ps[0] - 0.5 * wl[0])) < 2):
         return False, "the rim level is not reached before the first step"
     for i in range(len(ps) - 1):
         gap = ps[i + 1] - ps[i]
-        inside = int(np.sum((d > ps[i] + 0.5 * ws[i]) & (d < ps[i + 1] - 0.5 * ws[i + 1])))
-        if gap < 0.5 * (ws[i] + ws[i + 1]) or inside < 1:
+        inside = int(np.sum((d > ps[i] + 0.5 * wr[i]) & (d < ps[i + 1] - 0.5 * wl[i + 1])))
+        if gap < 0.5 * (wr[i] + wl[i + 1]) or inside < 1:
             return False, "two steps too close (no plateau between them)"
-    beyond = int(np.sum(d > ps[-1] + 0.5 * ws[-1]))
-    if beyond < 3 or p.d1 - ps[-1] < max(ws[-1], p.min_core_um):
+    beyond = int(np.sum(d > ps[-1] + 0.5 * wr[-1]))
+    if beyond < 3 or p.d1 - ps[-1] < max(wr[-1], p.min_core_um):
         return False, "the core level is not reached"
     if p.min_range > 0 and np.min(np.abs(np.diff(lv))) < p.min_range:
         return False, "a step smaller than shell systematics"
@@ -558,6 +649,10 @@ def _osc_columns(d, q: dict, tau: float, linear: tuple[str, ...]) -> np.ndarray:
         "B": mant * np.cos(ang),
         "A2": mant * np.sin(2 * ang),
         "B2": mant * np.cos(2 * ang),
+        "A3": mant * np.sin(3 * ang),
+        "B3": mant * np.cos(3 * ang),
+        "A4": mant * np.sin(4 * ang),
+        "B4": mant * np.cos(4 * ang),
         "trend": mant * (d - q.get("dm", 0.0)),
         "rim": 1.0 - u_s,
         "core": u_e,
@@ -571,7 +666,11 @@ def _osc_eval(d, q: dict, tau: float) -> np.ndarray:
     return _osc_columns(d, q, tau, linear) @ np.array([q[k] for k in linear])
 
 
-_LINEAR = ("m", "A", "B", "A2", "B2", "trend", "rim", "core")
+_LINEAR = ("m", "A", "B", "A2", "B2", "A3", "B3", "A4", "B4", "trend", "rim", "core")
+#: harmonics the bands may add to their fundamental, each a pair of linear parameters: bands
+#: that are not sine waves (square bands need the odd harmonics, sawtooth bands all of them)
+_HARMONICS = {2: ("A2", "B2"), 3: ("A3", "B3"), 4: ("A4", "B4")}
+_EXTRA_KEYS = (*(k for h in _HARMONICS.values() for k in h), "trend")
 
 
 def _varpro(resid_of_nonlin, x0, lb, ub, max_nfev):
@@ -729,9 +828,14 @@ def _refine_osc(
     if best is None or not extras or not _osc_ok(best, p)[0]:
         return best
     start = {k: best.info[k] for k in ("f", "s", "e") if k in best.info}
-    for extra, chirp in ((("A2", "B2"), False), ((), True), (("trend",), False)):
+    # harmonics up to the order the sampling resolves (two points per harmonic period),
+    # each order tried with all the lower ones; then a frequency drift and a trend
+    f_top = best.info["f"] + 2 * abs(best.info.get("chirp", 0.0)) * p.length
+    orders = [h for h in _HARMONICS if h * f_top * 2.0 * p.spacing <= 1.0]
+    tries = [(tuple(k for j in orders if j <= h for k in _HARMONICS[j]), False) for h in orders]
+    for extra, chirp in (*tries, ((), True), (("trend",), False)):
         cur = best.info
-        extra = tuple(sorted(set(extra) | {k for k in ("A2", "B2", "trend") if k in cur}))
+        extra = tuple(sorted(set(extra) | {k for k in _EXTRA_KEYS if k in cur}))
         chirp = chirp or "chirp" in cur
         cand = refine(extra, chirp, {**start, "chirp": cur.get("chirp", 0.0)})
         if cand is None or not _osc_ok(cand, p)[0]:
@@ -832,6 +936,13 @@ def fit_all(
                         if alt is not None and check_steps(alt, p)[0]:
                             fit = alt
                     fits.append(fit)
+                    if k <= 3 and not held and not shared:
+                        # the same steps with a width on each side (composition-dependent D)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", RuntimeWarning)
+                            asym = fit_steps_asym(p, fit)
+                        if asym is not None:
+                            fits.append(asym)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fits.extend(fit_ramps(p))
