@@ -454,7 +454,9 @@ def run_calibrate(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--part", choices=("1d", "physical", "scenes", "project", "kilauea", "calibrate"), action="append"
+        "--part",
+        choices=("1d", "physical", "scenes", "project", "kilauea", "calibrate"),
+        action="append",
     )
     ap.add_argument(
         "--labels",

@@ -41,7 +41,9 @@ and a smallest credible zoning span of ``min_contrast_sigmas`` per-pixel sigmas;
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -91,25 +93,6 @@ DESCRIPTOR_COLUMNS: tuple[str, ...] = (
     "describe_error",
 )
 
-_OFFLINE_OPTIONS = {
-    "quantity": None,
-    "max_plateaus": 5,
-    "min_points": 5,
-    "complex_ratio": 1.6,
-    "complex_variance": 0.1,
-    "osc_threshold": 2.5,
-    "osc_evidence": zm.MARGINS["oscillatory"],
-    "gradient_evidence": zm.MARGINS["ramp"],
-    "min_gradient_fraction": 0.2,
-    "min_plateau_points": 3,
-    "merge_sigmas": 1.0,
-    "shared_width": False,
-    "min_core_fraction": 0.15,
-    "systematic_fraction": 0.1,
-    "min_contrast_sigmas": 0.5,
-}
-
-
 # --------------------------------------------------------------------------------------
 # public API
 
@@ -123,7 +106,37 @@ def describe_zoning(
     channel: str | None = None,
     reference: int | None = None,
     criteria=None,
-    **options,
+    quantity: str | None = None,
+    max_plateaus: int = 5,
+    min_points: int = 5,
+    min_plateau_points: int = 3,
+    merge_sigmas: float = 1.0,
+    min_gradient_fraction: float = 0.2,
+    gradient_evidence: float = zm.MARGINS["ramp"],
+    osc_evidence: float = zm.MARGINS["oscillatory"],
+    shared_width: bool | str = False,
+    complex_ratio: float = 1.6,
+    complex_variance: float = 0.1,
+    min_core_fraction: float = 0.15,
+    systematic_fraction: float = 0.1,
+    min_contrast_sigmas: float = 0.5,
+    osc_threshold: float = 2.5,
+    progress: Callable[[int, int], None] | None = None,
+    model: str | None = None,
+    image: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    reference_note: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    max_timeout: float | None = None,
+    max_retries: int | None = None,
+    max_concurrency: int | None = None,
+    cache_dir=None,
+    send_images: bool | None = None,
+    budget_usd: float | None = None,
+    cancel: Callable[[], bool] | None = None,
+    confirm: Callable[[dict], bool] | None = None,
 ) -> pd.DataFrame:
     """Describe the zoning of every profile: plateaus, steps, slopes, oscillations, type.
 
@@ -135,9 +148,9 @@ def describe_zoning(
         and grows toward the core; for drawn lines the start point is taken as the rim.
     backend : {"offline", "openai"}
         ``"offline"``: the numeric descriptors below. ``"openai"``: the numeric descriptors,
-        then :func:`napari_zonation.llm.describe_llm` adds ``llm_`` columns; the remaining
-        ``options`` (``model``, ``image``, ``labels``, ...) are forwarded to it. Choosing it
-        is the user's consent to send the profiles (and crops) to the API.
+        then :func:`napari_zonation.llm.describe_llm` adds ``llm_`` columns; the LLM options
+        (``model`` ... ``confirm`` below) are forwarded to it. Choosing it is the user's
+        consent to send the profiles (and crops) to the API.
     crystals : pandas.DataFrame, optional
         Crystal table with a ``label`` column (and ``phase`` for the interpretation). It is
         merged on ``label``: every crystal of the table gets a row (``describe_status``
@@ -160,50 +173,55 @@ def describe_zoning(
         Plain-text criteria: ``criterion_<slug>`` columns judged offline when written in the
         vocabulary of :mod:`napari_zonation.criteria` (others are marked as needing the LLM);
         with ``"openai"`` the LLM's verdicts come beside them (``llm_criterion_<slug>``).
-    **options
-        Offline options:
+    quantity : str, optional
+        What ``value`` is: ``"grey"`` (BSE), ``"Fo"``, ``"XFo"``, ``"Mg#"``, ``"An"``,
+        an element, or ``"composition"`` (the mineral's primitive indicator: Fo / Mg# /
+        An). Default: the profiles' ``quantity`` column, else ``"grey"``. Only the
+        ``interpretation`` depends on it; a name without a rule for the mineral leaves
+        it empty and ``interpretation_note`` says why.
+    max_plateaus : int, default 5
+        Most levels tried in the step model.
+    min_points : int, default 5
+        Profiles with fewer valid points get ``describe_status="too_few_points"``.
+    min_plateau_points : int, default 3
+        Fewest points of a core level; rim and inner levels need one fewer.
+    merge_sigmas : float, default 1.0
+        Neighbouring levels closer than this many noise sigmas are one level.
+    min_gradient_fraction : float, default 0.2
+        Shortest slope, as a fraction of the profile length (a shorter one is a step).
+    gradient_evidence, osc_evidence : float
+        Evidence (``-2 ln L`` units beyond ``k ln n``) a slope / a periodic mantle must
+        add over the other models (calibrated defaults:
+        :data:`napari_zonation.zoning_models.MARGINS`).
+    shared_width : bool or "auto", default False
+        ``True``: one width for all the steps of a profile (one ``sqrt(D t)``);
+        ``"auto"``: the criterion chooses.
+    complex_ratio, complex_variance : float, default 1.6 and 0.1
+        A best model whose residual RMS exceeds ``complex_ratio`` times the noise, and
+        whose residual structure beyond the noise is more than ``complex_variance`` of
+        the profile's variance, makes the profile ``complex``.
+    min_core_fraction : float, default 0.15
+        Image shell profiles: shortest core level beyond the last step or a slope's
+        core end, as a fraction of the profile (their deepest shells are unreliable).
+    systematic_fraction : float, default 0.1
+        Image shell profiles: systematic error of a shell median, in per-pixel noise
+        sigmas (from ``sigma`` and ``n_pixels``), added in quadrature to ``sigma``.
+        0 turns it off.
+    min_contrast_sigmas : float, default 0.5
+        Image shell profiles: smallest zoning span (and step), in per-pixel noise
+        sigmas; weaker zoning is within a shell median's systematic error and the profile
+        is unzoned. 0 turns it off.
+    osc_threshold : float, default 2.5
+        Turns of the lightly smoothed residual count toward ``n_oscillations`` when they
+        reverse by more than this many noise sigmas.
 
-        ``quantity`` : str, optional
-            What ``value`` is: ``"grey"`` (BSE), ``"Fo"``, ``"XFo"``, ``"Mg#"``, ``"An"``,
-            an element, or ``"composition"`` (the mineral's primitive indicator: Fo / Mg# /
-            An). Default: the profiles' ``quantity`` column, else ``"grey"``. Only the
-            ``interpretation`` depends on it; a name without a rule for the mineral leaves
-            it empty and ``interpretation_note`` says why.
-        ``max_plateaus`` : int, default 5
-            Most levels tried in the step model.
-        ``min_points`` : int, default 5
-            Profiles with fewer valid points get ``describe_status="too_few_points"``.
-        ``min_plateau_points`` : int, default 3
-            Fewest points of a core level; rim and inner levels need one fewer.
-        ``merge_sigmas`` : float, default 1.0
-            Neighbouring levels closer than this many noise sigmas are one level.
-        ``min_gradient_fraction`` : float, default 0.2
-            Shortest slope, as a fraction of the profile length (a shorter one is a step).
-        ``gradient_evidence``, ``osc_evidence`` : float
-            Evidence (``-2 ln L`` units beyond ``k ln n``) a slope / a periodic mantle must
-            add over the other models (calibrated defaults:
-            :data:`napari_zonation.zoning_models.MARGINS`).
-        ``shared_width`` : bool or "auto", default False
-            ``True``: one width for all the steps of a profile (one ``sqrt(D t)``);
-            ``"auto"``: the criterion chooses.
-        ``complex_ratio``, ``complex_variance`` : float, default 1.6 and 0.1
-            A best model whose residual RMS exceeds ``complex_ratio`` times the noise, and
-            whose residual structure beyond the noise is more than ``complex_variance`` of
-            the profile's variance, makes the profile ``complex``.
-        ``min_core_fraction`` : float, default 0.15
-            Image shell profiles: shortest core level beyond the last step or a slope's
-            core end, as a fraction of the profile (their deepest shells are unreliable).
-        ``systematic_fraction`` : float, default 0.1
-            Image shell profiles: systematic error of a shell median, in per-pixel noise
-            sigmas (from ``sigma`` and ``n_pixels``), added in quadrature to ``sigma``.
-            0 turns it off.
-        ``min_contrast_sigmas`` : float, default 0.5
-            Image shell profiles: smallest zoning span (and step), in per-pixel noise
-            sigmas; weaker zoning is within a shell median's systematic error and the profile
-            is unzoned. 0 turns it off.
-        ``osc_threshold`` : float, default 2.5
-            Turns of the lightly smoothed residual count toward ``n_oscillations`` when they
-            reverse by more than this many noise sigmas.
+progress : callable, optional
+        ``progress(done, total)`` after each crystal is described (offline), or with
+        ``"openai"`` as the LLM answers (forwarded to ``describe_llm``).
+    model, image, labels, reference_note, base_url, api_key, timeout, max_timeout, \
+max_retries, max_concurrency, cache_dir, send_images, budget_usd, cancel, confirm
+        ``backend="openai"`` only: forwarded to :func:`napari_zonation.llm.describe_llm`
+        (its defaults when None; see there).
 
     Returns
     -------
@@ -247,21 +265,32 @@ def describe_zoning(
     Raises
     ------
     ZonationInputError
-        For a table that is not a profiles table, an unknown backend, channel or option, or a
-        crystal table without ``label``.
+        For a table that is not a profiles table, an unknown backend or channel, a bad option
+        value, an LLM option with the offline backend, or a crystal table without ``label``.
+    TypeError
+        For a keyword the function does not have (a typo is named in the message).
     """
     if backend not in ("offline", "openai"):
         raise ZonationInputError(
             f"backend={backend!r} is unknown; use 'offline' (numeric descriptors) or 'openai' "
             "(numeric + LLM descriptors)."
         )
-    offline = {k: options.pop(k) for k in list(options) if k in _OFFLINE_OPTIONS}
-    if backend == "offline" and options:
+    given = locals()
+    offline = {k: given[k] for k in _OFFLINE_OPTIONS}
+    llm_options = {k: given[k] for k in _LLM_OPTIONS if given[k] is not None}
+    if backend == "offline" and llm_options:
         raise ZonationInputError(
-            f"unknown option(s) {sorted(options)} for describe_zoning(backend='offline'); "
-            f"known options: {sorted(_OFFLINE_OPTIONS)}."
+            f"option(s) {sorted(llm_options)} only apply to backend='openai' (the LLM); "
+            "drop them or choose backend='openai'."
         )
-    table = _describe_offline(prof, crystals=crystals, phase=phase, channel=channel, **offline)
+    table = _describe_offline(
+        prof,
+        crystals=crystals,
+        phase=phase,
+        channel=channel,
+        progress=progress if backend == "offline" else None,
+        **offline,
+    )
     table = _judge_offline(table, prof, reference, criteria, channel)
     if backend == "offline":
         return table
@@ -272,8 +301,53 @@ def describe_zoning(
             "backend='openai' needs napari_zonation.llm.describe_llm, which could not be "
             f"imported ({exc}); use backend='offline' or update napari-zonation."
         ) from exc
-    given = {"reference": reference, "criteria": criteria}
-    return describe_llm(prof, table, **{k: v for k, v in given.items() if v is not None}, **options)
+    given = {"reference": reference, "criteria": criteria, "progress": progress}
+    given = {k: v for k, v in given.items() if v is not None}
+    return describe_llm(prof, table, **given, **llm_options)
+
+
+#: the offline options of :func:`describe_zoning` and their defaults (read from its
+#: signature: the defaults live there only)
+_OFFLINE_OPTIONS: dict[str, object] = {
+    name: par.default
+    for name, par in inspect.signature(describe_zoning).parameters.items()
+    if name
+    in (
+        "quantity",
+        "max_plateaus",
+        "min_points",
+        "min_plateau_points",
+        "merge_sigmas",
+        "min_gradient_fraction",
+        "gradient_evidence",
+        "osc_evidence",
+        "shared_width",
+        "complex_ratio",
+        "complex_variance",
+        "min_core_fraction",
+        "systematic_fraction",
+        "min_contrast_sigmas",
+        "osc_threshold",
+    )
+}
+#: the options :func:`describe_zoning` forwards to the LLM backend
+_LLM_OPTIONS: tuple[str, ...] = (
+    "model",
+    "image",
+    "labels",
+    "reference_note",
+    "base_url",
+    "api_key",
+    "timeout",
+    "max_timeout",
+    "max_retries",
+    "max_concurrency",
+    "cache_dir",
+    "send_images",
+    "budget_usd",
+    "cancel",
+    "confirm",
+)
 
 
 def _judge_offline(table, prof, reference, criteria, channel) -> pd.DataFrame:
@@ -319,6 +393,7 @@ def _describe_offline(
     crystals: pd.DataFrame | None,
     phase: str | None,
     channel: str | None,
+    progress: Callable[[int, int], None] | None = None,
     **opts,
 ) -> pd.DataFrame:
     opts = {**_OFFLINE_OPTIONS, **opts}
@@ -334,7 +409,9 @@ def _describe_offline(
 
     rows = []
     rim_steps = {}  # label -> rim step over oscillatory bands (read for the interpretation)
-    for lab, grp in prof.groupby("label", sort=True):
+    groups = prof.groupby("label", sort=True)
+    total = int(groups.ngroups)
+    for done, (lab, grp) in enumerate(groups, start=1):
         row = {"label": lab}
         if chan is not None:
             row["channel"] = chan
@@ -343,6 +420,8 @@ def _describe_offline(
         if "_rim_step" in row:
             rim_steps[lab] = row.pop("_rim_step")
         rows.append(row)
+        if progress is not None:
+            progress(done, total)
     cols = ["label"] + (["channel"] if chan is not None else []) + list(DESCRIPTOR_COLUMNS)
     table = pd.DataFrame(rows, columns=cols)
 

@@ -53,7 +53,6 @@ from ._common import (
     Section,
     ZonationWidget,
     chunks,
-    concat,
     layer_combo,
     layer_image,
     merge_table,
@@ -448,23 +447,28 @@ class DescribeWidget(ZonationWidget):
             yield "Shells profiles computed; describing…"
         table = p["table"]
         if p["backend"] == "offline":
-            labs = sorted(prof["label"].unique())
-            parts, done = [], 0
-            for chunk in chunks(labs, N_CHUNKS):
-                sub = prof[prof["label"].isin(chunk)]
-                cry = table[table["label"].isin(chunk)] if table is not None else None
+            from ._common import Progress
+
+            # the crystals that have a profile (the table's others get no row)
+            cry = None if table is None else table[table["label"].isin(prof["label"])]
+
+            def describe(progress):
+                # the core's warnings are caught in the thread that raises them and shown
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", UserWarning)
-                    parts.append(
-                        descriptors.describe_zoning(
-                            sub, "offline", crystals=cry, quantity=p["quantity"]
-                        )
+                    out = descriptors.describe_zoning(
+                        prof, "offline", crystals=cry, quantity=p["quantity"],
+                        progress=progress,
                     )
-                notes += _user_warnings(caught)
-                done += len(chunk)
-                self.check_cancel()
-                yield f"Described {done} of {len(labs)} crystals…"
-            result = concat(parts)
+                return out, _user_warnings(caught)
+
+            result, caught_notes = yield from self.calls_with_progress(
+                describe,
+                lambda done, total: Progress(
+                    done, total, f"Described {done} of {total} crystals…"
+                ),
+            )
+            notes += caught_notes
             if p["reference"] is not None:
                 if p["reference"] not in set(result["label"]):
                     raise ZonationInputError(
