@@ -9,7 +9,11 @@ Each family gives a noise-free shape ``value(d)`` of the distance ``d`` from the
 its truth: the zoning type of the vocabulary (:data:`napari_zonation.vocabulary.ZONING_TYPES`,
 less ``complex``), the number of plateaus, the rim and core levels. :data:`TRAIN_FAMILIES`
 are the families the descriptors were developed on; :data:`HELD_OUT_FAMILIES` are kept out of
-development and scored once (``benchmarks/zoning.py --held-out``).
+development and scored once (``benchmarks/zoning.py --held-out``). :data:`PHYSICAL_FAMILIES`
+are made differently: initial profiles (one or two steps, square or sawtooth bands) relaxed
+with the package's diffusion solver, the olivine ones with a composition-dependent D
+(:mod:`napari_zonation._diffused_families`); their values are Fo or An, not a drawn level and
+span.
 
 The noise is a fraction (``noise``, 0.5-5 % by default) of the shape's zoning span (its
 highest minus lowest value; for an unzoned profile a span drawn like the others'), Gaussian
