@@ -27,6 +27,12 @@ Parts (``--part``; default all but ``calibrate``):
     and without ``sigma="auto"``), then ``describe_zoning(prof, phase="olivine")``: zoned or
     not, the direction against the authors' fitted rim and core levels, the number of
     plateaus against the authors' model (1-step: 2, 2-step: 3).
+``physical``
+    1D profiles made by diffusing initial conditions with the package's finite-volume solver
+    (``synthetic_profiles.PHYSICAL_FAMILIES``): one- and two-step olivine Fo profiles relaxed
+    with the composition-dependent Fe-Mg diffusivity (asymmetric, non-erf steps; a one-step
+    start must be typed ``rim_brighter`` / ``rim_darker``, two steps ``multi_step``), square
+    and sawtooth An bands (``oscillatory``). Per-class accuracy and ARI as for ``1d``.
 ``calibrate``
     Fits every model to the training families at 0.5-20 % noise (seeds 110-112) and to the
     shell profiles of 10 repainted scenes on their true labels (seeds 200-209), and chooses
@@ -34,15 +40,18 @@ Parts (``--part``; default all but ``calibrate``):
     the worst class accuracy over both, ties (within 0.01) broken by the mean accuracy and
     then by the smallest total margin.
 
-Seeds: development 1D 100-102 and scenes 0-9; ``--held-out`` runs the held-out families
-(``HELD_OUT_FAMILIES``) mixed with the training ones on seeds never used in development
-(1D 900-902, scenes 50-59): run it once, at the end, and report it separately.
+Seeds: development 1D 100-102, physical 300-302 and scenes 0-9; ``--held-out`` runs the
+held-out families (``HELD_OUT_FAMILIES``) mixed with the training ones on seeds never used in
+development (1D 910-912, physical 920-922, scenes 70-79): run it once, at the end, and report
+it separately. (The first held-out seeds, 1D 900-902 and scenes 50-59, have been seen; pass
+them with ``--seeds`` to compare.)
 
     python benchmarks/zoning.py --quick                   # 1D seed 100, 2 scenes, Kilauea
     python benchmarks/zoning.py --part 1d
     python benchmarks/zoning.py --part scenes --labels truth
     python benchmarks/zoning.py --part scenes --labels own --cache /tmp/zcache
     python benchmarks/zoning.py --part kilauea
+    python benchmarks/zoning.py --part physical
     python benchmarks/zoning.py --part calibrate
     python benchmarks/zoning.py --held-out                # once, at the end
 """
@@ -73,6 +82,7 @@ from napari_zonation.profiles import rim_profiles  # noqa: E402
 from napari_zonation.segment import crystal_table, segment_crystals  # noqa: E402
 from napari_zonation.synthetic_profiles import (  # noqa: E402
     HELD_OUT_FAMILIES,
+    PHYSICAL_FAMILIES,
     TRAIN_FAMILIES,
     make_random_profiles,
 )
@@ -444,7 +454,9 @@ def run_calibrate(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--part", choices=("1d", "scenes", "project", "kilauea", "calibrate"), action="append"
+        "--part",
+        choices=("1d", "physical", "scenes", "project", "kilauea", "calibrate"),
+        action="append",
     )
     ap.add_argument(
         "--labels",
@@ -460,7 +472,7 @@ def main() -> None:
     ap.add_argument("--n-per-family", type=int, default=None)
     ap.add_argument("--cache", default=None, help="folder keeping prepared scenes")
     args = ap.parse_args()
-    parts = args.part or ["1d", "scenes", "kilauea"]
+    parts = args.part or ["1d", "physical", "scenes", "kilauea"]
     kinds = args.labels or ["truth", "own"]
     fams = TRAIN_FAMILIES + HELD_OUT_FAMILIES if args.held_out else TRAIN_FAMILIES
     if args.held_out:
@@ -469,15 +481,21 @@ def main() -> None:
         run_calibrate(cache=args.cache)
     if "1d" in parts:
         seeds = args.seeds or (
-            [900, 901, 902] if args.held_out else [100] if args.quick else [100, 101, 102]
+            [910, 911, 912] if args.held_out else [100] if args.quick else [100, 101, 102]
         )
         n = args.n_per_family or (8 if args.quick else 20)
         run_1d(seeds, n, fams, args.cache)
+    if "physical" in parts:
+        seeds = args.seeds or (
+            [920, 921, 922] if args.held_out else [300] if args.quick else [300, 301, 302]
+        )
+        n = args.n_per_family or (10 if args.quick else 25)
+        run_1d(seeds, n, PHYSICAL_FAMILIES, args.cache)
     if "scenes" in parts:
         if args.seeds:
             seeds = args.seeds
         elif args.held_out:
-            seeds = list(range(50, 60))
+            seeds = list(range(70, 80))
         else:
             seeds = [0, 1] if args.quick else list(range(10))
         for kind in kinds:

@@ -252,8 +252,12 @@ def test_bad_input_raises():
         describe_zoning(np.zeros((3, 3)))
     with pytest.raises(ZonationInputError, match="backend"):
         describe_zoning(prof, backend="magic")
-    with pytest.raises(ZonationInputError, match="unknown option"):
+    # a misspelt option is a TypeError that names it (explicit keyword-only parameters)
+    with pytest.raises(TypeError, match="max_plateau"):
         describe_zoning(prof, max_plateau=3)
+    # an LLM option with the offline backend is refused with the fix
+    with pytest.raises(ZonationInputError, match="backend='openai'"):
+        describe_zoning(prof, model="gpt-x")
     with pytest.raises(ZonationInputError, match="quantity"):
         describe_zoning(prof, quantity=3)
     with pytest.raises(ZonationInputError, match="label"):
@@ -750,3 +754,59 @@ def test_bad_input_per_crystal():
     assert "5 duplicated" in tab.loc[5, "describe_error"]
     assert tab.loc[5, "n_points"] == d.size
     assert tab.loc[5, "interpretation"] == "normal"  # brighter olivine rim
+
+
+def test_progress_reports_every_crystal_in_order():
+    prof = _table(
+        (3, (np.arange(12.0), np.r_[np.full(6, 1.0), np.full(6, 2.0)])),
+        (1, (np.arange(12.0), np.full(12, 1.0))),
+        (2, (np.arange(12.0), np.linspace(0.0, 1.0, 12))),
+    )
+    calls = []
+    with_progress = describe_zoning(prof, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    # the callback does not change the table
+    pd.testing.assert_frame_equal(with_progress, describe_zoning(prof))
+
+
+def test_progress_callback_exception_stops_the_run():
+    prof = _table(
+        (1, (np.arange(12.0), np.full(12, 1.0))), (2, (np.arange(12.0), np.full(12, 2.0)))
+    )
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop
+
+    with pytest.raises(Stop):
+        describe_zoning(prof, progress=stop)
+
+
+def test_offline_options_are_the_signature_defaults():
+    import inspect
+
+    from napari_zonation import descriptors
+
+    sig = inspect.signature(describe_zoning).parameters
+    assert descriptors._OFFLINE_OPTIONS["max_plateaus"] == sig["max_plateaus"].default == 5
+    assert set(descriptors._OFFLINE_OPTIONS) | set(descriptors._LLM_OPTIONS) <= set(sig)
+    assert all(sig[k].kind is inspect.Parameter.KEYWORD_ONLY for k in descriptors._LLM_OPTIONS)
+    assert sig["progress"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_physically_relaxed_profiles_keep_their_type():
+    """Profiles made by diffusion (ground truth by construction): a one-step olivine profile
+    relaxed with D ~ 10^(3 XFe) (an asymmetric, non-erf step) is one step in the right
+    direction, two steps are multi_step, square and sawtooth bands are oscillatory."""
+    from napari_zonation.synthetic_profiles import PHYSICAL_FAMILIES, make_random_profiles
+
+    prof, truth = make_random_profiles(
+        4, families=PHYSICAL_FAMILIES, noise=(0.01, 0.02), seed=12
+    )
+    tab = describe_zoning(prof).merge(truth, on="label", suffixes=("", "_true"))
+    assert list(tab["zoning_type"]) == list(tab["zoning_type_true"])
+    steps = tab[tab["family"] == "ol_step"]
+    assert (steps["n_plateaus"] == 2).all()
+    assert (steps["quantity"] == "Fo").all()

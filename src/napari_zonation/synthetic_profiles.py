@@ -9,7 +9,11 @@ Each family gives a noise-free shape ``value(d)`` of the distance ``d`` from the
 its truth: the zoning type of the vocabulary (:data:`napari_zonation.vocabulary.ZONING_TYPES`,
 less ``complex``), the number of plateaus, the rim and core levels. :data:`TRAIN_FAMILIES`
 are the families the descriptors were developed on; :data:`HELD_OUT_FAMILIES` are kept out of
-development and scored once (``benchmarks/zoning.py --held-out``).
+development and scored once (``benchmarks/zoning.py --held-out``). :data:`PHYSICAL_FAMILIES`
+are made differently: initial profiles (one or two steps, square or sawtooth bands) relaxed
+with the package's diffusion solver, the olivine ones with a composition-dependent D
+(:mod:`napari_zonation._diffused_families`); their values are Fo or An, not a drawn level and
+span.
 
 The noise is a fraction (``noise``, 0.5-5 % by default) of the shape's zoning span (its
 highest minus lowest value; for an unzoned profile a span drawn like the others'), Gaussian
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import erf
 
+from ._diffused_families import DIFFUSED_FAMILIES, MIN_POINTS_DIFFUSED
 from ._stats import unit_step
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "FAMILIES",
     "TRAIN_FAMILIES",
     "HELD_OUT_FAMILIES",
+    "PHYSICAL_FAMILIES",
     "random_shape",
     "make_random_profiles",
 ]
@@ -375,6 +381,26 @@ HELD_OUT_FAMILIES: tuple[str, ...] = (
 TRAIN_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f not in HELD_OUT_FAMILIES)
 
 
+def _physical(name: str) -> Callable:
+    def draw(rng, length, spacing):
+        ds = DIFFUSED_FAMILIES[name](rng, length, spacing)
+        out = Shape(name, ds.zoning_type, ds.fn, length, 0.0, 1.0, ds.n_plateaus, ds.steps_t)
+        out.period_um = float(ds.period_t * length)
+        out.feature = ds.feature
+        out.extra = {**ds.extra, "quantity": ds.quantity}
+        return out
+
+    return draw
+
+
+#: profiles made by diffusing initial conditions with the package's solver
+#: (:mod:`napari_zonation._diffused_families`): one- and two-step olivine Fo profiles relaxed
+#: with a composition-dependent D, square and sawtooth An bands. Their values are in the
+#: quantity's own units (Fo, An), not drawn like the shape families'.
+PHYSICAL_FAMILIES: tuple[str, ...] = tuple(DIFFUSED_FAMILIES)
+FAMILIES.update({name: _physical(name) for name in PHYSICAL_FAMILIES})
+
+
 def random_shape(family: str, rng: np.random.Generator, length_um: float, spacing_um: float):
     """Draw one shape of a family for a profile ``length_um`` deep sampled every
     ``spacing_um``; its level is 0 and its zoning span 1 (set them on the result)."""
@@ -396,6 +422,7 @@ MIN_POINTS: dict[str, int] = {
     "osc_under_rim_step": 30,
     "osc_chirp": 24,
     "osc_square": 24,
+    **MIN_POINTS_DIFFUSED,
 }
 
 
@@ -450,12 +477,14 @@ def make_random_profiles(
             d = np.arange(n) * spacing + _u(rng, 0.0, 0.5) * spacing
             length = float(d[-1])
             shape = random_shape(fam, rng, length, spacing)
-            span = float(_u(rng, 5.0, 40.0)) * rng.choice([-1.0, 1.0])
-            level = float(_u(rng, 50.0, 200.0))
-            shape.level, shape.span = level, span
+            quantity = shape.extra.get("quantity")
+            if quantity is None:  # a shape family: its level and span drawn here
+                span = float(_u(rng, 5.0, 40.0)) * rng.choice([-1.0, 1.0])
+                level = float(_u(rng, 50.0, 200.0))
+                shape.level, shape.span = level, span
             clean = shape.value(d)
             zspan = float(np.ptp(shape.value(np.linspace(0, length, 2001))))
-            ref = zspan if zspan > 0 else abs(span)
+            ref = zspan if zspan > 0 else abs(shape.span)
             frac = float(np.exp(_u(rng, np.log(noise[0]), np.log(noise[1]))))
             sigma = frac * ref
             value = clean + rng.normal(0.0, sigma, n)
@@ -463,7 +492,7 @@ def make_random_profiles(
             frame = pd.DataFrame({"label": label, "distance_um": d, "value": value})
             if has_sigma:
                 frame["sigma"] = sigma
-            frame["quantity"] = "grey"
+            frame["quantity"] = quantity or "grey"
             frame["source"] = "synthetic"
             frames.append(frame)
             zt = shape.zoning_type

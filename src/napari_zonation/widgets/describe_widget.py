@@ -49,7 +49,7 @@ from .._validation import ZonationInputError
 from ..criteria import apply_criteria
 from ..llm import DEFAULT_MODEL, cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
-from ._base import ZonationWidget, chunks, weak_method
+from ._base import Progress, ZonationWidget, chunks, weak_method
 from ._canvas import Section
 from ._forms import layer_combo
 from ._layers import (
@@ -63,7 +63,7 @@ from ._layers import (
 )
 from ._layers import is_crystals as _is_crystals
 from ._results_table import ResultsTable
-from ._tables import concat, merge_table, profiles_of, quantity_of, set_table, table_of
+from ._tables import merge_table, profiles_of, quantity_of, set_table, table_of
 
 #: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
 #: Tests set it to True to skip the dialog.
@@ -443,23 +443,26 @@ class DescribeWidget(ZonationWidget):
             yield "Shells profiles computed; describing…"
         table = p["table"]
         if p["backend"] == "offline":
-            labs = sorted(prof["label"].unique())
-            parts, done = [], 0
-            for chunk in chunks(labs, N_CHUNKS):
-                sub = prof[prof["label"].isin(chunk)]
-                cry = table[table["label"].isin(chunk)] if table is not None else None
+            # the crystals that have a profile (the table's others get no row)
+            cry = None if table is None else table[table["label"].isin(prof["label"])]
+
+            def describe(progress):
+                # the core's warnings are caught in the thread that raises them and shown
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", UserWarning)
-                    parts.append(
-                        descriptors.describe_zoning(
-                            sub, "offline", crystals=cry, quantity=p["quantity"]
-                        )
+                    out = descriptors.describe_zoning(
+                        prof, "offline", crystals=cry, quantity=p["quantity"],
+                        progress=progress,
                     )
-                notes += _user_warnings(caught)
-                done += len(chunk)
-                self.check_cancel()
-                yield f"Described {done} of {len(labs)} crystals…"
-            result = concat(parts)
+                return out, _user_warnings(caught)
+
+            result, caught_notes = yield from self.calls_with_progress(
+                describe,
+                lambda done, total: Progress(
+                    done, total, f"Described {done} of {total} crystals…"
+                ),
+            )
+            notes += caught_notes
             if p["reference"] is not None:
                 if p["reference"] not in set(result["label"]):
                     raise ZonationInputError(
@@ -474,7 +477,8 @@ class DescribeWidget(ZonationWidget):
                     result = apply_criteria(result, p["criteria"])
                 notes += _user_warnings(caught)
         else:
-            result = yield from self._work_llm(p, prof, table)
+            result, llm_notes = yield from self._work_llm(p, prof, table)
+            notes += llm_notes
         return {"table": result, "computed_profiles": computed,
                 "notes": list(dict.fromkeys(notes))}
 
@@ -498,18 +502,22 @@ class DescribeWidget(ZonationWidget):
             kwargs["labels"] = p["labels"]
         yield "Numeric descriptors, then the LLM…"
         # on Cancel the call stops within a fraction of a second (requests not yet started
-        # are not sent; answers already received stay in the cache)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return (
-                yield from self.calls_with_progress(
-                    descriptors.describe_zoning,
-                    lambda done, total: f"LLM: {done} of {total} crystals…",
-                    prof,
-                    "openai",
-                    **kwargs,
+        # are not sent; answers already received stay in the cache); the core's warnings
+        # are caught in the thread that raises them and shown, as on the offline path
+
+        def describe(progress):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                out = descriptors.describe_zoning(
+                    prof, "openai", progress=progress, **kwargs
                 )
+            return out, _user_warnings(caught)
+
+        return (
+            yield from self.calls_with_progress(
+                describe, lambda done, total: f"LLM: {done} of {total} crystals…"
             )
+        )
 
     def _apply(self, p: dict, r: dict) -> None:
         labels = p["labels_layer"]
