@@ -112,6 +112,57 @@ def _worker_peak_mb() -> float:
     return float("nan")
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process (all its threads) and of its finished children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class CpuClock:
+    """Samples this process's CPU seconds against wall time in a background thread, so that
+    the CPU seconds of each stage can be read off afterwards from the stage's wall interval
+    (stages run one after the other; their wall durations are the pipeline's ``timings``)."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        import threading
+
+        self.samples = [(time.perf_counter(), _cpu_s())]
+        self._stop = threading.Event()
+        self._every = every
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append((time.perf_counter(), _cpu_s()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.perf_counter(), _cpu_s()))
+
+    def since(self, t0: float) -> float:
+        """CPU seconds from wall time ``t0`` to the last sample."""
+        wall, cpu = np.array(self.samples).T
+        return float(cpu[-1] - np.interp(t0, wall, cpu))
+
+    def per_stage(self, t0: float, timings: dict) -> dict:
+        """CPU seconds of each stage, the stages taken in ``timings``' order from ``t0``."""
+        wall = np.array([s[0] for s in self.samples])
+        cpu = np.array([s[1] for s in self.samples])
+        out, start = {}, t0
+        for name, sec in timings.items():
+            end = start + sec
+            out[name] = float(np.interp(end, wall, cpu) - np.interp(start, wall, cpu))
+            start = end
+        return out
+
+
+def _worker_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
     import pandas as pd
 
@@ -124,10 +175,14 @@ def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
     if kind == "memory":
         image = section.compute()
         base = _peak_mb()
+        clock = CpuClock()
         t = time.perf_counter()
         r = run_pipeline(image, 1.0)
         out["seconds"] = time.perf_counter() - t
+        clock.stop()
         out["timings"] = r.timings
+        out["cpu_timings"] = clock.per_stage(t, r.timings)
+        out["cpu_seconds"] = clock.since(t)
         out["n_crystals"] = len(r.crystals)
         out["peak_mb"] = _peak_mb()
         out["image_mb"] = base
@@ -160,11 +215,19 @@ def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
     target = work / f"{kind}-{size}"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
+    if client is not None:
+        worker_cpu0 = sum(client.run(_worker_cpu_s).values())
+    clock = CpuClock()
     t = time.perf_counter()
     r = run_mosaic_pipeline(section, 1.0, target / "labels.zarr", workdir=target / "work",
                             client=client)
     out["seconds"] = time.perf_counter() - t
+    clock.stop()
     out["timings"] = r.timings
+    out["cpu_timings"] = clock.per_stage(t, r.timings)
+    out["cpu_seconds"] = clock.since(t)
+    if client is not None:
+        out["worker_cpu_seconds"] = sum(client.run(_worker_cpu_s).values()) - worker_cpu0
     out["n_crystals"] = len(r.crystals)
     out["stats"] = {k: v for k, v in r.stats.items() if isinstance(v, (int, float, str))}
     out["peak_mb"] = _peak_mb()
@@ -177,6 +240,7 @@ def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
     r.crystals.to_pickle(target / "crystals.pkl")
     prof.to_pickle(target / "profiles.pkl")
     shutil.rmtree(target / "work", ignore_errors=True)
+    out["hashes"] = _hashes(target / "labels.zarr", size, r.crystals, prof)
     if kind == "cluster":
         from napari_zonation.mosaic import open_labels
 
@@ -195,6 +259,25 @@ def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
             same_tables = False
             out["difference"] = str(exc).splitlines()[0][:200]
         out["same"] = same_labels and same_tables
+    return out
+
+
+def _hashes(labels_path: Path, size: int, crystals, profiles) -> dict:
+    """SHA-256 of the labels (read band by band) and of the crystal and profile tables."""
+    import hashlib
+
+    import pandas as pd
+
+    from napari_zonation.mosaic import open_labels
+
+    labels = open_labels(labels_path).data
+    h = hashlib.sha256()
+    for r0 in range(0, size, 2048):
+        h.update(np.ascontiguousarray(labels[r0:r0 + 2048]).tobytes())
+    out = {"labels": h.hexdigest()[:16]}
+    for name, table in (("crystals", crystals), ("profiles", profiles)):
+        values = pd.util.hash_pandas_object(table.reset_index(drop=True), index=True).to_numpy()
+        out[name] = hashlib.sha256(values.tobytes()).hexdigest()[:16]
     return out
 
 
@@ -226,8 +309,17 @@ def _row(r: dict) -> str:
         workers = " workers " + "+".join(f"{w:.0f}" for w in r["worker_peak_mb"]) + " MB"
     same = "" if "same" not in r else ("  same" if r["same"] else
                                       f"  DIFFERENT ({r.get('difference', '')})")
+    cpu = r.get("cpu_seconds", float("nan")) + r.get("worker_cpu_seconds", 0.0)
+    ct = r.get("cpu_timings", {})
+    cpu_stages = " ".join(f"{ct.get(s, float('nan')):7.1f}" for s in
+                          (STAGES if r["kind"] != "memory" else
+                           ("segment", "profiles", "describe", "cluster")))
+    hashes = ""
+    if "hashes" in r:
+        hashes = "  sha256 " + " ".join(f"{k}={v}" for k, v in r["hashes"].items())
     return (f"{r['kind']:<8}{r['size']:>7}{mpx:8.1f}{r['n_crystals']:>8}{r['seconds']:9.1f}"
-            f"{mpx / r['seconds']:8.3f}{r['peak_mb']:9.0f}  {stages}{workers}{same}")
+            f"{cpu:9.1f}{mpx / r['seconds']:8.3f}{r['peak_mb']:9.0f}  {stages}  cpu: "
+            f"{cpu_stages}{workers}{same}{hashes}")
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -300,7 +392,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}", flush=True)
     store = build_section(args.cache, side, seed0)
     work = Path(tempfile.mkdtemp(prefix="scale-", dir=args.cache))
-    print("\nrun        side     Mpx crystals  seconds   Mpx/s  peak_MB  stage seconds "
+    print("\nrun        side     Mpx crystals  seconds  cpu_s   Mpx/s  peak_MB  stage seconds "
           f"({' '.join(STAGES)}; in memory: segment profiles describe cluster)", flush=True)
     results = []
     plan = [("stream", n) for n in sorted(set(sizes) | {mem, clu} - {None, 0})]
@@ -333,6 +425,14 @@ def main() -> None:
         for r in runs:
             mpx = r["size"] ** 2 / 1e6
             vals = [r["timings"].get(s, np.nan) / mpx for s in STAGES] + [r["seconds"] / mpx]
+            print(f"{'':34}{r['size']:>5} " + " ".join(f"{v:9.3f}" for v in vals))
+        print("CPU seconds per megapixel (streamed, process + children): side " + " ".join(
+            f"{s:>9}" for s in (*STAGES, "total")))
+        for r in runs:
+            mpx = r["size"] ** 2 / 1e6
+            ct = r.get("cpu_timings", {})
+            vals = [ct.get(s, np.nan) / mpx for s in STAGES]
+            vals.append(r.get("cpu_seconds", np.nan) / mpx)
             print(f"{'':34}{r['size']:>5} " + " ".join(f"{v:9.3f}" for v in vals))
     if not args.held_out:
         plot(results, args.plot)
