@@ -241,7 +241,7 @@ def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
     prof.to_pickle(target / "profiles.pkl")
     shutil.rmtree(target / "work", ignore_errors=True)
     out["hashes"] = _hashes(target / "labels.zarr", size, r.crystals, prof)
-    if kind == "cluster":
+    if kind == "cluster" and (work / f"stream-{size}" / "crystals.pkl").exists():
         from napari_zonation.mosaic import open_labels
 
         ref = work / f"stream-{size}"
