@@ -323,6 +323,7 @@ def _row(r: dict) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
+    """Wall and CPU seconds per megapixel of each stage against the section's megapixels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -333,28 +334,68 @@ def plot(results: list[dict], path: Path) -> None:
     if len(runs) < 2:
         return
     mpx = np.array([r["size"] ** 2 / 1e6 for r in runs])
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharex=True)
     colours = plt.get_cmap("tab10")
     for k, stage in enumerate((*STAGES, "total")):
-        sec = np.array([r["seconds"] if stage == "total" else r["timings"].get(stage, np.nan)
-                        for r in runs])
         style = {"color": "black", "lw": 2.2} if stage == "total" else {"color": colours(k)}
-        ax.plot(mpx, sec, "o-", label=stage, **style)
-        ax2.plot(mpx, sec / mpx, "o-", label=stage, **style)
-    ax.set_xlabel("section (megapixels)")
-    ax.set_ylabel("seconds")
-    ax.set_title("cost of each stage (streamed, one process)")
-    ax2.set_xlabel("section (megapixels)")
-    ax2.set_ylabel("seconds per megapixel")
-    ax2.set_title("per megapixel: flat = linear")
-    ax2.set_ylim(bottom=0)
-    peak = [r["peak_mb"] for r in runs]
-    ax2.text(0.02, 0.97, "peak RSS: " + ", ".join(f"{p / 1024:.1f} GB" for p in peak),
-             transform=ax2.transAxes, va="top", fontsize=8)
+        wall = np.array([r["seconds"] if stage == "total" else r["timings"].get(stage, np.nan)
+                         for r in runs])
+        cpu = np.array([r.get("cpu_seconds", np.nan) if stage == "total" else
+                        r.get("cpu_timings", {}).get(stage, np.nan) for r in runs])
+        ax.plot(mpx, wall / mpx, "o-", label=stage, **style)
+        ax2.plot(mpx, cpu / mpx, "o-", label=stage, **style)
+    for a, what in ((ax, "wall"), (ax2, "CPU")):
+        a.set_xlabel("section (megapixels)")
+        a.set_ylabel(f"{what} seconds per megapixel")
+        a.set_ylim(bottom=0)
+    ax.set_title("wall time per megapixel (shared machine: noisy)")
+    ax2.set_title("CPU time per megapixel (flat = linear)")
+    peak = ", ".join(f"{r['size']} px: {r['peak_mb'] / 1024:.2f} GB" for r in runs)
+    ax2.text(0.02, 0.97, f"peak RSS {peak}", transform=ax2.transAxes, va="top", fontsize=8)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
+
+
+def report(results: list[dict], mem: int | None) -> None:
+    """Print the throughput ratio, the peak, the cluster's identity and the cost per Mpx."""
+    by = {(r["kind"], r["size"]): r for r in results if "error" not in r}
+    print()
+    if ("memory", mem) in by and ("stream", mem) in by:
+        s, m = by[("stream", mem)], by[("memory", mem)]
+        print(f"throughput at {mem} px: streamed {mem**2 / 1e6 / s['seconds']:.3f} Mpx/s, in "
+              f"memory {mem**2 / 1e6 / m['seconds']:.3f} Mpx/s: ratio "
+              f"{m['seconds'] / s['seconds']:.2f} (goal >= 0.8); peak RSS streamed "
+              f"{s['peak_mb'] / 1024:.2f} GB, in memory {m['peak_mb'] / 1024:.2f} GB")
+    for c in (r for r in results if r.get("kind") == "cluster" and "error" not in r):
+        ref = by.get(("stream", c["size"]))
+        if ref is not None and "hashes" in ref and "hashes" in c:
+            same = ref["hashes"] == c["hashes"]
+            print(f"cluster at {c['size']} px: labels, crystals and profiles "
+                  f"{'identical' if same else 'DIFFERENT'} to the one-process run (SHA-256)")
+    largest = max((r for r in results if r.get("kind") == "stream" and "error" not in r),
+                  key=lambda r: r["size"], default=None)
+    if largest:
+        print(f"peak RSS at {largest['size']} px, streamed: {largest['peak_mb'] / 1024:.2f} GB "
+              "(goal < 3 GB)")
+    runs = sorted((r for r in results if r.get("kind") == "stream" and "error" not in r),
+                  key=lambda r: r["size"])
+    if runs:
+        print("\nseconds per megapixel (streamed): side " + " ".join(
+            f"{s:>9}" for s in (*STAGES, "total")))
+        for r in runs:
+            mpx = r["size"] ** 2 / 1e6
+            vals = [r["timings"].get(s, np.nan) / mpx for s in STAGES] + [r["seconds"] / mpx]
+            print(f"{'':34}{r['size']:>5} " + " ".join(f"{v:9.3f}" for v in vals))
+        print("CPU seconds per megapixel (streamed, process + children): side " + " ".join(
+            f"{s:>9}" for s in (*STAGES, "total")))
+        for r in runs:
+            mpx = r["size"] ** 2 / 1e6
+            ct = r.get("cpu_timings", {})
+            vals = [ct.get(s, np.nan) / mpx for s in STAGES]
+            vals.append(r.get("cpu_seconds", np.nan) / mpx)
+            print(f"{'':34}{r['size']:>5} " + " ".join(f"{v:9.3f}" for v in vals))
 
 
 def main() -> None:
@@ -368,6 +409,9 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) /
                    "napari-zonation-scale")
     p.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "images" / "scale.png")
+    p.add_argument("--report", type=Path, nargs="*",
+                   help="no run: report (and plot) the runs saved in these JSON files (a "
+                        "run or a list of runs each, as last-results.json or one --one run)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -375,6 +419,21 @@ def main() -> None:
     args = p.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.store, args.size, args.work), default=float))
+        return
+    if args.report:
+        results = []
+        for f in args.report:
+            text = f.read_text().strip()
+            try:
+                got = json.loads(text)
+            except json.JSONDecodeError:  # a --one run's output: its last JSON line
+                got = json.loads([ln for ln in text.splitlines() if ln.startswith("{")][-1])
+            results.extend(got if isinstance(got, list) else [got])
+        results = [r for r in results if "error" not in r]
+        for r in results:
+            print(_row(r))
+        report(results, args.in_memory)
+        plot(results, args.plot)
         return
     if args.held_out:
         sizes, mem, clu, seed0 = [4096], 4096, 4096, HELD_OUT_SEEDS
@@ -404,36 +463,7 @@ def main() -> None:
         r = _spawn(kind, store, n, work)
         results.append(r)
         print(_row(r), flush=True)
-    by = {(r["kind"], r["size"]): r for r in results if "error" not in r}
-    print()
-    if ("memory", mem) in by and ("stream", mem) in by:
-        s, m = by[("stream", mem)], by[("memory", mem)]
-        print(f"throughput at {mem} px: streamed {mem**2 / 1e6 / s['seconds']:.3f} Mpx/s, in "
-              f"memory {mem**2 / 1e6 / m['seconds']:.3f} Mpx/s: ratio "
-              f"{m['seconds'] / s['seconds']:.2f} (goal >= 0.8); peak RSS streamed "
-              f"{s['peak_mb'] / 1024:.2f} GB, in memory {m['peak_mb'] / 1024:.2f} GB")
-    largest = max((r for r in results if r.get("kind") == "stream" and "error" not in r),
-                  key=lambda r: r["size"], default=None)
-    if largest:
-        print(f"peak RSS at {largest['size']} px, streamed: {largest['peak_mb'] / 1024:.2f} GB "
-              "(goal < 3 GB)")
-    runs = sorted((r for r in results if r.get("kind") == "stream" and "error" not in r),
-                  key=lambda r: r["size"])
-    if runs:
-        print("\nseconds per megapixel (streamed): side " + " ".join(
-            f"{s:>9}" for s in (*STAGES, "total")))
-        for r in runs:
-            mpx = r["size"] ** 2 / 1e6
-            vals = [r["timings"].get(s, np.nan) / mpx for s in STAGES] + [r["seconds"] / mpx]
-            print(f"{'':34}{r['size']:>5} " + " ".join(f"{v:9.3f}" for v in vals))
-        print("CPU seconds per megapixel (streamed, process + children): side " + " ".join(
-            f"{s:>9}" for s in (*STAGES, "total")))
-        for r in runs:
-            mpx = r["size"] ** 2 / 1e6
-            ct = r.get("cpu_timings", {})
-            vals = [ct.get(s, np.nan) / mpx for s in STAGES]
-            vals.append(r.get("cpu_seconds", np.nan) / mpx)
-            print(f"{'':34}{r['size']:>5} " + " ".join(f"{v:9.3f}" for v in vals))
+    report(results, mem)
     if not args.held_out:
         plot(results, args.plot)
     (args.cache / "last-results.json").write_text(json.dumps(results, indent=1, default=float))
