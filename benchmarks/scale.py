@@ -322,6 +322,21 @@ def _row(r: dict) -> str:
             f"{cpu_stages}{workers}{same}{hashes}")
 
 
+def parse_row(line: str) -> dict | None:
+    """A streamed run's printed row (``_row``) read back: what ``--report`` needs of it."""
+    words = line.split()
+    if len(words) < 21 or words[0] not in ("stream", "cluster") or words[14] != "cpu:":
+        return None
+    r = {"kind": words[0], "size": int(words[1]), "n_crystals": int(words[3]),
+         "seconds": float(words[4]), "cpu_seconds": float(words[5]),
+         "peak_mb": float(words[7])}
+    r["timings"] = dict(zip(STAGES, map(float, words[8:14]), strict=True))
+    r["cpu_timings"] = dict(zip(STAGES, map(float, words[15:21]), strict=True))
+    if "sha256" in words:
+        r["hashes"] = dict(w.split("=", 1) for w in words[words.index("sha256") + 1:])
+    return r
+
+
 def plot(results: list[dict], path: Path) -> None:
     """Wall and CPU seconds per megapixel of each stage against the section's megapixels."""
     import matplotlib
@@ -410,8 +425,9 @@ def main() -> None:
                    "napari-zonation-scale")
     p.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "images" / "scale.png")
     p.add_argument("--report", type=Path, nargs="*",
-                   help="no run: report (and plot) the runs saved in these JSON files (a "
-                        "run or a list of runs each, as last-results.json or one --one run)")
+                   help="no run: report (and plot) the runs saved in these files: JSON (a run or "
+                        "a list of runs, as last-results.json), a --one run's output, or a "
+                        ".log of the printed rows")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -424,6 +440,10 @@ def main() -> None:
         results = []
         for f in args.report:
             text = f.read_text().strip()
+            if f.suffix == ".log":  # the printed rows of a run
+                got = [r for r in map(parse_row, text.splitlines()) if r is not None]
+                results.extend(got)
+                continue
             try:
                 got = json.loads(text)
             except json.JSONDecodeError:  # a --one run's output: its last JSON line
