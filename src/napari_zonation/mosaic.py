@@ -30,7 +30,9 @@ from .mosaic_writer import (  # noqa: F401 - importable from here as before
     LABEL_CHUNK,
     PYRAMID_MIN_SIDE,
     ZarrWriter,
+    _check_dtype,
     _pyramid_shapes,
+    _squeezed_yx,
     _zarr,
     write_mosaic,
 )
@@ -135,38 +137,6 @@ def is_mosaic(path: str | os.PathLike, *, lazy_pixels: int = LAZY_TIFF_PIXELS) -
 
 # --------------------------------------------------------------------------------------------
 # reading
-
-
-def _check_dtype(dtype, name: str) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-        raise ZonationInputError(
-            f"{name} holds values of dtype {dtype}; a BSE mosaic must be a numeric grey image "
-            "(integer or float). Convert it, e.g. with numpy's astype, and write it again."
-        )
-    return dtype
-
-
-def _squeezed_yx(shape: tuple[int, ...], axes: list[str] | None, name: str) -> tuple:
-    """The index that takes the (y, x) plane of an array of ``shape``: singleton axes other
-    than the last two are dropped; anything else is refused with what was found."""
-    shape = tuple(int(n) for n in shape)
-    names = axes or [f"axis {i}" for i in range(len(shape))]
-    if len(shape) < 2:
-        raise ZonationInputError(
-            f"{name} is {len(shape)}D (shape {shape}); a mosaic must be a 2D grey image (y, x)."
-        )
-    extra = [(a, n) for a, n in zip(names[:-2], shape[:-2], strict=True) if n != 1]
-    if extra:
-        what = ", ".join(f"{a} of {n}" for a, n in extra)
-        raise ZonationInputError(
-            f"{name} has shape {shape} (axes {', '.join(map(str, names))}): besides y and x it "
-            f"holds {what}. napari-zonation segments one 2D grey image (y, x); write the BSE "
-            "channel alone (or one plane) to its own store."
-        )
-    if 0 in shape:
-        raise ZonationInputError(f"{name} is empty (shape {shape}).")
-    return (0,) * (len(shape) - 2) + (slice(None), slice(None))
 
 
 def _missing_chunks(arr) -> list[tuple[int, ...]]:

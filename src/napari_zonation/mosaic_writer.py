@@ -40,6 +40,38 @@ def _zarr():
 
 
 
+def _check_dtype(dtype, name: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise ZonationInputError(
+            f"{name} holds values of dtype {dtype}; a BSE mosaic must be a numeric grey image "
+            "(integer or float). Convert it, e.g. with numpy's astype, and write it again."
+        )
+    return dtype
+
+
+def _squeezed_yx(shape: tuple[int, ...], axes: list[str] | None, name: str) -> tuple:
+    """The index that takes the (y, x) plane of an array of ``shape``: singleton axes other
+    than the last two are dropped; anything else is refused with what was found."""
+    shape = tuple(int(n) for n in shape)
+    names = axes or [f"axis {i}" for i in range(len(shape))]
+    if len(shape) < 2:
+        raise ZonationInputError(
+            f"{name} is {len(shape)}D (shape {shape}); a mosaic must be a 2D grey image (y, x)."
+        )
+    extra = [(a, n) for a, n in zip(names[:-2], shape[:-2], strict=True) if n != 1]
+    if extra:
+        what = ", ".join(f"{a} of {n}" for a, n in extra)
+        raise ZonationInputError(
+            f"{name} has shape {shape} (axes {', '.join(map(str, names))}): besides y and x it "
+            f"holds {what}. napari-zonation segments one 2D grey image (y, x); write the BSE "
+            "channel alone (or one plane) to its own store."
+        )
+    if 0 in shape:
+        raise ZonationInputError(f"{name} is empty (shape {shape}).")
+    return (0,) * (len(shape) - 2) + (slice(None), slice(None))
+
+
 def _pyramid_shapes(shape: tuple[int, int], min_side: int) -> list[tuple[int, int]]:
     shapes = [tuple(int(n) for n in shape)]
     while max(shapes[-1]) > min_side:
@@ -237,8 +269,6 @@ def write_mosaic(
     pathlib.Path
         The store written.
     """
-    from .mosaic import _check_dtype, _squeezed_yx
-
     shape = tuple(int(n) for n in image.shape)
     _squeezed_yx(shape, None, Path(path).name)
     if len(shape) != 2:
