@@ -6,6 +6,7 @@
     python benchmarks/scale.py --held-out   # the checks (streamed = in memory, cluster =
                                             # one process) on held-out seeds, at 4096
     python benchmarks/scale.py --sizes 4096 8192 --in-memory 4096 --cluster 4096
+    python benchmarks/scale.py --report results/a.log results/b.json   # saved runs, no run
 
 The section: a mosaic of ``make_thin_section`` scenes of 2048 x 2048 px at 1 um/px (30
 crystals each), written to an OME-Zarr store first (cached in ``--cache``, default
@@ -23,6 +24,11 @@ Each run is its own process, so that its peak resident memory (Linux ``VmHWM``) 
 - **cluster N**: the streamed run on a ``distributed.LocalCluster`` of 2 worker processes
   (1 thread each): labels and tables compared with the one-process run (``same``); peak RSS
   of this process and of each worker.
+
+Every run records per stage its wall seconds and its CPU seconds (this process's threads and
+finished children, sampled against the stage's wall interval; a cluster run adds its
+workers' CPU seconds: on a shared machine CPU seconds are the fairer measure of cost), its
+peak RSS and SHA-256 hashes of its labels, crystal table and profiles.
 
 Printed: one row per run, the throughput ratio stream / memory at the in-memory size, the
 cost of each stage per megapixel at every size (linear when it stays flat), and the plot
@@ -366,7 +372,7 @@ def plot(results: list[dict], path: Path) -> None:
     ax.set_title("wall time per megapixel (shared machine: noisy)")
     ax2.set_title("CPU time per megapixel (flat = linear)")
     peak = ", ".join(f"{r['size']} px: {r['peak_mb'] / 1024:.2f} GB" for r in runs)
-    ax2.text(0.02, 0.97, f"peak RSS {peak}", transform=ax2.transAxes, va="top", fontsize=8)
+    fig.suptitle(f"streamed, one process; peak RSS {peak}", fontsize=9)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
