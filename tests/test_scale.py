@@ -23,11 +23,16 @@ import tifffile
 from PIL import Image
 from scipy import ndimage as ndi
 
-from napari_zonation import ZonationInputError, make_thin_section, segment_crystals
+from napari_zonation import (
+    ZonationInputError,
+    crystal_table,
+    make_thin_section,
+    segment_crystals,
+)
 from napari_zonation.batch import ProgressBar, find_sections
 from napari_zonation.mosaic import ZarrWriter, open_labels, open_mosaic, write_mosaic
 from napari_zonation.pipeline import run_mosaic_pipeline, run_pipeline
-from napari_zonation.streaming import iter_profiles, stream_stages
+from napari_zonation.streaming import iter_profiles, stream_stages, stream_table
 from napari_zonation.tiling import BandCanvas, stitch_tiles, tile_grid
 
 zarr = pytest.importorskip("zarr")
@@ -242,6 +247,19 @@ def test_streamed_tables_equal_the_in_memory_pipeline(section, store, tmp_path):
     # touching crystals whose free face lay beyond their batch's window were profiled again
     assert res.stats["n_regrown"] >= 1
     assert ref.crystals["touching"].sum() >= 10
+
+
+def test_the_streamed_crystal_table_equals_the_in_memory_one(section, store):
+    s, img = section
+    labels = store[1]
+    ref = crystal_table(img, labels, s.pixel_size_um)
+    seen = set()
+    got = stream_table(open_mosaic(store[0]).data, da.from_array(labels, chunks=256),
+                       s.pixel_size_um, batch_px=300,
+                       progress=lambda stage, done, total: seen.add(stage))
+    _frames_equal(got, ref)
+    assert len(got) >= 30
+    assert {"index", "levels", "measure"} <= seen
 
 
 def test_diffusion_fits_do_not_depend_on_the_other_profiles_of_the_call():

@@ -58,6 +58,8 @@ class MetaKeys:
     #: the groundmass grey of a segmentation and the names of a phase map's classes
     groundmass_level: str = "groundmass_level"
     phase_names: str = "phase_names"
+    #: the zarr store a mosaic's labels were written to
+    labels_store: str = "labels_store"
     #: the options of the last diffusion fit
     diffusion: str = "diffusion"
     #: on a matches layer: the matched labels and the reference crystal

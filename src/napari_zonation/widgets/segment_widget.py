@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from .. import edit, scribble, segment
 from .._validation import ZonationInputError, check_pixel_size
+from . import _mosaic_run
 from ._base import Progress, ZonationWidget
 from ._canvas import Section
 from ._colors import TRANSPARENT, legend_html, phase_color
@@ -226,6 +227,7 @@ class SegmentWidget(ZonationWidget):
 
         self.image_combo.changed.connect(self._on_image_changed)
         self._on_image_changed(self.image_combo.value)
+        _mosaic_run.add_mosaic_options(self)  # a lazily opened mosaic: labels to a zarr store
 
     def _build_correct(self) -> None:
         from napari.layers import Shapes
@@ -344,6 +346,8 @@ class SegmentWidget(ZonationWidget):
         image = self.image_combo.value
         if image is None:
             raise ZonationInputError("no image layer: open a BSE image (File > Open) first.")
+        if _mosaic_run.is_lazy_mosaic(image):
+            return _mosaic_run.collect(self, image, job)
         px = check_pixel_size(self.pixel_size.value())
         contrast = self.contrast.value()
         params = {
@@ -377,6 +381,8 @@ class SegmentWidget(ZonationWidget):
         return 3
 
     def _work(self, p: dict):
+        if p.get("job") == "mosaic":
+            return (yield from _mosaic_run.work(self, p))
         img, px = p["image"], p["pixel_size_um"]
         level = None
         if p.get("job") == "scribbles":
@@ -437,6 +443,8 @@ class SegmentWidget(ZonationWidget):
         }
 
     def _apply(self, p: dict, r: dict) -> None:
+        if p.get("job") == "mosaic":
+            return _mosaic_run.apply(self, p, r)
         image = p["layer"]
         px = p["pixel_size_um"]
         if image not in self.viewer.layers:
