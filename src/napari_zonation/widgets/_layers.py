@@ -308,3 +308,19 @@ def upsert_layer(
         kwargs["features"] = features
     adder = getattr(viewer, f"add_{layer_type}")
     return adder(data, name=name, **kwargs)
+
+
+def label_at(layer, event) -> int | None:
+    """The crystal (label > 0) under a mouse event on a Labels layer, else None."""
+    try:
+        value = layer.get_value(
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=event.dims_displayed,
+            world=True,
+        )
+    except Exception:  # noqa: BLE001 - a click outside the data
+        return None
+    if value is None or int(value) <= 0:
+        return None
+    return int(value)

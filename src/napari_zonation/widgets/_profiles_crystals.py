@@ -33,6 +33,7 @@ from ._layers import (
     find_owned,
     image_pixel_size,
     is_crystals,
+    label_at,
     layer_image,
     layer_uid,
     source_image,
@@ -373,18 +374,9 @@ class CrystalsTool:
             return
         if profiles_of(layer) is None:
             return
-        try:
-            value = layer.get_value(
-                event.position,
-                view_direction=event.view_direction,
-                dims_displayed=event.dims_displayed,
-                world=True,
-            )
-        except Exception:  # noqa: BLE001 - a click outside the data
-            return
-        if value is None or int(value) <= 0:
-            return
-        self.show_crystal(layer, int(value))
+        label = label_at(layer, event)
+        if label is not None:
+            self.show_crystal(layer, label)
 
     def show_crystal(self, labels, label: int) -> None:
         """Plot one crystal's profile over the others and list its descriptors."""

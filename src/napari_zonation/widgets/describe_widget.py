@@ -55,6 +55,7 @@ from ._forms import layer_combo
 from ._layers import (
     KEY,
     ROLE,
+    label_at,
     layer_image,
     pixel_size_of,
     upsert_layer,
@@ -334,18 +335,9 @@ class DescribeWidget(ZonationWidget):
     def _on_pick_click(self, layer, event) -> None:
         if event.type != "mouse_press":
             return
-        try:
-            value = layer.get_value(
-                event.position,
-                view_direction=event.view_direction,
-                dims_displayed=event.dims_displayed,
-                world=True,
-            )
-        except Exception:  # noqa: BLE001 - outside the data
-            return
-        if value is None or int(value) <= 0:
-            return
-        self.pick_reference(int(value))
+        label = label_at(layer, event)
+        if label is not None:
+            self.pick_reference(label)
 
     def pick_reference(self, label: int) -> None:
         """Make ``label`` the reference crystal (what a click with 'Pick' on does)."""
