@@ -9,6 +9,8 @@ from typing import Any
 
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
+    QHBoxLayout,
+    QWidget,
 )
 
 from ._layers import is_ground_truth
@@ -61,3 +63,15 @@ def core_default(fn: Callable, name: str) -> Any:
     if default is inspect.Parameter.empty:
         raise TypeError(f"{fn.__name__}() has no default for {name!r}")
     return default
+
+
+def form_row(*items) -> QWidget:
+    """Widgets (and plain strings) side by side in one form row."""
+    from qtpy.QtWidgets import QLabel
+
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for it in items:
+        lay.addWidget(QLabel(it) if isinstance(it, str) else it)
+    return box

@@ -17,7 +17,6 @@ of log10 timescales per cluster and exports it (PNG and CSV).
 
 from __future__ import annotations
 
-import textwrap
 import warnings
 
 import numpy as np
@@ -25,11 +24,6 @@ import pandas as pd
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QPushButton,
-    QSpinBox,
-    QWidget,
 )
 
 from .. import diffusion
@@ -38,7 +32,8 @@ from ..diffusion.described import NOT_FITTED, fit_as_described
 from ..diffusion.plagioclase import fit_plagioclase_mg
 from ._base import ZonationWidget, chunks
 from ._canvas import PlotCanvas
-from ._forms import spin_box
+from ._diffusion_plots import DiffusionPlots
+from ._forms import form_row, spin_box
 from ._layers import KEY, ROLE, writable_crystals, zmeta
 from ._layers import is_crystals as _is_crystals
 from ._profile_store import profile_store
@@ -50,7 +45,6 @@ from ._tables import (
     quantity_of,
     set_table,
     table_of,
-    value_name,
 )
 
 N_CHUNKS = 10
@@ -68,12 +62,6 @@ LAWS = {
     "plagioclase Mg (Van Orman 2014; Bindeman 1998 partitioning)": {"plagioclase": True},
     "user Arrhenius law (D0, Ea)": {"d_law": "arrhenius"},
     "plain D (any mineral)": {},
-}
-#: the x axis of the fit plot, by where the profiles come from
-DISTANCE_LABELS = {
-    "rim": "distance from rim (µm)",
-    "line": "distance along the line (µm)",
-    "imported": "distance (µm, as imported)",
 }
 GREY_HELP = (
     "These are BSE grey levels, not Fo: the olivine laws need the composition. Calibrate them "
@@ -154,7 +142,7 @@ def _spin(value, lo, hi, step, decimals=1, suffix="", special=None):
     return spin_box(value, lo, hi, step, decimals, suffix, special)
 
 
-class DiffusionWidget(ZonationWidget):
+class DiffusionWidget(DiffusionPlots, ZonationWidget):
     """Dock widget: fit diffusion-relaxed steps and turn their widths into timescales."""
 
     title = "Diffusion timescales"
@@ -183,14 +171,14 @@ class DiffusionWidget(ZonationWidget):
         self.temperature = _spin(1150.0, 600.0, 1600.0, 10.0, suffix=" °C")
         self.temperature_err = _spin(30.0, 0.0, 300.0, 5.0, suffix=" °C", special="none")
         self.temperature_err.setToolTip("1-sigma; folded into the timescale interval.")
-        self._form.addRow("Temperature", _row(self.temperature, "±", self.temperature_err))
+        self._form.addRow("Temperature", form_row(self.temperature, "±", self.temperature_err))
         self.pressure = _spin(100.0, 0.1, 5000.0, 50.0, suffix=" MPa")
         self.pressure_err = _spin(0.0, 0.0, 2000.0, 10.0, suffix=" MPa", special="none")
-        self._form.addRow("Pressure", _row(self.pressure, "±", self.pressure_err))
+        self._form.addRow("Pressure", form_row(self.pressure, "±", self.pressure_err))
         self.delta_qfm = _spin(0.0, -10.0, 10.0, 0.1, decimals=2)
         self.delta_qfm.setToolTip("Oxygen fugacity in log units relative to the QFM buffer.")
         self.delta_qfm_err = _spin(0.0, 0.0, 5.0, 0.1, decimals=2, special="none")
-        self._form.addRow("ΔQFM", _row(self.delta_qfm, "±", self.delta_qfm_err))
+        self._form.addRow("ΔQFM", form_row(self.delta_qfm, "±", self.delta_qfm_err))
         self.angles_known = QCheckBox("known")
         self.angles_known.setToolTip(
             "Angles between the traverse and olivine's [100], [010], [001] (EBSD). Unknown:\n"
@@ -200,7 +188,7 @@ class DiffusionWidget(ZonationWidget):
         self.angle_b = _spin(90.0, 0.0, 180.0, 1.0, decimals=1, suffix="°")
         self.angle_c = _spin(0.0, 0.0, 180.0, 1.0, decimals=1, suffix="°")
         self._form.addRow("Angles to a, b, c",
-                          _row(self.angles_known, self.angle_a, self.angle_b, self.angle_c))
+                          form_row(self.angles_known, self.angle_a, self.angle_b, self.angle_c))
         self.xfe = _spin(0.0, 0.0, 1.0, 0.01, decimals=3, special="from Fo values")
         self.xfe.setToolTip(
             "Fayalite fraction for D (e.g. 0.15 for Fo85); needed when the profiles are grey\n"
@@ -213,12 +201,12 @@ class DiffusionWidget(ZonationWidget):
         self.diffusivity.setToolTip("A plain D along the traverse (any mineral).")
         self.diffusivity_err = _spin(0.0, 0.0, 1e6, 1e-4, decimals=8, suffix=" µm²/s",
                                      special="none")
-        self._form.addRow("D", _row(self.diffusivity, "±", self.diffusivity_err))
+        self._form.addRow("D", form_row(self.diffusivity, "±", self.diffusivity_err))
         self.d0 = _spin(-8.0, -20.0, 2.0, 0.1, decimals=2, suffix=" log₁₀ m²/s")
         self.d0.setToolTip("log10 of the pre-exponential factor D0 (m²/s).")
         self.ea = _spin(250.0, 0.0, 1000.0, 5.0, decimals=1, suffix=" kJ/mol")
         self.ea_err = _spin(0.0, 0.0, 200.0, 5.0, decimals=1, suffix=" kJ/mol", special="none")
-        self._form.addRow("D0, Ea", _row(self.d0, self.ea, "±", self.ea_err))
+        self._form.addRow("D0, Ea", form_row(self.d0, self.ea, "±", self.ea_err))
         self.model = QComboBox()
         self.model.addItems([AS_DESCRIBED, "step", "multi_step", "two_stage", "erf"])
         self.model.setToolTip(
@@ -250,18 +238,7 @@ class DiffusionWidget(ZonationWidget):
             "Fo in mol %, from which XFe follows) instead of the grey levels."
         )
         self._form.addRow("Profiles in", self.calibrated)
-        self.plot_label = QSpinBox()
-        self.plot_label.setRange(0, 10**9)
-        self.plot_label.setSpecialValueText("first fitted")
-        self.plot_label.valueChanged.connect(lambda _=None: self.plot_fit())
-        self._form.addRow("Plot profile", self.plot_label)
-        self.population_button = QPushButton("Population")
-        self.population_button.setToolTip(
-            "Kernel density of log10 timescales per cluster, each crystal with its interval.")
-        self.population_button.clicked.connect(lambda _=None: self.plot_population())
-        self.export_button = QPushButton("Export PNG + CSV…")
-        self.export_button.clicked.connect(lambda _=None: self.export_population())
-        self._form.addRow("", _row(self.population_button, self.export_button))
+        self._build_plot_controls()
         from qtpy.QtWidgets import QLabel
 
         self.hint = QLabel("")
@@ -582,130 +559,6 @@ class DiffusionWidget(ZonationWidget):
             msg += " (" + "; ".join(r["notes"][:2]) + ")"
         self.set_status(msg + ".")
         self.plot_fit()
-
-    # ------------------------------------------------------------------ plot
-    def plot_fit(self) -> None:
-        """Plot the chosen profile (or the first fitted one) with the fitted model, its initial
-        profile and rim boundary, and the residuals."""
-        if self._last is None:
-            return
-        prof, table = self._last
-        label = self.plot_label.value()
-        if label == 0 or not (table["label"] == label).any():
-            ok = table[table["fit_status"] == "ok"]
-            row = (ok if len(ok) else table).iloc[0]
-        else:
-            row = table[table["label"] == label].iloc[0]
-        lab = row["label"]
-        d, v = profile_arrays(prof, lab)
-        ax, res_ax = self.plot.axes(2)
-        ax.figure.set_layout_engine("constrained")
-        fg = self.plot.colors["fg"]
-        ax.plot(d, v, "o", ms=2.5, color="#56B4E9", label="profile")
-        curves = self._curves
-        curve = None
-        if curves is not None and len(curves) and "label" in curves:
-            curve = curves[curves["label"] == lab].sort_values("distance_um")
-        if curve is not None and len(curve) and np.isfinite(row.get("sqrt_dt_um", np.nan)):
-            ax.plot(curve["distance_um"], curve["initial"], "--", color="0.55", lw=1,
-                    label="initial")
-            ax.plot(curve["distance_um"], curve["model"], color="#E69F00", lw=2, label="model")
-            model_at = np.interp(d, curve["distance_um"], curve["model"])
-            res_ax.axhline(0, color="0.6", lw=0.8)
-            res_ax.plot(d, v - model_at, "o", ms=2, color="#56B4E9")
-            start = row.get("domain_start_um", np.nan)
-            if np.isfinite(start):
-                held = row.get("rim") == "fixed"
-                ax.axvline(start, color="#D55E00", lw=1, ls=":",
-                           label="rim held" if held else f"rim {row.get('rim')}")
-        elif np.isfinite(row.get("sqrt_dt_um", np.nan)) and len(d) and row.get("model") == "erf":
-            grid = np.linspace(float(np.min(d)), float(np.max(d)), 300)
-            fit = diffusion.erf_step(grid, row["outer_value"], row["inner_value"],
-                                     row["step_position_um"], row["sqrt_dt_um"])
-            ax.plot(grid, fit, color="#E69F00", lw=2, label="relaxed step")
-            res_ax.axhline(0, color="0.6", lw=0.8)
-            res_ax.plot(d, v - np.interp(d, grid, fit), "o", ms=2, color="#56B4E9")
-        title = f"{lab}: √Dt = {row.get('sqrt_dt_um', np.nan):.3g}"
-        err = row.get("sqrt_dt_err_um", np.nan)
-        if np.isfinite(err):
-            title += f" ± {err:.2g} µm"
-        t = row.get("timescale_days", np.nan)
-        if np.isfinite(t):
-            title += (f", t = {t:.3g} d [{row.get('timescale_days_lo', np.nan):.2g}–"
-                      f"{row.get('timescale_days_hi', np.nan):.2g}]")
-        if row.get("fit_status") != "ok":
-            title += f" ({row.get('fit_status')})"
-        said = row.get("describe_status")
-        if isinstance(said, str) and said:
-            # the crystal's one decision, in words (what Describe found and what was fitted)
-            lines = textwrap.wrap(said, 62)
-            title += "\n" + "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
-        ax.set_title(title, color=fg, fontsize=9)
-        res_ax.set_xlabel(DISTANCE_LABELS.get(getattr(self, "_kind", "rim"), "distance (µm)"))
-        ax.set_ylabel(value_name(prof))
-        res_ax.set_ylabel("residual")
-        self.plot.legend(ax)
-        self.plot.draw()
-
-    def _population_fits(self) -> pd.DataFrame:
-        if self._last is None:
-            raise ZonationInputError("fit timescales first, then draw the population.")
-        table = self._last[1]
-        source = self.source_combo.value
-        if "cluster" not in table.columns and source is not None and not isinstance(source, str):
-            feats = table_of(source)
-            if "cluster" in feats.columns:
-                table = table.merge(feats[["label", "cluster"]], on="label", how="left")
-        return table
-
-    def plot_population(self):
-        """Kernel density of log10 timescales per cluster in the dock's plot."""
-        from ..diffusion.plots import timescale_density
-
-        try:
-            fits = self._population_fits()
-        except ZonationInputError as exc:
-            self.set_status(str(exc))
-            return None
-        ax = self.plot.axes(1)[0]
-        by = "cluster" if "cluster" in fits.columns else None
-        _, table = timescale_density(fits, by=by, ax=ax)
-        self.plot.draw()
-        return table
-
-    def export_population(self, path: str | None = None) -> None:
-        """Write the population figure (PNG) and its density curves (CSV)."""
-        from ..diffusion.plots import timescale_density
-
-        try:
-            fits = self._population_fits()
-        except ZonationInputError as exc:
-            self.set_status(str(exc))
-            return
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export the timescale density",
-                                                  "timescales.png", "PNG (*.png)")
-            if not path:
-                return
-        png = str(path) if str(path).endswith(".png") else f"{path}.png"
-        csv = png[:-4] + ".csv"
-        by = "cluster" if "cluster" in fits.columns else None
-        timescale_density(fits, by=by, path=png, csv_path=csv)
-        fits.to_csv(png[:-4] + "_fits.csv", index=False)
-        self.set_status(f"wrote {png}, {csv} and the fits beside them.")
-
-
-def _row(*items) -> QWidget:
-    """Widgets (and plain strings) side by side in one form row."""
-    from qtpy.QtWidgets import QLabel
-
-    box = QWidget()
-    lay = QHBoxLayout(box)
-    lay.setContentsMargins(0, 0, 0, 0)
-    for it in items:
-        lay.addWidget(QLabel(it) if isinstance(it, str) else it)
-    return box
-
 
 def _looks_like_fo(prof: pd.DataFrame) -> bool:
     v = pd.to_numeric(prof["value"], errors="coerce").to_numpy(dtype=float)
