@@ -527,7 +527,7 @@ def llm_server():
 def test_describe_with_the_llm_backend(
     make_napari_viewer, qtbot, sample, llm_server, monkeypatch, tmp_path
 ):
-    from napari_zonation.widgets import describe_widget
+    from napari_zonation.widgets import _describe_llm
 
     monkeypatch.setenv("NAPARI_ZONATION_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -542,7 +542,7 @@ def test_describe_with_the_llm_backend(
     dsw.criteria.setPlainText("has a bright rim\n\nis unzoned\n")
 
     # no consent: nothing is sent
-    monkeypatch.setattr(describe_widget, "_CONSENT_GIVEN", False)
+    monkeypatch.setattr(_describe_llm, "_CONSENT_GIVEN", False)
     from qtpy.QtWidgets import QMessageBox
 
     monkeypatch.setattr(
@@ -552,7 +552,7 @@ def test_describe_with_the_llm_backend(
     assert llm_server.n_requests == 0
     assert "consent" in dsw.status.text()
 
-    monkeypatch.setattr(describe_widget, "_CONSENT_GIVEN", True)
+    monkeypatch.setattr(_describe_llm, "_CONSENT_GIVEN", True)
     # Cancel while answers arrive: the job stops, the features are left as they were
     monkeypatch.setenv("NAPARI_ZONATION_CACHE_DIR", str(tmp_path / "cache-cancelled"))
     llm_server.delay_s = 0.4
@@ -921,7 +921,7 @@ def test_describe_offline_reference_criteria_and_highlight(make_napari_viewer, q
 def test_describe_llm_estimate_and_budget(make_napari_viewer, qtbot, sample, monkeypatch):
     from qtpy.QtWidgets import QMessageBox
 
-    from napari_zonation.widgets import describe_widget
+    from napari_zonation.widgets import _describe_llm, describe_widget
 
     viewer = make_napari_viewer()
     segmented(viewer, sample)
@@ -933,7 +933,7 @@ def test_describe_llm_estimate_and_budget(make_napari_viewer, qtbot, sample, mon
     dsw.budget.setValue(0.01)
     assert "request(s)" in dsw.estimate.text() and "USD" in dsw.estimate.text()
     assert dsw.llm_estimate()["usd"] > 0.01
-    monkeypatch.setattr(describe_widget, "_CONSENT_GIVEN", True)
+    monkeypatch.setattr(_describe_llm, "_CONSENT_GIVEN", True)
 
     def no_network(*args, **kwargs):  # the test must never reach the hosted API
         raise AssertionError("describe_zoning was called")

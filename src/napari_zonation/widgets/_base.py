@@ -37,6 +37,11 @@ logger = logging.getLogger("napari_zonation.widgets")
 MIN_DOCK_HEIGHT = 90
 
 
+def user_warnings(caught) -> list[str]:
+    """The messages of the UserWarnings a core call raised (to show, not to silence)."""
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
 def error_message(exc: BaseException) -> str:
     """A message a person can act on: the core's input errors as they are, others typed."""
     if isinstance(exc, ZonationInputError):

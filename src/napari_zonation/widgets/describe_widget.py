@@ -13,16 +13,13 @@ the threshold and every judged criterion met) can be shown in a plugin-owned hig
 layer ``<crystals> matches``.
 
 With the openai backend the widget shows, before a run, the requests, tokens and (for known
-hosted models) the cost; it asks once per session before anything is sent
-(:data:`_CONSENT_GIVEN`), and every time a run may cost more than the budget. After the run
-the status line says what each crystal was sent (text, plot, crop) and what the server
-refused. The API key comes from ``$OPENAI_API_KEY`` or is typed for this session only: it is
-passed to the call and never written to layer metadata, features or files.
+hosted models) the cost, and asks before anything is sent (:mod:`._describe_llm`). After the
+run the status line says what each crystal was sent (text, plot, crop) and what the server
+refused.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -32,9 +29,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -47,10 +41,10 @@ from .. import descriptors
 from .. import profiles as zprof
 from .._validation import ZonationInputError
 from ..criteria import apply_criteria
-from ..llm import DEFAULT_MODEL, cost_summary, estimate_llm_cost
 from ..similarity import reference_similarity
 from ._base import Progress, ZonationWidget, chunks, weak_method
-from ._canvas import Section
+from ._base import user_warnings as _user_warnings
+from ._describe_llm import DescribeLLM
 from ._forms import layer_combo
 from ._layers import (
     KEY,
@@ -66,50 +60,7 @@ from ._layers import is_crystals as _is_crystals
 from ._results_table import ResultsTable
 from ._tables import merge_table, profiles_of, quantity_of, set_table, table_of
 
-#: Set once the user agreed, in this session, to send profiles (and crops) to an LLM API.
-#: Tests set it to True to skip the dialog.
-_CONSENT_GIVEN = False
 N_CHUNKS = 10
-
-
-def ask_consent(
-    parent, base_url: str, model: str, n_crystals: int, images: bool, estimate: str = ""
-) -> bool:
-    """Ask once per session before data leave the machine; remembers a yes."""
-    global _CONSENT_GIVEN
-    if _CONSENT_GIVEN:
-        return True
-    where = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    what = "profiles, descriptors" + (" and image crops" if images else "")
-    answer = QMessageBox.question(
-        parent,
-        "Send data to an LLM?",
-        f"The {what} of {n_crystals} crystal(s) will be sent to {where} (model {model}).\n"
-        + (f"Estimate: {estimate}.\n" if estimate else "")
-        + "\nSend them? (You will not be asked again in this session.)",
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.No,
-    )
-    _CONSENT_GIVEN = answer == QMessageBox.StandardButton.Yes
-    return _CONSENT_GIVEN
-
-
-def ask_over_budget(parent, usd: float, budget: float) -> bool:
-    """Ask before a run that may cost more than the budget (asked every time)."""
-    answer = QMessageBox.question(
-        parent,
-        "Over budget",
-        f"This run may cost about {usd:.4f} USD, more than your budget of {budget:g} USD.\n\n"
-        "Send it anyway?",
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.No,
-    )
-    return answer == QMessageBox.StandardButton.Yes
-
-
-def _user_warnings(caught) -> list[str]:
-    """The messages of the UserWarnings a core call raised (to show, not to silence)."""
-    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
 def _notes_text(notes, n: int = 3) -> str:
@@ -123,7 +74,7 @@ def _notes_text(notes, n: int = 3) -> str:
     return text
 
 
-class DescribeWidget(ZonationWidget):
+class DescribeWidget(DescribeLLM, ZonationWidget):
     """Dock widget: describe the zoning of every crystal (offline or with an LLM)."""
 
     title = "Describe zoning"
@@ -210,47 +161,7 @@ class DescribeWidget(ZonationWidget):
         self.ranking.setVisible(False)
         self._form.addRow(self.ranking)
 
-        self.llm_box = Section("LLM settings (openai backend)", expanded=True)
-        llm_form = self.llm_box.form
-        self.model = QLineEdit(os.environ.get("NAPARI_ZONATION_MODEL", DEFAULT_MODEL))
-        llm_form.addRow("Model", self.model)
-        self.base_url = QLineEdit(os.environ.get("OPENAI_BASE_URL", ""))
-        self.base_url.setPlaceholderText("https://api.openai.com/v1 (or a local server)")
-        llm_form.addRow("Base URL", self.base_url)
-        self.api_key = QLineEdit("")
-        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
-        self.api_key.setPlaceholderText(
-            "from $OPENAI_API_KEY"
-            if os.environ.get("OPENAI_API_KEY")
-            else "type a key (kept for this session only)"
-        )
-        self.api_key.setToolTip("Never saved: not in layers, features, settings or files.")
-        llm_form.addRow("API key", self.api_key)
-        self.reference_note = QLineEdit("")
-        self.reference_note.setPlaceholderText("e.g. the reverse zoning I am looking for")
-        llm_form.addRow("Reference note", self.reference_note)
-        self.send_images = QCheckBox("send plots and crops")
-        self.send_images.setChecked(True)
-        self.send_images.setToolTip(
-            "Multimodal: send each profile's plot and a crop of the crystal with its outline.\n"
-            "A server that refuses pictures gets text only (found once per run)."
-        )
-        llm_form.addRow("", self.send_images)
-        self.budget = QDoubleSpinBox()
-        self.budget.setRange(0.0, 10_000.0)
-        self.budget.setDecimals(2)
-        self.budget.setValue(1.0)
-        self.budget.setSpecialValueText("none")
-        self.budget.setSuffix(" USD")
-        self.budget.setToolTip(
-            "Ask before a run whose estimated cost is above this (known hosted models);\n"
-            "sending also stops once the answers received cost this much."
-        )
-        llm_form.addRow("Budget", self.budget)
-        self.estimate = QLabel("")
-        self.estimate.setWordWrap(True)
-        llm_form.addRow("Estimate", self.estimate)
-        self._form.addRow(self.llm_box)
+        self._build_llm_section()
         self.backend.currentTextChanged.connect(self._on_backend)
         self._on_backend(self.backend.currentText())
         self.labels_combo.changed.connect(self._on_labels_changed)
@@ -291,28 +202,6 @@ class DescribeWidget(ZonationWidget):
         if prof is not None:
             return int(prof["label"].nunique())
         return int(np.count_nonzero(np.unique(np.asarray(layer.data)))) if layer.data.size else 0
-
-    def llm_estimate(self) -> dict:
-        """Requests, tokens and cost of an openai run with the current settings."""
-        crops = self.image_combo.value is not None
-        return estimate_llm_cost(
-            self._n_crystals(),
-            self.send_images.isChecked(),
-            crops=crops,
-            reference=self.reference.value() > 0,
-            n_criteria=len(self._criteria_list()),
-            model=self.model.text().strip() or DEFAULT_MODEL,
-            base_url=self.base_url.text().strip() or os.environ.get("OPENAI_BASE_URL") or None,
-        )
-
-    def update_estimate(self, *args) -> None:
-        """Refresh the estimate line (requests, tokens, cost) of the LLM settings."""
-        if self.backend.currentText() != "openai":
-            return
-        try:
-            self.estimate.setText(cost_summary(self.llm_estimate()) + " (cached answers: free)")
-        except Exception as exc:  # noqa: BLE001 - an estimate must never break the widget
-            self.estimate.setText(f"no estimate ({exc})")
 
     def _on_pick_toggled(self, on: bool) -> None:
         if self._pick_layer is not None:
@@ -378,35 +267,10 @@ class DescribeWidget(ZonationWidget):
         p["highlight"] = self.highlight.isChecked()
         p["threshold"] = float(self.threshold.value())
         if backend == "openai":
-            n = prof["label"].nunique() if prof is not None else len(np.unique(p["labels"])) - 1
-            images = self.send_images.isChecked()
-            est = self.llm_estimate()
-            if not ask_consent(
-                self,
-                self.base_url.text().strip(),
-                self.model.text().strip(),
-                n,
-                images,
-                cost_summary(est),
-            ):
-                self.set_status("Nothing sent: the LLM backend needs your consent.")
+            llm = self._collect_llm(prof, p["labels"])
+            if llm is None:
                 return None
-            budget = float(self.budget.value()) or None
-            if budget is not None and est["usd"] is not None and est["usd"] > budget:
-                if not ask_over_budget(self, est["usd"], budget):
-                    self.set_status(
-                        f"Nothing sent: the estimate ({est['usd']:.4f} USD) is over the budget."
-                    )
-                    return None
-                budget = None  # the user accepted this run's estimate
-            p["llm"] = {
-                "model": self.model.text().strip() or DEFAULT_MODEL,
-                "base_url": self.base_url.text().strip() or None,
-                "api_key": self.api_key.text().strip() or None,
-                "reference_note": self.reference_note.text().strip(),
-                "send_images": images,
-                "budget_usd": budget,
-            }
+            p["llm"] = llm
         return p
 
     def _labels_in(self, p: dict) -> list:
@@ -474,43 +338,6 @@ class DescribeWidget(ZonationWidget):
         return {"table": result, "computed_profiles": computed,
                 "notes": list(dict.fromkeys(notes))}
 
-    def _work_llm(self, p: dict, prof: pd.DataFrame, table):
-        llm = dict(p["llm"])
-        kwargs = {
-            "crystals": table,
-            "quantity": p["quantity"],
-            "model": llm["model"],
-            "base_url": llm["base_url"],
-            "api_key": llm["api_key"],
-            "reference": p["reference"],
-            "reference_note": llm["reference_note"],
-            "criteria": p["criteria"],
-            "send_images": llm["send_images"],
-            "budget_usd": llm["budget_usd"],
-            "cancel": self._cancel_event.is_set,
-        }
-        if p["image"] is not None and p["image"].shape[-2:] == p["labels"].shape[-2:]:
-            kwargs["image"] = p["image"]
-            kwargs["labels"] = p["labels"]
-        yield "Numeric descriptors, then the LLM…"
-        # on Cancel the call stops within a fraction of a second (requests not yet started
-        # are not sent; answers already received stay in the cache); the core's warnings
-        # are caught in the thread that raises them and shown, as on the offline path
-
-        def describe(progress):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                out = descriptors.describe_zoning(
-                    prof, "openai", progress=progress, **kwargs
-                )
-            return out, _user_warnings(caught)
-
-        return (
-            yield from self.calls_with_progress(
-                describe, lambda done, total: f"LLM: {done} of {total} crystals…"
-            )
-        )
-
     def _apply(self, p: dict, r: dict) -> None:
         labels = p["labels_layer"]
         if labels not in self.viewer.layers:
@@ -545,24 +372,6 @@ class DescribeWidget(ZonationWidget):
                         + _notes_text(r.get("notes")))
 
     # ------------------------------------------------------------------ reporting
-    @staticmethod
-    def _llm_sent(result: pd.DataFrame) -> str:
-        run = result.attrs.get("llm_run") or {}
-        inputs = result.loc[result["llm_status"] == "ok", "llm_inputs"].value_counts()
-        text = ""
-        if len(inputs):
-            text += "; sent " + ", ".join(f"{k} ({v})" for k, v in inputs.items())
-        if run.get("fallbacks"):
-            text += f"; the server refused pictures ({run['requested_inputs']} -> {run['inputs']})"
-        if run:
-            tokens = int(run.get("prompt_tokens", 0)) + int(run.get("completion_tokens", 0))
-            text += f"; {run.get('requests', 0)} request(s), {tokens:,} tokens"
-            if run.get("usd"):
-                text += f", {run['usd']:.4f} USD"
-            if run.get("stopped"):
-                text += f"; stopped: {run['stopped']}"
-        return text
-
     def show_ranking(self, result: pd.DataFrame, n_rows: int = 12) -> None:
         """Fill the ranking table: crystals by similarity, type, criteria verdicts."""
         crit = [
