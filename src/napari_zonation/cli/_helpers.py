@@ -99,6 +99,22 @@ class _OutFolder:
             shutil.rmtree(stage, ignore_errors=True)
 
 
+def _pixel_size(given: float | None, found: float | None, name: str, source: str) -> float:
+    """The pixel size the user passed, else the one the file's metadata carries (said), else
+    a message saying how to pass it."""
+    if given is not None:
+        return given
+    if found is None:
+        raise ZonationInputError(
+            f"{name} carries no pixel size in its metadata; pass --pixel-size-um "
+            "(micrometres per pixel, from the SEM's scale bar or data bar)."
+        )
+    from .summary import _say
+
+    _say(f"pixel size {found:.4g} µm/px from {source}")
+    return found
+
+
 def _has_flag(parser_args, name: str) -> bool:
     return hasattr(parser_args, name)
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .._validation import ZonationInputError
-from ._helpers import _OutFolder, _pipeline_options
+from ._helpers import _OutFolder, _pipeline_options, _pixel_size
 from .parser import EXIT_FAILED, EXIT_OK, PROG, _in_flags
 from .summary import _Progress, _say, _say_summary
 
@@ -39,15 +39,10 @@ def _load(args, options: dict, progress: _Progress):
 
     path = args.image
     header = image_header(path)
-    px = args.pixel_size_um
-    if px is None:
-        px = header.pixel_size_um
-        if px is None:
-            raise ZonationInputError(
-                f"{path.name} carries no pixel size in its metadata; pass "
-                "--pixel-size-um (micrometres per pixel, from the SEM's scale bar or data bar)."
-            )
-        _say(f"pixel size {px:.4g} µm/px from {header.info['pixel_size_source']}")
+    px = _pixel_size(
+        args.pixel_size_um, header.pixel_size_um, path.name,
+        header.info.get("pixel_size_source", ""),
+    )
     check_pipeline(header.shape, px, itemsize=header.dtype.itemsize, **options)
     progress.stage = "reading the image"
     image, _, info = read_image(path)

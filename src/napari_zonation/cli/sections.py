@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .._validation import ZonationInputError
-from ._helpers import _OutFolder, _pipeline_options
+from ._helpers import _OutFolder, _pipeline_options, _pixel_size
 from .parser import EXIT_FAILED, EXIT_OK, PROG, _in_flags
 from .run import _run_in_memory
 from .summary import _one_line, _Progress, _say, _say_summary
@@ -106,15 +106,10 @@ def run_mosaic(args, progress: _Progress, flags, *, quiet_skip: bool = False) ->
     try:
         progress.stage = "opening the mosaic"
         mosaic = open_mosaic(args.image, allow_missing_chunks=args.allow_missing_chunks)
-        px = args.pixel_size_um
-        if px is None:
-            px = mosaic.pixel_size_um
-            if px is None:
-                raise ZonationInputError(
-                    f"{Path(args.image).name} carries no pixel size in its metadata; pass "
-                    "--pixel-size-um (micrometres per pixel)."
-                )
-            _say(f"pixel size {px:.4g} µm/px from {mosaic.info['pixel_size_source']}")
+        px = _pixel_size(
+            args.pixel_size_um, mosaic.pixel_size_um, Path(args.image).name,
+            mosaic.info.get("pixel_size_source", ""),
+        )
         for note in mosaic.info.get("notes", []):
             _say(f"note: {note}")
         h, w = mosaic.shape
