@@ -197,7 +197,8 @@ def crystal_bounds(
             mi, vi = window_mean(jj - wd, jj)
             mo, vo = window_mean(jj, jj + wd)
             if np.isfinite(mi) and np.isfinite(mo):
-                zs = (mi - mo) / np.sqrt(vi + vo)
+                with np.errstate(invalid="ignore", divide="ignore"):  # noise-free: 0 / 0
+                    zs = (mi - mo) / np.sqrt(vi + vo)
                 if abs(zs) > abs(zstep[jj]):
                     zstep[jj] = zs
         if abs(zstep[jj]) > min_z:
