@@ -52,3 +52,15 @@ def test_fits_the_described_steps_of_synthetic_profiles():
         # the relaxation width is the true one within the fit's resolution
         assert abs(row["sqrt_dt_um"] - tr.loc[label, "sqrt_dt_um"]) < 1.0
     assert np.all(fit["describe_status"].str.len() > 0)
+
+
+def test_crystals_without_a_described_step_keep_their_label_type():
+    """When no crystal has a step to fit, the table is the not-fitted rows alone, and its
+    labels keep the profiles' integer type (they are merged into a layer's features)."""
+    prof, truth = make_profiles(n_per_type=1, noise=0.01, seed=4)
+    zoning = pd.DataFrame({"label": truth["label"], "zoning_type": "gradient",
+                           "step_positions_um": [()] * len(truth)})
+    fit = fit_as_described(prof, zoning, diffusivity_um2_s=1e-3)
+    assert (fit["fit_status"] == NOT_FITTED).all() and len(fit) == len(truth)
+    assert fit["label"].dtype == prof["label"].dtype
+    assert fit["describe_status"].eq("Describe: gradient, no step: not fitted").all()

@@ -260,9 +260,11 @@ def test_calibration_from_spots_recovers_the_generator_law():
     np.testing.assert_allclose(back.residuals, cal.residuals)
 
 
-def test_shell_medians_drop_groundmass_left_at_the_outline():
+@pytest.mark.parametrize("statistic", ["mean", "median"])
+def test_shell_statistics_drop_groundmass_left_at_the_outline(statistic):
     """Labels grown over the groundmass in bumps (a segmentation's ragged outline) pull the
-    plain median of the outer shells by 1-2 DN at 2 % noise; the clipped median does not."""
+    plain median of the outer shells by 1-2 DN at 2 % noise (a plain mean by more); the
+    clipped median or mean does not."""
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:260, :260]
     true = (np.abs(yy - 130) < 100) & (np.abs(xx - 130) < 100)
@@ -270,8 +272,10 @@ def test_shell_medians_drop_groundmass_left_at_the_outline():
     blobs = ndi.binary_dilation(rng.random(true.shape) < 0.02, iterations=3)
     lab = (true | (band & blobs)).astype(int)
     img = np.round(np.where(true, 170.0, 107.0) + rng.normal(0, 5.1, true.shape)).astype(np.uint8)
-    plain = rim_profiles(img, lab, 1.0, clip_sigmas=None).sort_values("distance_um")
-    clipped = rim_profiles(img, lab, 1.0).sort_values("distance_um")
+    # halo_um=0: the edge-band check would drop the biased outer shells of the plain one
+    kw = dict(statistic=statistic, halo_um=0)
+    plain = rim_profiles(img, lab, 1.0, clip_sigmas=None, **kw).sort_values("distance_um")
+    clipped = rim_profiles(img, lab, 1.0, **kw).sort_values("distance_um")
     assert np.max(np.abs(plain["value"].to_numpy()[:3] - 170.0)) >= 1.0  # the bias is real
     np.testing.assert_allclose(clipped["value"].to_numpy()[:6], 170.0, atol=0.5)
     # deep shells (no groundmass) are the same either way, within a median's jitter
@@ -313,19 +317,28 @@ def test_tables_with_skipped_items_concatenate_and_merge():
     assert list(fails.columns) == ["label", "reason"] and list(fails["label"]) == [2]
 
 
-def test_shell_sigma_is_the_standard_error_of_the_median():
-    """``sigma`` agrees with the scatter of the shell medians over noise realisations and with
-    the Gaussian law sqrt(pi / 2) * noise / sqrt(n)."""
+@pytest.mark.parametrize(
+    "statistic, factor, integer",
+    [("median", np.sqrt(np.pi / 2), False), ("mean", 1.0, False), ("mean", 1.0, True)],
+)
+def test_shell_sigma_is_the_standard_error_of_the_shell_value(statistic, factor, integer):
+    """``sigma`` agrees with the scatter of the shell values over noise realisations and with
+    the Gaussian law: sqrt(pi / 2) * noise / sqrt(n) for a median, noise / sqrt(n) for a
+    (3-sigma clipped) mean, also on 8-bit grey levels as an SEM writes them (there the
+    median of whole numbers scatters about 1.19 times its law: one reason the mean is the
+    default)."""
     yy, xx = np.mgrid[:120, :120]
     lab = ((np.abs(yy - 60) < 50) & (np.abs(xx - 60) < 50)).astype(int)
     medians, sigmas = [], []
     for seed in range(40):
         img = 150.0 + np.random.default_rng(seed).normal(0, 5.0, lab.shape)
-        p = rim_profiles(img, lab, 1.0).sort_values("distance_um")
+        if integer:
+            img = np.round(img).astype(np.uint8)
+        p = rim_profiles(img, lab, 1.0, statistic=statistic).sort_values("distance_um")
         medians.append(p["value"].to_numpy()[:30])
         sigmas.append(p["sigma"].to_numpy()[:30])
     n = p["n_pixels"].to_numpy()[:30]
-    law = np.sqrt(np.pi / 2) * 5.0 / np.sqrt(n)
+    law = factor * 5.0 / np.sqrt(n)
     reported = np.mean(sigmas, axis=0)
     scatter = np.std(medians, axis=0, ddof=1)
     assert np.median(reported / law) == pytest.approx(1.0, abs=0.08)
@@ -625,9 +638,10 @@ def test_shells_of_a_float_image_match_its_integer_twin_and_the_float_path(dtype
     assert kept.xs(lab).sum() < 0.6 * full.xs(lab).sum()
 
 
-def _clipped_reference(key, v, crystal, clip, min_dropped=0.01):
-    """Per key: median and IQR / 1.349 of ``v`` after the clip of ``_sorted_shell_stats``, one
-    numpy call per key (the crystal's noise is the median of its keys' first spreads)."""
+def _clipped_reference(key, v, crystal, clip, min_dropped=0.01, statistic="median"):
+    """Per key: median (or mean) and IQR / 1.349 of ``v`` after the clip of
+    ``_sorted_shell_stats``, one numpy call per key (the crystal's noise is the median of its
+    keys' first spreads)."""
     keys = np.unique(key)
     first = {k: np.quantile(v[key == k].astype(float), [0.25, 0.5, 0.75]) for k in keys}
     spread = {k: (q[2] - q[0]) / profiles_module.IQR_SIGMA for k, q in first.items()}
@@ -637,27 +651,29 @@ def _clipped_reference(key, v, crystal, clip, min_dropped=0.01):
         x = v[key == k].astype(float)
         w = clip * noise[crystal[k]]
         kept = x[np.abs(x - first[k][1]) <= w]
-        if (
-            noise[crystal[k]] > 0
-            and kept.size
-            and x.size - kept.size >= max(1, min_dropped * x.size)
-        ):
+        least = 1 if statistic == "mean" else max(1, min_dropped * x.size)
+        if noise[crystal[k]] > 0 and kept.size and x.size - kept.size >= least:
             q = np.quantile(kept, [0.25, 0.5, 0.75])
+            value = np.mean(kept) if statistic == "mean" else q[1]
             (
-                med.append(q[1]),
+                med.append(value),
                 spr.append((q[2] - q[0]) / profiles_module.IQR_SIGMA),
                 n.append(kept.size),
             )
         else:
-            med.append(first[k][1]), spr.append(spread[k]), n.append(x.size)
+            # a mean of every pixel; a crystal without noise keeps its medians
+            value = np.mean(x) if statistic == "mean" and noise[crystal[k]] > 0 else first[k][1]
+            med.append(value), spr.append(spread[k]), n.append(x.size)
     return keys, np.array(med), np.array(spr), np.array(n)
 
 
+@pytest.mark.parametrize("statistic", ["median", "mean"])
 @pytest.mark.parametrize("as_float", [False, True])
-def test_clipped_shell_statistics_match_numpy_at_the_ends_of_the_value_range(as_float):
+def test_clipped_shell_statistics_match_numpy_at_the_ends_of_the_value_range(as_float, statistic):
     """The clip window of a shell whose values sit at the darkest grey level, next to a shell
     with outliers at the brightest one (and the reverse), takes no pixel of the neighbouring
-    shell in the sorted array: medians, spreads and counts equal numpy's per shell."""
+    shell in the sorted array: medians (or means), spreads and counts equal numpy's per
+    shell."""
     rng = np.random.default_rng(3)
     n_keys, per = 12, 60
     key = np.repeat(np.arange(n_keys), per)
@@ -672,18 +688,21 @@ def test_clipped_shell_statistics_match_numpy_at_the_ends_of_the_value_range(as_
     crystal = np.where(np.arange(n_keys) < 6, 0, 1)
     if as_float:
         v = v + np.float32(0.25)  # not whole numbers: the float32 codes
-    st = profiles_module._sorted_shell_stats(key, dsum, v, n_keys, lambda k: crystal[k], 3.0)
-    keys, med, spr, n = _clipped_reference(key, v, crystal, 3.0)
+    st = profiles_module._sorted_shell_stats(
+        key, dsum, v, n_keys, lambda k: crystal[k], 3.0, statistic=statistic
+    )
+    keys, med, spr, n = _clipped_reference(key, v, crystal, 3.0, statistic=statistic)
     np.testing.assert_array_equal(st["key"], keys)
     np.testing.assert_allclose(st["value"], med, atol=1e-6)
     np.testing.assert_allclose(st["spread"], spr, atol=1e-6)
     np.testing.assert_array_equal(st["n_pixels"], n)
 
 
-def _shells_reference(image, lab, px, skip, shell):
+def _shells_reference(image, lab, px, skip, shell, statistic="median"):
     """Per crystal (scipy's distance transform of the crystal alone: the distance to any other
-    label, the array's edge no boundary) and per shell: mean distance, median, pixel count;
-    ``numpy.median`` on the pixels (no clip)."""
+    label, the array's edge no boundary) and per shell: mean distance, median (or mean),
+    pixel count; ``numpy.median`` (``numpy.mean``) on the pixels (no clip)."""
+    stat = np.mean if statistic == "mean" else np.median
     rows = []
     for lab_id in np.unique(lab[lab > 0]):
         mine = lab == lab_id
@@ -693,18 +712,20 @@ def _shells_reference(image, lab, px, skip, shell):
         bins = np.floor((d_um[ok] - skip) / shell).astype(int)
         for b in np.unique(bins):
             at = bins == b
-            rows.append((lab_id, d_um[ok][at].mean(), np.median(v[ok][at]), int(at.sum())))
+            rows.append((lab_id, d_um[ok][at].mean(), stat(v[ok][at]), int(at.sum())))
     return pd.DataFrame(rows, columns=["label", "distance_um", "value", "n_pixels"])
 
 
+@pytest.mark.parametrize("statistic", ["median", "mean"])
 @pytest.mark.parametrize("numbering", ["dense", "sparse"])
 def test_shell_statistics_match_a_per_crystal_loop_across_strips_and_threads(
-    monkeypatch, numbering
+    monkeypatch, numbering, statistic
 ):
     """The shells are read in strips (here of 997 pixels, which cut rows and crystals) by
     three threads, each into its own part of the outputs: every shell's distance, median and
-    pixel count equal a per-crystal loop of scipy distance transforms and ``numpy.median``,
-    also when the label numbers are sparse (distances kept per pixel, keys renumbered)."""
+    pixel count equal a per-crystal loop of scipy distance transforms and ``numpy.median``
+    (``numpy.mean``), also when the label numbers are sparse (distances kept per pixel, keys
+    renumbered)."""
     s = make_thin_section((200, 240), n_crystals=10, size_um=(30.0, 70.0), noise=0.03, seed=8)
     lab = s.labels.astype(np.int64)
     if numbering == "sparse":
@@ -713,9 +734,9 @@ def test_shell_statistics_match_a_per_crystal_loop_across_strips_and_threads(
     px, skip, shell = 0.8, 0.8, 1.1
     got = rim_profiles(
         s.image, lab, px, shell_um=shell, skip_rim_um=skip, contacts="rim", clip_sigmas=None,
-        min_pixels=1, threads=3,
+        min_pixels=1, threads=3, statistic=statistic,
     )
-    ref = _shells_reference(s.image, lab, px, skip, shell)
+    ref = _shells_reference(s.image, lab, px, skip, shell, statistic)
     # rim_profiles drops crystals with fewer than 3 shells; there are none here
     assert got["label"].nunique() == ref["label"].nunique() >= 8
     got = got.sort_values(["label", "distance_um"]).reset_index(drop=True)

@@ -133,10 +133,12 @@ def fit_as_described(prof: pd.DataFrame, zoning: pd.DataFrame, **kwargs):
         table, curves = pd.DataFrame(columns=["label", "fit_status", "fit_error"]), None
     skipped = plan[plan["plan"] == "none"]
     if len(skipped):
-        table = pd.concat([table, pd.DataFrame({
-            "label": skipped["label"], "model": "step", "fit_status": NOT_FITTED,
-            "fit_error": skipped["describe_status"],
-        })], ignore_index=True)
+        not_fitted = pd.DataFrame({
+            "label": skipped["label"].astype(prof["label"].dtype), "model": "step",
+            "fit_status": NOT_FITTED, "fit_error": skipped["describe_status"],
+        })
+        # no crystal fitted: the skipped rows alone (an empty table would make labels objects)
+        table = pd.concat([table, not_fitted], ignore_index=True) if len(table) else not_fitted
     table = table.merge(plan[["label", "describe_status", "described_step_um"]], on="label",
                         how="left")
     table["describe_status"] = [_verdict(r) for r in table.to_dict("records")]

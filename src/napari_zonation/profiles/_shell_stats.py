@@ -1,5 +1,5 @@
-"""Per-shell statistics: medians, quartiles and clipped medians of the pixels of every
-(crystal, shell) key, from one sort of the gathered values."""
+"""Per-shell statistics: medians, quartiles, means and their clipped versions of the pixels
+of every (crystal, shell) key, from one sort of the gathered values."""
 
 from __future__ import annotations
 
@@ -74,20 +74,29 @@ def _mean_distance(dsum: np.ndarray, counts: np.ndarray | None, present, n) -> n
 
 
 def _shell_stats(
-    key: np.ndarray, dsum: np.ndarray, v: np.ndarray, n_keys: int, counts=None
+    key: np.ndarray,
+    dsum: np.ndarray,
+    v: np.ndarray,
+    n_keys: int,
+    counts=None,
+    statistic: str = "median",
 ) -> pd.DataFrame:
     """Per (crystal, shell) key: pixel count, mean distance (from the distance sums ``dsum``
-    over ``counts`` pixels, see :func:`_mean_distance`), median and spread (IQR / 1.349) of
-    the values."""
+    over ``counts`` pixels, see :func:`_mean_distance`), the ``statistic`` (median or
+    mean) as ``value``, the median and the spread (IQR / 1.349) of the values."""
     n_of = np.bincount(key, minlength=n_keys)
     present = np.flatnonzero(n_of)
     q1, med, q3 = _grouped_quartiles(key, v, n_of)
     n = n_of[present]
+    value = med
+    if statistic == "mean":
+        value = np.bincount(key, weights=v, minlength=n_keys)[present] / n
     return pd.DataFrame(
         {
             "key": present,
             "distance_um": _mean_distance(dsum, counts, present, n),
-            "value": med,
+            "value": value,
+            "median": med,
             "spread": (q3 - q1) / IQR_SIGMA,
             "n_pixels": n,
         }
@@ -103,12 +112,15 @@ def _clipped_shell_stats(
     key_ids: np.ndarray | None,
     clip: float,
     min_dropped: float = 0.01,
+    statistic: str = "median",
 ) -> pd.DataFrame:
-    """Shell statistics again, without pixels far from their shell's median.
+    """Shell statistics again, without pixels far from their shell's median (a mean: every
+    shell that lost a pixel).
 
     The scale is one per crystal: the median over its shells of their spread (most shells
     are clean, so contaminated outer shells do not inflate it). Crystals with a zero scale
-    (noise-free images) and shells that would lose every pixel keep their first statistics.
+    (noise-free images) and shells that would lose every pixel keep their first statistics
+    (a mean: the median of a crystal without noise, exact there).
     """
     sk = st["key"].to_numpy()
     full = sk if key_ids is None else key_ids[sk]
@@ -118,18 +130,21 @@ def _clipped_shell_stats(
     scale[sk] = scale_of_crystal.reindex(crystal).to_numpy()
     counts = np.bincount(key, minlength=n_keys)
     med = np.zeros(n_keys)
-    med[sk] = st["value"].to_numpy()
+    med[sk] = st["median"].to_numpy()
     s_px = scale[key]
     keep = (s_px <= 0) | (np.abs(v - med[key]) <= clip * s_px)
     # recompute only shells that lost at least min_dropped of their pixels: the few pixels a
     # 3-sigma clip takes from the tails of clean Gaussian noise (0.3 %, both sides) move a
     # median by less than 0.03 sigma, and recomputing every shell would double the cost
+    if statistic == "mean":  # a crystal without noise to clip by keeps its medians
+        st = st.assign(value=np.where(scale[sk] > 0, st["value"], st["median"]))
     dropped = np.bincount(key[~keep], minlength=n_keys)
-    affected = dropped >= np.maximum(1, min_dropped * counts)
+    least = 1 if statistic == "mean" else np.maximum(1, min_dropped * counts)
+    affected = dropped >= least
     if not affected.any():
         return st
     sel = affected[key] & keep
-    new = _shell_stats(key[sel], np.zeros(n_keys), v[sel], n_keys)
+    new = _shell_stats(key[sel], np.zeros(n_keys), v[sel], n_keys, statistic=statistic)
     retained = st[~np.isin(sk, new["key"].to_numpy())]
     cur = pd.concat([retained, new]).sort_values("key").reset_index(drop=True)
     # a shell's distance is that of all its pixels (the clipping picks values, not places)
@@ -143,6 +158,19 @@ def _runs(counts: np.ndarray):
     n = counts[present]
     starts = np.cumsum(n) - n
     return present, n, starts
+
+
+def _run_sums(arr: np.ndarray, starts: np.ndarray, n: np.ndarray, dtype) -> np.ndarray:
+    """Sums of the runs ``arr[starts:starts + n]`` (``n >= 1``, runs in ascending order and
+    not overlapping), accumulated in ``dtype`` without a copy of ``arr``."""
+    if not starts.size:
+        return np.zeros(0, dtype)
+    idx = np.empty(2 * starts.size, np.int64)
+    idx[0::2] = starts
+    idx[1::2] = starts + n
+    if idx[-1] >= arr.size:  # the last run ends the array: reduceat sums to the end
+        idx = idx[:-1]
+    return np.add.reduceat(arr, idx, dtype=dtype)[0::2]
 
 
 def _packed_sort(key: np.ndarray, v: np.ndarray, vmin: int, n_keys: int, span: int) -> np.ndarray:
@@ -204,6 +232,15 @@ class _IntCodes:
     def values(self, codes: np.ndarray) -> np.ndarray:
         return (codes % self.span + self.vmin).astype(np.float64)
 
+    def run_means(self, keys: np.ndarray, starts: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Mean value of each key's run ``sorted[starts:starts + n]``, exact in integers: a
+        run's codes are ``key * span + (v - vmin)``."""
+        if int(self.sorted[-1]) * int(n.max()) < 2**62:  # the code sums fit in int64
+            sums = _run_sums(self.sorted, starts, n, np.int64)
+            sums -= n * self.key_starts(keys)
+            return sums / n + self.vmin
+        return _run_sums(self.values(self.sorted), starts, n, np.float64) / n
+
     def window(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
         """Codes of the smallest value >= ``lo`` and the largest <= ``hi`` of each key, within
         the key's own range (a window reaching past the value range takes no pixel of the
@@ -229,6 +266,10 @@ class _FloatCodes:
     def values(self, codes: np.ndarray) -> np.ndarray:
         return float_of_bits(codes).astype(np.float64)
 
+    def run_means(self, keys: np.ndarray, starts: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Mean value of each key's run ``sorted[starts:starts + n]`` (float64 sums)."""
+        return _run_sums(self.values(self.sorted), starts, n, np.float64) / n
+
     def window(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
         """Codes of the smallest float32 >= ``lo`` and the largest float32 <= ``hi``."""
         with np.errstate(over="ignore"):
@@ -248,6 +289,7 @@ def _sorted_shell_stats(
     clip: float | None,
     min_dropped: float = 0.01,
     counts: np.ndarray | None = None,
+    statistic: str = "median",
 ) -> pd.DataFrame | None:
     """Shell statistics from one sort of the ``(key, value)`` pairs packed into one integer
     code each: integer values (:class:`_IntCodes`) or float32 ones (:class:`_FloatCodes`; other
@@ -262,6 +304,10 @@ def _sorted_shell_stats(
     read again from it (the few pixels a 3-sigma clip takes from clean Gaussian noise move a
     median by < 0.03 sigma). A shell's distance stays that of all its pixels; crystals with
     zero noise and shells that would lose every pixel keep their first statistics.
+
+    With ``statistic="mean"`` the value is the mean of the kept run (every shell that lost a
+    pixel, however few: one far pixel moves a mean), its sum read from the sorted codes; a
+    crystal without noise to clip by keeps its medians (exact there).
     """
     if not v.size:
         present, n, starts = _runs(np.bincount(key, minlength=n_keys))
@@ -283,6 +329,7 @@ def _sorted_shell_stats(
     q1, med, q3 = _quartiles_of_runs(packed, starts, n, codes.values)
     spread = (q3 - q1) / IQR_SIGMA
     kept = n
+    a = starts
     if clip:
         crystal = crystal_of_key(present)
         noise = pd.Series(spread).groupby(crystal).transform("median").to_numpy()
@@ -294,15 +341,22 @@ def _sorted_shell_stats(
         if out.any():
             a[out] = np.searchsorted(packed, _needles(lo_c[out], packed.dtype), "left")
             kept[out] = np.searchsorted(packed, _needles(hi_c[out], packed.dtype), "right") - a[out]
-        redo = (noise > 0) & (kept > 0) & (n - kept >= np.maximum(1, min_dropped * n))
+        least = 1 if statistic == "mean" else np.maximum(1, min_dropped * n)
+        redo = (noise > 0) & (kept > 0) & (n - kept >= least)
         kept = np.where(redo, kept, n)
+        a = np.where(redo, a, starts)
         if redo.any():
             r1, rmed, r3 = _quartiles_of_runs(packed, a[redo], kept[redo], codes.values)
             med, spread = med.copy(), spread.copy()
             med[redo] = rmed
             spread[redo] = (r3 - r1) / IQR_SIGMA
+    value = med
+    if statistic == "mean":
+        value = codes.run_means(present, a, kept)
+        if clip:  # a crystal without noise to clip by keeps its medians (exact there)
+            value = np.where(noise > 0, value, med)
     return pd.DataFrame(
-        {"key": present, "distance_um": dist, "value": med, "spread": spread, "n_pixels": kept}
+        {"key": present, "distance_um": dist, "value": value, "spread": spread, "n_pixels": kept}
     )
 
 
