@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ..channels import select_channel
 from ._layers import KEY, zmeta
 
 #: Boolean QA columns of the crystal table that mark a crystal as flagged.
@@ -84,9 +85,9 @@ def quantity_of(prof: pd.DataFrame | None) -> str | None:
 
 
 def first_channel(prof: pd.DataFrame) -> pd.DataFrame:
-    if "channel" in prof.columns and prof["channel"].nunique(dropna=False) > 1:
-        return prof[prof["channel"] == prof["channel"].iloc[0]]
-    return prof
+    """The rows of the channel every stage describes (:func:`~napari_zonation.channels.
+    select_channel`'s rule: the first in the table's order), without a warning."""
+    return select_channel(prof, warn=False)[0]
 
 
 def value_name(prof: pd.DataFrame | None) -> str:
