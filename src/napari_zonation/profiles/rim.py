@@ -96,9 +96,9 @@ def rim_profiles(
         Shells method: the value of a shell, from the pixels the clip kept. The clipped mean
         (a sigma-clipped mean) is the more precise: the median of integer grey levels
         scatters about 1.25 times as much for Gaussian noise (``sqrt(pi / 2)``), which
-        shows as noise on every profile and in every fitted timescale (on synthetic
-        step-zoned crystals with known sqrt(Dt): median relative error 3.8 % against 5.1 %
-        from the same shells, ``benchmarks/diffusion.py --estimator``). The clip keeps it
+        shows as noise on every profile and in every fitted timescale
+        (``benchmarks/diffusion.py --estimator`` compares the two on the same shells), and
+        its ``sigma`` understates that scatter on whole numbers. The clip keeps it
         robust to what lies far from the shell's level, and a crystal without pixel noise
         to clip by (a noise-free image) keeps its shell medians, exact there; ``"median"``
         is the more robust to a large share of foreign pixels within a few sigmas.
