@@ -360,8 +360,10 @@ def test_noisy_core_tail_with_large_sigma_adds_no_step():
 
 
 def _shell_like(d, v, n_pixels, sigma_px=5.1, seed=0):
+    """A shell profile as ``rim_profiles`` gives it: each point the (clipped) mean of
+    ``n_pixels`` pixels of noise ``sigma_px``, its sigma the mean's standard error."""
     rng = np.random.default_rng(seed)
-    sigma = 1.2533 * sigma_px / np.sqrt(n_pixels)
+    sigma = sigma_px / np.sqrt(n_pixels)
     return pd.DataFrame(
         {
             "label": 1,
@@ -373,10 +375,10 @@ def _shell_like(d, v, n_pixels, sigma_px=5.1, seed=0):
     )
 
 
-def test_systematic_rim_shift_of_shell_medians_is_not_a_step():
+def test_systematic_rim_shift_of_shell_values_is_not_a_step():
     # an unzoned crystal whose outer six shells carry 0.5 DN of bias (8 % of foreign pixels
     # at 5 DN pixel noise, or beam drift); the shells hold 700-800 pixels, so the shift is
-    # three standard errors but within the systematic error of a shell median. (A 1 DN shift
+    # three standard errors but within the systematic error of a shell's value. (A 1 DN shift
     # over six shells is still read as a step: the floor is 0.1 pixel sigma = 0.5 DN.)
     d = np.arange(1.5, 81.5, 1.0)
     n_pixels = np.linspace(800, 60, d.size).round()
@@ -391,7 +393,7 @@ def test_systematic_rim_shift_of_shell_medians_is_not_a_step():
 
 
 def test_systematic_floor_keeps_real_steps_and_ignores_plain_profiles():
-    # an 8 DN step (the generator's weakest contrast) in shell medians is still a step
+    # an 8 DN step (the generator's weakest contrast) in shell profiles is still a step
     d = np.arange(1.5, 81.5, 1.0)
     n_pixels = np.linspace(800, 60, d.size).round()
     v = 170.0 - 8.0 * 0.5 * (1 - erf((d - 20.0) / 4.0))
@@ -519,7 +521,7 @@ def test_noise_alone_is_rarely_oscillatory():
 
 
 def test_zoning_within_shell_systematics_is_unzoned():
-    # an unzoned crystal whose shell medians drift by 1.2 DN over the outer 30 um (0.24
+    # an unzoned crystal whose shell values drift by 1.2 DN over the outer 30 um (0.24
     # pixel sigmas at 5.1 DN pixel noise: 20 % of foreign pixels, or beam drift). The
     # shells hold 60-800 pixels, so the drift is many standard errors, but it is smaller than
     # what the shells' systematic errors fake (min_contrast_sigmas, 0.5 pixel sigma).
@@ -535,12 +537,12 @@ def test_zoning_within_shell_systematics_is_unzoned():
 
 
 def test_min_contrast_keeps_every_generator_zoning():
-    # make_profiles points taken as medians of 100 pixels whose noise is 2 % of full scale:
-    # each point's sigma is 1.2533 * 5.1 / 10 DN. The generator's weakest zoning (0.03 of
+    # make_profiles points taken as means of 100 pixels whose noise is 2 % of full scale:
+    # each point's sigma is 5.1 / 10 DN. The generator's weakest zoning (0.03 of
     # full scale between plateaus, oscillations of 0.02 amplitude) is 1.5-2 pixel sigmas:
     # the criterion must not touch it, and unzoned profiles stay unzoned.
     n_px = 100
-    noise = 0.02 * 1.2533 / np.sqrt(n_px)
+    noise = 0.02 / np.sqrt(n_px)
     prof, truth = make_profiles(n_per_type=6, noise=noise, seed=11, phase="mixed")
     prof = prof.assign(n_pixels=n_px)
     on = describe_zoning(prof, crystals=truth[["label", "phase"]])

@@ -180,19 +180,23 @@ def _constant_row(d, v, n) -> dict:
 
 
 def _pixel_sigma(s: np.ndarray, npx: np.ndarray | None) -> float:
-    """Per-pixel 1-sigma noise behind shell medians: ``sigma sqrt(n) / 1.2533`` (median over
-    the points with ``n_pixels > 1``); 0 for points that are not aggregates."""
+    """Per-pixel 1-sigma noise behind points that are means of ``n_pixels`` pixels (the
+    clipped shell means of :func:`~napari_zonation.rim_profiles`, the band means of drawn
+    lines and traverses): ``sigma sqrt(n)``, the median over the points with
+    ``n_pixels > 1``; 0 for points that are not aggregates. Shell medians
+    (``statistic="median"``) carry a sigma ``sqrt(pi / 2)`` larger: the noise read from them
+    is that much larger, which only makes the guards below stricter."""
     if npx is None:
         return 0.0
     good = np.isfinite(s) & (s > 0) & np.isfinite(npx) & (npx > 1)
     if not good.any():
         return 0.0
-    return float(np.median(s[good] * np.sqrt(npx[good])) / np.sqrt(np.pi / 2))
+    return float(np.median(s[good] * np.sqrt(npx[good])))
 
 
 def _rounding_floor(v: np.ndarray) -> float:
     """Rounding error of values stored on a 0.5 or 1 grid (shell medians of 8-bit images,
-    whose first differences are mostly 0), else 0."""
+    whose first differences are mostly 0; whole-number values), else 0."""
     for q in (1.0, 0.5):
         if v.size and np.ptp(v) > q and np.allclose(v / q, np.round(v / q), atol=1e-9, rtol=0):
             return q / np.sqrt(12.0)

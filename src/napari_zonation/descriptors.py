@@ -34,7 +34,7 @@ option, or is BSE ``grey`` (image profiles).
 Image shell profiles (points with ``n_pixels``, from :func:`~napari_zonation.profiles.
 rim_profiles`) carry two more guards against what a segmentation's outline fakes: a
 systematic error floor of ``systematic_fraction`` per-pixel sigmas added to every point's
-``sigma`` (a few percent of foreign pixels move a shell median coherently over many shells),
+``sigma`` (a few percent of foreign pixels move a shell's value coherently over many shells),
 and a smallest credible zoning span of ``min_contrast_sigmas`` per-pixel sigmas; their deepest
 ``min_core_fraction`` of the profile (few pixels, off-centre sections) cannot hold a step.
 """
@@ -166,12 +166,12 @@ def describe_zoning(
         Image shell profiles: shortest core level beyond the last step or a slope's
         core end, as a fraction of the profile (their deepest shells are unreliable).
     systematic_fraction : float, default 0.1
-        Image shell profiles: systematic error of a shell median, in per-pixel noise
+        Image shell profiles: systematic error of a shell's value, in per-pixel noise
         sigmas (from ``sigma`` and ``n_pixels``), added in quadrature to ``sigma``.
         0 turns it off.
     min_contrast_sigmas : float, default 0.5
         Image shell profiles: smallest zoning span (and step), in per-pixel noise
-        sigmas; weaker zoning is within a shell median's systematic error and the profile
+        sigmas; weaker zoning is within a shell value's systematic error and the profile
         is unzoned. 0 turns it off.
     osc_threshold : float, default 2.5
         Turns of the lightly smoothed residual count toward ``n_oscillations`` when they
