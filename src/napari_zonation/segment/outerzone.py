@@ -183,7 +183,8 @@ def crystal_bounds(
         sides = sides[ok[sides]]
         if sides.size >= 3:
             diff = v[jj] - v[sides].mean()
-            zl = diff / np.sqrt(var[jj] + var[sides].sum() / sides.size**2)
+            with np.errstate(invalid="ignore", divide="ignore"):  # noise-free: 0 / 0
+                zl = diff / np.sqrt(var[jj] + var[sides].sum() / sides.size**2)
             near = v[max(jj - 2, 0) : jj + 3]
             peak = np.sign(zl) * v[jj] > 0 and abs(v[jj]) >= np.abs(near).max()
             if abs(zl) > min_z and peak:
