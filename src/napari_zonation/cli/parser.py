@@ -164,7 +164,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="smallest grey difference from the groundmass that counts as crystal, "
                         "as a fraction of the grey range (default: set from the image's noise)")
     p.add_argument("--profile-method", default="shells", choices=["shells", "traverse"],
-                   help="shells: median grey of each distance-to-rim shell (default); "
+                   help="shells: clipped mean grey of each distance-to-rim shell (default); "
                         "traverse: one placed line from the rim to the core")
     p.add_argument("--contacts", default="exclude", choices=["exclude", "rim"],
                    help="shells: leave out pixels nearer a grain contact than a free face "

@@ -74,7 +74,7 @@ class CrystalsTool:
         self.method.addItems(["shells", "traverse"])
         self.method.setCurrentText(core_default(zprof.rim_profiles, "method"))
         self.method.setToolTip(
-            "shells: median grey at each distance from the rim (robust to cracks);\n"
+            "shells: mean grey at each distance from the rim, cracks and inclusions clipped;\n"
             "traverse: one straight rim-to-core traverse per crystal, placed like an EPMA "
             "traverse (editable: move its ends in the '<image> traverses' layer)."
         )
