@@ -133,11 +133,12 @@ def _clipped_shell_stats(
     med[sk] = st["median"].to_numpy()
     s_px = scale[key]
     keep = (s_px <= 0) | (np.abs(v - med[key]) <= clip * s_px)
-    # recompute only shells that lost at least min_dropped of their pixels: the few pixels a
-    # 3-sigma clip takes from the tails of clean Gaussian noise (0.3 %, both sides) move a
-    # median by less than 0.03 sigma, and recomputing every shell would double the cost
     if statistic == "mean":  # a crystal without noise to clip by keeps its medians
         st = st.assign(value=np.where(scale[sk] > 0, st["value"], st["median"]))
+    # recompute only shells that lost at least min_dropped of their pixels (a median: the few
+    # pixels a 3-sigma clip takes from the tails of clean Gaussian noise, 0.3 %, both sides,
+    # move it by less than 0.03 sigma, and recomputing every shell would double the cost); a
+    # mean, every shell that lost a pixel
     dropped = np.bincount(key[~keep], minlength=n_keys)
     least = 1 if statistic == "mean" else np.maximum(1, min_dropped * counts)
     affected = dropped >= least
