@@ -263,7 +263,8 @@ def excess_scatter(
     ok = (n >= 3) & np.isfinite(v)
     if ok.sum() < 8:
         return 1.0
-    z = (v[ok] - g0) / (SE_ONE * noise / np.sqrt(n[ok]))
+    with np.errstate(invalid="ignore", divide="ignore"):  # noise-free: 0 / 0
+        z = (v[ok] - g0) / (SE_ONE * noise / np.sqrt(n[ok]))
     spread = 1.4826 * float(np.median(np.abs(z - np.median(z))))
     return max(1.0, spread)
 
