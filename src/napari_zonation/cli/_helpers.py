@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .._validation import ZonationInputError
 from .parser import PROG, _diffusion_options
+from .summary import _say
 
 # --------------------------------------------------------------------------------------------
 # helpers of a run
@@ -109,8 +110,6 @@ def _pixel_size(given: float | None, found: float | None, name: str, source: str
             f"{name} carries no pixel size in its metadata; pass --pixel-size-um "
             "(micrometres per pixel, from the SEM's scale bar or data bar)."
         )
-    from .summary import _say
-
     _say(f"pixel size {found:.4g} µm/px from {source}")
     return found
 

@@ -268,8 +268,9 @@ class _FloatCodes:
         return float_of_bits(codes).astype(np.float64)
 
     def run_means(self, keys: np.ndarray, starts: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Mean value of each key's run ``sorted[starts:starts + n]`` (float64 sums)."""
-        return _run_sums(self.values(self.sorted), starts, n, np.float64) / n
+        """Mean value of each key's run ``sorted[starts:starts + n]`` (float32 values summed
+        in float64)."""
+        return _run_sums(float_of_bits(self.sorted), starts, n, np.float64) / n
 
     def window(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
         """Codes of the smallest float32 >= ``lo`` and the largest float32 <= ``hi``."""
