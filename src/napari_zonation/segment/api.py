@@ -49,7 +49,7 @@ def _context_px(lv: Levels, opts: Options, smooth_um: float, close_um: float) ->
         + 3.0
         + 2.0 * opts.trim_um
         + 2.0 * opts.snap_um
-        + 2.0 * opts.outer_zone_um
+        + 2.0 * max(opts.outer_zone_um, 10.0 if opts.line_zones else 0.0)
         + 12.0
     )
     return max(int(np.ceil(2.0 * reach_um / lv.px)), 32 * lv.f)
@@ -92,6 +92,7 @@ def segment_crystals(
     trim_um: float = _DEFAULTS.trim_um,
     snap_um: float = _DEFAULTS.snap_um,
     outer_zone_um: float = _DEFAULTS.outer_zone_um,
+    line_zones: bool = _DEFAULTS.line_zones,
     tile_halo_um: float = _DEFAULTS.tile_halo_um,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -227,6 +228,11 @@ def segment_crystals(
         the groundmass around it (an Fe-rich olivine rim in basaltic glass) whose bound shows
         only as a faint step or a thin line at the same distance all around the crystal
         (:mod:`napari_zonation.segment.outerzone`); 0 = off.
+    line_zones : bool
+        Extend each crystal out to a closed thin line (dark or bright) that runs all around
+        it, up to twice ``outer_zone_um`` (at least 20 um) beyond its outline: the bound of
+        an outer zone at the groundmass grey that shows only as such a line
+        (:mod:`napari_zonation.segment.enclosing`).
     tile_halo_um : float
         Extent (um) of a crystal that a tile surely holds whole; larger ones are segmented
         again in a larger window.
@@ -298,6 +304,7 @@ def segment_crystals(
         trim_um=trim_um,
         snap_um=snap_um,
         outer_zone_um=outer_zone_um,
+        line_zones=line_zones,
         tile_halo_um=tile_halo_um,
     )
     if background not in _BACKGROUNDS:

@@ -44,6 +44,7 @@ class Options:
     trim_um: float = 4.0  # outline protrusions narrower than 2 x this are not crystal; 0 = off
     snap_um: float = 5.0  # band (each side) in which outlines move onto the edge; 0 = off
     outer_zone_um: float = 30.0  # widest outer zone at the outside grey looked for; 0 = off
+    line_zones: bool = True  # extend crystals out to a closed thin line around them
 
     @classmethod
     def names(cls) -> list[str]:

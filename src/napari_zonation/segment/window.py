@@ -14,6 +14,7 @@ from .cleanup import fill_label_holes, final_labels
 from .contacts import refine_contacts
 from .cores import add_cores, bg_near_black, crystal_cores
 from .edges import refine_edges, rim_thresholds
+from .enclosing import extend_to_lines, line_strength
 from .fields import coarse_fields
 from .growth import coarse_crystals
 from .merging import merge_regions, rim_band
@@ -178,6 +179,21 @@ def _segment_stages(
             min_offset=max(2, int(np.ceil(3.0 / px))),
             skip=max(1, int(round(1.0 / px))),
             texture_px=max(1.0, 1.0 / px),
+        )
+        if grown is not labels:
+            labels = grown
+            area = np.bincount(labels.ravel(), minlength=area.size)
+    if opts.line_zones and lv.mode != "masked" and labels.any():
+        # outer zones bounded only by a thin line all around the crystal
+        valid = smooth > np.float64(lv.dark_thr)
+        if finite is not None:
+            valid &= finite
+        grown = extend_to_lines(
+            labels,
+            line_strength(norm, workers=run.n),
+            valid=valid,
+            reach_px=2.0 * max(opts.outer_zone_um, 10.0) / px,
+            min_px=min_area_um2 / (px * px),
         )
         if grown is not labels:
             labels = grown
