@@ -162,6 +162,21 @@ def _segment_stages(
     )
     labels, area, new_id = merge(labels, smooth, rim=rim)
     labels, area = fill_label_holes(labels, opts.max_hole_fraction, area, in_place=True)
+    if opts.line_zones and lv.mode != "masked" and labels.any():
+        # outer zones bounded only by a thin line all around the crystal
+        valid = smooth > np.float64(lv.dark_thr)
+        if finite is not None:
+            valid &= finite
+        grown = extend_to_lines(
+            labels,
+            line_strength(norm, workers=run.n),
+            valid=valid,
+            reach_px=2.0 * max(opts.outer_zone_um, 10.0) / px,
+            min_px=min_area_um2 / (px * px),
+        )
+        if grown is not labels:
+            labels = grown
+            area = np.bincount(labels.ravel(), minlength=area.size)
     if opts.outer_zone_um > 0 and lv.mode != "masked":
         # outer zones at the groundmass grey, up to the faint step or line that bounds them
         valid = smooth > np.float64(lv.dark_thr)
@@ -179,21 +194,6 @@ def _segment_stages(
             min_offset=max(2, int(np.ceil(3.0 / px))),
             skip=max(1, int(round(1.0 / px))),
             texture_px=max(1.0, 1.0 / px),
-        )
-        if grown is not labels:
-            labels = grown
-            area = np.bincount(labels.ravel(), minlength=area.size)
-    if opts.line_zones and lv.mode != "masked" and labels.any():
-        # outer zones bounded only by a thin line all around the crystal
-        valid = smooth > np.float64(lv.dark_thr)
-        if finite is not None:
-            valid &= finite
-        grown = extend_to_lines(
-            labels,
-            line_strength(norm, workers=run.n),
-            valid=valid,
-            reach_px=2.0 * max(opts.outer_zone_um, 10.0) / px,
-            min_px=min_area_um2 / (px * px),
         )
         if grown is not labels:
             labels = grown
