@@ -408,6 +408,37 @@ def test_systematic_floor_keeps_real_steps_and_ignores_plain_profiles():
     np.testing.assert_allclose(a["noise_sigma"], b["noise_sigma"])
 
 
+
+def test_one_outer_shell_off_by_a_fraction_of_the_pixel_noise_is_no_rim():
+    """An unzoned crystal whose outermost shell alone is 2.5-5 DN off (0.5-1 pixel sigma: an
+    outline that reaches a pixel into the groundmass) is unzoned; a rim seen on several
+    shells, or one shell far beyond the pixel noise, is still a rim."""
+    frames, want = [], {}
+    for lab, off in enumerate(np.repeat([2.5, 3.5, 5.0, -2.5, -3.5, -5.0], 3)):
+        n = 30 + 7 * (lab % 5)
+        d = 1.6 + np.arange(n, dtype=float)
+        v = np.full(n, 160.0)
+        v[0] += off
+        frames.append(_shell_like(d, v, np.linspace(400, 60, n).round(), seed=lab).assign(
+            label=lab))
+        want[lab] = "unzoned"
+    d = 1.6 + np.arange(50, dtype=float)
+    npx = np.linspace(400, 60, d.size).round()
+    for k, sign in enumerate((1.0, -1.0)):
+        held = 160.0 + sign * 8.0 * (1 - erf((d - 1.0) / 4.0))  # over four shells
+        frames.append(_shell_like(d, held, npx, seed=50 + k).assign(label=100 + k))
+        one = np.full(d.size, 160.0)
+        one[0] += sign * 25.0  # one shell, five pixel sigmas off
+        frames.append(_shell_like(d, one, npx, seed=60 + k).assign(label=200 + k))
+        want[100 + k] = want[200 + k] = "rim_brighter" if sign > 0 else "rim_darker"
+    tab = describe_zoning(pd.concat(frames, ignore_index=True))
+    got = dict(zip(tab["label"], tab["zoning_type"], strict=True))
+    assert got == want, tab[["label", "zoning_type"]]
+    # traverses (no n_pixels) keep a one-point rim: the guard is for image shells only
+    trav = pd.concat(frames[:6], ignore_index=True).drop(columns="n_pixels")
+    assert (describe_zoning(trav)["zoning_type"] != "unzoned").any()
+
+
 # ------------------------------------------------------------------------------ short laths
 
 

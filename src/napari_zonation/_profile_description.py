@@ -231,7 +231,31 @@ def _profile_data(d, v, s, npx, opts) -> tuple[zm.ProfileData, dict]:
         min_gradient_fraction=float(opts["min_gradient_fraction"]),
         variance_floor=(floor**2 if not known else 0.0) + (1e-6 * float(np.ptp(v))) ** 2,
     )
-    return data, {"sigma_floor": sigma_floor}
+    return data, {"sigma_floor": sigma_floor, "pixel_sigma": pixel_sigma}
+
+
+#: a rim level that only the outermost shell of an image profile shows, departing from the
+#: next level by less than this many per-pixel noise sigmas, is not a rim: an outline that
+#: reaches a pixel or two into the groundmass (or leaves a thin halo out) moves that one
+#: shell's clipped mean by a fraction of the pixel noise
+OUTER_SHELL_PIXEL_SIGMAS = 2.0
+
+
+def _outer_shell_rim(fit: zm.Fit, d: np.ndarray, v: np.ndarray, pixel_sigma: float) -> bool:
+    """Is ``fit``'s outermost step carried by the first point alone (an image shell profile:
+    ``pixel_sigma > 0``), that point departing from the next level by less than
+    :data:`OUTER_SHELL_PIXEL_SIGMAS` per-pixel sigmas? The step's rim side is seen where the
+    model departs from the next level by at least half its departure at the first point."""
+    if pixel_sigma <= 0 or d.size < 3:
+        return False
+    lv = np.asarray(fit.info["levels"], dtype=float)
+    pos = np.asarray(fit.info["positions"], dtype=float)
+    inner = d < pos[1] if pos.size > 1 else np.ones(d.size, bool)
+    dev = np.abs(fit.predict(d) - lv[1])
+    if dev[0] <= 0:
+        return False
+    seen = int(np.sum(inner & (dev >= 0.5 * dev[0])))
+    return seen < 2 and abs(float(v[0]) - lv[1]) < OUTER_SHELL_PIXEL_SIGMAS * pixel_sigma
 
 
 def _describe_arrays(data: zm.ProfileData, opts: dict, extras: dict) -> dict:
@@ -252,6 +276,8 @@ def _describe_arrays(data: zm.ProfileData, opts: dict, extras: dict) -> dict:
                 f.eligible, f.why = False, "two levels closer than merge_sigmas noise sigmas"
             elif int(np.sum(d > f.info["positions"][-1])) < core_pts:
                 f.eligible, f.why = False, "a core level of fewer than min_plateau_points"
+            elif _outer_shell_rim(f, d, v, float(extras.get("pixel_sigma", 0.0))):
+                f.eligible, f.why = False, "a rim level seen on the outermost shell only"
     if "_sink" in opts:  # calibration (benchmarks/zoning.py --calibrate): every candidate
         opts["_sink"].append(fits)
     best = min((f for f in fits if f.eligible), key=lambda f: f.score)
