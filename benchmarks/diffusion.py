@@ -1,7 +1,8 @@
 """Diffusion chronometry benchmark: published timescales, the generator's truth, plagioclase.
 
     python benchmarks/diffusion.py [--quick] [--part kilauea|generator|plagioclase|all]
-                                   [--heldout | --old-heldout] [--diagnose]
+                                   [--heldout | --old-heldout | --new-heldout | --seeds A B]
+                                   [--diagnose]
 
 1. **Kilauea olivine** (real EPMA traverses shipped in ``napari_zonation/data/olivine_kilauea``,
    CC0): each traverse read with ``read_profiles`` as a user would, fitted with the authors'
@@ -14,8 +15,9 @@
 2. **Generator** (``make_thin_section`` step-zoned crystals, truth ``sqrt_dt_um``): the
    project's own segmentation and shell profiles, fitted with a plain D; relative error of
    sqrt(Dt) and coverage of the 5-95 % interval. Development seeds 100-111; ``--heldout``
-   runs the held-out seeds 1300-1311 (run once, at the end); ``--old-heldout`` the previous
-   round's held-out seeds 900-911.
+   runs the held-out seeds 1300-1311 and ``--old-heldout`` the seeds 900-911 (both already
+   seen by earlier rounds); ``--new-heldout`` the seeds 1400-1411, kept for one run at the end
+   of a round; ``--seeds A B`` any range A-B (inclusive).
 3. **Plagioclase Mg** on the shipped LA-ICP-MS traverse, beside the author's timescales.
 """
 
@@ -149,6 +151,8 @@ DEV_SEEDS = tuple(range(100, 112))
 #: held-out seeds, run once at the end of a round; the 900s were used by an earlier round
 HELDOUT_SEEDS = tuple(range(1300, 1312))
 OLD_HELDOUT_SEEDS = tuple(range(900, 912))
+#: kept unseen for one run at the end of the interval-calibration round (issue #25)
+NEW_HELDOUT_SEEDS = tuple(range(1400, 1412))
 PROBE_FWHM_UM = 1.2  # the generator's default probe blur
 D_UM2_S = 1e-3  # any plain D: t = s^2 / D, so the interval of t is that of s^2
 
@@ -183,10 +187,13 @@ def run_generator(seeds, *, fit_options=None, size=768) -> pd.DataFrame:
                              s_err=f.sqrt_dt_err_um, status=f.fit_status,
                              t_true=t_true, t=f.timescale_days, lo=f.timescale_days_lo,
                              hi=f.timescale_days_hi, touching=truth.loc[t_lab, "touching"],
-                             s_per_profile=el))
+                             cracked=truth.loc[t_lab, "cracked"],
+                             n_inclusions=truth.loc[t_lab, "n_inclusions"],
+                             n_points=f.n_points, chi2_red=f.chi2_red, s_per_profile=el))
     res = pd.DataFrame(rows)
     res["rel_err"] = res.s_fit / res.s_true - 1.0
     res["covered"] = (res.t_true >= res.lo) & (res.t_true <= res.hi)
+    res["pull"] = (res.s_fit - res.s_true) / res.s_err
     return res
 
 
@@ -380,6 +387,10 @@ def main(argv=None) -> None:
                     help="generator: the held-out seeds (run once, at the end)")
     ap.add_argument("--old-heldout", action="store_true",
                     help="generator: the previous round's held-out seeds (900-911)")
+    ap.add_argument("--new-heldout", action="store_true",
+                    help="generator: seeds 1400-1411, kept for one run at the end of a round")
+    ap.add_argument("--seeds", nargs=2, type=int, default=None, metavar=("FIRST", "LAST"),
+                    help="generator: the seeds FIRST-LAST (inclusive)")
     ap.add_argument("--option", action="append", default=[],
                     help="generator: a fit_diffusion option KEY=VALUE (repeatable)")
     ap.add_argument("--save", default=None, help="generator: write the per-crystal table")
@@ -396,7 +407,9 @@ def main(argv=None) -> None:
         print_plagioclase(run_plagioclase())
     if args.part in ("generator", "all"):
         seeds = (HELDOUT_SEEDS if args.heldout else OLD_HELDOUT_SEEDS if args.old_heldout
-                 else DEV_SEEDS)
+                 else NEW_HELDOUT_SEEDS if args.new_heldout else DEV_SEEDS)
+        if args.seeds is not None:
+            seeds = tuple(range(args.seeds[0], args.seeds[1] + 1))
         seeds = seeds[:4] if args.quick else seeds
         extra = dict(kv.split("=", 1) for kv in args.option)
         extra = {k: _literal(v) for k, v in extra.items()}
@@ -410,6 +423,7 @@ def main(argv=None) -> None:
         if args.save:
             res.to_csv(args.save, index=False)
         kind = ("held-out" if args.heldout else "old held-out" if args.old_heldout
+                else "new held-out" if args.new_heldout else "chosen" if args.seeds
                 else "development")
         print_generator(res, f"{kind} seeds "
                              f"{seeds[0]}-{seeds[-1]}{', ' + str(extra) if extra else ''}")

@@ -240,6 +240,67 @@ def test_intervals_are_calibrated_over_temperature_and_the_fit():
     assert np.median(ok.timescale_days) == pytest.approx(t_true, rel=0.1)
 
 
+def _ar1(rng, n, rho):
+    e = np.empty(n)
+    e[0] = rng.normal()
+    for i in range(1, n):
+        e[i] = rho * e[i - 1] + math.sqrt(1 - rho**2) * rng.normal()
+    return e
+
+
+def test_residual_correlation_sees_through_the_fit():
+    """The lag-1 correlation of the errors from a fit's residuals: the fit's own
+    anticorrelation is removed (white noise reads about 0, not negative) and a real one is
+    recovered (AR(1) 0.5 reads about 0.5, where the raw residuals read about 0.4)."""
+    from napari_zonation.diffusion.fitting import ar1_variance_ratio, residual_correlation
+
+    rng = np.random.default_rng(3)
+    n = 60
+    d = np.arange(n, dtype=float)
+    jac = np.column_stack([np.ones(n), d / n, np.exp(-(((d - 30) / 3) ** 2))])
+    for rho, lo, hi in ((0.0, 0.0, 0.1), (0.5, 0.42, 0.56)):
+        est = []
+        for _ in range(150):
+            e = _ar1(rng, n, rho)
+            r = e - jac @ np.linalg.lstsq(jac, e, rcond=None)[0]
+            est.append(residual_correlation(r, jac))
+        assert lo <= np.mean(est) <= hi
+    # the mean of a long series: the textbook (1 + rho) / (1 - rho)
+    ratio = ar1_variance_ratio(np.ones((400, 1)), 0.5)
+    assert ratio[0] == pytest.approx(3.0, rel=0.02)
+
+
+@pytest.mark.parametrize(("rho", "seed"), [(0.0, 21), (0.5, 22)])
+def test_intervals_are_calibrated_for_correlated_errors(rho, seed):
+    """40 erf steps (sqrt(Dt) 1.5-4 um, 8-16 units high, sigma 0.8) whose errors are
+    independent or AR(1)-correlated along the profile (0.5 between neighbours, as shells that
+    share an outline or spots that share a volume), fitted with a plain D: the 5-95 % interval
+    of the time covers the truth in 80-97 % of them, and the pulls scatter by about 1."""
+    rng = np.random.default_rng(seed)
+    d = np.arange(1.0, 56.0)
+    frames, s_true = [], []
+    for lab in range(40):
+        s = rng.uniform(1.5, 4.0)
+        p = rng.uniform(18.0, 32.0)
+        h = rng.choice([-1.0, 1.0]) * rng.uniform(8.0, 16.0)
+        y = 100 + h * 0.5 * (1 + erf((d - p) / (2 * s))) + 0.8 * _ar1(rng, d.size, rho)
+        frames.append(pd.DataFrame({"label": lab, "distance_um": d, "value": y, "sigma": 0.8}))
+        s_true.append(s)
+    prof = pd.concat(frames, ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fit_diffusion(prof, diffusivity_um2_s=1e-3, rim="open", blur_fwhm_um=0.0,
+                            n_samples=400).set_index("label").sort_index()
+    s_true = np.asarray(s_true)
+    ok = (out.fit_status == "ok").to_numpy()
+    assert ok.sum() >= 38
+    t_true = s_true**2 / 1e-3 / DAY
+    covered = ((out.timescale_days_lo <= t_true) & (t_true <= out.timescale_days_hi))[ok]
+    pull = ((out.sqrt_dt_um - s_true) / out.sqrt_dt_err_um)[ok]
+    assert 0.80 <= covered.mean() <= 0.97
+    assert 0.7 <= pull.std() <= 1.3
+
+
 def test_interval_percentiles_can_be_chosen():
     d = np.arange(0.0, 80.0, 1.0)
     y = 80 + 8 * 0.5 * (1 + erf((d - 40) / 8)) + np.random.default_rng(0).normal(0, .2, d.size)

@@ -5,8 +5,9 @@ unweighted when the profile has none, the errors then scaled by the residual sca
 model is the relaxed initial profile of :mod:`.models`, blurred by the measurement's
 resolution, on a node grid refined around the steps; the fit is run again on a grid rebuilt
 around the solution when the steps moved or the width shrank. The 1-sigma error of
-``ln tau`` comes from the Jacobian (inflated by sqrt(chi2_red) when chi2_red > 1); a step too
-sharp to measure gets a one-sided bound from the profile likelihood.
+``ln tau`` comes from the Jacobian (inflated by sqrt(chi2_red) when chi2_red > 1, and for
+residuals correlated along the profile by the AR(1) sandwich of :func:`ar1_variance_ratio`); a
+step too sharp to measure gets a one-sided bound from the profile likelihood.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class FitResult:
     scale: float  # value scale of the normalisation
     offset: float
     fixed: tuple = ()  # indices of the parameters held fixed
-    rho: float = 0.0  # lag-1 autocorrelation of the residuals (0 when not significant)
+    rho: float = 0.0  # lag-1 autocorrelation of the errors, from the residuals (>= 0)
+    var_ratio: np.ndarray | None = None  # variance inflation of each parameter by rho
 
     def ln_tau_err(self, index: int = -1) -> float:
         if self.cov is None:
@@ -54,25 +56,107 @@ class FitResult:
         return math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan
 
 
-def residual_correlation(resid: np.ndarray) -> float:
-    """Lag-1 autocorrelation of the residuals along the profile when it is significant
-    (above 2 / sqrt(n)), else 0; clipped to 0.8.
+def residual_correlation(resid: np.ndarray, jac: np.ndarray | None = None) -> float:
+    """Lag-1 autocorrelation of the errors along the profile, estimated from the fit's
+    whitened residuals; 0 when not positive, at most 0.8.
 
-    Residuals that run in streaks (what a model misses near the rim, unresolved structure,
-    neighbouring points that share a measurement volume) carry less information than their
-    number: for an AR(1) series the variance of a fitted parameter grows by
-    ``(1 + rho) / (1 - rho)``, the factor the fit's covariance is scaled by.
+    Parameters
+    ----------
+    resid : numpy.ndarray
+        Residuals divided by their sigma, in distance order.
+    jac : numpy.ndarray, optional
+        The whitened Jacobian of the fit at the solution (points x free parameters). With it,
+        the estimate is the rho whose AR(1) errors, passed through this least-squares fit, give
+        residuals of the observed lag-1 autocorrelation in expectation:
+        ``trace(L M R M) / trace(M R M) = r`` (``M`` the fit's residual-maker matrix, ``L``
+        the lag-1 shift, ``R_ij = rho^|i - j|``). A fit absorbs part of the errors of the
+        points each parameter rests on, the more so when they are correlated (a streak looks
+        like a shifted level or a wider step): the residuals of independent errors are
+        anticorrelated and those of correlated errors less correlated than the errors, so the
+        plain residual autocorrelation understates rho. Without ``jac`` the plain lag-1
+        autocorrelation of the residuals is returned.
+
+    Returns
+    -------
+    float
+        The estimate, clipped to [0, 0.8].
+
+    Notes
+    -----
+    Residuals that run in streaks (what a model misses, unresolved structure, neighbouring
+    points that share a measurement volume or a segmentation outline) carry less information
+    than their number; :func:`ar1_variance_ratio` turns the estimate into the inflation of
+    each parameter's variance. There is no significance test: a pretest that sets small
+    estimates to 0 leaves the intervals too narrow whenever the correlation is real but
+    small.
     """
     r = np.asarray(resid, dtype=float)
     n = r.size
     if n < 8:
         return 0.0
-    r = r - r.mean()
     den = float(np.sum(r * r))
     if den <= 0:
         return 0.0
-    rho = float(np.sum(r[1:] * r[:-1]) / den)
-    return float(min(rho, 0.8)) if rho > 2.0 / math.sqrt(n) else 0.0
+    r1 = float(np.sum(r[1:] * r[:-1]) / den)
+    if jac is None or jac.ndim != 2 or jac.shape[0] != n or jac.shape[1] >= n - 1:
+        return float(np.clip(r1, 0.0, 0.8))
+    q, _ = np.linalg.qr(np.asarray(jac, dtype=float))
+    idx = np.arange(n)
+    lag = np.abs(idx[:, None] - idx[None, :])
+
+    def expected_r1(rho: float) -> float:
+        # E[e^T L e] / E[e^T e] for e = M eps, cov(eps) = R: traces without forming M
+        rm = rho**lag if rho > 0 else np.eye(n)
+        rq = rm @ q
+        qrq = q.T @ rq
+        # M R M = R - Q Q^T R - R Q Q^T + Q (Q^T R Q) Q^T
+        mrm = rm - q @ rq.T - rq @ q.T + q @ qrq @ q.T
+        return float(np.trace(mrm, offset=1) / max(np.trace(mrm), 1e-300))
+
+    if r1 <= expected_r1(0.0):
+        return 0.0
+    if r1 >= expected_r1(0.8):
+        return 0.8
+    lo, hi = 0.0, 0.8
+    for _ in range(14):  # bisection: the expectation grows with rho
+        mid = 0.5 * (lo + hi)
+        if expected_r1(mid) < r1:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def ar1_variance_ratio(jac: np.ndarray, rho: float) -> np.ndarray:
+    """Variance inflation of each fitted parameter for AR(1) errors of lag-1 correlation rho.
+
+    Parameters
+    ----------
+    jac : numpy.ndarray
+        The whitened Jacobian at the solution (points in distance order x free parameters).
+    rho : float
+        The errors' lag-1 autocorrelation (see :func:`residual_correlation`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``diag(B J^T R J B) / diag(B)`` with ``B = (J^T J)^-1`` and ``R_ij = rho^|i - j|``:
+        the least-squares estimate's variance under correlated errors (the sandwich) over
+        the one that assumes independent points. For the mean of a long series this is
+        ``(1 + rho) / (1 - rho)``; for a parameter resting on a few points of a narrow step
+        (sqrt(Dt), the step position) it is what the Jacobian's shape makes it.
+    """
+    k = jac.shape[1]
+    if rho <= 0 or k == 0:
+        return np.ones(k)
+    n = jac.shape[0]
+    idx = np.arange(n)
+    corr = rho ** np.abs(idx[:, None] - idx[None, :])
+    bread = np.linalg.pinv(jac.T @ jac)
+    sand = bread @ (jac.T @ corr @ jac) @ bread
+    plain = np.diag(bread)
+    ratio = np.where(plain > 0, np.diag(sand) / np.where(plain > 0, plain, 1.0), 1.0)
+    return np.clip(ratio, 1.0, None)
 
 
 def guess_steps(d: np.ndarray, y: np.ndarray, k: int) -> list[float]:
@@ -227,13 +311,17 @@ def fit_model(
     chi2 = float(np.sum(best.fun**2))
     dof = max(n - k, 1)
     chi2_red = chi2 / dof if sn is not None else math.nan
-    rho = residual_correlation(best.fun)
+    rho = 0.0
+    var_ratio = np.ones(size)
     cov = None
     try:
-        jac = best.jac
+        jac = np.asarray(best.jac, dtype=float)
+        rho = residual_correlation(best.fun, jac)
+        ratio = ar1_variance_ratio(jac, rho)
+        var_ratio[free] = ratio
         cf = np.linalg.pinv(jac.T @ jac)
         cf = cf * (chi2 / dof if sn is None else max(1.0, chi2_red))
-        cf = cf * (1.0 + rho) / (1.0 - rho)
+        cf = cf * np.sqrt(np.outer(ratio, ratio))
         s_vec = np.where(vs[free], scale, 1.0)
         cf = cf * np.outer(s_vec, s_vec)
         cov = np.zeros((size, size))
@@ -254,6 +342,7 @@ def fit_model(
         offset=offset,
         fixed=tuple(sorted(fixed)),
         rho=rho,
+        var_ratio=var_ratio,
     )
 
 
@@ -274,7 +363,10 @@ def profile_ln_tau(
     parameter's bounds or ``max_span``."""
     slot = slot % fit.theta.size
     scale_chi = max(1.0, fit.chi2_red) if np.isfinite(fit.chi2_red) else fit.chi2 / fit.dof
-    scale_chi *= (1.0 + fit.rho) / (1.0 - fit.rho)
+    if fit.var_ratio is not None:
+        scale_chi *= float(fit.var_ratio[slot])
+    else:
+        scale_chi *= (1.0 + fit.rho) / (1.0 - fit.rho)
     w = 1.0 if sigma is None else sigma
     base = fit.theta.copy()
     chi_prev, lt_prev = fit.chi2, float(base[slot])
@@ -328,9 +420,11 @@ __all__ = [
     "GivenInitialModel",
     "PlateauModel",
     "TwoStageModel",
+    "ar1_variance_ratio",
     "fit_model",
     "guess_steps",
     "model_curve",
     "profile_ln_tau",
     "profile_upper_ln_tau",
+    "residual_correlation",
 ]
