@@ -110,3 +110,46 @@ def test_segment_crystals_finds_line_bounded_rims_of_the_generator():
     off = mean_iou(segment_crystals(s.image, 1.0, line_zones=False))
     on = mean_iou(segment_crystals(s.image, 1.0))
     assert on > off + 0.1, (off, on)
+
+
+def _ghost(contrast: float, needle: bool = False, seed: int = 3):
+    """Glass at 0.6 with one hexagonal crystal ``contrast`` brighter than it, shown only by
+    a thin dark line around it (and a needle across it)."""
+    rng = np.random.default_rng(seed)
+    shape = (240, 240)
+    crystal = _hexagon(shape, (120, 120), 60)
+    img = np.full(shape, 0.6)
+    img[crystal] += contrast
+    img[_hexagon(shape, (120, 120), 61.5) & ~crystal] -= 0.08
+    if needle:
+        rr, cc = draw.line(40, 60, 200, 170)
+        img[rr, cc] -= 0.08
+    return img + rng.normal(0.0, NOISE, shape), crystal
+
+
+@pytest.mark.parametrize("needle", [False, True])
+def test_a_crystal_of_the_glass_grey_closed_by_a_line_is_found(needle):
+    from napari_zonation.segment.enclosing import line_bounded_cells
+
+    img, crystal = _ghost(0.02, needle=needle)  # two thirds of the pixel noise
+    labels = np.zeros(img.shape, dtype=np.int32)
+    labels[5:25, 5:25] = 1  # some other crystal
+    out = line_bounded_cells(labels, line_strength(img), img, NOISE)
+    new = out == 2
+    assert out.max() == 2  # one crystal, the needle's two halves joined
+    assert _iou(new, crystal) > 0.9
+    assert (out[5:25, 5:25] == 1).all()
+
+
+def test_a_closed_patch_of_glass_or_a_vesicle_is_not_a_crystal():
+    from napari_zonation.segment.enclosing import line_bounded_cells
+
+    img, crystal = _ghost(0.0)  # a loop of line around glass of the glass's own grey
+    labels = np.zeros(img.shape, dtype=np.int32)
+    out = line_bounded_cells(labels, line_strength(img), img, NOISE)
+    assert out is labels
+    img, crystal = _ghost(0.02)
+    rr, cc = draw.disk((120, 120), 25)
+    img[rr, cc] = np.linspace(0.05, 0.9, rr.size)  # a vesicle's walls and floor inside
+    out = line_bounded_cells(labels, line_strength(img), img, NOISE)
+    assert out is labels

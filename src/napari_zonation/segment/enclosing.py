@@ -29,7 +29,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
-from skimage import draw
+from skimage import draw, measure
 
 
 def _line_kernels(sigma_px: float, length_px: float, n_orient: int) -> list[np.ndarray]:
@@ -234,3 +234,160 @@ def extend_to_lines(
         sub = out[box]
         sub[zone & (sub == 0)] = lab
     return labels if out is None else out
+
+
+def _union_box(boxes: list, margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The bounding box of several boxes, widened by ``margin`` within ``shape``."""
+    return tuple(
+        slice(max(min(b[a].start for b in boxes) - margin, 0),
+              min(max(b[a].stop for b in boxes) + margin, shape[a]))
+        for a in (0, 1)
+    )
+
+
+def _solidity(mask: np.ndarray) -> float:
+    """Area over convex-hull area of a mask (1 for a convex one)."""
+    return float(measure.regionprops(mask.astype(np.uint8))[0].solidity)
+
+
+def line_bounded_cells(
+    labels: np.ndarray,
+    strength: np.ndarray,
+    grey: np.ndarray,
+    noise: float,
+    *,
+    valid: np.ndarray | None = None,
+    z_line: float = 4.0,
+    min_px: float = 400.0,
+    min_solidity: float = 0.9,
+    min_line: float = 0.85,
+    max_spread: float = 1.5,
+    min_contrast: float = 0.3,
+    join_solidity: float = 0.85,
+) -> np.ndarray:
+    """Labels with new crystals: convex cells of groundmass grey closed by a thin line.
+
+    A crystal whose grey is within a few levels of the glass's (an Fe-rich olivine in a
+    bright glass) is not found from its grey, but a thin line (a halo, a film) often runs all
+    around it. The pixels that are neither line (``strength`` above ``z_line``, widened by a
+    pixel) nor crystal form cells; a cell becomes a crystal when it is closed (it touches
+    neither the image's border nor, along more than 30 % of its outline, another crystal),
+    convex (solidity at least ``min_solidity``), bounded by a line along at least
+    ``min_line`` of its outline, smooth (no line across it, a grey spread within
+    ``max_spread`` pixel noise, as a crystal's inside is and glass with vesicles, needles and
+    epoxy is not) and of its own grey (its median at least ``min_contrast`` pixel noise away
+    from the median of the ring 4-10 px outside it). Cells that a thin line parts (a needle
+    or a crack across one crystal) are joined when their union is convex (solidity at least
+    ``join_solidity``).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer crystal labels (0: not crystal).
+    strength : numpy.ndarray
+        :func:`line_strength` of the image.
+    grey : numpy.ndarray
+        The image's grey, in the units of ``noise``.
+    noise : float
+        Pixel noise (standard deviation) of ``grey``.
+    valid : numpy.ndarray of bool, optional
+        Pixels that may be crystal (not vesicles, epoxy or NaN).
+    z_line, min_px, min_solidity, min_line, max_spread, min_contrast, join_solidity : float
+        See above; ``min_px``: the smallest crystal (pixels).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new label image with the cells as new labels after ``labels.max()``, or ``labels``
+        itself when there is none.
+    """
+    if noise is None or not noise > 0:
+        return labels
+    free = ~ndi.binary_dilation(strength > z_line) & (labels == 0)
+    if valid is not None:
+        free &= valid
+    cells, n = ndi.label(free)
+    if n == 0:
+        return labels
+    h, w = labels.shape
+    area = np.bincount(cells.ravel(), minlength=n + 1)
+    near = ndi.maximum_filter(strength, size=3)
+    boxes = ndi.find_objects(cells)
+
+    def window(sl, margin):
+        return tuple(
+            slice(max(s.start - margin, 0), min(s.stop + margin, d))
+            for s, d in zip(sl, (h, w), strict=True)
+        )
+
+    keep = []
+    for i, sl in enumerate(boxes, start=1):
+        if sl is None or area[i] < 0.25 * min_px:
+            continue
+        if sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w:
+            continue
+        box = window(sl, 12)
+        m = cells[box] == i
+        if _solidity(m) < min_solidity:
+            continue
+        ring = ndi.binary_dilation(m, iterations=2) & ~m
+        if (near[box][ring] > 0.6 * z_line).mean() < min_line:
+            continue
+        if (labels[box][ring] > 0).mean() > 0.3:
+            continue
+        deep = m & (ndi.distance_transform_edt(m) > 3.0)
+        if deep.any() and np.median(strength[box][deep]) > 1.5:
+            continue
+        inside = grey[box][m]
+        q1, q3 = np.percentile(inside, [25, 75])
+        if (q3 - q1) / 1.349 > max_spread * noise:
+            continue
+        outer = ndi.binary_dilation(m, iterations=10) & ~ndi.binary_dilation(m, iterations=4)
+        outer &= (labels[box] == 0) & (cells[box] != i)
+        if valid is not None:
+            outer &= valid[box]
+        if outer.sum() < 20:
+            continue
+        if abs(np.median(inside) - np.median(grey[box][outer])) < min_contrast * noise:
+            continue
+        keep.append(i)
+    if not keep:
+        return labels
+    # join the kept cells that a thin line parts, when their union is convex
+    group = {i: i for i in keep}
+
+    def root(a):
+        while group[a] != a:
+            a = group[a]
+        return a
+
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[keep] = keep
+    for i in keep:
+        box = window(boxes[i - 1], 8)
+        kept = lut[cells[box]]
+        touch = np.unique(kept[ndi.binary_dilation(kept == i, iterations=6)])
+        for j in touch[(touch != 0) & (touch != i)]:
+            a, b = root(i), root(int(j))
+            if a == b:
+                continue
+            members = [k for k in keep if root(k) in (a, b)]
+            both = _union_box([boxes[k - 1] for k in members], 4, (h, w))
+            union = ndi.binary_closing(np.isin(cells[both], members), iterations=3)
+            if _solidity(union) >= join_solidity:
+                group[b] = a
+    out = labels.copy()
+    nxt = int(labels.max()) + 1
+    for r in sorted({root(i) for i in keep}):
+        members = [k for k in keep if root(k) == r]
+        both = _union_box([boxes[k - 1] for k in members], 5, (h, w))
+        m = np.isin(cells[both], members)
+        m = ndi.binary_closing(m, iterations=3) | m
+        if m.sum() < min_px:
+            continue
+        m = ndi.binary_dilation(m) & (out[both] == 0)
+        if valid is not None:
+            m &= valid[both]
+        out[both][m] = nxt
+        nxt += 1
+    return labels if nxt == int(labels.max()) + 1 else out

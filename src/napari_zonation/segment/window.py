@@ -14,7 +14,7 @@ from .cleanup import fill_label_holes, final_labels
 from .contacts import refine_contacts
 from .cores import add_cores, bg_near_black, crystal_cores
 from .edges import refine_edges, rim_thresholds
-from .enclosing import extend_to_lines, line_strength
+from .enclosing import extend_to_lines, line_bounded_cells, line_strength
 from .fields import coarse_fields
 from .growth import coarse_crystals
 from .merging import merge_regions, rim_band
@@ -167,12 +167,17 @@ def _segment_stages(
         valid = smooth > np.float64(lv.dark_thr)
         if finite is not None:
             valid &= finite
+        strength = line_strength(norm, workers=run.n)
         grown = extend_to_lines(
             labels,
-            line_strength(norm, workers=run.n),
+            strength,
             valid=valid,
             reach_px=2.0 * max(opts.outer_zone_um, 10.0) / px,
             min_px=min_area_um2 / (px * px),
+        )
+        # crystals of the groundmass's grey that only a closed line shows
+        grown = line_bounded_cells(
+            grown, strength, norm, lv.noise, valid=valid, min_px=min_area_um2 / (px * px)
         )
         if grown is not labels:
             labels = grown
