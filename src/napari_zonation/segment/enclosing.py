@@ -385,7 +385,8 @@ def line_bounded_cells(
         m = ndi.binary_closing(m, iterations=3) | m
         if m.sum() < min_px:
             continue
-        m = ndi.binary_dilation(m) & (out[both] == 0)
+        # out to the line's centre (the cell stops where the widened line begins)
+        m = ndi.binary_dilation(m, iterations=2) & (out[both] == 0)
         if valid is not None:
             m &= valid[both]
         out[both][m] = nxt
