@@ -31,6 +31,9 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from skimage import draw, measure
 
+#: block side (pixels) of the line filter's overlap-save FFTs
+_BLOCK = 512
+
 
 def _line_kernels(sigma_px: float, length_px: float, n_orient: int) -> list[np.ndarray]:
     """Zero-mean, unit-norm line kernels: a Mexican hat across, a box along each orientation."""
@@ -82,17 +85,28 @@ def line_strength(
     if not np.isfinite(g).all():
         g = np.where(np.isfinite(g), g, np.float32(np.nanmedian(g)))
     kernels = _line_kernels(sigma_px, length_px, n_orient)
-    half = kernels[0].shape[0] // 2
+    span = kernels[0].shape[0] - 1  # the kernel's extent beyond one pixel
+    half = span // 2
     padded = np.pad(g, half, mode="reflect")
-    shape = [sfft.next_fast_len(s + 2 * half, real=True) for s in padded.shape]
-    spec = sfft.rfft2(padded, shape, workers=workers)
     h, w = g.shape
-    best = None
-    for k in kernels:
-        r = sfft.irfft2(spec * sfft.rfft2(k.astype(np.float32), shape, workers=workers), shape,
-                        workers=workers)
-        r = np.abs(r[2 * half : 2 * half + h, 2 * half : 2 * half + w])
-        best = r if best is None else np.maximum(best, r, out=best)
+    # overlap-save in blocks: the kernels' spectra are computed once, at the block's size
+    size = [sfft.next_fast_len(min(_BLOCK, n) + span, real=True) for n in (h, w)]
+    step = [n - span for n in size]
+    specs = [sfft.rfft2(k.astype(np.float32), size, workers=workers) for k in kernels]
+    best = np.empty((h, w), dtype=np.float32)
+    for r0 in range(0, h, step[0]):
+        for c0 in range(0, w, step[1]):
+            bh, bw = min(step[0], h - r0), min(step[1], w - c0)
+            block = padded[r0 : r0 + bh + span, c0 : c0 + bw + span]
+            spec = sfft.rfft2(block, size, workers=workers)
+            out = best[r0 : r0 + bh, c0 : c0 + bw]
+            for j, ks in enumerate(specs):
+                r = sfft.irfft2(spec * ks, size, workers=workers)
+                r = r[span : span + bh, span : span + bw]
+                if j == 0:
+                    np.abs(r, out=out)
+                else:
+                    np.maximum(out, np.abs(r), out=out)
     med = np.float32(np.median(best))
     mad = np.float32(1.4826 * np.median(np.abs(best - med)))
     best -= med
@@ -150,7 +164,6 @@ def extend_to_lines(
         A new label image, or ``labels`` itself when no crystal changes.
     """
     h, w = labels.shape
-    near = ndi.maximum_filter(strength, size=3)
     ang = np.linspace(0.0, 2.0 * np.pi, n_rays, endpoint=False)
     ca, sa = np.cos(ang), np.sin(ang)
     out = None
@@ -210,7 +223,7 @@ def extend_to_lines(
             for a, b in zip(ends[:-1], ends[1:], strict=True)
         ]
         per = np.concatenate(steps)
-        on_line = ndi.map_coordinates(near, per.T, order=1, mode="nearest") > 0.6 * z_line
+        on_line = _max_near(strength, per) > 0.6 * z_line
         if on_line.mean() < min_line:
             continue
         pr, pc = draw.polygon(poly[:, 0], poly[:, 1], (h, w))
@@ -234,6 +247,19 @@ def extend_to_lines(
         sub = out[box]
         sub[zone & (sub == 0)] = lab
     return labels if out is None else out
+
+
+def _max_near(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The largest value of ``image`` in the 3 x 3 pixels around each of ``points`` (rows,
+    columns; rounded to the nearest pixel, clipped to the image)."""
+    r = np.rint(points[:, 0]).astype(np.intp)
+    c = np.rint(points[:, 1]).astype(np.intp)
+    h, w = image.shape
+    return np.max(
+        [image[np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)]
+         for dr in (-1, 0, 1) for dc in (-1, 0, 1)],
+        axis=0,
+    )
 
 
 def _union_box(boxes: list, margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
@@ -311,7 +337,6 @@ def line_bounded_cells(
         return labels
     h, w = labels.shape
     area = np.bincount(cells.ravel(), minlength=n + 1)
-    near = ndi.maximum_filter(strength, size=3)
     boxes = ndi.find_objects(cells)
 
     def window(sl, margin):
@@ -331,7 +356,7 @@ def line_bounded_cells(
         if _solidity(m) < min_solidity:
             continue
         ring = ndi.binary_dilation(m, iterations=2) & ~m
-        if (near[box][ring] > 0.6 * z_line).mean() < min_line:
+        if (ndi.maximum_filter(strength[box], size=3)[ring] > 0.6 * z_line).mean() < min_line:
             continue
         if (labels[box][ring] > 0).mean() > 0.3:
             continue
