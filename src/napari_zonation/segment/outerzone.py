@@ -72,27 +72,46 @@ def outer_profiles(
     if outside.all() or not outside.any():
         return None
     h, w = labels.shape
-    dist, (ir, ic) = ndi.distance_transform_edt(outside, return_indices=True)
-    sel = outside & (dist <= band_px + 0.5)
+    b = int(band_px)
+    off, d2 = nearest_offsets(outside)
+    # outside pixels (crystal pixels are their own nearest) within band_px + 0.5: on integer
+    # squared distances, d2 <= b * b + b
+    sel = (d2 > 0) & (d2 <= b * b + b)
     if valid is not None:
         sel &= valid
     at = np.flatnonzero(sel)
     if at.size == 0:
         return None
-    j = np.clip(np.floor(dist.ravel()[at] - 0.5).astype(np.int64), 0, band_px - 1)
-    nr, nc = ir.ravel()[at], ic.ravel()[at]
-    del dist, ir, ic
+    del sel
+    dist = np.sqrt(d2.ravel()[at].astype(np.float64))
+    j = np.clip(np.floor(dist - 0.5).astype(np.int64), 0, b - 1)
+    del dist
+    nr = at // w + off[0].ravel()[at]
+    nc = at % w + off[1].ravel()[at]
+    del off
     owner = labels[nr, nc].astype(np.int64)
     r0, c0 = origin[0] % piece_px, origin[1] % piece_px
     n_tc = -(-(w + c0) // piece_px)
     n_tiles = (-(-(h + r0) // piece_px)) * n_tc
-    tile = ((nr + r0) // piece_px) * n_tc + (nc + c0) // piece_px
-    key = owner * n_tiles + tile
-    uniq, piece = np.unique(key, return_inverse=True)
+    # the piece of every pixel: its (crystal, grid square) pair, numbered in sorted order;
+    # the pairs are read once per distinct nearest crystal pixel (far fewer than the pixels)
+    near = nr * w + nc
+    seen = np.zeros(h * w, dtype=bool)
+    seen[near] = True
+    firsts = np.flatnonzero(seen)
+    del seen
+    fr, fc = firsts // w, firsts % w
+    fkey = labels.ravel()[firsts].astype(np.int64) * n_tiles + (
+        ((fr + r0) // piece_px) * n_tc + (fc + c0) // piece_px
+    )
+    uniq, finv = np.unique(fkey, return_inverse=True)
+    slot = d2.ravel()  # reused: the rank of each distinct nearest pixel among them
+    slot[firsts] = np.arange(firsts.size, dtype=slot.dtype)
+    piece = finv.ravel()[slot[near]]
+    del d2, slot, near
     piece_owner = uniq // n_tiles
     values = grey.ravel()[at].astype(np.float32, copy=False)
     n_lab = int(labels.max()) + 1
-    b = band_px
     cell = owner * b + j
     pcell = piece.astype(np.int64) * b + j
     n_p = int(uniq.size)
@@ -115,6 +134,35 @@ def outer_profiles(
                 / piece_n
             )
     return at, j, owner, piece, crystal_prof, crystal_n, piece_prof, piece_n, piece_owner
+
+
+def nearest_offsets(outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets to the nearest pixel that is not ``outside`` and their squared lengths.
+
+    Parameters
+    ----------
+    outside : numpy.ndarray of bool
+        The pixels whose nearest other pixel is wanted; at least one pixel must be False.
+
+    Returns
+    -------
+    off : numpy.ndarray of int32, shape (2, rows, cols)
+        Row and column offset from every pixel to its nearest pixel that is not ``outside``,
+        ties broken as :func:`scipy.ndimage.distance_transform_edt`'s feature transform
+        breaks them (zero on those pixels themselves).
+    d2 : numpy.ndarray of int32 or int64, shape (rows, cols)
+        The squared Euclidean length of the offset (integer, so exact; int64 when an image
+        side makes it exceed int32).
+    """
+    h, w = outside.shape
+    off = ndi.distance_transform_edt(outside, return_distances=False, return_indices=True)
+    off[0] -= np.arange(h, dtype=off.dtype)[:, None]
+    off[1] -= np.arange(w, dtype=off.dtype)[None, :]
+    big = (h - 1) ** 2 + (w - 1) ** 2 >= 2**31
+    sq = off.astype(np.int64) if big else off
+    d2 = sq[0] * sq[0]
+    d2 += sq[1] * sq[1]
+    return off, d2
 
 
 def crystal_bounds(
