@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import measure
+from scipy.spatial import ConvexHull, QhullError
+from skimage.measure import points_in_poly
 
 from .labelops import label_medians
 
@@ -460,11 +461,66 @@ def hull_labels(labels: np.ndarray, min_px: float = 0.0) -> np.ndarray:
     the hulls: a crystal's zones follow its faces, which its hull follows more closely than
     the ragged outline of an inner zone found from the grey."""
     out = labels.copy()
-    for region in measure.regionprops(labels):
-        if region.area < min_px:
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
             continue
-        r0, c0, r1, c1 = region.bbox
-        win = out[r0:r1, c0:c1]
-        win[region.image_convex & (win == 0)] = region.label
+        image = labels[sl] == i
+        if np.count_nonzero(image) < min_px:
+            continue
+        win = out[sl]
+        win[convex_image(image) & (win == 0)] = i
     return out
 
+
+def convex_image(image: np.ndarray) -> np.ndarray:
+    """The convex hull of a 2D mask, as :func:`skimage.morphology.convex_hull_image` gives it.
+
+    The hull is that of the pixels' edge midpoints (the default ``offset_coordinates``), and a
+    pixel is in it when its centre is inside or on the hull (``include_borders``). The hull
+    polygon is built from the first and last pixel of every row and column; the pixels
+    between the first and last of a row or column lie inside it, so only the others are
+    tested against the polygon (:func:`skimage.measure.points_in_poly`).
+
+    Parameters
+    ----------
+    image : numpy.ndarray of bool, 2D
+        The mask (not empty).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The pixels of the mask's convex hull, of ``image``'s shape.
+    """
+    h, w = image.shape
+    rows, cols = image.any(axis=1), image.any(axis=0)
+    first_c = np.argmax(image, axis=1)
+    last_c = w - 1 - np.argmax(image[:, ::-1], axis=1)
+    first_r = np.argmax(image, axis=0)
+    last_r = h - 1 - np.argmax(image[::-1], axis=0)
+    rr, cc = np.flatnonzero(rows), np.flatnonzero(cols)
+    # the pixels' edge midpoints, in half pixels, numbered row by row (no point twice)
+    r2 = np.concatenate([rr, rr, first_r[cc], last_r[cc]]) * 2
+    c2 = np.concatenate([first_c[rr], last_c[rr], cc, cc]) * 2
+    r2 = np.concatenate([r2 - 1, r2 + 1, r2, r2])
+    c2 = np.concatenate([c2, c2, c2 - 1, c2 + 1])
+    span = 2 * w + 1
+    key = np.unique((r2 + 1) * span + (c2 + 1))
+    corners = np.column_stack([key // span - 1, key % span - 1]) * 0.5
+    try:
+        hull = ConvexHull(corners)
+    except QhullError:
+        from skimage.morphology import convex_hull_image
+
+        return convex_hull_image(image)
+    vertices = hull.points[hull.vertices]
+    r_idx = np.arange(h)[:, None]
+    c_idx = np.arange(w)[None, :]
+    inside = (rows[:, None] & (c_idx >= first_c[:, None]) & (c_idx <= last_c[:, None])) | (
+        cols[None, :] & (r_idx >= first_r[None, :]) & (r_idx <= last_r[None, :])
+    )
+    test = np.argwhere(~inside)
+    if test.size:
+        inside[test[:, 0], test[:, 1]] = (
+            points_in_poly(test.astype(np.float64), vertices).view(np.uint8) != 0
+        )
+    return inside
