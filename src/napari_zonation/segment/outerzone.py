@@ -213,6 +213,9 @@ def crystal_bounds(
     var = np.where(ok, se * se, 0.0)
     w = ok.astype(np.float64)
     last = int(ref_bins[-1]) + 1
+    first = max(min_offset, skip)
+    if not may_exceed(v, var, ok, first, last, min_z, (width, 2 * width), skip):
+        return None
 
     def window_mean(lo: int, hi: int):
         lo, hi = max(lo, 0), min(hi, n_bins)
@@ -286,6 +289,90 @@ def crystal_bounds(
     if edge < min_offset:
         return None
     return edge, float(k + 1), sgn, False, g0
+
+
+def may_exceed(
+    v: np.ndarray,
+    var: np.ndarray,
+    ok: np.ndarray,
+    first: int,
+    last: int,
+    min_z: float,
+    widths: tuple[int, ...],
+    skip: int,
+) -> bool:
+    """Whether any line or step test of :func:`crystal_bounds` can exceed ``min_z``.
+
+    A screen, all distances at once: the line score of every bin ``first <= j < last`` (the
+    bin against the mean of the bins two and three away, those that are ``ok``) and the step
+    score between the ``widths`` bins inside and outside it, computed from cumulative sums.
+    They differ from the bin-by-bin scores only by rounding, so the screen answers True
+    whenever a score comes within 0.1 % of ``min_z`` (or a variance is not positive), and
+    False only when no score can exceed it.
+
+    Parameters
+    ----------
+    v, var : numpy.ndarray of float
+        Departure of each bin from the outside level and its variance (0 where not ``ok``).
+    ok : numpy.ndarray of bool
+        Bins that are read.
+    first, last : int
+        The bins tested.
+    min_z : float
+        Threshold on the absolute score.
+    widths : tuple of int
+        Window widths of the step test.
+    skip : int
+        Bins next to the outline that no step window reaches into.
+
+    Returns
+    -------
+    bool
+        False when no test can exceed ``min_z``.
+    """
+    n = v.size
+    jj = np.arange(first, last)
+    jj = jj[ok[jj]]
+    if jj.size == 0:
+        return False
+    if not (var[ok] > 0).all():
+        return True
+    thr = 0.999 * min_z
+    pad = 3
+    vp = np.pad(v, pad)
+    varp = np.pad(var, pad)
+    okp = np.pad(ok, pad)
+    m = np.zeros(jj.size)
+    sv = np.zeros(jj.size)
+    svar = np.zeros(jj.size)
+    for o in (-3, -2, 2, 3):
+        k = jj + o + pad
+        m += okp[k]
+        sv += vp[k]
+        svar += varp[k]
+    has = m >= 3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zl = (v[jj] - sv / m) / np.sqrt(var[jj] + svar / (m * m))
+    if (has & (np.abs(zl) > thr)).any():
+        return True
+    cv = np.concatenate([[0.0], np.cumsum(v)])
+    cvar = np.concatenate([[0.0], np.cumsum(var)])
+    cw = np.concatenate([[0], np.cumsum(ok)])
+    for wd in widths:
+        use = (jj - wd >= skip) & (jj + wd <= last) & (jj + wd <= n)
+        if not use.any():
+            continue
+        j = jj[use]
+        ni, no = cw[j] - cw[j - wd], cw[j + wd] - cw[j]
+        both = (ni >= 1) & (no >= 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mi = (cv[j] - cv[j - wd]) / ni
+            mo = (cv[j + wd] - cv[j]) / no
+            vv = (cvar[j] - cvar[j - wd]) / (ni * ni) + (cvar[j + wd] - cvar[j]) / (no * no)
+            zs = (mi - mo) / np.sqrt(vv)
+        if (both & ~(np.abs(zs) <= thr)).any():
+            return True
+    return False
 
 
 def reference_bins(
