@@ -110,3 +110,67 @@ def test_faint_rims_scene_outlines_closer_to_the_truth():
     on = match_instances(s.labels, segment_crystals(s.image, 1.0, line_zones=False))
     assert on["mean_iou"] > off["mean_iou"] + 0.02
     assert on["f1"] >= off["f1"]
+
+
+def test_convex_image_is_skimages_convex_hull_image():
+    """The hulls read outward from are those of skimage's convex_hull_image, pixel for pixel
+    (random masks, blobs, thin lines and single pixels)."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import convex_hull_image
+
+    from napari_zonation.segment.outerzone import convex_image
+
+    rng = np.random.default_rng(0)
+    for k in range(400):
+        h, w = (int(x) for x in rng.integers(1, 30, 2))
+        if k % 3 == 0:
+            mask = rng.random((h, w)) < rng.random()
+        elif k % 3 == 1:
+            mask = ndi.gaussian_filter(rng.random((h, w)), 2) > 0.5
+        else:
+            mask = np.zeros((h, w), dtype=bool)
+            mask[rng.integers(0, h), :] = True
+            mask[rng.integers(0, h), rng.integers(0, w)] = True
+        if mask.any():
+            assert np.array_equal(convex_image(mask), convex_hull_image(mask)), k
+
+
+def test_nearest_offsets_are_scipys_feature_transform():
+    """Offsets and integer squared distances to the nearest feature, ties as scipy breaks
+    them."""
+    from scipy import ndimage as ndi
+
+    from napari_zonation.segment.outerzone import nearest_offsets
+
+    rng = np.random.default_rng(1)
+    outside = rng.random((70, 90)) > 0.02
+    off, d2 = nearest_offsets(outside)
+    dist, ft = ndi.distance_transform_edt(outside, return_indices=True)
+    assert np.array_equal(off + np.indices(outside.shape), ft)
+    assert np.array_equal(np.sqrt(d2.astype(float)), dist)
+
+
+def test_the_screen_never_changes_a_bound(monkeypatch):
+    """crystal_bounds with its all-distances screen gives what its bin-by-bin tests give."""
+    from napari_zonation.segment import outerzone
+
+    rng = np.random.default_rng(2)
+    cases = []
+    for k in range(1500):
+        nb = int(rng.integers(8, 35))
+        counts = rng.integers(0, 300, nb)
+        prof = rng.normal(0.0, 1.0, nb) * rng.choice([0.01, 0.1, 1.0])
+        at = int(rng.integers(1, nb))
+        if k % 2:
+            prof[at] += rng.normal(0.0, 0.3)
+        else:
+            prof[:at] += rng.normal(0.0, 0.3)
+        noise = float(rng.choice([0.0, 0.02, 0.1]))
+        kw = dict(factor=float(rng.uniform(1, 2)), min_z=float(rng.choice([3.0, 6.0])))
+        cases.append((prof, counts, noise, kw))
+    with np.errstate(all="ignore"):
+        screened = [outerzone.crystal_bounds(p, c, n, **kw) for p, c, n, kw in cases]
+        monkeypatch.setattr(outerzone, "may_exceed", lambda *a, **k: True)
+        full = [outerzone.crystal_bounds(p, c, n, **kw) for p, c, n, kw in cases]
+    assert any(b is not None for b in full) and any(b is None for b in full)
+    assert screened == full

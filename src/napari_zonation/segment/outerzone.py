@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import measure
+from scipy.spatial import ConvexHull, QhullError
+from skimage.measure import points_in_poly
 
 from .labelops import label_medians
 
@@ -72,27 +73,46 @@ def outer_profiles(
     if outside.all() or not outside.any():
         return None
     h, w = labels.shape
-    dist, (ir, ic) = ndi.distance_transform_edt(outside, return_indices=True)
-    sel = outside & (dist <= band_px + 0.5)
+    b = int(band_px)
+    off, d2 = nearest_offsets(outside)
+    # outside pixels (crystal pixels are their own nearest) within band_px + 0.5: on integer
+    # squared distances, d2 <= b * b + b
+    sel = (d2 > 0) & (d2 <= b * b + b)
     if valid is not None:
         sel &= valid
     at = np.flatnonzero(sel)
     if at.size == 0:
         return None
-    j = np.clip(np.floor(dist.ravel()[at] - 0.5).astype(np.int64), 0, band_px - 1)
-    nr, nc = ir.ravel()[at], ic.ravel()[at]
-    del dist, ir, ic
+    del sel
+    dist = np.sqrt(d2.ravel()[at].astype(np.float64))
+    j = np.clip(np.floor(dist - 0.5).astype(np.int64), 0, b - 1)
+    del dist
+    nr = at // w + off[0].ravel()[at]
+    nc = at % w + off[1].ravel()[at]
+    del off
     owner = labels[nr, nc].astype(np.int64)
     r0, c0 = origin[0] % piece_px, origin[1] % piece_px
     n_tc = -(-(w + c0) // piece_px)
     n_tiles = (-(-(h + r0) // piece_px)) * n_tc
-    tile = ((nr + r0) // piece_px) * n_tc + (nc + c0) // piece_px
-    key = owner * n_tiles + tile
-    uniq, piece = np.unique(key, return_inverse=True)
+    # the piece of every pixel: its (crystal, grid square) pair, numbered in sorted order;
+    # the pairs are read once per distinct nearest crystal pixel (far fewer than the pixels)
+    near = nr * w + nc
+    seen = np.zeros(h * w, dtype=bool)
+    seen[near] = True
+    firsts = np.flatnonzero(seen)
+    del seen
+    fr, fc = firsts // w, firsts % w
+    fkey = labels.ravel()[firsts].astype(np.int64) * n_tiles + (
+        ((fr + r0) // piece_px) * n_tc + (fc + c0) // piece_px
+    )
+    uniq, finv = np.unique(fkey, return_inverse=True)
+    slot = d2.ravel()  # reused: the rank of each distinct nearest pixel among them
+    slot[firsts] = np.arange(firsts.size, dtype=slot.dtype)
+    piece = finv.ravel()[slot[near]]
+    del d2, slot, near
     piece_owner = uniq // n_tiles
     values = grey.ravel()[at].astype(np.float32, copy=False)
     n_lab = int(labels.max()) + 1
-    b = band_px
     cell = owner * b + j
     pcell = piece.astype(np.int64) * b + j
     n_p = int(uniq.size)
@@ -115,6 +135,35 @@ def outer_profiles(
                 / piece_n
             )
     return at, j, owner, piece, crystal_prof, crystal_n, piece_prof, piece_n, piece_owner
+
+
+def nearest_offsets(outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets to the nearest pixel that is not ``outside`` and their squared lengths.
+
+    Parameters
+    ----------
+    outside : numpy.ndarray of bool
+        The pixels whose nearest other pixel is wanted; at least one pixel must be False.
+
+    Returns
+    -------
+    off : numpy.ndarray of int32, shape (2, rows, cols)
+        Row and column offset from every pixel to its nearest pixel that is not ``outside``,
+        ties broken as :func:`scipy.ndimage.distance_transform_edt`'s feature transform
+        breaks them (zero on those pixels themselves).
+    d2 : numpy.ndarray of int32 or int64, shape (rows, cols)
+        The squared Euclidean length of the offset (integer, so exact; int64 when an image
+        side makes it exceed int32).
+    """
+    h, w = outside.shape
+    off = ndi.distance_transform_edt(outside, return_distances=False, return_indices=True)
+    off[0] -= np.arange(h, dtype=off.dtype)[:, None]
+    off[1] -= np.arange(w, dtype=off.dtype)[None, :]
+    big = (h - 1) ** 2 + (w - 1) ** 2 >= 2**31
+    sq = off.astype(np.int64) if big else off
+    d2 = sq[0] * sq[0]
+    d2 += sq[1] * sq[1]
+    return off, d2
 
 
 def crystal_bounds(
@@ -164,6 +213,9 @@ def crystal_bounds(
     var = np.where(ok, se * se, 0.0)
     w = ok.astype(np.float64)
     last = int(ref_bins[-1]) + 1
+    first = max(min_offset, skip)
+    if not may_exceed(v, var, ok, first, last, min_z, (width, 2 * width), skip):
+        return None
 
     def window_mean(lo: int, hi: int):
         lo, hi = max(lo, 0), min(hi, n_bins)
@@ -237,6 +289,90 @@ def crystal_bounds(
     if edge < min_offset:
         return None
     return edge, float(k + 1), sgn, False, g0
+
+
+def may_exceed(
+    v: np.ndarray,
+    var: np.ndarray,
+    ok: np.ndarray,
+    first: int,
+    last: int,
+    min_z: float,
+    widths: tuple[int, ...],
+    skip: int,
+) -> bool:
+    """Whether any line or step test of :func:`crystal_bounds` can exceed ``min_z``.
+
+    A screen, all distances at once: the line score of every bin ``first <= j < last`` (the
+    bin against the mean of the bins two and three away, those that are ``ok``) and the step
+    score between the ``widths`` bins inside and outside it, computed from cumulative sums.
+    They differ from the bin-by-bin scores only by rounding, so the screen answers True
+    whenever a score comes within 0.1 % of ``min_z`` (or a variance is not positive), and
+    False only when no score can exceed it.
+
+    Parameters
+    ----------
+    v, var : numpy.ndarray of float
+        Departure of each bin from the outside level and its variance (0 where not ``ok``).
+    ok : numpy.ndarray of bool
+        Bins that are read.
+    first, last : int
+        The bins tested.
+    min_z : float
+        Threshold on the absolute score.
+    widths : tuple of int
+        Window widths of the step test.
+    skip : int
+        Bins next to the outline that no step window reaches into.
+
+    Returns
+    -------
+    bool
+        False when no test can exceed ``min_z``.
+    """
+    n = v.size
+    jj = np.arange(first, last)
+    jj = jj[ok[jj]]
+    if jj.size == 0:
+        return False
+    if not (var[ok] > 0).all():
+        return True
+    thr = 0.999 * min_z
+    pad = 3
+    vp = np.pad(v, pad)
+    varp = np.pad(var, pad)
+    okp = np.pad(ok, pad)
+    m = np.zeros(jj.size)
+    sv = np.zeros(jj.size)
+    svar = np.zeros(jj.size)
+    for o in (-3, -2, 2, 3):
+        k = jj + o + pad
+        m += okp[k]
+        sv += vp[k]
+        svar += varp[k]
+    has = m >= 3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zl = (v[jj] - sv / m) / np.sqrt(var[jj] + svar / (m * m))
+    if (has & (np.abs(zl) > thr)).any():
+        return True
+    cv = np.concatenate([[0.0], np.cumsum(v)])
+    cvar = np.concatenate([[0.0], np.cumsum(var)])
+    cw = np.concatenate([[0], np.cumsum(ok)])
+    for wd in widths:
+        use = (jj - wd >= skip) & (jj + wd <= last) & (jj + wd <= n)
+        if not use.any():
+            continue
+        j = jj[use]
+        ni, no = cw[j] - cw[j - wd], cw[j + wd] - cw[j]
+        both = (ni >= 1) & (no >= 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mi = (cv[j] - cv[j - wd]) / ni
+            mo = (cv[j + wd] - cv[j]) / no
+            vv = (cvar[j] - cvar[j - wd]) / (ni * ni) + (cvar[j + wd] - cvar[j]) / (no * no)
+            zs = (mi - mo) / np.sqrt(vv)
+        if (both & ~(np.abs(zs) <= thr)).any():
+            return True
+    return False
 
 
 def reference_bins(
@@ -412,11 +548,66 @@ def hull_labels(labels: np.ndarray, min_px: float = 0.0) -> np.ndarray:
     the hulls: a crystal's zones follow its faces, which its hull follows more closely than
     the ragged outline of an inner zone found from the grey."""
     out = labels.copy()
-    for region in measure.regionprops(labels):
-        if region.area < min_px:
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
             continue
-        r0, c0, r1, c1 = region.bbox
-        win = out[r0:r1, c0:c1]
-        win[region.image_convex & (win == 0)] = region.label
+        image = labels[sl] == i
+        if np.count_nonzero(image) < min_px:
+            continue
+        win = out[sl]
+        win[convex_image(image) & (win == 0)] = i
     return out
 
+
+def convex_image(image: np.ndarray) -> np.ndarray:
+    """The convex hull of a 2D mask, as :func:`skimage.morphology.convex_hull_image` gives it.
+
+    The hull is that of the pixels' edge midpoints (the default ``offset_coordinates``), and a
+    pixel is in it when its centre is inside or on the hull (``include_borders``). The hull
+    polygon is built from the first and last pixel of every row and column; the pixels
+    between the first and last of a row or column lie inside it, so only the others are
+    tested against the polygon (:func:`skimage.measure.points_in_poly`).
+
+    Parameters
+    ----------
+    image : numpy.ndarray of bool, 2D
+        The mask (not empty).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The pixels of the mask's convex hull, of ``image``'s shape.
+    """
+    h, w = image.shape
+    rows, cols = image.any(axis=1), image.any(axis=0)
+    first_c = np.argmax(image, axis=1)
+    last_c = w - 1 - np.argmax(image[:, ::-1], axis=1)
+    first_r = np.argmax(image, axis=0)
+    last_r = h - 1 - np.argmax(image[::-1], axis=0)
+    rr, cc = np.flatnonzero(rows), np.flatnonzero(cols)
+    # the pixels' edge midpoints, in half pixels, numbered row by row (no point twice)
+    r2 = np.concatenate([rr, rr, first_r[cc], last_r[cc]]) * 2
+    c2 = np.concatenate([first_c[rr], last_c[rr], cc, cc]) * 2
+    r2 = np.concatenate([r2 - 1, r2 + 1, r2, r2])
+    c2 = np.concatenate([c2, c2, c2 - 1, c2 + 1])
+    span = 2 * w + 1
+    key = np.unique((r2 + 1) * span + (c2 + 1))
+    corners = np.column_stack([key // span - 1, key % span - 1]) * 0.5
+    try:
+        hull = ConvexHull(corners)
+    except QhullError:
+        from skimage.morphology import convex_hull_image
+
+        return convex_hull_image(image)
+    vertices = hull.points[hull.vertices]
+    r_idx = np.arange(h)[:, None]
+    c_idx = np.arange(w)[None, :]
+    inside = (rows[:, None] & (c_idx >= first_c[:, None]) & (c_idx <= last_c[:, None])) | (
+        cols[None, :] & (r_idx >= first_r[None, :]) & (r_idx <= last_r[None, :])
+    )
+    test = np.argwhere(~inside)
+    if test.size:
+        inside[test[:, 0], test[:, 1]] = (
+            points_in_poly(test.astype(np.float64), vertices).view(np.uint8) != 0
+        )
+    return inside
