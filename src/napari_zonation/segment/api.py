@@ -49,7 +49,7 @@ def _context_px(lv: Levels, opts: Options, smooth_um: float, close_um: float) ->
         + 3.0
         + 2.0 * opts.trim_um
         + 2.0 * opts.snap_um
-        + 2.0 * max(opts.outer_zone_um, 10.0 if opts.line_zones else 0.0)
+        + max(2.0 * opts.outer_zone_um, opts.line_reach_um if opts.line_zones else 0.0)
         + 12.0
     )
     return max(int(np.ceil(2.0 * reach_um / lv.px)), 32 * lv.f)
@@ -231,7 +231,9 @@ def segment_crystals(
     line_zones : bool
         Extend each crystal out to a closed thin line (dark or bright) that runs all around
         it, up to twice ``outer_zone_um`` (at least 20 um) beyond its outline: the bound of
-        an outer zone at the groundmass grey that shows only as such a line
+        an outer zone at the groundmass grey that shows only as such a line; and take as
+        crystals the convex, smooth cells of their own grey that such a line closes (a
+        crystal within a few grey levels of the glass)
         (:mod:`napari_zonation.segment.enclosing`).
     tile_halo_um : float
         Extent (um) of a crystal that a tile surely holds whole; larger ones are segmented

@@ -21,6 +21,10 @@ the line is found all around it:
   times the crystal's area.
 
 Only groundmass pixels join: other crystals, vesicles and epoxy keep their labels.
+
+A crystal whose grey is within a few levels of the glass's is not found from its grey at all;
+:func:`line_bounded_cells` takes the cells that such a line closes (convex, smooth, of their
+own grey) as new crystals.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ from skimage import draw, measure
 
 #: block side (pixels) of the line filter's overlap-save FFTs
 _BLOCK = 512
+#: a pixel lies on a line when the strength within one pixel of it exceeds this share of the
+#: strength that makes a hit
+_ON_LINE = 0.6
+#: median strength above which lines cross a zone or cell (it is not a smooth inside)
+_CROSSED = 1.5
 
 
 def _line_kernels(sigma_px: float, length_px: float, n_orient: int) -> list[np.ndarray]:
@@ -223,7 +232,7 @@ def extend_to_lines(
             for a, b in zip(ends[:-1], ends[1:], strict=True)
         ]
         per = np.concatenate(steps)
-        on_line = _max_near(strength, per) > 0.6 * z_line
+        on_line = _max_near(strength, per) > _ON_LINE * z_line
         if on_line.mean() < min_line:
             continue
         pr, pc = draw.polygon(poly[:, 0], poly[:, 1], (h, w))
@@ -239,9 +248,8 @@ def extend_to_lines(
         grow = zone.sum() / area
         if grow < min_grow or grow > max_grow:
             continue
-        deep = zone & (ndi.distance_transform_edt(m) > 3.0)
-        if deep.any() and np.median(strength[box][deep]) > 1.5:
-            continue  # lines run across the zone: not a smooth outer zone
+        if _crossed_by_lines(zone, m, strength[box]):
+            continue  # not a smooth outer zone
         if out is None:
             out = labels.copy()
         sub = out[box]
@@ -260,6 +268,13 @@ def _max_near(image: np.ndarray, points: np.ndarray) -> np.ndarray:
          for dr in (-1, 0, 1) for dc in (-1, 0, 1)],
         axis=0,
     )
+
+
+def _crossed_by_lines(pixels: np.ndarray, region: np.ndarray, strength: np.ndarray) -> bool:
+    """Do lines cross ``pixels`` (their median strength above :data:`_CROSSED`, read more than
+    3 px inside ``region``, away from the line that bounds it)?"""
+    deep = pixels & (ndi.distance_transform_edt(region) > 3.0)
+    return bool(deep.any() and np.median(strength[deep]) > _CROSSED)
 
 
 def _union_box(boxes: list, margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
@@ -356,12 +371,11 @@ def line_bounded_cells(
         if _solidity(m) < min_solidity:
             continue
         ring = ndi.binary_dilation(m, iterations=2) & ~m
-        if (ndi.maximum_filter(strength[box], size=3)[ring] > 0.6 * z_line).mean() < min_line:
+        if (ndi.maximum_filter(strength[box], size=3)[ring] > _ON_LINE * z_line).mean() < min_line:
             continue
         if (labels[box][ring] > 0).mean() > 0.3:
             continue
-        deep = m & (ndi.distance_transform_edt(m) > 3.0)
-        if deep.any() and np.median(strength[box][deep]) > 1.5:
+        if _crossed_by_lines(m, m, strength[box]):
             continue
         inside = grey[box][m]
         q1, q3 = np.percentile(inside, [25, 75])

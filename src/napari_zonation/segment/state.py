@@ -44,12 +44,17 @@ class Options:
     trim_um: float = 4.0  # outline protrusions narrower than 2 x this are not crystal; 0 = off
     snap_um: float = 5.0  # band (each side) in which outlines move onto the edge; 0 = off
     outer_zone_um: float = 30.0  # widest outer zone at the outside grey looked for; 0 = off
-    line_zones: bool = True  # extend crystals out to a closed thin line around them
+    line_zones: bool = True  # crystals out to a closed thin line around them, and new ones
 
     @classmethod
     def names(cls) -> list[str]:
         """The option names, sorted."""
         return sorted(f.name for f in dataclasses.fields(cls))
+
+    @property
+    def line_reach_um(self) -> float:
+        """How far beyond an outline the closed-line stage looks for its line (um)."""
+        return 2.0 * max(self.outer_zone_um, 10.0)
 
     @property
     def grow(self) -> float:

@@ -162,17 +162,18 @@ def _segment_stages(
     )
     labels, area, new_id = merge(labels, smooth, rim=rim)
     labels, area = fill_label_holes(labels, opts.max_hole_fraction, area, in_place=True)
+    # pixels that may join a crystal's outer zone: not near-black (vesicles, epoxy), finite
+    valid = smooth > np.float64(lv.dark_thr)
+    if finite is not None:
+        valid &= finite
     if opts.line_zones and lv.mode != "masked" and labels.any():
         # outer zones bounded only by a thin line all around the crystal
-        valid = smooth > np.float64(lv.dark_thr)
-        if finite is not None:
-            valid &= finite
         strength = line_strength(norm, workers=run.n)
         grown = extend_to_lines(
             labels,
             strength,
             valid=valid,
-            reach_px=2.0 * max(opts.outer_zone_um, 10.0) / px,
+            reach_px=opts.line_reach_um / px,
             min_px=min_area_um2 / (px * px),
         )
         # crystals of the groundmass's grey that only a closed line shows
@@ -184,9 +185,6 @@ def _segment_stages(
             area = np.bincount(labels.ravel(), minlength=area.size)
     if opts.outer_zone_um > 0 and lv.mode != "masked":
         # outer zones at the groundmass grey, up to the faint step or line that bounds them
-        valid = smooth > np.float64(lv.dark_thr)
-        if finite is not None:
-            valid &= finite
         grown = extend_outer_zones(
             labels,
             norm,
