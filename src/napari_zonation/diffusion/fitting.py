@@ -363,10 +363,8 @@ def profile_ln_tau(
     parameter's bounds or ``max_span``."""
     slot = slot % fit.theta.size
     scale_chi = max(1.0, fit.chi2_red) if np.isfinite(fit.chi2_red) else fit.chi2 / fit.dof
-    if fit.var_ratio is not None:
+    if fit.var_ratio is not None:  # fit_model always sets it (ones when rho is 0)
         scale_chi *= float(fit.var_ratio[slot])
-    else:
-        scale_chi *= (1.0 + fit.rho) / (1.0 - fit.rho)
     w = 1.0 if sigma is None else sigma
     base = fit.theta.copy()
     chi_prev, lt_prev = fit.chi2, float(base[slot])
