@@ -713,3 +713,19 @@ def test_image_profiles_get_a_pixel_blur_by_default():
     assert row.blur_fwhm_um == pytest.approx(2.3548 * math.sqrt((1 / 2.3548) ** 2 + 1 / 12))
     prof["source"] = "csv"
     assert fit_diffusion(prof).iloc[0].blur_fwhm_um == 0.0
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_a_wide_step_short_of_its_core_plateau_is_not_called_unzoned(noise):
+    """An erf step of 12 (40 times the noise) whose core side runs out of the profile: the
+    status names the missing plateau, not "no step"; a flat profile stays "no step"."""
+    rng = np.random.default_rng(3)
+    d = np.arange(1.5, 30.0, 1.0)
+    rising = erf_profile(d, 100.0, 112.0, 20.0, 4.5) + rng.normal(0.0, noise, d.size)
+    flat = 100.0 + rng.normal(0.0, 0.3, d.size)
+    prof = table((1, d, rising, 0.3), (2, d, flat, 0.3))
+    out = fit_diffusion(prof, diffusivity_um2_s=1e-3, n_samples=0).set_index("label")
+    assert out.loc[1, "fit_status"] == "step at the core"
+    assert "core plateau" in out.loc[1, "fit_error"]
+    assert np.isnan(out.loc[1, "timescale_days"])
+    assert out.loc[2, "fit_status"] == "no step"

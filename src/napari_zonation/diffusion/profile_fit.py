@@ -309,7 +309,7 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
                               "initial": np.interp(xs, fit.grid.x, ci)})
     # checks on the fitted profile
     resid = y - model_curve(fit, domain, physics, d, blur_sigma)
-    status = _fd_checks(fit, used, theta, d, resid, sig, rim, opts, key)
+    status = _fd_checks(fit, used, theta, d, y, resid, sig, rim, opts, key)
     if status is not None:
         return _failed(row, *status), curve
     lt_slots = [i for i, nm in enumerate(ln_names) if nm.startswith("ln_tau")]
@@ -398,7 +398,7 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
     return row, curve
 
 
-def _fd_checks(fit: FitResult, used, theta, d, resid, sig, rim, opts, key):
+def _fd_checks(fit: FitResult, used, theta, d, y, resid, sig, rim, opts, key):
     """(status, message) when the fitted model cannot support a timescale, else None."""
     if key == "initial":
         return None
@@ -413,9 +413,9 @@ def _fd_checks(fit: FitResult, used, theta, d, resid, sig, rim, opts, key):
     if np.isfinite(fit.chi2_red):
         noise *= math.sqrt(max(fit.chi2_red, 1.0))
     height = float(np.max(lv) - np.min(lv))
+    i_max, i_min = int(np.argmax(lv)), int(np.argmin(lv))
     if fit.cov is not None and key != "two_stage":
         # the error of the outer-inner difference from the fit itself
-        i_max, i_min = int(np.argmax(lv)), int(np.argmin(lv))
         var = fit.cov[i_max, i_max] + fit.cov[i_min, i_min] - 2 * fit.cov[i_max, i_min]
         h_err = math.sqrt(max(var, 0.0))
     else:
@@ -423,12 +423,30 @@ def _fd_checks(fit: FitResult, used, theta, d, resid, sig, rim, opts, key):
     n_out = int(np.sum(d < min(pos)))
     n_in = int(np.sum(d > max(pos)))
     floor = noise * math.sqrt(1.0 / max(n_out, 1) + 1.0 / max(n_in, 1))
-    if n_in < 2:
+    significance = float(opts["step_significance"])
+    # how much the points either side of the fitted step differ, in the data themselves
+    change = (abs(float(np.mean(y[d > max(pos)])) - float(np.mean(y[d < min(pos)])))
+              if n_in and n_out else math.inf)
+    if n_in < 2 and change >= significance * floor:
         return ("step at the core", f"the fitted step ({max(pos):.3g} um) has {n_in} point(s) "
                 "on its core side: the core plateau is not measured; extend the profile past "
                 "the step.")
+    if n_in < 2:
+        return ("no step", f"the points either side of the fitted step differ by {change:.2g}, "
+                f"less than {significance:g} times their noise ({floor:.2g}); the profile "
+                "looks unzoned.")
+    if height < significance * h_err and change >= significance * floor:
+        # the data either side of the step differ by many noise units, but the fit cannot
+        # tell its height: a plateau the profile does not reach, not an unzoned profile
+        core_side = fit.cov[len(lv) - 1, len(lv) - 1] >= fit.cov[0, 0]
+        where, end = ("core", "toward the core") if core_side else ("rim", "toward the rim")
+        return (f"step at the {where}", f"the points either side of the fitted step differ "
+                f"by {change:.3g} ({change / max(floor, 1e-300):.0f} times their noise) but "
+                f"the profile does not reach the {where} plateau: the step's height is "
+                f"uncertain by {h_err:.2g}, so its width is not measured; extend the profile "
+                f"{end}.")
     floor = max(floor, h_err)
-    if height < float(opts["step_significance"]) * max(floor, 1e-300):
+    if height < significance * max(floor, 1e-300):
         return ("no step", f"the fitted step ({height:.3g}) is below "
                 f"{opts['step_significance']:g} times its uncertainty ({floor:.2g}); the "
                 "profile looks unzoned.")
