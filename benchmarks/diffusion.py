@@ -242,7 +242,8 @@ def diagnose_generator(seeds) -> pd.DataFrame:
                 if truth.loc[t_lab, "touches_border"] or lab not in fits.index:
                     continue
                 f = fits.loc[lab]
-                rows.append(dict(variant=variant, status=f.fit_status,
+                rows.append(dict(variant=variant, status=f.fit_status, n_points=f.n_points,
+                                 cracked=truth.loc[t_lab, "cracked"],
                                  rel_err=f.sqrt_dt_um / truth.loc[t_lab, "sqrt_dt_um"] - 1,
                                  pull=(f.sqrt_dt_um - truth.loc[t_lab, "sqrt_dt_um"])
                                  / f.sqrt_dt_err_um))
@@ -251,8 +252,27 @@ def diagnose_generator(seeds) -> pd.DataFrame:
     print("\n== Generator: error sources (median |rel. error|, median signed, pulls sd) ==")
     for name, g in ok.groupby("variant", sort=False):
         print(f"{name:20s} n {len(g):3d}  {g.rel_err.abs().median():.3f}  "
-              f"{g.rel_err.median():+.3f}  {g.pull.std():.2f}")
+              f"{g.rel_err.median():+.3f}  {g.pull.std():.2f}  by size "
+              + _by_size(g))
     return res
+
+
+SIZE_BINS = (0, 29, 41, 10**6)  # points in the profile: small, medium, large crystals
+
+
+def _by_size(g: pd.DataFrame, covered: bool = False) -> str:
+    """Per size bin (points in the profile): the pulls' sd and mean, the share inside the
+    interval (the 5-95 % interval's coverage with ``covered``, else |pull| < 1.645) and the
+    median |relative error|."""
+    out = []
+    for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True):
+        b = g[(g.n_points > lo) & (g.n_points <= hi)]
+        name = f"<={hi}" if lo == 0 else f">{lo}" if hi == SIZE_BINS[-1] else f"{lo + 1}-{hi}"
+        if len(b):
+            inside = b.covered.mean() if covered else (b.pull.abs() < 1.645).mean()
+            out.append(f"{name}: n {len(b)} sd {b.pull.std():.2f} mean {b.pull.mean():+.2f} "
+                       f"in {inside:.2f} err {b.rel_err.abs().median():.3f}")
+    return "; ".join(out)
 
 
 def _own_shells(image, labels, label, px, statistic):
@@ -336,6 +356,7 @@ def print_generator(res: pd.DataFrame, title: str) -> None:
               f"in {ok.covered.mean():.2f} of {len(ok)}; pulls sd "
               f"{((ok.s_fit - ok.s_true) / ok.s_err).std():.2f}; "
               f"{ok.s_per_profile.median():.2f} s per profile")
+        print("by size (points in the profile): " + _by_size(ok, covered=True))
 
 
 # ---------------------------------------------------------------------------- plagioclase
@@ -414,7 +435,7 @@ def main(argv=None) -> None:
         extra = dict(kv.split("=", 1) for kv in args.option)
         extra = {k: _literal(v) for k, v in extra.items()}
         if args.diagnose:  # the error's sources only, on the first four seeds
-            diagnose_generator(seeds[:4])
+            diagnose_generator(seeds[:4] if args.quick or args.seeds is None else seeds)
             return
         if args.estimator:
             estimator_whatif(seeds[:4])
