@@ -238,8 +238,10 @@ def segment_crystals(
         (:mod:`napari_zonation.segment.enclosing`).
     zone_steps : bool
         Also take a faint step alone (no line) as the bound of an outer zone at the
-        groundmass grey, when it runs at the same distance and with the same sign all around
-        the crystal (:func:`napari_zonation.segment.outerzone.extend_outer_zones`).
+        groundmass grey, when the glass beyond it is as smooth as the detector's noise and
+        the step has the same sign at the same distance all around the crystal (not along
+        one side of it only, as a band of the glass's own grey would)
+        (:func:`napari_zonation.segment.outerzone.extend_outer_zones`); False: lines only.
     tile_halo_um : float
         Extent (um) of a crystal that a tile surely holds whole; larger ones are segmented
         again in a larger window.

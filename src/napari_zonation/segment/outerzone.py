@@ -16,14 +16,16 @@ the outside's own scatter (local tests, :func:`crystal_bounds`) is the candidate
 
 - a line puts the edge on the line's centre; a step at the half-crossing between the zone's
   level and the outside's;
-- a step (not a line) is a bound only with ``steps=True`` (off by default: a step of the
-  glass's own grey next to a crystal, schlieren or a boundary layer in the melt, looks the
-  same), and then only where the outside is as smooth as the detector's noise (glass): a
-  textured groundmass can change its grey next to a crystal (fewer microlites) without
-  being crystal;
+- a step (not a line) is a bound only with ``steps=True`` (:func:`extend_outer_zones`'
+  default is off; ``segment_crystals`` turns it on with ``zone_steps``), and then only where
+  the outside is as smooth as the detector's noise (glass): a textured groundmass can change
+  its grey next to a crystal (fewer microlites) without being crystal;
 - the candidate is kept only when most pieces of the outline show the same departure at the
   same distance (the line or step runs all around the crystal; a vesicle, a neighbour or a
-  patch of microlites beside one side of it does not);
+  patch of microlites beside one side of it does not); a step, which a band of the glass's
+  own grey along one side of a crystal (schlieren, a boundary layer in the melt) also makes,
+  only when at least half of the pieces in each quarter of the directions from the
+  crystal's centre show it;
 - each piece's edge is then its own line (its extremum within two pixels of the crystal's)
   when it stands out of the piece's noise, else the crystal's.
 
@@ -480,7 +482,11 @@ def extend_outer_zones(
     texture that tells glass from a microlite groundmass (about 1 um). ``steps``: also take
     a faint step (not only a thin line) as a zone's bound; off by default, as a step of the
     glass's own grey next to a crystal (schlieren, a boundary layer in the melt) looks the
-    same. Returns a new label image (or ``labels`` when nothing changes)."""
+    same; a step is then taken only where the pieces of the outline that show the zone's
+    departure lie all around the crystal (at least half of them in each quarter of the
+    directions from its centre), not along one side of it. ``step_z``: the standard errors
+    a step must stand out by (None: ``min_z``, as a line). Returns a new label image (or
+    ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
     found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
