@@ -444,15 +444,16 @@ def _step_agrees(
 
 
 def _all_around(agree: np.ndarray, centres: np.ndarray, centre: np.ndarray) -> bool:
-    """Whether the pieces that show a step lie all around the crystal: in each quarter of
-    the directions from its ``centre`` (rows, cols) holding at least two pieces, at least
-    half of them agree. A zone runs around its crystal; schlieren or a boundary layer of
-    the glass along one side of it do not."""
+    """Whether the pieces that show a step lie all around the crystal: each quarter of the
+    directions from its ``centre`` (rows, cols) holds at least two pieces, and at least half
+    of them agree. A zone runs around its crystal; schlieren or a boundary layer of the
+    glass along one side of it do not, and a crystal cut by the image's frame (or hemmed in
+    by others) cannot show that its step runs all around it."""
     ang = np.arctan2(centres[:, 0] - centre[0], centres[:, 1] - centre[1])
     quarter = np.floor((ang + np.pi) / (0.5 * np.pi)).astype(np.int64) % 4
     for q in range(4):
         inq = quarter == q
-        if inq.sum() >= 2 and agree[inq].mean() < 0.5:
+        if inq.sum() < 2 or agree[inq].mean() < 0.5:
             return False
     return True
 
@@ -484,7 +485,8 @@ def extend_outer_zones(
     glass's own grey next to a crystal (schlieren, a boundary layer in the melt) looks the
     same; a step is then taken only where the pieces of the outline that show the zone's
     departure lie all around the crystal (at least half of them in each quarter of the
-    directions from its centre), not along one side of it. ``step_z``: the standard errors
+    directions from its centre), not along one side of it, and not around a crystal cut by
+    the image's frame. ``step_z``: the standard errors
     a step must stand out by (None: ``min_z``, as a line). Returns a new label image (or
     ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
@@ -515,6 +517,9 @@ def extend_outer_zones(
         n_fg = np.maximum(np.bincount(lab_of, minlength=n_lab), 1)
         centroid[:, 0] = np.bincount(lab_of, weights=fg // w, minlength=n_lab) / n_fg
         centroid[:, 1] = np.bincount(lab_of, weights=fg % w, minlength=n_lab) / n_fg
+        # a crystal cut by the frame cannot show that a step runs all around it
+        framed = np.zeros(n_lab, dtype=bool)
+        framed[np.concatenate([hulls[0], hulls[-1], hulls[:, 0], hulls[:, -1]])] = True
     order = np.argsort(powner, kind="stable")
     starts = np.searchsorted(powner[order], np.arange(n_lab + 1))
     area = np.bincount(labels.ravel(), minlength=n_lab)
@@ -565,7 +570,9 @@ def extend_outer_zones(
         share = agree[has].mean()
         if share < min_pieces:
             continue
-        if not is_line and not _all_around(agree[has], centres[pieces[has]], centroid[lab]):
+        if not is_line and (
+            framed[lab] or not _all_around(agree[has], centres[pieces[has]], centroid[lab])
+        ):
             # a step along one side only: the glass's own grey (schlieren), not a zone
             continue
         e = np.full(pieces.size, edge)
