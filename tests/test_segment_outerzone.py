@@ -263,3 +263,15 @@ def test_faint_steps_join_no_plain_glass():
     on = match_instances(s.labels, segment_crystals(s.image, 1.0, zone_steps=True))
     assert on["mean_iou"] >= off["mean_iou"] - 0.002
     assert on["f1"] >= off["f1"]
+
+
+def test_a_step_is_not_taken_around_a_crystal_cut_by_the_frame():
+    """A crystal cut by the image's frame cannot show that its step runs all around it: a
+    step alone does not extend it (a thin line still would)."""
+    img, crystal, core = _step_scene(0.5, 0)
+    img, crystal, core = img[:, 70:], crystal[:, 70:], core[:, 70:]
+    labels = core.astype(np.int32)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True
+    )
+    assert np.array_equal(out, labels)
