@@ -13,6 +13,7 @@ from napari_zonation.synthetic import SCENE_KINDS
 
 NOISE = 0.03  # of the grey range
 GLASS = 0.6
+STEP_Z = None  # the step threshold segment_crystals uses: that of lines (6 standard errors)
 
 
 def _hexagon(shape, centre, radius):
@@ -174,3 +175,103 @@ def test_the_screen_never_changes_a_bound(monkeypatch):
         full = [outerzone.crystal_bounds(p, c, n, **kw) for p, c, n, kw in cases]
     assert any(b is not None for b in full) and any(b is None for b in full)
     assert screened == full
+
+
+def _step_scene(step_noise: float, seed: int = 0, zone_px: int = 12):
+    """A hexagonal crystal whose outer zone (``zone_px`` wide) differs from the glass only by
+    ``step_noise`` pixel-noise widths (no line), over a core 5 noise widths darker."""
+    rng = np.random.default_rng(seed)
+    shape = (200, 200)
+    crystal = _hexagon(shape, (100, 100), 60)
+    core = _hexagon(shape, (100, 100), 60 - zone_px)
+    img = np.full(shape, GLASS)
+    img[core] = GLASS - 5 * NOISE
+    img[crystal & ~core] += step_noise * NOISE
+    img = img + rng.normal(0.0, NOISE, shape)
+    return img.astype(np.float32), crystal, core
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("step_noise", [0.5, -0.5])
+def test_a_faint_step_bounds_the_zone_with_steps_on(step_noise, seed):
+    """A zone half a pixel-noise width brighter or darker than the glass, bounded by nothing
+    else: found (the true crystal's IoU at least 0.95, little glass joined)."""
+    img, crystal, core = _step_scene(step_noise, seed)
+    labels = core.astype(np.int32)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True, step_z=STEP_Z
+    )
+    assert _iou(out > 0, crystal) >= 0.95
+    assert (out > 0)[~crystal].sum() <= 0.03 * crystal.sum()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_step_below_the_noise_floor_is_not_taken(seed):
+    """A zone 0.05 pixel-noise widths off the glass cannot be told from it around a crystal
+    of this size: no glass is joined (the labels are unchanged)."""
+    img, crystal, core = _step_scene(0.05, seed)
+    labels = core.astype(np.int32)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True, step_z=STEP_Z
+    )
+    assert np.array_equal(out, labels)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_step_of_the_glass_on_one_side_is_not_a_bound(seed):
+    """Schlieren: a band of glass one noise width brighter along one side of a crystal found
+    whole (a step at a fixed distance, but not all around it) joins nothing."""
+    rng = np.random.default_rng(seed)
+    shape = (200, 200)
+    crystal = _hexagon(shape, (100, 100), 60)
+    img = np.full(shape, GLASS)
+    img[crystal] = GLASS - 5 * NOISE
+    band = _hexagon(shape, (100, 100), 72) & ~crystal
+    band[:, 100:] = False  # the left half only
+    img[band] += NOISE
+    img = (img + rng.normal(0.0, NOISE, shape)).astype(np.float32)
+    labels = crystal.astype(np.int32)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True, step_z=STEP_Z
+    )
+    assert (out > 0).sum() <= crystal.sum() * 1.01
+
+
+def test_faint_steps_bring_faint_rims_closer_to_the_truth():
+    """On the generator's faint-rim scene (olivine rims within 0.5-4 grey levels of the
+    glass, a third of them bounded by nothing but that step), taking faint steps as bounds
+    brings the matched crystals' IoU with the true outlines up and loses no crystal."""
+    s = make_thin_section(
+        (768, 768), n_crystals=23, pixel_size_um=1.0, noise=0.03, bit_depth=8, seed=0,
+        **SCENE_KINDS["faint_rims"],
+    )
+    off = match_instances(s.labels, segment_crystals(s.image, 1.0, zone_steps=False))
+    on = match_instances(s.labels, segment_crystals(s.image, 1.0, zone_steps=True))
+    assert on["mean_iou"] > off["mean_iou"] + 0.02
+    assert on["f1"] >= off["f1"]
+
+
+def test_faint_steps_join_no_plain_glass():
+    """On a glassy scene (glass with schlieren, vesicles against crystals, no zone at the
+    glass's grey) taking faint steps as bounds does not grow crystals into the glass: the
+    matched IoU and F1 against the true outlines do not fall."""
+    s = make_thin_section(
+        (768, 768), n_crystals=23, pixel_size_um=1.0, noise=0.03, bit_depth=8, seed=3,
+        **SCENE_KINDS["glassy"],
+    )
+    off = match_instances(s.labels, segment_crystals(s.image, 1.0, zone_steps=False))
+    on = match_instances(s.labels, segment_crystals(s.image, 1.0, zone_steps=True))
+    assert on["mean_iou"] >= off["mean_iou"] - 0.002
+    assert on["f1"] >= off["f1"]
+
+
+def test_a_step_is_not_taken_around_a_crystal_cut_by_the_frame():
+    """A crystal cut by the image's frame cannot show that its step runs all around it: a
+    step alone does not extend it (a thin line still would)."""
+    img, crystal, core = _step_scene(0.5, 0)
+    img, crystal, core = img[:, 70:], crystal[:, 70:], core[:, 70:]
+    labels = core.astype(np.int32)
+    out = extend_outer_zones(
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True
+    )
+    assert np.array_equal(out, labels)

@@ -93,6 +93,7 @@ def segment_crystals(
     snap_um: float = _DEFAULTS.snap_um,
     outer_zone_um: float = _DEFAULTS.outer_zone_um,
     line_zones: bool = _DEFAULTS.line_zones,
+    zone_steps: bool = _DEFAULTS.zone_steps,
     tile_halo_um: float = _DEFAULTS.tile_halo_um,
 ):
     """Segment phenocrysts in a BSE image (or element maps) into integer labels.
@@ -235,6 +236,12 @@ def segment_crystals(
         crystals the convex, smooth cells of their own grey that such a line closes (a
         crystal within a few grey levels of the glass)
         (:mod:`napari_zonation.segment.enclosing`).
+    zone_steps : bool
+        Also take a faint step alone (no line) as the bound of an outer zone at the
+        groundmass grey, when the glass beyond it is as smooth as the detector's noise and
+        the step has the same sign at the same distance all around the crystal (not along
+        one side of it only, as a band of the glass's own grey would)
+        (:func:`napari_zonation.segment.outerzone.extend_outer_zones`); False: lines only.
     tile_halo_um : float
         Extent (um) of a crystal that a tile surely holds whole; larger ones are segmented
         again in a larger window.
@@ -307,6 +314,7 @@ def segment_crystals(
         snap_um=snap_um,
         outer_zone_um=outer_zone_um,
         line_zones=line_zones,
+        zone_steps=zone_steps,
         tile_halo_um=tile_halo_um,
     )
     if background not in _BACKGROUNDS:

@@ -16,14 +16,16 @@ the outside's own scatter (local tests, :func:`crystal_bounds`) is the candidate
 
 - a line puts the edge on the line's centre; a step at the half-crossing between the zone's
   level and the outside's;
-- a step (not a line) is a bound only with ``steps=True`` (off by default: a step of the
-  glass's own grey next to a crystal, schlieren or a boundary layer in the melt, looks the
-  same), and then only where the outside is as smooth as the detector's noise (glass): a
-  textured groundmass can change its grey next to a crystal (fewer microlites) without
-  being crystal;
+- a step (not a line) is a bound only with ``steps=True`` (:func:`extend_outer_zones`'
+  default is off; ``segment_crystals`` turns it on with ``zone_steps``), and then only where
+  the outside is as smooth as the detector's noise (glass): a textured groundmass can change
+  its grey next to a crystal (fewer microlites) without being crystal;
 - the candidate is kept only when most pieces of the outline show the same departure at the
   same distance (the line or step runs all around the crystal; a vesicle, a neighbour or a
-  patch of microlites beside one side of it does not);
+  patch of microlites beside one side of it does not); a step, which a band of the glass's
+  own grey along one side of a crystal (schlieren, a boundary layer in the melt) also makes,
+  only when at least half of the pieces in each quarter of the directions from the
+  crystal's centre show it;
 - each piece's edge is then its own line (its extremum within two pixels of the crystal's)
   when it stands out of the piece's noise, else the crystal's.
 
@@ -178,6 +180,7 @@ def crystal_bounds(
     width: int = 4,
     n_ref: int = 4,
     min_count: int = 20,
+    step_z: float | None = None,
 ) -> tuple[float, float, float, bool, float] | None:
     """The bound of one crystal's outer zone on its pooled outward profile.
 
@@ -214,7 +217,8 @@ def crystal_bounds(
     w = ok.astype(np.float64)
     last = int(ref_bins[-1]) + 1
     first = max(min_offset, skip)
-    if not may_exceed(v, var, ok, first, last, min_z, (width, 2 * width), skip):
+    step_z = min_z if step_z is None else float(step_z)
+    if not may_exceed(v, var, ok, first, last, min(min_z, step_z), (width, 2 * width), skip):
         return None
 
     def window_mean(lo: int, hi: int):
@@ -254,7 +258,7 @@ def crystal_bounds(
                     zs = (mi - mo) / np.sqrt(vi + vo)
                 if abs(zs) > abs(zstep[jj]):
                     zstep[jj] = zs
-        if abs(zstep[jj]) > min_z:
+        if abs(zstep[jj]) > step_z:
             step_j = jj
     # a line also makes a step wherever a window holds it: the line wins there
     if line_j >= 0 and step_j <= line_j + 2 * width:
@@ -424,6 +428,36 @@ def _step_trusted(
     return bool(to < 1.15 * noise * noise)
 
 
+def _step_agrees(
+    pprof: np.ndarray, pn: np.ndarray, g0: float, sign: float, edge: float, skip: int,
+    noise: float,
+) -> np.ndarray:
+    """Per piece of an outline, whether its zone (bins ``skip`` to the crystal's ``edge``)
+    departs from the outside level ``g0`` with the crystal's ``sign`` by more than one
+    standard error (``noise``: the pixel noise times the outside's excess scatter)."""
+    k = max(int(edge), skip + 1)
+    v, n = pprof[:, skip:k], pn[:, skip:k]
+    ok = (n > 0) & np.isfinite(v)
+    tot = np.where(ok, sign * (v - g0) * n, 0.0).sum(axis=1)
+    n_tot = np.where(ok, n, 0).sum(axis=1)
+    return tot / np.maximum(n_tot, 1) > SE_ONE * noise / np.sqrt(np.maximum(n_tot, 1))
+
+
+def _all_around(agree: np.ndarray, centres: np.ndarray, centre: np.ndarray) -> bool:
+    """Whether the pieces that show a step lie all around the crystal: each quarter of the
+    directions from its ``centre`` (rows, cols) holds at least two pieces, and at least half
+    of them agree. A zone runs around its crystal; schlieren or a boundary layer of the
+    glass along one side of it do not, and a crystal cut by the image's frame (or hemmed in
+    by others) cannot show that its step runs all around it."""
+    ang = np.arctan2(centres[:, 0] - centre[0], centres[:, 1] - centre[1])
+    quarter = np.floor((ang + np.pi) / (0.5 * np.pi)).astype(np.int64) % 4
+    for q in range(4):
+        inq = quarter == q
+        if inq.sum() < 2 or agree[inq].mean() < 0.5:
+            return False
+    return True
+
+
 def extend_outer_zones(
     labels: np.ndarray,
     grey: np.ndarray,
@@ -440,6 +474,7 @@ def extend_outer_zones(
     min_px: float = 0.0,
     texture_px: float = 1.0,
     steps: bool = False,
+    step_z: float | None = None,
 ) -> np.ndarray:
     """Labels whose crystals are extended over an outer zone at the outside grey up to the
     step or line that bounds it (see the module's notes). ``grey``: the unsmoothed
@@ -448,7 +483,12 @@ def extend_outer_zones(
     texture that tells glass from a microlite groundmass (about 1 um). ``steps``: also take
     a faint step (not only a thin line) as a zone's bound; off by default, as a step of the
     glass's own grey next to a crystal (schlieren, a boundary layer in the melt) looks the
-    same. Returns a new label image (or ``labels`` when nothing changes)."""
+    same; a step is then taken only where the pieces of the outline that show the zone's
+    departure lie all around the crystal (at least half of them in each quarter of the
+    directions from its centre), not along one side of it, and not around a crystal cut by
+    the image's frame. ``step_z``: the standard errors
+    a step must stand out by (None: ``min_z``, as a line). Returns a new label image (or
+    ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
     found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
@@ -463,6 +503,23 @@ def extend_outer_zones(
         tex_sum = np.bincount(cell, weights=hp * hp, minlength=n_lab * band_px)
         tex = tex_sum.reshape(n_lab, band_px)
     piece_edge = np.full(pprof.shape[0], np.nan)
+    centres = centroid = None
+    if steps:
+        w = grey.shape[1]
+        n_pix = np.maximum(np.bincount(piece, minlength=pprof.shape[0]), 1)
+        centres = np.column_stack(
+            [np.bincount(piece, weights=at // w, minlength=pprof.shape[0]) / n_pix,
+             np.bincount(piece, weights=at % w, minlength=pprof.shape[0]) / n_pix]
+        )
+        centroid = np.zeros((n_lab, 2))
+        fg = np.flatnonzero(hulls.ravel())
+        lab_of = hulls.ravel()[fg]
+        n_fg = np.maximum(np.bincount(lab_of, minlength=n_lab), 1)
+        centroid[:, 0] = np.bincount(lab_of, weights=fg // w, minlength=n_lab) / n_fg
+        centroid[:, 1] = np.bincount(lab_of, weights=fg % w, minlength=n_lab) / n_fg
+        # a crystal cut by the frame cannot show that a step runs all around it
+        framed = np.zeros(n_lab, dtype=bool)
+        framed[np.concatenate([hulls[0], hulls[-1], hulls[:, 0], hulls[:, -1]])] = True
     order = np.argsort(powner, kind="stable")
     starts = np.searchsorted(powner[order], np.arange(n_lab + 1))
     area = np.bincount(labels.ravel(), minlength=n_lab)
@@ -483,6 +540,7 @@ def extend_outer_zones(
             min_z=min_z,
             min_offset=min_offset,
             skip=skip,
+            step_z=step_z if steps else None,
         )
         if bound is None:
             continue
@@ -508,18 +566,14 @@ def extend_outer_zones(
         if is_line:
             agree = zbest > 2.0
         else:
-            # a step: the zone's mean departure inside the edge has the crystal's sign
-            k = max(int(edge), skip + 1)
-            inside = pprof[pieces, skip:k]
-            n_in = pn[pieces, skip:k]
-            ok = (n_in > 0) & np.isfinite(inside)
-            tot = np.where(ok, s * (inside - g0) * n_in, 0.0).sum(axis=1)
-            n_tot = np.where(ok, n_in, 0).sum(axis=1)
-            # the zone's mean departure, one standard error out of the piece's noise
-            se_in = factor * SE_ONE * noise / np.sqrt(np.maximum(n_tot, 1))
-            agree = tot / np.maximum(n_tot, 1) > se_in
+            agree = _step_agrees(pprof[pieces], pn[pieces], g0, s, edge, skip, factor * noise)
         share = agree[has].mean()
         if share < min_pieces:
+            continue
+        if not is_line and (
+            framed[lab] or not _all_around(agree[has], centres[pieces[has]], centroid[lab])
+        ):
+            # a step along one side only: the glass's own grey (schlieren), not a zone
             continue
         e = np.full(pieces.size, edge)
         if is_line:

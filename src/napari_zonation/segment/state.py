@@ -45,6 +45,7 @@ class Options:
     snap_um: float = 5.0  # band (each side) in which outlines move onto the edge; 0 = off
     outer_zone_um: float = 30.0  # widest outer zone at the outside grey looked for; 0 = off
     line_zones: bool = True  # crystals out to a closed thin line around them, and new ones
+    zone_steps: bool = True  # a faint step all around a crystal also bounds its outer zone
 
     @classmethod
     def names(cls) -> list[str]:

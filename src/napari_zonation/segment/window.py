@@ -197,6 +197,7 @@ def _segment_stages(
             min_offset=max(2, int(np.ceil(3.0 / px))),
             skip=max(1, int(round(1.0 / px))),
             texture_px=max(1.0, 1.0 / px),
+            steps=opts.zone_steps,
         )
         if grown is not labels:
             labels = grown
