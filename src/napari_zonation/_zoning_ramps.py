@@ -19,7 +19,8 @@ _C_LIMITS = (-2.0, 1.5)
 #: rounding of a straight ramp's corners: the ramp convolved with a Gaussian whose sigma is
 #: ``rho`` times the slope's length (the image's blur, shell averaging across a curved
 #: outline). At most _RHO_MAX: the slope keeps a straight middle (at rho = 0.25 the central
-#: half of its length departs from a straight line by 2 % of the rise), which an erf step, steepest at one point, has not
+#: half of its length departs from a straight line by 2 % of the rise), which an erf step,
+#: steepest at one point, has not
 _RHO_GRID = (0.08, 0.16, 0.25)
 _RHO_MAX = 0.25
 
