@@ -44,7 +44,9 @@ Seeds: development 1D 100-102, physical 300-302 and scenes 0-9; ``--held-out`` r
 held-out families (``HELD_OUT_FAMILIES``) mixed with the training ones on seeds never used in
 development (1D 910-912, physical 920-922, scenes 70-79): run it once, at the end, and report
 it separately. (The first held-out seeds, 1D 900-902 and scenes 50-59, have been seen; pass
-them with ``--seeds`` to compare.)
+them with ``--seeds`` to compare.) Those held-out seeds have been run twice and are seen too;
+``--new-held-out`` runs the same held-out families on seeds never run before (1D 940-942,
+physical 950-952, scenes 90-99): once, with the method frozen, reported separately.
 
     python benchmarks/zoning.py --quick                   # 1D seed 100, 2 scenes, Kilauea
     python benchmarks/zoning.py --part 1d
@@ -53,7 +55,8 @@ them with ``--seeds`` to compare.)
     python benchmarks/zoning.py --part kilauea
     python benchmarks/zoning.py --part physical
     python benchmarks/zoning.py --part calibrate
-    python benchmarks/zoning.py --held-out                # once, at the end
+    python benchmarks/zoning.py --held-out                # seen (old held-out seeds)
+    python benchmarks/zoning.py --new-held-out            # once, at the end
 """
 
 from __future__ import annotations
@@ -468,32 +471,57 @@ def main() -> None:
     ap.add_argument(
         "--held-out", action="store_true", help="held-out families and seeds (run once, at the end)"
     )
+    ap.add_argument(
+        "--new-held-out",
+        action="store_true",
+        help="held-out families on seeds never run before (1D 940-942, physical 950-952, "
+        "scenes 90-99): run once, with the method frozen",
+    )
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--n-per-family", type=int, default=None)
     ap.add_argument("--cache", default=None, help="folder keeping prepared scenes")
     args = ap.parse_args()
     parts = args.part or ["1d", "physical", "scenes", "kilauea"]
     kinds = args.labels or ["truth", "own"]
-    fams = TRAIN_FAMILIES + HELD_OUT_FAMILIES if args.held_out else TRAIN_FAMILIES
-    if args.held_out:
-        print("HELD-OUT run: held-out families mixed with the training ones, unseen seeds")
+    new = args.new_held_out
+    held = args.held_out or new
+    fams = TRAIN_FAMILIES + HELD_OUT_FAMILIES if held else TRAIN_FAMILIES
+    if held:
+        print(
+            f"{'NEW ' if new else ''}HELD-OUT run: held-out families mixed with the training "
+            "ones, unseen seeds"
+        )
     if "calibrate" in parts:
         run_calibrate(cache=args.cache)
     if "1d" in parts:
         seeds = args.seeds or (
-            [910, 911, 912] if args.held_out else [100] if args.quick else [100, 101, 102]
+            [940, 941, 942]
+            if new
+            else [910, 911, 912]
+            if args.held_out
+            else [100]
+            if args.quick
+            else [100, 101, 102]
         )
         n = args.n_per_family or (8 if args.quick else 20)
         run_1d(seeds, n, fams, args.cache)
     if "physical" in parts:
         seeds = args.seeds or (
-            [920, 921, 922] if args.held_out else [300] if args.quick else [300, 301, 302]
+            [950, 951, 952]
+            if new
+            else [920, 921, 922]
+            if args.held_out
+            else [300]
+            if args.quick
+            else [300, 301, 302]
         )
         n = args.n_per_family or (10 if args.quick else 25)
         run_1d(seeds, n, PHYSICAL_FAMILIES, args.cache)
     if "scenes" in parts:
         if args.seeds:
             seeds = args.seeds
+        elif new:
+            seeds = list(range(90, 100))
         elif args.held_out:
             seeds = list(range(70, 80))
         else:

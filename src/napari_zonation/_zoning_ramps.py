@@ -1,9 +1,11 @@
 """Slope models of a zoning profile: straight and curved ramps with and without rim and core
-plateaus, found on a grid and refined (see :mod:`napari_zonation.zoning_models`)."""
+plateaus, their corners sharp or rounded, found on a grid and refined (see
+:mod:`napari_zonation.zoning_models`)."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 
 from ._zoning_base import Fit, ProfileData, _varpro, criterion
 
@@ -13,6 +15,14 @@ from ._zoning_base import Fit, ProfileData, _varpro, criterion
 #: smoothly into the core is a diffusion profile from the rim, a step held at the rim
 _C_GRID = (0.0, -2.0, -1.25, -0.6, 0.6, 1.25)
 _C_LIMITS = (-2.0, 1.5)
+
+#: rounding of a straight ramp's corners: the ramp convolved with a Gaussian whose sigma is
+#: ``rho`` times the slope's length (the image's blur, shell averaging across a curved
+#: outline). At most _RHO_MAX: the slope keeps a straight middle (at rho = 0.25 the central
+#: half of its length departs from a straight line by 2 % of the rise), which an erf step,
+#: steepest at one point, has not
+_RHO_GRID = (0.08, 0.16, 0.25)
+_RHO_MAX = 0.25
 
 
 def _curve(t, c):
@@ -24,13 +34,33 @@ def _curve(t, c):
     return np.where(small, t, out)
 
 
-def ramp_predict(d, a, b, s, e, c):
+def _rounded(d, s, e, rho, rim=True, core=True):
+    """A straight 0 -> 1 ramp from ``s`` to ``e`` whose corners (the one at ``s`` if ``rim``,
+    the one at ``e`` if ``core``) are convolved with a Gaussian of sigma ``rho (e - s)``:
+    ``((d - s)_+ - (d - e)_+) / (e - s)`` with a rounded corner's ``(d - p)_+`` replaced by
+    ``r psi((d - p) / r)``, ``psi(z) = z Phi(z) + phi(z)`` (the integral of the normal CDF)."""
+    d = np.asarray(d, float)
+    length = np.maximum(np.asarray(e, float) - s, 1e-12)
+    r = np.maximum(np.asarray(rho, float) * length, 1e-12)
+
+    def corner(p, soft):
+        z = (d - p) / r
+        smooth = r * (z * ndtr(z) + np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi))
+        return np.where(soft, smooth, np.maximum(d - p, 0.0))
+
+    return (corner(s, rim) - corner(e, core)) / length
+
+
+def ramp_predict(d, a, b, s, e, c, rho=0.0, rim=True, core=True):
+    if rho > 0:
+        return a + (b - a) * _rounded(d, s, e, rho, rim, core)
     t = (np.asarray(d, float) - s) / max(e - s, 1e-12)
     return a + (b - a) * _curve(t, c)
 
 
-def fit_ramps(p: ProfileData) -> list[Fit]:
-    """Straight and curved slopes, with and without rim and core plateaus (module notes)."""
+def fit_ramps(p: ProfileData, rounded: bool = True) -> list[Fit]:
+    """Straight and curved slopes, with and without rim and core plateaus, straight ones with
+    sharp or (``rounded``) rounded corners (module notes)."""
     d, v, w = p.d, p.v, p.w
     n, L = p.n, p.length
     if n < 5 or L <= 0:
@@ -46,6 +76,24 @@ def fit_ramps(p: ProfileData) -> list[Fit]:
     if ss.size == 0:
         return []
     g = _curve((d[None, :] - ss[:, None]) / (ee - ss)[:, None], cc[:, None])
+    rr = np.zeros(ss.size)
+    if rounded:
+        # straight slopes with rounded corners, where a corner lies inside the profile
+        st = (np.abs(cc) < 1e-9) & ((ss > p.d0 + 1e-9) | (ee < p.d1 - 1e-9))
+        s2 = np.repeat(ss[st], len(_RHO_GRID))
+        e2 = np.repeat(ee[st], len(_RHO_GRID))
+        r2 = np.tile(np.array(_RHO_GRID), int(st.sum()))
+        g2 = _rounded(
+            d[None, :],
+            s2[:, None],
+            e2[:, None],
+            r2[:, None],
+            (s2 > p.d0 + 1e-9)[:, None],
+            (e2 < p.d1 - 1e-9)[:, None],
+        )
+        ss, ee = np.concatenate([ss, s2]), np.concatenate([ee, e2])
+        cc, rr = np.concatenate([cc, np.zeros(s2.size)]), np.concatenate([rr, r2])
+        g = np.concatenate([g, g2])
     sw, swg, swgg = w.sum(), (w * g).sum(1), (w * g * g).sum(1)
     swv, swgv = float((w * v).sum()), (w * g * v).sum(1)
     swvv = float((w * v * v).sum())
@@ -58,38 +106,41 @@ def fit_ramps(p: ProfileData) -> list[Fit]:
     rss = np.where(good, rss, np.inf)
     rim_pl = ss > p.d0 + 1e-9
     core_pl = ee < p.d1 - 1e-9
-    curved = np.abs(cc) > 1e-9
+    # shape of each node: 0 straight, 1 curved, 2 straight with rounded corners
+    kind = np.where(rr > 0, 2, np.where(np.abs(cc) > 1e-9, 1, 0))
     # the best grid node of each variant; the variants within reach of the best are refined
     nodes = []
     for has_rim in (False, True):
         for has_core in (False, True):
-            for is_curved in (False, True):
-                sel = np.flatnonzero(
-                    (rim_pl == has_rim) & (core_pl == has_core) & (curved == is_curved)
-                )
+            for shape in (0, 1, 2):
+                sel = np.flatnonzero((rim_pl == has_rim) & (core_pl == has_core) & (kind == shape))
                 if sel.size == 0 or not np.isfinite(rss[sel]).any():
                     continue
                 i = int(sel[np.argmin(rss[sel])])
-                k = 2 + int(has_rim) + int(has_core) + int(is_curved)
+                k = 2 + int(has_rim) + int(has_core) + int(shape > 0)
                 score = criterion(float(rss[i]), n, k, p.known_sigma, p.variance_floor)
-                nodes.append((score, i, has_rim, has_core, is_curved))
+                nodes.append((score, i, has_rim, has_core, shape))
     if not nodes:
         return []
+    # sharp slopes are refined within reach of the best sharp node (a rounded node's grid
+    # score does not turn them away), rounded ones within reach of the best node
     top = min(t[0] for t in nodes)
+    top_sharp = min((t[0] for t in nodes if t[4] < 2), default=top)
     fits = []
-    for score, i, has_rim, has_core, is_curved in nodes:
-        if score > top + 20.0:
+    for score, i, has_rim, has_core, shape in nodes:
+        if score > (top if shape == 2 else top_sharp) + 20.0:
             continue
         fit = _refine_ramp(
-            p, alpha[i], beta[i], ss[i], ee[i], cc[i], has_rim, has_core, is_curved
+            p, alpha[i], beta[i], ss[i], ee[i], cc[i], has_rim, has_core, shape == 1, rr[i]
         )
         if fit is not None:
             fits.append(fit)
     return fits
 
 
-def _refine_ramp(p, a0, b0, s0, e0, c0, has_rim, has_core, is_curved) -> Fit | None:
-    """Refine a grid node by variable projection over the slope's ends and curvature."""
+def _refine_ramp(p, a0, b0, s0, e0, c0, has_rim, has_core, is_curved, rho0=0.0) -> Fit | None:
+    """Refine a grid node by variable projection over the slope's ends and its curvature or
+    the rounding of its corners (``rho0 > 0``)."""
     d, v, w = p.d, p.v, p.w
     sw = np.sqrt(w)
     least = p.min_gradient_fraction * p.length
@@ -109,14 +160,24 @@ def _refine_ramp(p, a0, b0, s0, e0, c0, has_rim, has_core, is_curved) -> Fit | N
         x0.append(c0)
         lb.append(_C_LIMITS[0])
         ub.append(_C_LIMITS[1])
+    rounded = rho0 > 0
+    if rounded:
+        names.append("rho")
+        x0.append(rho0)
+        lb.append(0.02)
+        ub.append(_RHO_MAX)
 
     def solve(x):
         q = dict(zip(names, x, strict=True))
         s, e, c = q.get("s", p.d0), q.get("e", p.d1), q.get("c", 0.0)
-        g = _curve((d - s) / max(e - s, 1e-9), c)
+        rho = q.get("rho", 0.0)
+        if rho > 0:
+            g = _rounded(d, s, e, rho, has_rim, has_core)
+        else:
+            g = _curve((d - s) / max(e - s, 1e-9), c)
         cols = np.stack([1.0 - g, g], axis=1)
         coef, *_ = np.linalg.lstsq(cols * sw[:, None], v * sw, rcond=None)
-        return (float(coef[0]), float(coef[1]), s, e, c), cols @ coef
+        return (float(coef[0]), float(coef[1]), s, e, c, rho), cols @ coef
 
     if names:
         try:
@@ -126,16 +187,18 @@ def _refine_ramp(p, a0, b0, s0, e0, c0, has_rim, has_core, is_curved) -> Fit | N
         xs = res.x
     else:
         xs = np.array([])
-    (a, b, s, e, c), fitted = solve(xs)
+    (a, b, s, e, c, rho), fitted = solve(xs)
     rss = float(np.sum(w * (fitted - v) ** 2))
-    k = 2 + int(has_rim) + int(has_core) + int(is_curved)
+    k = 2 + int(has_rim) + int(has_core) + int(is_curved or rounded)
     kind = ("rim_" if has_rim else "") + ("hinge" if has_core else "full")
     return Fit(
         "gradient",
         "ramp",
         k,
         rss,
-        lambda x, a=a, b=b, s=s, e=e, c=c: ramp_predict(x, a, b, s, e, c),
+        lambda x, a=a, b=b, s=s, e=e, c=c, rho=rho, hr=has_rim, hc=has_core: ramp_predict(
+            x, a, b, s, e, c, rho, hr, hc
+        ),
         {
             "rim": a,
             "core": b,
@@ -144,6 +207,7 @@ def _refine_ramp(p, a0, b0, s0, e0, c0, has_rim, has_core, is_curved) -> Fit | N
             "curvature": c,
             "kind": kind,
             "curved": is_curved,
+            "rounding": rho,
         },
     )
 

@@ -17,9 +17,12 @@ four families of shapes, each by least squares:
     a straight or curved slope ``a + (b - a) g((d - s) / (e - s))`` between depths ``s`` and
     ``e`` with ``g(t) = (1 - exp(-c t)) / (1 - exp(-c))`` (``c = 0``: straight), flat beyond
     them: with or without a rim plateau (``s > d0``), with or without a core plateau
-    (``e < d1``), straight or curved; found by a grid search over ``s``, ``e`` and ``c``
-    (linear least squares at each node), then refined. ``k = 2`` plus one for each plateau and
-    one for the curvature.
+    (``e < d1``), straight or curved; a straight slope's corners inside the profile may be
+    rounded (the ramp convolved with a Gaussian of sigma ``rho (e - s)``, ``rho <= 0.25``:
+    image blur and shell averaging round a slope's ends, and the middle stays straight, which
+    an erf step, steepest at one point, is not); found by a grid search over ``s``, ``e`` and
+    ``c`` or ``rho`` (linear least squares at each node), then refined. ``k = 2`` plus one for
+    each plateau and one for the curvature or the rounding.
 ``oscillatory``
     a periodic mantle ``m + A sin(2 pi f d + phi)`` between depths ``s`` and ``e``, with or
     without a rim level before it (an oscillatory zone under a stepped rim) and a core level
