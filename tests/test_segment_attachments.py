@@ -89,6 +89,38 @@ def test_outer_zone_all_around_the_crystal_stays():
     np.testing.assert_array_equal(out, labels)
 
 
+def test_strip_beyond_a_crack_at_the_image_frame_stays():
+    # a crystal cut by the image's left frame, with a crack (a dark line 8 px wide) 6 px
+    # from the frame: the strip beyond the crack is the crystal's own
+    rng = np.random.default_rng(3)
+    shape = (160, 160)
+    crystal = np.zeros(shape, dtype=bool)
+    crystal[20:140, 0:100] = True
+    img = np.full(shape, GLASS) + rng.normal(0, 0.02, shape)
+    img[crystal] = CRYSTAL + rng.normal(0, 0.02, crystal.sum())
+    img[20:140, 6:14] = GLASS - 0.05
+    smooth = ndi.gaussian_filter(img, 1.5)
+    labels = crystal.astype(np.int32)
+    out = cut_attachments(labels, smooth, GLASS, radius_px=3.0, min_px=400)
+    np.testing.assert_array_equal(out, labels)
+
+
+def test_thin_edge_halo_of_a_dark_crystal_stays():
+    # a crystal darker than the glass with a bright halo 3 px wide along one of its facets
+    # (thinner than the disc's diameter, so not a lump)
+    rng = np.random.default_rng(4)
+    shape = (200, 200)
+    crystal = np.zeros(shape, dtype=bool)
+    crystal[40:160, 40:160] = True
+    img = np.full(shape, GLASS) + rng.normal(0, 0.02, shape)
+    img[crystal] = 0.15
+    img[40:160, 40:43] = 0.8
+    smooth = ndi.gaussian_filter(img, 1.5)
+    labels = crystal.astype(np.int32)
+    out = cut_attachments(labels, smooth, GLASS, radius_px=3.0, min_px=400)
+    np.testing.assert_array_equal(out, labels)
+
+
 def test_glass_laths_scene_bright_crystals_keep_to_their_truth():
     # the generator's microlite-rich glass: no bright phenocryst's label spills a tenth of
     # its area into the groundmass, and their median IoU is above 0.95

@@ -5,9 +5,11 @@ A crystal's body is the part of its label on the crystal's side of the midpoint 
 label's median grey and the groundmass's, opened with a disc the size of the microlites (so
 that bright specks in the glass do not count as body). What the label holds beyond the
 convex hull of that body, farther than the disc's radius from it, and along only part of the
-hull's outline, is an attachment and goes. Corners and facets of the crystal lie inside the
-hull of its body and stay; an outer zone all around the crystal (touching most of the hull's
-outline) stays too.
+hull's outline, and that is both wider than the disc and mostly of the groundmass's grey, is
+an attachment and goes. Corners and facets of the crystal lie inside the hull of its body
+and stay; so do an outer zone all around the crystal (touching most of the hull's outline),
+a thin edge halo, and a part on the image's frame (a strip of a crystal cut by the frame,
+beyond a crack).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def cut_attachments(
         side = np.sign(med - ref)
         if side == 0:
             continue
-        body = opening(m & ((g - 0.5 * (med + ref)) * side > 0), foot)
+        own = m & ((g - 0.5 * (med + ref)) * side > 0)
+        body = opening(own, foot)
         cl, n = ndi.label(body)
         if n == 0:
             continue
@@ -92,8 +95,15 @@ def cut_attachments(
             continue
         edge = find_boundaries(hull, mode="outer")
         touch = ndi.sum(edge, ndi.grey_dilation(rest, size=3), index=idx)
+        # a lump: wider than the disc somewhere (not a strip past a crack, nor a halo), of
+        # the groundmass's grey more than the crystal's
+        wide = np.bincount(rest[opening(rest > 0, foot)], minlength=nr + 1)[1:] > 0
+        mine = ndi.mean(own, rest, index=idx)
         cut = np.zeros(nr + 1, dtype=bool)
-        cut[1:] = far & (touch < max_contact * edge.sum())
+        cut[1:] = far & wide & (mine < 0.5) & (touch < max_contact * edge.sum())
+        # a part on the image's frame may be the crystal's own, cut by the frame
+        cut[_on_frame(rest, pad, reg.bbox, labels.shape)] = False
+        cut[0] = False
         if not cut.any():
             continue
         drop = cut[rest][pad:-pad, pad:-pad] & reg.image
@@ -102,3 +112,19 @@ def cut_attachments(
         sub = out[r0:r1, c0:c1]
         sub[drop] = 0
     return out
+
+
+def _on_frame(rest: np.ndarray, pad: int, bbox, shape) -> np.ndarray:
+    """The piece numbers of ``rest`` (a crop padded by ``pad``) on the image's frame."""
+    r0, c0, r1, c1 = bbox
+    inner = rest[pad:-pad, pad:-pad]
+    sides = []
+    if r0 == 0:
+        sides.append(inner[0])
+    if c0 == 0:
+        sides.append(inner[:, 0])
+    if r1 == shape[0]:
+        sides.append(inner[-1])
+    if c1 == shape[1]:
+        sides.append(inner[:, -1])
+    return np.unique(np.concatenate(sides)) if sides else np.zeros(0, dtype=rest.dtype)
