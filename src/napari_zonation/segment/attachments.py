@@ -4,12 +4,13 @@ between them) that a crystal's label took in beyond the crystal's own body.
 A crystal's body is the part of its label on the crystal's side of the midpoint between the
 label's median grey and the groundmass's, opened with a disc the size of the microlites (so
 that bright specks in the glass do not count as body). What the label holds beyond the
-convex hull of that body, farther than the disc's radius from it, and along only part of the
-hull's outline, and that is both wider than the disc and mostly of the groundmass's grey, is
-an attachment and goes. Corners and facets of the crystal lie inside the hull of its body
-and stay; so do an outer zone all around the crystal (touching most of the hull's outline),
-a thin edge halo, and a part on the image's frame (a strip of a crystal cut by the frame,
-beyond a crack).
+convex hull of that body, farther than the disc's radius from it, along only part of the
+hull's outline, wider than the disc and mostly within half the crystal's contrast of the
+groundmass's grey, is an attachment and goes. Corners and facets of the crystal lie inside
+the hull of its body and stay; so do an outer zone all around the crystal (touching most of
+the hull's outline), a thin edge halo, an inclusion at the edge (not of the groundmass's
+grey) and a part on the image's frame (a strip of a crystal cut by the frame, beyond a
+crack).
 """
 
 from __future__ import annotations
@@ -95,12 +96,12 @@ def cut_attachments(
             continue
         edge = find_boundaries(hull, mode="outer")
         touch = ndi.sum(edge, ndi.grey_dilation(rest, size=3), index=idx)
-        # a lump: wider than the disc somewhere (not a strip past a crack, nor a halo), of
-        # the groundmass's grey more than the crystal's
+        # a lump: wider than the disc somewhere (not a strip past a crack, nor a halo),
+        # mostly of the groundmass's grey (not the crystal's, nor an inclusion's)
         wide = np.bincount(rest[opening(rest > 0, foot)], minlength=nr + 1)[1:] > 0
-        mine = ndi.mean(own, rest, index=idx)
+        glass = ndi.mean(np.abs(g - ref) < 0.5 * abs(med - ref), rest, index=idx)
         cut = np.zeros(nr + 1, dtype=bool)
-        cut[1:] = far & wide & (mine < 0.5) & (touch < max_contact * edge.sum())
+        cut[1:] = far & wide & (glass > 0.5) & (touch < max_contact * edge.sum())
         # a part on the image's frame may be the crystal's own, cut by the frame
         cut[_on_frame(rest, pad, reg.bbox, labels.shape)] = False
         cut[0] = False
