@@ -18,8 +18,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import regionprops
-from skimage.morphology import convex_hull_image, disk, opening
+from skimage.morphology import convex_hull_image
 from skimage.segmentation import find_boundaries
+
+from .morphology import open_mask
 
 
 def cut_attachments(
@@ -65,7 +67,7 @@ def cut_attachments(
     """
     reach = radius_px if reach_px is None else reach_px
     pad = int(np.ceil(radius_px + reach)) + 2
-    foot = disk(max(1, int(round(radius_px))))
+    disc = float(max(1, int(round(radius_px))))
     out = labels
     for reg in regionprops(labels):
         r0, c0, r1, c1 = reg.bbox
@@ -76,7 +78,7 @@ def cut_attachments(
         if side == 0:
             continue
         own = m & ((g - 0.5 * (med + ref)) * side > 0)
-        body = opening(own, foot)
+        body = open_mask(own, disc)
         cl, n = ndi.label(body)
         if n == 0:
             continue
@@ -98,7 +100,7 @@ def cut_attachments(
         touch = ndi.sum(edge, ndi.grey_dilation(rest, size=3), index=idx)
         # a lump: wider than the disc somewhere (not a strip past a crack, nor a halo),
         # mostly of the groundmass's grey (not the crystal's, nor an inclusion's)
-        wide = np.bincount(rest[opening(rest > 0, foot)], minlength=nr + 1)[1:] > 0
+        wide = np.bincount(rest[open_mask(rest > 0, disc)], minlength=nr + 1)[1:] > 0
         glass = ndi.mean(np.abs(g - ref) < 0.5 * abs(med - ref), rest, index=idx)
         cut = np.zeros(nr + 1, dtype=bool)
         cut[1:] = far & wide & (glass > 0.5) & (touch < max_contact * edge.sum())
