@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._threads import SERIAL, Workers
+from .attachments import cut_attachments
 from .cleanup import fill_label_holes, final_labels
 from .contacts import refine_contacts
 from .cores import add_cores, bg_near_black, crystal_cores
@@ -162,6 +163,14 @@ def _segment_stages(
     )
     labels, area, new_id = merge(labels, smooth, rim=rim)
     labels, area = fill_label_holes(labels, opts.max_hole_fraction, area, in_place=True)
+    if lv.mode != "masked" and labels.any():
+        # lumps of groundmass (microlite clusters) taken in beyond the crystal's own body
+        cut = cut_attachments(
+            labels, smooth, float(ref), opts.open_um / px, min_area_um2 / (px * px)
+        )
+        if cut is not labels:
+            labels = cut
+            area = np.bincount(labels.ravel(), minlength=area.size)
     # pixels that may join a crystal's outer zone: not near-black (vesicles, epoxy), finite
     valid = smooth > np.float64(lv.dark_thr)
     if finite is not None:
