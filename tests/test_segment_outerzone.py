@@ -13,7 +13,6 @@ from napari_zonation.synthetic import SCENE_KINDS
 
 NOISE = 0.03  # of the grey range
 GLASS = 0.6
-STEP_Z = None  # the step threshold segment_crystals uses: that of lines (6 standard errors)
 
 
 def _hexagon(shape, centre, radius):
@@ -199,7 +198,7 @@ def test_a_faint_step_bounds_the_zone_with_steps_on(step_noise, seed):
     img, crystal, core = _step_scene(step_noise, seed)
     labels = core.astype(np.int32)
     out = extend_outer_zones(
-        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True, step_z=STEP_Z
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True
     )
     assert _iou(out > 0, crystal) >= 0.95
     assert (out > 0)[~crystal].sum() <= 0.03 * crystal.sum()
@@ -212,7 +211,7 @@ def test_a_step_below_the_noise_floor_is_not_taken(seed):
     img, crystal, core = _step_scene(0.05, seed)
     labels = core.astype(np.int32)
     out = extend_outer_zones(
-        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True, step_z=STEP_Z
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True
     )
     assert np.array_equal(out, labels)
 
@@ -232,7 +231,7 @@ def test_a_step_of_the_glass_on_one_side_is_not_a_bound(seed):
     img = (img + rng.normal(0.0, NOISE, shape)).astype(np.float32)
     labels = crystal.astype(np.int32)
     out = extend_outer_zones(
-        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True, step_z=STEP_Z
+        labels, img, NOISE, band_px=30, piece_px=12, min_offset=3, steps=True
     )
     assert (out > 0).sum() <= crystal.sum() * 1.01
 

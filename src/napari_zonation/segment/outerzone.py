@@ -180,7 +180,6 @@ def crystal_bounds(
     width: int = 4,
     n_ref: int = 4,
     min_count: int = 20,
-    step_z: float | None = None,
 ) -> tuple[float, float, float, bool, float] | None:
     """The bound of one crystal's outer zone on its pooled outward profile.
 
@@ -217,8 +216,7 @@ def crystal_bounds(
     w = ok.astype(np.float64)
     last = int(ref_bins[-1]) + 1
     first = max(min_offset, skip)
-    step_z = min_z if step_z is None else float(step_z)
-    if not may_exceed(v, var, ok, first, last, min(min_z, step_z), (width, 2 * width), skip):
+    if not may_exceed(v, var, ok, first, last, min_z, (width, 2 * width), skip):
         return None
 
     def window_mean(lo: int, hi: int):
@@ -258,7 +256,7 @@ def crystal_bounds(
                     zs = (mi - mo) / np.sqrt(vi + vo)
                 if abs(zs) > abs(zstep[jj]):
                     zstep[jj] = zs
-        if abs(zstep[jj]) > step_z:
+        if abs(zstep[jj]) > min_z:
             step_j = jj
     # a line also makes a step wherever a window holds it: the line wins there
     if line_j >= 0 and step_j <= line_j + 2 * width:
@@ -474,7 +472,6 @@ def extend_outer_zones(
     min_px: float = 0.0,
     texture_px: float = 1.0,
     steps: bool = False,
-    step_z: float | None = None,
 ) -> np.ndarray:
     """Labels whose crystals are extended over an outer zone at the outside grey up to the
     step or line that bounds it (see the module's notes). ``grey``: the unsmoothed
@@ -486,9 +483,8 @@ def extend_outer_zones(
     same; a step is then taken only where the pieces of the outline that show the zone's
     departure lie all around the crystal (at least half of them in each quarter of the
     directions from its centre), not along one side of it, and not around a crystal cut by
-    the image's frame. ``step_z``: the standard errors
-    a step must stand out by (None: ``min_z``, as a line). Returns a new label image (or
-    ``labels`` when nothing changes)."""
+    the image's frame; a step must stand out by ``min_z`` standard errors, as a line.
+    Returns a new label image (or ``labels`` when nothing changes)."""
     hulls = hull_labels(labels, min_px)
     found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
@@ -540,7 +536,6 @@ def extend_outer_zones(
             min_z=min_z,
             min_offset=min_offset,
             skip=skip,
-            step_z=step_z if steps else None,
         )
         if bound is None:
             continue
