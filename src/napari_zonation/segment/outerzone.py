@@ -441,19 +441,31 @@ def _step_agrees(
     return tot / np.maximum(n_tot, 1) > SE_ONE * noise / np.sqrt(np.maximum(n_tot, 1))
 
 
-def _all_around(agree: np.ndarray, centres: np.ndarray, centre: np.ndarray) -> bool:
+def _all_around(
+    agree: np.ndarray, centres: np.ndarray, centre: np.ndarray, framed: bool = False
+) -> bool:
     """Whether the pieces that show a step lie all around the crystal: each quarter of the
     directions from its ``centre`` (rows, cols) holds at least two pieces, and at least half
     of them agree. A zone runs around its crystal; schlieren or a boundary layer of the
-    glass along one side of it do not, and a crystal cut by the image's frame (or hemmed in
-    by others) cannot show that its step runs all around it."""
+    glass along one side of it do not, and a crystal hemmed in by others cannot show that its
+    step runs all around it.
+
+    A crystal cut by the image's frame (``framed``) has no outline in the directions the
+    frame cuts off: the same test is applied to the quarters that hold at least two pieces
+    (the directions it has inside the image), and at least two quarters must hold them."""
     ang = np.arctan2(centres[:, 0] - centre[0], centres[:, 1] - centre[1])
     quarter = np.floor((ang + np.pi) / (0.5 * np.pi)).astype(np.int64) % 4
+    judged = 0
     for q in range(4):
         inq = quarter == q
-        if inq.sum() < 2 or agree[inq].mean() < 0.5:
+        if inq.sum() < 2:
+            if framed:
+                continue
             return False
-    return True
+        if agree[inq].mean() < 0.5:
+            return False
+        judged += 1
+    return judged >= 2
 
 
 def extend_outer_zones(
@@ -482,9 +494,10 @@ def extend_outer_zones(
     glass's own grey next to a crystal (schlieren, a boundary layer in the melt) looks the
     same; a step is then taken only where the pieces of the outline that show the zone's
     departure lie all around the crystal (at least half of them in each quarter of the
-    directions from its centre), not along one side of it, and not around a crystal cut by
-    the image's frame; a step must stand out by ``min_z`` standard errors, as a line.
-    Returns a new label image (or ``labels`` when nothing changes)."""
+    directions from its centre; for a crystal cut by the image's frame, in each quarter of
+    the directions it has inside the image), not along one side of it; a step must stand
+    out by ``min_z`` standard errors, as a line. Returns a new label image (or ``labels``
+    when nothing changes)."""
     hulls = hull_labels(labels, min_px)
     found = outer_profiles(hulls, grey, band_px, piece_px, origin, valid, noise)
     if found is None:
@@ -513,7 +526,7 @@ def extend_outer_zones(
         n_fg = np.maximum(np.bincount(lab_of, minlength=n_lab), 1)
         centroid[:, 0] = np.bincount(lab_of, weights=fg // w, minlength=n_lab) / n_fg
         centroid[:, 1] = np.bincount(lab_of, weights=fg % w, minlength=n_lab) / n_fg
-        # a crystal cut by the frame cannot show that a step runs all around it
+        # a crystal cut by the frame shows its step only in the directions inside the image
         framed = np.zeros(n_lab, dtype=bool)
         framed[np.concatenate([hulls[0], hulls[-1], hulls[:, 0], hulls[:, -1]])] = True
     order = np.argsort(powner, kind="stable")
@@ -565,8 +578,8 @@ def extend_outer_zones(
         share = agree[has].mean()
         if share < min_pieces:
             continue
-        if not is_line and (
-            framed[lab] or not _all_around(agree[has], centres[pieces[has]], centroid[lab])
+        if not is_line and not _all_around(
+            agree[has], centres[pieces[has]], centroid[lab], bool(framed[lab])
         ):
             # a step along one side only: the glass's own grey (schlieren), not a zone
             continue
