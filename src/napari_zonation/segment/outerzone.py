@@ -391,12 +391,21 @@ def reference_bins(
 
 
 def excess_scatter(
-    pprof: np.ndarray, pn: np.ndarray, ref: np.ndarray, g0: float, noise: float
+    pprof: np.ndarray,
+    pn: np.ndarray,
+    ref: np.ndarray,
+    g0: float,
+    noise: float,
+    trend: np.ndarray | None = None,
 ) -> float:
     """How many times more the pieces' medians scatter in the reference bins ``ref`` than
     white noise ``noise`` would make them (at least 1): the outside's own texture (microlites,
-    schlieren) measured, so that it is not taken for a step."""
+    schlieren) measured, so that it is not taken for a step. ``trend``: per piece, the
+    outside level's smooth change across the crystal (:func:`outside_trend`), taken out
+    first: shading across the field is not texture."""
     v = pprof[:, ref]
+    if trend is not None:
+        v = v - trend[:, None]
     n = pn[:, ref]
     ok = (n >= 3) & np.isfinite(v)
     if ok.sum() < 8:
@@ -405,6 +414,35 @@ def excess_scatter(
         z = (v[ok] - g0) / (SE_ONE * noise / np.sqrt(n[ok]))
     spread = 1.4826 * float(np.median(np.abs(z - np.median(z))))
     return max(1.0, spread)
+
+
+def outside_trend(
+    pprof: np.ndarray, pn: np.ndarray, ref: np.ndarray, centres: np.ndarray
+) -> np.ndarray:
+    """Per piece of an outline, the outside level's linear change across the crystal: a
+    plane in the pieces' ``centres`` (rows, cols) fitted to their mean grey in the reference
+    bins ``ref`` (weighted by their pixel counts), minus its weighted mean. The brightness of
+    a BSE image drifts across the field (beam current, detector shading); around a crystal
+    many micrometres across it is a ramp, which is neither texture nor a zone's step. Zeros
+    when fewer than eight pieces hold reference pixels."""
+    v = pprof[:, ref]
+    n = pn[:, ref].astype(np.float64)
+    ok = (n > 0) & np.isfinite(v)
+    wsum = np.where(ok, n, 0.0).sum(axis=1)
+    has = wsum > 0
+    out = np.zeros(pprof.shape[0])
+    if has.sum() < 8:
+        return out
+    mean = np.where(ok, v * n, 0.0).sum(axis=1)[has] / wsum[has]
+    c = centres[has]
+    a = np.column_stack([np.ones(c.shape[0]), c[:, 0] - c[:, 0].mean(), c[:, 1] - c[:, 1].mean()])
+    sw = np.sqrt(wsum[has])
+    coef, *_ = np.linalg.lstsq(a * sw[:, None], mean * sw, rcond=None)
+    full = np.column_stack(
+        [np.zeros(pprof.shape[0]), centres[:, 0] - c[:, 0].mean(), centres[:, 1] - c[:, 1].mean()]
+    )
+    out = full @ coef
+    return out - float(np.average(out[has], weights=wsum[has]))
 
 
 def _step_trusted(
@@ -512,14 +550,14 @@ def extend_outer_zones(
         tex_sum = np.bincount(cell, weights=hp * hp, minlength=n_lab * band_px)
         tex = tex_sum.reshape(n_lab, band_px)
     piece_edge = np.full(pprof.shape[0], np.nan)
-    centres = centroid = None
+    centroid = None
+    w = grey.shape[1]
+    n_pix = np.maximum(np.bincount(piece, minlength=pprof.shape[0]), 1)
+    centres = np.column_stack(
+        [np.bincount(piece, weights=at // w, minlength=pprof.shape[0]) / n_pix,
+         np.bincount(piece, weights=at % w, minlength=pprof.shape[0]) / n_pix]
+    )
     if steps:
-        w = grey.shape[1]
-        n_pix = np.maximum(np.bincount(piece, minlength=pprof.shape[0]), 1)
-        centres = np.column_stack(
-            [np.bincount(piece, weights=at // w, minlength=pprof.shape[0]) / n_pix,
-             np.bincount(piece, weights=at % w, minlength=pprof.shape[0]) / n_pix]
-        )
         centroid = np.zeros((n_lab, 2))
         fg = np.flatnonzero(hulls.ravel())
         lab_of = hulls.ravel()[fg]
@@ -540,7 +578,8 @@ def extend_outer_zones(
         if ref is None:
             continue
         g0 = float(np.median(cprof[lab][ref]))
-        factor = excess_scatter(pprof[pieces], pn[pieces], ref, g0, noise)
+        trend = outside_trend(pprof[pieces], pn[pieces], ref, centres[pieces])
+        factor = excess_scatter(pprof[pieces], pn[pieces], ref, g0, noise, trend)
         bound = crystal_bounds(
             cprof[lab],
             cn[lab],
