@@ -81,7 +81,7 @@ from napari_zonation import make_thin_section, read_profiles  # noqa: E402
 from napari_zonation.cluster import cluster_crystals  # noqa: E402
 from napari_zonation.descriptors import candidate_fits, describe_zoning  # noqa: E402
 from napari_zonation.metrics import match_instances  # noqa: E402
-from napari_zonation.profiles import rim_profiles  # noqa: E402
+from napari_zonation.profiles import profiles_in_own_geometry, rim_profiles  # noqa: E402
 from napari_zonation.segment import crystal_table, segment_crystals  # noqa: E402
 from napari_zonation.synthetic_profiles import (  # noqa: E402
     HELD_OUT_FAMILIES,
@@ -90,6 +90,10 @@ from napari_zonation.synthetic_profiles import (  # noqa: E402
     make_random_profiles,
 )
 
+#: "own": scenes are described on each crystal's profile in the geometry its image shows
+#: (``profiles_in_own_geometry``, as ``run_pipeline`` does); "distance": on the rim-distance
+#: shells alone (``--geometry distance``)
+GEOMETRY = "own"
 CLASSES = ("unzoned", "rim_brighter", "rim_darker", "gradient", "oscillatory", "multi_step")
 KILAUEA = Path(__file__).parents[1] / "src" / "napari_zonation" / "data" / "olivine_kilauea"
 
@@ -197,7 +201,7 @@ def _scene(seed, families, labels_kind, cache, project=False):
     if cache:
         held = any(f in HELD_OUT_FAMILIES for f in families)
         tag = "project" if project else ("heldout" if held else "train")
-        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}.pkl"
+        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}_g.pkl"
         if path.exists():
             with open(path, "rb") as fh:
                 return pickle.load(fh)
@@ -213,6 +217,9 @@ def _scene(seed, families, labels_kind, cache, project=False):
     labels = true_labels if labels_kind == "truth" else segment_crystals(image, 1.0)
     crystals = crystal_table(image, labels, 1.0)
     prof = rim_profiles(image, labels, 1.0)
+    # the profiles described: each crystal's in the geometry its image shows (run_pipeline's
+    # default); ``prof`` stays the rim-distance profile of record
+    described = profiles_in_own_geometry(prof, image, labels, 1.0)
     scene = {
         "seed": seed,
         "truth": truth,
@@ -220,6 +227,7 @@ def _scene(seed, families, labels_kind, cache, project=False):
         "labels": labels,
         "crystals": crystals,
         "prof": prof,
+        "described": described,
         "seconds": time.perf_counter() - t0,
     }
     if path is not None:
@@ -232,9 +240,14 @@ def _scene(seed, families, labels_kind, cache, project=False):
 def score_scene(scene: dict) -> dict:
     t0 = time.perf_counter()
     prof, labels = scene["prof"], scene["labels"]
+    if GEOMETRY == "own":
+        prof = scene["described"]
     truth = scene["truth"].set_index("label")
     table = describe_zoning(prof, crystals=scene["crystals"])
     table = cluster_crystals(table, profiles=prof)
+    if "depth_geometry" in prof:
+        geo = prof.groupby("label")["depth_geometry"].first()
+        table["depth_geometry"] = table["label"].map(geo).fillna("distance")
     pairs = match_instances(scene["true_labels"], labels)["pairs"]
     m = {p: t for t, p in pairs.items()}
     table = table[table["label"].isin(list(m))].copy()
@@ -478,9 +491,18 @@ def main() -> None:
         "scenes 90-99): run once, with the method frozen",
     )
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument(
+        "--geometry",
+        choices=("own", "distance"),
+        default="own",
+        help="scenes: describe each crystal in the geometry its image shows (default, as "
+        "run_pipeline does) or on the rim-distance shells alone",
+    )
     ap.add_argument("--n-per-family", type=int, default=None)
     ap.add_argument("--cache", default=None, help="folder keeping prepared scenes")
     args = ap.parse_args()
+    global GEOMETRY
+    GEOMETRY = args.geometry
     parts = args.part or ["1d", "physical", "scenes", "kilauea"]
     kinds = args.labels or ["truth", "own"]
     new = args.new_held_out
