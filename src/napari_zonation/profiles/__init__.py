@@ -41,9 +41,9 @@ from ._rim_distance import (  # noqa: F401 - tested directly
 from ._shell_stats import IQR_SIGMA, _grouped_quartiles, _sorted_shell_stats  # noqa: F401
 from ._table import PROFILE_ORDER, profile_failures
 from .calibration import Calibration, apply_calibration, calibrate, spot_values
+from .geometry import profiles_in_own_geometry, zoning_geometry
 from .halo import HALO_CONTRAST, HALO_PX, grey_range, skip_edge_band
 from .lines import line_profiles
-from .geometry import profiles_in_own_geometry, zoning_geometry
 from .rim import rim_profiles
 from .traverses import TRAVERSE_COLUMNS, place_traverses, traverse_profiles, traverse_table
 
