@@ -117,3 +117,21 @@ def test_tables_that_are_not_single_channel_shells_are_left_alone():
     own = profiles_in_own_geometry(prof, img, labels, 1.0)
     assert (own["depth_geometry"] == "distance").all()
     np.testing.assert_array_equal(own["value"].to_numpy(), prof["value"].to_numpy())
+
+
+def test_run_pipeline_describes_in_the_geometry_the_image_shows():
+    from napari_zonation import run_pipeline
+
+    labels, rho = _ellipse((220, 220), 90, 24)
+    img = _image(labels, _hinge_scaled(labels, rho, 0.3), 0)
+    res = run_pipeline(img, 1.0)
+    auto = res.crystals.set_index("label")
+    assert len(auto) == 1
+    assert auto["depth_geometry"].iloc[0] == "scaled"
+    assert auto["zoning_type"].iloc[0] == "gradient"
+    # the profiles of record stay the rim-distance shells
+    assert "depth_geometry" not in res.profiles.columns
+    plain = run_pipeline(img, 1.0, depth_geometry="distance").crystals
+    assert "depth_geometry" not in plain.columns
+    with pytest.raises(Exception, match="depth_geometry"):
+        run_pipeline(img, 1.0, depth_geometry="radius")
