@@ -96,10 +96,10 @@ def _crystal_geometry(box_img, mask, px, skip_px, min_pixels, min_evidence, min_
     d_px = dist[mask][inner]
     t_px = (1.0 - _relative_radius(mask)[inner]) * depth
     # clip foreign pixels (cracks, inclusions) at 4 robust pixel sigmas of the neighbours'
-    # differences (independent of either geometry)
+    # differences (independent of either geometry); a noise-free image is not clipped
     dif = np.diff(box_img.astype(float), axis=1)[mask[:, 1:] & mask[:, :-1]]
     s0 = 1.4826 * float(np.median(np.abs(dif - np.median(dif)))) / np.sqrt(2) if dif.size else 0
-    clip = 4.0 * max(s0, 1e-9)
+    clip = 4.0 * s0 if s0 > 0 else np.inf
     _, ss_d, dof_d = _bin_stats(d_px, vals, clip, min_pixels)
     rows_t, ss_t, dof_t = _bin_stats(t_px, vals, clip, min_pixels)
     if dof_d < 1 or dof_t < 1 or len(rows_t) < 5:
