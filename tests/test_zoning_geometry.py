@@ -82,6 +82,19 @@ def test_scaled_hinge_gradient_in_a_lath_is_a_gradient(seed, outline, axes, knee
     assert row["core_start_um"] == pytest.approx(knee * depth, abs=0.1 * depth)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("axes", [(40, 12), (30, 18)])
+def test_small_lath_of_fewer_than_20_shells(seed, axes):
+    # 12-18 shells deep: read as one rim step on the rim-distance shells
+    labels, rho = _ellipse((120, 120), *axes)
+    img = _image(labels, _hinge_scaled(labels, rho, 0.4), seed)
+    prof = rim_profiles(img, labels, 1.0, threads=1)
+    own = profiles_in_own_geometry(prof, img, labels, 1.0)
+    row = describe_zoning(own).iloc[0]
+    assert row["depth_geometry"] == "scaled"
+    assert row["zoning_type"] == "gradient", row["model_detail"]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_rim_held_step_in_distance_geometry_stays_a_step(seed):
     labels, _ = _ellipse((200, 200), 90, 26)
