@@ -46,7 +46,13 @@ development (1D 910-912, physical 920-922, scenes 70-79): run it once, at the en
 it separately. (The first held-out seeds, 1D 900-902 and scenes 50-59, have been seen; pass
 them with ``--seeds`` to compare.) Those held-out seeds have been run twice and are seen too;
 ``--new-held-out`` runs the same held-out families on seeds never run before (1D 940-942,
-physical 950-952, scenes 90-99): once, with the method frozen, reported separately.
+physical 950-952, scenes 90-99): once, with the method frozen, reported separately. Those
+have been seen too; ``--fresh-held-out`` runs them on seeds never run before the zoning
+geometry was read from the image (1D 960-962, physical 970-972, scenes 120-129).
+
+The scenes are described as ``run_pipeline`` does: each crystal on its profile in the
+geometry its image shows (``profiles_in_own_geometry``); ``--geometry distance`` describes
+the rim-distance shells alone, as before.
 
     python benchmarks/zoning.py --quick                   # 1D seed 100, 2 scenes, Kilauea
     python benchmarks/zoning.py --part 1d
@@ -56,7 +62,8 @@ physical 950-952, scenes 90-99): once, with the method frozen, reported separate
     python benchmarks/zoning.py --part physical
     python benchmarks/zoning.py --part calibrate
     python benchmarks/zoning.py --held-out                # seen (old held-out seeds)
-    python benchmarks/zoning.py --new-held-out            # once, at the end
+    python benchmarks/zoning.py --new-held-out            # seen
+    python benchmarks/zoning.py --fresh-held-out          # once, at the end
 """
 
 from __future__ import annotations
@@ -90,6 +97,10 @@ from napari_zonation.synthetic_profiles import (  # noqa: E402
     make_random_profiles,
 )
 
+#: "own": scenes are described on each crystal's profile in the geometry its image shows
+#: (``profiles_in_own_geometry``, as ``run_pipeline`` does); "distance": on the rim-distance
+#: shells alone (``--geometry distance``)
+GEOMETRY = "own"
 CLASSES = ("unzoned", "rim_brighter", "rim_darker", "gradient", "oscillatory", "multi_step")
 KILAUEA = Path(__file__).parents[1] / "src" / "napari_zonation" / "data" / "olivine_kilauea"
 
@@ -197,7 +208,7 @@ def _scene(seed, families, labels_kind, cache, project=False):
     if cache:
         held = any(f in HELD_OUT_FAMILIES for f in families)
         tag = "project" if project else ("heldout" if held else "train")
-        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}.pkl"
+        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}_{GEOMETRY}.pkl"
         if path.exists():
             with open(path, "rb") as fh:
                 return pickle.load(fh)
@@ -213,6 +224,13 @@ def _scene(seed, families, labels_kind, cache, project=False):
     labels = true_labels if labels_kind == "truth" else segment_crystals(image, 1.0)
     crystals = crystal_table(image, labels, 1.0)
     prof = rim_profiles(image, labels, 1.0)
+    # the profiles described: each crystal's in the geometry its image shows (run_pipeline's
+    # default); ``prof`` stays the rim-distance profile of record
+    described = None
+    if GEOMETRY == "own":
+        from napari_zonation.profiles import profiles_in_own_geometry
+
+        described = profiles_in_own_geometry(prof, image, labels, 1.0)
     scene = {
         "seed": seed,
         "truth": truth,
@@ -220,6 +238,7 @@ def _scene(seed, families, labels_kind, cache, project=False):
         "labels": labels,
         "crystals": crystals,
         "prof": prof,
+        "described": described,
         "seconds": time.perf_counter() - t0,
     }
     if path is not None:
@@ -232,9 +251,14 @@ def _scene(seed, families, labels_kind, cache, project=False):
 def score_scene(scene: dict) -> dict:
     t0 = time.perf_counter()
     prof, labels = scene["prof"], scene["labels"]
+    if GEOMETRY == "own":
+        prof = scene["described"]
     truth = scene["truth"].set_index("label")
     table = describe_zoning(prof, crystals=scene["crystals"])
     table = cluster_crystals(table, profiles=prof)
+    if "depth_geometry" in prof:
+        geo = prof.groupby("label")["depth_geometry"].first()
+        table["depth_geometry"] = table["label"].map(geo).fillna("distance")
     pairs = match_instances(scene["true_labels"], labels)["pairs"]
     m = {p: t for t, p in pairs.items()}
     table = table[table["label"].isin(list(m))].copy()
@@ -305,6 +329,13 @@ def run_scenes(seeds, families, labels_kind, cache, project=False) -> pd.DataFra
         print("  accuracy by family and geometry")
         acc = by.groupby(["true_family", "true_geometry"])["ok"].agg(["mean", "size"])
         print("\n".join("    " + s for s in acc.round(3).to_string().splitlines()))
+        if "depth_geometry" in by:
+            print("  the geometry read from the image (columns) against the painted one (rows)")
+            tab = pd.crosstab(by["true_geometry"], by["depth_geometry"].fillna("<not found>"))
+            print("\n".join("    " + s for s in tab.to_string().splitlines()))
+            acc = by.groupby(["true_type", "depth_geometry"])["ok"].agg(["mean", "size"])
+            print("  accuracy by class and geometry read")
+            print("\n".join("    " + s for s in acc.round(3).unstack().to_string().splitlines()))
     return rows
 
 
@@ -477,25 +508,43 @@ def main() -> None:
         help="held-out families on seeds never run before (1D 940-942, physical 950-952, "
         "scenes 90-99): run once, with the method frozen",
     )
+    ap.add_argument(
+        "--fresh-held-out",
+        action="store_true",
+        help="held-out families on seeds never run before the zoning geometry was read from "
+        "the image (1D 960-962, physical 970-972, scenes 120-129): run once, method frozen",
+    )
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument(
+        "--geometry",
+        choices=("own", "distance"),
+        default="own",
+        help="scenes: describe each crystal in the geometry its image shows (default, as "
+        "run_pipeline does) or on the rim-distance shells alone",
+    )
     ap.add_argument("--n-per-family", type=int, default=None)
     ap.add_argument("--cache", default=None, help="folder keeping prepared scenes")
     args = ap.parse_args()
+    global GEOMETRY
+    GEOMETRY = args.geometry
     parts = args.part or ["1d", "physical", "scenes", "kilauea"]
     kinds = args.labels or ["truth", "own"]
+    fresh = args.fresh_held_out
     new = args.new_held_out
-    held = args.held_out or new
+    held = args.held_out or new or fresh
     fams = TRAIN_FAMILIES + HELD_OUT_FAMILIES if held else TRAIN_FAMILIES
     if held:
         print(
-            f"{'NEW ' if new else ''}HELD-OUT run: held-out families mixed with the training "
-            "ones, unseen seeds"
+            f"{'FRESH ' if fresh else 'NEW ' if new else ''}HELD-OUT run: held-out families "
+            "mixed with the training ones, unseen seeds"
         )
     if "calibrate" in parts:
         run_calibrate(cache=args.cache)
     if "1d" in parts:
         seeds = args.seeds or (
-            [940, 941, 942]
+            [960, 961, 962]
+            if fresh
+            else [940, 941, 942]
             if new
             else [910, 911, 912]
             if args.held_out
@@ -507,7 +556,9 @@ def main() -> None:
         run_1d(seeds, n, fams, args.cache)
     if "physical" in parts:
         seeds = args.seeds or (
-            [950, 951, 952]
+            [970, 971, 972]
+            if fresh
+            else [950, 951, 952]
             if new
             else [920, 921, 922]
             if args.held_out
@@ -520,6 +571,8 @@ def main() -> None:
     if "scenes" in parts:
         if args.seeds:
             seeds = args.seeds
+        elif fresh:
+            seeds = list(range(120, 130))
         elif new:
             seeds = list(range(90, 100))
         elif args.held_out:

@@ -5,7 +5,8 @@ and for 1D random profiles, every crystal whose true type is ``gradient`` or a o
 (``rim_brighter`` / ``rim_darker``, the wide erf steps a rounded slope is mistaken for): the
 best eligible ramp's and the best eligible step model's scores (criterion plus family margin,
 lower is better), their difference (``gap`` = step - ramp: > 0 types the profile a gradient)
-and the type ``describe_zoning`` gives.
+and the type ``describe_zoning`` gives. Scenes are read as the benchmark reads them: each
+crystal's profile in the geometry its image shows (``profiles_in_own_geometry``).
 
     python benchmarks/zoning_gradients.py --seeds 0 1 2 --cache /tmp/zcache
     python benchmarks/zoning_gradients.py --oned 100 --noise 0.08
@@ -84,7 +85,7 @@ def main() -> None:
                     pairs = match_instances(sc["true_labels"], sc["labels"])["pairs"]
                     truth = truth[truth["label"].isin(list(pairs))].copy()
                     truth["label"] = truth["label"].map(pairs)
-                frames.append(gaps(sc["prof"], truth, sc["crystals"]).assign(seed=seed))
+                frames.append(gaps(sc["described"], truth, sc["crystals"]).assign(seed=seed))
     tab = pd.concat(frames, ignore_index=True)
     pd.set_option("display.width", 200)
     tab["ok"] = tab["typed"] == tab["true_type"]

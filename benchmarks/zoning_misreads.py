@@ -7,7 +7,8 @@ For the development scenes of ``benchmarks/zoning.py --part scenes`` (seeds 0-9 
 every crystal whose true type is ``gradient`` or ``unzoned`` and whose own-segmentation
 profile is typed otherwise: its type on the true outline's profile, the IoU of the two
 outlines and the share of the true crystal grown over or lost, the family and geometry of its
-zoning. ``--plot`` draws both profiles of each (true outline black, own red).
+zoning. ``--plot`` draws both profiles of each (true outline black, own red). The profiles
+are those the benchmark describes: each crystal's in the geometry its image shows.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def misreads(seeds, cache=None) -> tuple[pd.DataFrame, list]:
         own = _scene(seed, TRAIN_FAMILIES, "own", cache)
         true = _scene(seed, TRAIN_FAMILIES, "truth", cache)
         truth = own["truth"].set_index("label")
-        d_own = describe_zoning(own["prof"], crystals=own["crystals"]).set_index("label")
-        d_true = describe_zoning(true["prof"], crystals=true["crystals"]).set_index("label")
+        d_own = describe_zoning(own["described"], crystals=own["crystals"]).set_index("label")
+        d_true = describe_zoning(true["described"], crystals=true["crystals"]).set_index("label")
         for t, p in match_instances(own["true_labels"], own["labels"])["pairs"].items():
             kind = truth.loc[t, "zoning_type"]
             got = d_own.loc[p, "zoning_type"] if p in d_own.index else None
@@ -46,8 +47,8 @@ def misreads(seeds, cache=None) -> tuple[pd.DataFrame, list]:
                 "lost": (a & ~b).sum() / a.sum(), "family": truth.loc[t, "family"],
                 "geometry": truth.loc[t, "geometry"],
             })
-            curves.append((seed, t, p, own["prof"][own["prof"]["label"] == p],
-                           true["prof"][true["prof"]["label"] == t]))
+            curves.append((seed, t, p, own["described"][own["described"]["label"] == p],
+                           true["described"][true["described"]["label"] == t]))
     return pd.DataFrame(rows), curves
 
 

@@ -223,6 +223,11 @@ max_retries, max_concurrency, cache_dir, send_images, budget_usd, cancel, confir
         - ``describe_status``: ``ok``, ``too_few_points``, ``no_valid_points``,
           ``no_profile`` or ``error``; ``describe_error`` holds the reason, or for ``ok``
           rows a note on what was repaired (duplicated distances averaged, constant values).
+        - ``depth_geometry``, ``geometry_note``: only for profiles from
+          :func:`~napari_zonation.profiles.profiles_in_own_geometry`: the depth each
+          crystal's profile was read in (``distance`` from the rim, or ``scaled``: the
+          relative radius of its outline scaled about the centroid), and why a crystal was
+          not tested.
 
     Raises
     ------
@@ -386,6 +391,9 @@ def _describe_offline(
             progress(done, total)
     cols = ["label"] + (["channel"] if chan is not None else []) + list(DESCRIPTOR_COLUMNS)
     table = pd.DataFrame(rows, columns=cols)
+    if "depth_geometry" in prof.columns:  # profiles_in_own_geometry: which depth was read
+        first = prof.groupby("label", sort=True)[["depth_geometry", "geometry_note"]].first()
+        table = table.join(first, on="label")
 
     if crystals is not None:
         keep = [c for c in crystals.columns if c == "label" or c not in table.columns]

@@ -29,13 +29,14 @@ from ._pipeline_shared import (  # noqa: F401 - importable from here
     merge_fits,
 )
 from ._validation import (
+    ZonationInputError,
     as_image,
     check_image_content,
 )
 from .cluster import cluster_crystals
 from .descriptors import describe_zoning
 from .mosaic_pipeline import MOSAIC_STAGES, MosaicResult, run_mosaic_pipeline  # noqa: F401
-from .profiles import rim_profiles
+from .profiles import profiles_in_own_geometry, rim_profiles
 from .segment import crystal_table, segment_crystals
 
 STAGES = ("segment", "profiles", "describe", "cluster", "diffusion")
@@ -87,6 +88,7 @@ def run_pipeline(
     diffusion_options: dict | None = None,
     date_border_crystals: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    depth_geometry: str = "auto",
 ) -> PipelineResult:
     """Segment, profile, describe, cluster and (optionally) date every crystal of an image.
 
@@ -120,6 +122,13 @@ def run_pipeline(
         Date the crystals cut by the image edge too. By default they are left out of the
         diffusion fits (their profile there runs to the image edge, not to a crystal face):
         their ``fit_status`` says so.
+    depth_geometry : {"auto", "distance"}
+        ``"auto"`` (default): each crystal is described (and clustered) on its profile in
+        the geometry its image shows, distance from the rim or relative radius of the
+        outline scaled about its centroid (:func:`~napari_zonation.profiles.
+        profiles_in_own_geometry`; the table's ``depth_geometry`` says which).
+        ``"distance"``: on the rim-distance shells alone. The profiles returned, and those
+        the diffusion fits use, are the rim-distance profiles either way.
     progress : callable, optional
         Called as ``progress(stage, i, n_stages)`` before each stage; a stage that does not
         run is reported as ``"<stage> skipped"`` in its turn.
@@ -135,6 +144,8 @@ def run_pipeline(
         For what :func:`check_pipeline` refuses, and a constant or all-NaN image; all before
         the first stage.
     """
+    if depth_geometry not in ("auto", "distance"):
+        raise ZonationInputError(f"depth_geometry={depth_geometry!r}; choose 'auto' or 'distance'.")
     arr = np.asarray(image)
     if arr.ndim not in (2, 3) or arr.size == 0 or not (
         np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
@@ -201,11 +212,16 @@ def run_pipeline(
     if backend == "openai":  # the crops show the channel the numbers describe
         opts.setdefault("image", img)
         opts.setdefault("labels", labels)
-    table = describe_zoning(prof, backend=backend, crystals=crystals, **opts)
+    described = prof
+    if depth_geometry == "auto" and profile_method == "shells" and np.ndim(img) == 2:
+        described = profiles_in_own_geometry(prof, img, labels, px)
+    table = describe_zoning(described, backend=backend, crystals=crystals, **opts)
     timings["describe"] = time.perf_counter() - t
 
     t = stage("cluster")
-    table = cluster_crystals(table, n_clusters=n_clusters, method=cluster_method, profiles=prof)
+    table = cluster_crystals(
+        table, n_clusters=n_clusters, method=cluster_method, profiles=described
+    )
     timings["cluster"] = time.perf_counter() - t
 
     if diffusion_options:

@@ -13,6 +13,9 @@ The package's modules, by concern:
 - :mod:`~napari_zonation.profiles._rim_distance` and
   :mod:`~napari_zonation.profiles._shell_stats`: the distance to the rim, contacts between
   touching crystals, and the per-shell medians behind it;
+- :mod:`~napari_zonation.profiles.geometry`: whether a crystal's zoning follows the distance
+  to its outline or its outline scaled about the centroid, read from the image, and the
+  profiles to describe in that geometry;
 - :mod:`~napari_zonation.profiles.halo`: the edge halo skipped at a profile's start;
 - :mod:`~napari_zonation.profiles.traverses`: traverses placed as an analyst would, and
   their profiles;
@@ -38,6 +41,7 @@ from ._rim_distance import (  # noqa: F401 - tested directly
 from ._shell_stats import IQR_SIGMA, _grouped_quartiles, _sorted_shell_stats  # noqa: F401
 from ._table import PROFILE_ORDER, profile_failures
 from .calibration import Calibration, apply_calibration, calibrate, spot_values
+from .geometry import profiles_in_own_geometry, zoning_geometry
 from .halo import HALO_CONTRAST, HALO_PX, grey_range, skip_edge_band
 from .lines import line_profiles
 from .rim import rim_profiles
@@ -54,10 +58,12 @@ __all__ = [
     "line_profiles",
     "place_traverses",
     "profile_failures",
+    "profiles_in_own_geometry",
     "rim_distance",
     "rim_profiles",
     "skip_edge_band",
     "spot_values",
+    "zoning_geometry",
     "traverse_profiles",
     "traverse_table",
     "TRAVERSE_COLUMNS",

@@ -287,6 +287,7 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
 
     def _work(self, p: dict):
         prof = p["prof"]
+        described = prof
         computed = None
         notes: list[str] = []  # the core's warnings, shown in the status line
         if prof is None:
@@ -295,6 +296,10 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
                 prof = zprof.rim_profiles(p["image"], p["labels"], p["pixel_size_um"])
             notes += _user_warnings(caught)
             computed = prof
+            if np.ndim(p["image"]) == 2:  # each crystal read in the geometry its image shows
+                described = zprof.profiles_in_own_geometry(
+                    prof, p["image"], p["labels"], p["pixel_size_um"]
+                )
             self.check_cancel()
             yield "Shells profiles computed; describing…"
         table = p["table"]
@@ -307,7 +312,7 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", UserWarning)
                     out = descriptors.describe_zoning(
-                        prof, "offline", crystals=cry, quantity=p["quantity"],
+                        described, "offline", crystals=cry, quantity=p["quantity"],
                         progress=progress,
                     )
                 return out, _user_warnings(caught)
