@@ -231,7 +231,9 @@ def run_generator(seeds, *, fit_options=None, size=768, mask_cracks=False) -> pd
                              hi=f.timescale_days_hi, touching=truth.loc[t_lab, "touching"],
                              cracked=truth.loc[t_lab, "cracked"],
                              n_inclusions=truth.loc[t_lab, "n_inclusions"],
-                             n_points=f.n_points, chi2_red=f.chi2_red, s_per_profile=el))
+                             n_points=f.n_points, chi2_red=f.chi2_red, s_per_profile=el,
+                             p_true=float(truth.loc[t_lab, "step_positions_um"][0]),
+                             depth_um=float(truth.loc[t_lab, "depth_um"])))
     res = pd.DataFrame(rows)
     res["rel_err"] = res.s_fit / res.s_true - 1.0
     res["covered"] = (res.t_true >= res.lo) & (res.t_true <= res.hi)

@@ -93,6 +93,7 @@ _DEFAULT_OPTIONS = {
     "return_curves": False,
     "conditions": None,
     "profile_errors": None,
+    "bootstrap": 0,
 }
 
 #: Gaussian 1-sigma of the default blur of image profiles, in point spacings: a probe of one
