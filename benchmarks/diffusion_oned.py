@@ -13,8 +13,7 @@ without images, pixels, shells or segmentation.
    medium: the rim plateau extends beyond the first point) or as the default model assumes
    (the rim held at the rim plateau at the first point: the erf minus its image about the
    first point); the mean relative error and its standard error, the pulls, and the
-   coverage of the 5-95 % interval; ``--bootstrap B`` fits with that many parametric
-   bootstrap refits.
+   coverage of the 5-95 % interval.
 """
 
 from __future__ import annotations
@@ -84,9 +83,8 @@ def _held_step(d, s, p, x0):
     return 100 + 12 * u
 
 
-def held(n: int, boot: int = 0) -> None:
-    print(f"== {n} draws, 30 points, bootstrap {boot}: mean rel. error (+- s.e.), pulls, "
-          "5-95 % coverage ==")
+def held(n: int) -> None:
+    print(f"== {n} draws, 30 points: mean rel. error (+- s.e.), pulls, 5-95 % coverage ==")
     for s in (3.0, 4.5):
         p = max(8, 3 * s) + 0.3 * (0.45 * 30 - max(8, 3 * s))
         d = np.arange(1.5, 30, 1.0)
@@ -99,8 +97,7 @@ def held(n: int, boot: int = 0) -> None:
                               for k in range(n)])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                f = fit_diffusion(prof, diffusivity_um2_s=1e-3, n_samples=2000,
-                                  bootstrap=boot)
+                f = fit_diffusion(prof, diffusivity_um2_s=1e-3, n_samples=2000)
             ok = f[f.fit_status == "ok"]
             rel = ok.sqrt_dt_um / s - 1
             pull = (ok.sqrt_dt_um - s) / ok.sqrt_dt_err_um
@@ -114,8 +111,7 @@ def held(n: int, boot: int = 0) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     if "--held" in args:
-        b = int(args[args.index("--bootstrap") + 1]) if "--bootstrap" in args else 0
-        held(int(args[args.index("--held") + 1]), b)
+        held(int(args[args.index("--held") + 1]))
         sys.exit()
     noise_free()
     noisy()

@@ -123,14 +123,8 @@ diffusivity_um2_s, temperature_c_err, d_law
         ``composition_dependent`` (True), ``quantity`` ("Fo", "XFo" or "other"),
         ``fd_steps`` (60 time steps), ``return_curves`` (False), ``profile_errors`` (None:
         the profile likelihood when the Jacobian error is large or ill-conditioned; True or
-        False to force it), ``bootstrap`` (0: off; ``B`` > 0 refits the one-step and
-        multi-step models to ``B`` profiles simulated from the fitted model, with the fit's
-        noise, each point's sigma scaled by sqrt(chi2_red) when above 1 and correlated as the
-        residuals are; ``sqrt_dt_um`` is then bias-corrected, ``2 ln tau_hat - mean(ln
-        tau*)``, and the timescale's Monte Carlo draws ln tau from a split normal whose sides
-        are the refits' 1-sigma spreads reflected about the fit (the basic bootstrap); about
-        B refits' time per profile, 0.1 s each on a 30-point profile), ``fd_nodes``
-        (accepted and ignored: the grid is refined around the steps automatically).
+        False to force it), ``fd_nodes`` (accepted and ignored: the grid is refined
+        around the steps automatically).
 
     Returns
     -------

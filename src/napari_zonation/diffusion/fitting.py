@@ -346,86 +346,6 @@ def fit_model(
     )
 
 
-def ar1_noise(rng: np.random.Generator, n: int, rho: float, size: int) -> np.ndarray:
-    """``(size, n)`` unit-variance AR(1) series of lag-1 correlation ``rho`` (independent
-    standard normals when ``rho`` is 0)."""
-    z = rng.standard_normal((size, n))
-    if rho <= 0 or n < 2:
-        return z
-    out = np.empty_like(z)
-    out[:, 0] = z[:, 0]
-    c = math.sqrt(1.0 - rho * rho)
-    for i in range(1, n):
-        out[:, i] = rho * out[:, i - 1] + c * z[:, i]
-    return out
-
-
-def bootstrap_ln_tau(
-    fit: FitResult, d, sigma, domain, physics, blur_sigma, *, value_slots, lower, upper,
-    slot: int = -1, n: int = 24, rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """ln tau refitted to ``n`` profiles simulated from the fitted model (parametric bootstrap).
-
-    Each simulated profile is the fitted model at the measured distances plus noise as the fit
-    describes it: each point's ``sigma`` scaled by sqrt(chi2_red) when chi2_red > 1 (the
-    residual scatter when the profile has no sigma), correlated along the profile as the
-    residuals are (AR(1) with the fit's lag-1 correlation ``fit.rho``). Each is refitted from
-    the fitted parameters (one start, the fit's own grid refined as in :func:`fit_model`).
-
-    Parameters
-    ----------
-    fit : FitResult
-        The fit to the measured profile.
-    d, sigma : numpy.ndarray
-        The measured distances and sigmas (``sigma`` None when the profile has none).
-    domain, physics, blur_sigma
-        The fit's set-up.
-    value_slots, lower, upper
-        As given to :func:`fit_model`.
-    slot : int
-        The ln tau parameter.
-    n : int
-        Number of simulated profiles.
-    rng : numpy.random.Generator, optional
-        Random stream (a fixed seed when None).
-
-    Returns
-    -------
-    numpy.ndarray
-        The refitted ln tau of the simulations whose fit converged (at most ``n``).
-
-    Notes
-    -----
-    A least-squares ln tau is biased when the model is far from linear over its error: a wide
-    step on a short profile trades its width against the plateau levels, and the estimate is
-    low on average. The spread of the refits about the fitted value estimates the estimator's
-    bias and its error distribution at the fitted model (Efron & Tibshirani 1993, ch. 10 and
-    13): the bias-corrected estimate is ``2 ln tau_hat - mean(ln tau*)`` and the basic
-    bootstrap interval reflects the refits' quantiles about ``ln tau_hat``.
-    """
-    rng = np.random.default_rng(0) if rng is None else rng
-    d = np.asarray(d, dtype=float)
-    m = model_curve(fit, domain, physics, d, blur_sigma)
-    if sigma is None:
-        s = np.full(d.size, math.sqrt(fit.chi2 / max(fit.dof, 1)))
-    else:
-        s = np.asarray(sigma, dtype=float) * math.sqrt(max(fit.chi2_red, 1.0))
-    noise = ar1_noise(rng, d.size, float(fit.rho), int(n))
-    slot = slot % fit.theta.size
-    fixed = {i: float(fit.theta[i]) for i in fit.fixed}
-    s_scale = math.exp(0.5 * float(fit.theta[slot]))
-    out = []
-    for e in noise:
-        try:
-            fb = fit_model(fit.model, fit.theta, lower, upper, d, m + s * e, sigma, domain,
-                           physics, blur_sigma, s_scale, value_slots=value_slots,
-                           extra_starts=0, fixed=fixed)
-        except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError):
-            continue
-        out.append(float(fb.theta[slot]))
-    return np.asarray(out, dtype=float)
-
-
 def model_curve(fit: FitResult, domain: Domain, physics: Physics, d: np.ndarray,
                 blur_sigma: float) -> np.ndarray:
     """The fitted model at distances ``d`` (value units)."""
@@ -498,9 +418,7 @@ __all__ = [
     "GivenInitialModel",
     "PlateauModel",
     "TwoStageModel",
-    "ar1_noise",
     "ar1_variance_ratio",
-    "bootstrap_ln_tau",
     "fit_model",
     "guess_steps",
     "model_curve",

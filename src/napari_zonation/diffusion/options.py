@@ -93,7 +93,6 @@ _DEFAULT_OPTIONS = {
     "return_curves": False,
     "conditions": None,
     "profile_errors": None,
-    "bootstrap": 0,
 }
 
 #: Gaussian 1-sigma of the default blur of image profiles, in point spacings: a probe of one

@@ -11,15 +11,7 @@ import pandas as pd
 from .._validation import ZonationInputError
 from .conditions import Resolved
 from .erf import _fit_erf, _initial_guess, _Profile, _window
-from .fitting import (
-    FitResult,
-    _levels_between,
-    bootstrap_ln_tau,
-    fit_model,
-    guess_steps,
-    model_curve,
-    profile_ln_tau,
-)
+from .fitting import FitResult, _levels_between, fit_model, guess_steps, model_curve, profile_ln_tau
 from .laws import ConstantLaw
 from .models import Domain, GivenInitialModel, Physics, PlateauModel, TwoStageModel
 from .options import IMAGE_BLUR_SIGMA_PX, _Quantity, _quantity
@@ -375,15 +367,6 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
         return row, curve
     row["fit_status"] = "ok"
     row["fit_error"] = "" if fit.success else f"least squares: {fit.message}"
-    if key in ("step", "multi_step") and int(opts["bootstrap"]) > 0:
-        boot = bootstrap_ln_tau(fit, d, sig, domain, physics, blur_sigma, slot=lt_slots[-1],
-                                n=int(opts["bootstrap"]), rng=rng.spawn(1)[0], **prof_kw)
-        corrected = _bootstrap_correction(lt, boot)
-        if corrected is not None:
-            lt, e_lo, e_hi = corrected
-            s = math.exp(0.5 * lt)
-            row["sqrt_dt_um"] = s
-            row["sqrt_dt_err_um"] = 0.25 * s * (e_lo + e_hi)
     if key == "two_stage":
         lt1, e1_lo, e1_hi, ok1_lo, ok1_hi = ln_tau_errors(lt_slots[0])
         s1 = math.exp(0.5 * lt1)
@@ -413,19 +396,6 @@ def _fd_row(row, first, pr, q, opts, res, rng, blur_sigma, blur_text, key, label
     else:
         _timescales(row, res, q, xfe_ref, lt, (e_lo, e_hi), opts, rng)
     return row, curve
-
-
-def _bootstrap_correction(lt: float, boot: np.ndarray):
-    """(bias-corrected ln tau, 1-sigma below, 1-sigma above) from the parametric bootstrap's
-    refits ``boot`` of a fit whose ln tau is ``lt``; None when too few refits converged."""
-    boot = boot[np.isfinite(boot)]
-    if boot.size < 8:
-        return None
-    mean = float(np.mean(boot))
-    q16, q50, q84 = (float(v) for v in np.percentile(boot, [15.87, 50.0, 84.13]))
-    # basic bootstrap: the truth sits where the fit sits relative to its refits (the bias
-    # from their mean, each side's 1-sigma from the other side of their median)
-    return 2.0 * lt - mean, max(q84 - q50, 1e-6), max(q50 - q16, 1e-6)
 
 
 def _fd_checks(fit: FitResult, used, theta, d, y, resid, sig, rim, opts, key):
