@@ -336,6 +336,8 @@ def diagnose_generator(seeds) -> pd.DataFrame:
                 f = fits.loc[lab]
                 rows.append(dict(variant=variant, status=f.fit_status, n_points=f.n_points,
                                  cracked=truth.loc[t_lab, "cracked"],
+                                 s_true=float(truth.loc[t_lab, "sqrt_dt_um"]),
+                                 p_true=float(truth.loc[t_lab, "step_positions_um"][0]),
                                  rel_err=f.sqrt_dt_um / truth.loc[t_lab, "sqrt_dt_um"] - 1,
                                  pull=(f.sqrt_dt_um - truth.loc[t_lab, "sqrt_dt_um"])
                                  / f.sqrt_dt_err_um))
@@ -346,6 +348,13 @@ def diagnose_generator(seeds) -> pd.DataFrame:
         print(f"{name:20s} n {len(g):3d}  {g.rel_err.abs().median():.3f}  "
               f"{g.rel_err.median():+.3f}  {g.pull.std():.2f}  by size "
               + _by_size(g))
+    print("pulls mean by the step's distance from the rim (p / true sqrt(Dt)):")
+    for name, g in ok.groupby("variant", sort=False):
+        ratio = g.p_true / g.s_true
+        parts = [f"{lab} {g.pull[(ratio > lo) & (ratio <= hi)].mean():+.2f}"
+                 for lab, lo, hi in (("<=3.5", 0, 3.5), ("3.5-5", 3.5, 5), ("5-8", 5, 8),
+                                     (">8", 8, np.inf))]
+        print(f"{name:20s} " + ", ".join(parts))
     return res
 
 
