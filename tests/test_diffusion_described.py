@@ -64,3 +64,28 @@ def test_crystals_without_a_described_step_keep_their_label_type():
     assert (fit["fit_status"] == NOT_FITTED).all() and len(fit) == len(truth)
     assert fit["label"].dtype == prof["label"].dtype
     assert fit["describe_status"].eq("Describe: gradient, no step: not fitted").all()
+
+
+def test_a_crystal_described_in_the_scaled_geometry_is_not_seeded_from_its_positions():
+    """Positions read on the relative radius are not distances from the rim: the step is
+    then fitted from the rim-distance profile itself, and its true position is found."""
+    prof, truth = make_profiles(n_per_type=1, noise=0.01, seed=4)
+    step = truth.index[truth["zoning_type"] == "rim_darker"][0]
+    label = truth.loc[step, "label"]
+    true_step = truth.loc[step, "step_positions_um"][0]
+    zoning = pd.DataFrame({
+        "label": [label], "zoning_type": ["rim_darker"],
+        # a scaled-depth position far from the rim-distance one
+        "step_positions_um": [(true_step + 15.0,)], "plateau_levels": [(1.0, 2.0)],
+        "depth_geometry": ["scaled"],
+    })
+    plan = plan_from_description(prof[prof["label"] == label], zoning).set_index("label")
+    assert plan.loc[label, "plan"] == "undescribed"
+    assert "scaled" in plan.loc[label, "describe_status"]
+    assert not np.isfinite(plan.loc[label, "described_step_um"])
+    fit = fit_as_described(prof[prof["label"] == label], zoning, diffusivity_um2_s=1e-3,
+                           n_samples=50).set_index("label")
+    assert fit.loc[label, "fit_status"] == "ok"
+    assert abs(fit.loc[label, "step_position_um"] - true_step) < 2.0
+    zoning["depth_geometry"] = "distance"  # the same row in the distance geometry is seeded
+    assert plan_from_description(prof, zoning).set_index("label").loc[label, "plan"] == "one"

@@ -7,7 +7,11 @@
 - one described step: the one-step model, started from the described position and levels;
 - several described steps (``multi_step``, ``oscillatory`` ... with steps): the outer step
   only, the youngest one, on the profile cut half way between the outer step and the next
-  (a closed core boundary there), started from the described outer step.
+  (a closed core boundary there), started from the described outer step;
+- a crystal described in the ``scaled`` geometry (``depth_geometry``, see
+  :func:`~napari_zonation.profiles.profiles_in_own_geometry`): its step positions are
+  fractions of the radius, not distances from the rim, so one step is fitted from the
+  rim-distance profile itself, as for an undescribed crystal.
 
 Every crystal gets a ``describe_status`` in words, e.g. "fitted the step Describe found at
 33.5 um", "Describe found no step: not fitted", "Describe: multi_step; fitted the outer step
@@ -65,6 +69,12 @@ def plan_from_description(prof: pd.DataFrame, zoning: pd.DataFrame) -> pd.DataFr
         if zt == "unzoned" or not steps:
             why = "Describe found no step" if zt == "unzoned" else f"Describe: {zt}, no step"
             row.update(plan="none", describe_status=f"{why}: not fitted")
+        elif str(r.get("depth_geometry", "distance")) == "scaled":
+            # read on the relative radius: its positions are not distances from the rim
+            row.update(plan="undescribed", describe_status=(
+                f"Describe: {zt}, read on the outline scaled about the centre (its zones lie "
+                "at one fraction of the radius, not at one distance from the rim): one step "
+                "fitted from the rim-distance profile itself"))
         elif len(steps) == 1:
             row.update(plan="one", described_step_um=steps[0],
                        seed_levels=levels[:2] if len(levels) >= 2 else None,
