@@ -9,6 +9,7 @@ from scipy.special import erf
 
 from napari_zonation.descriptors import describe_zoning
 from napari_zonation.profiles import profiles_in_own_geometry, rim_profiles, zoning_geometry
+from napari_zonation.profiles.geometry import NOT_TESTED
 
 RIM, CORE = 120.0, 150.0
 
@@ -145,6 +146,9 @@ def test_run_pipeline_describes_in_the_geometry_the_image_shows():
     # the profiles of record stay the rim-distance shells
     assert "depth_geometry" not in res.profiles.columns
     plain = run_pipeline(img, 1.0, depth_geometry="distance").crystals
-    assert "depth_geometry" not in plain.columns
+    # the same columns, so that tables of several sections (some streamed) concatenate
+    assert plain["depth_geometry"].iloc[0] == "distance"
+    assert plain["geometry_note"].iloc[0] == NOT_TESTED
+    assert plain["zoning_type"].iloc[0] != "gradient"  # the shells alone misread it
     with pytest.raises(Exception, match="depth_geometry"):
         run_pipeline(img, 1.0, depth_geometry="radius")

@@ -37,6 +37,7 @@ from .cluster import cluster_crystals
 from .descriptors import describe_zoning
 from .mosaic_pipeline import MOSAIC_STAGES, MosaicResult, run_mosaic_pipeline  # noqa: F401
 from .profiles import profiles_in_own_geometry, rim_profiles
+from .profiles.geometry import NOT_TESTED
 from .segment import crystal_table, segment_crystals
 
 STAGES = ("segment", "profiles", "describe", "cluster", "diffusion")
@@ -212,9 +213,10 @@ def run_pipeline(
     if backend == "openai":  # the crops show the channel the numbers describe
         opts.setdefault("image", img)
         opts.setdefault("labels", labels)
-    described = prof
     if depth_geometry == "auto" and profile_method == "shells" and np.ndim(img) == 2:
         described = profiles_in_own_geometry(prof, img, labels, px)
+    else:
+        described = prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
     table = describe_zoning(described, backend=backend, crystals=crystals, **opts)
     timings["describe"] = time.perf_counter() - t
 

@@ -362,10 +362,14 @@ def describe_batch(shared, item) -> dict:
     """
     from .descriptors import describe_zoning
     from .diffusion import fit_diffusion
+    from .profiles.geometry import NOT_TESTED
 
     backend, describe_options, diffusion_options, date_border = shared
     prof, crystals = item
-    table = describe_zoning(prof, backend=backend, crystals=crystals, **(describe_options or {}))
+    # described on the rim-distance shells: the zoning-geometry test is not streamed
+    described = prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
+    table = describe_zoning(described, backend=backend, crystals=crystals,
+                            **(describe_options or {}))
     fits = None
     if diffusion_options:
         border: set = set()

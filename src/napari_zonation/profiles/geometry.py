@@ -27,6 +27,9 @@ from scipy import ndimage as ndi
 from .._validation import ZonationInputError, check_labels, check_pixel_size
 from ._shell_stats import IQR_SIGMA
 
+#: ``geometry_note`` of the crystals described on their rim-distance shells without a test
+#: (``run_pipeline(depth_geometry="distance")``, the streamed whole-section stages).
+NOT_TESTED = "not tested: described on the rim-distance shells"
 #: Least depth (deepest distance to the outline, in pixels) for a geometry test.
 MIN_DEPTH_PX = 8.0
 #: The scaled geometry is kept when the variance it explains beyond the distance geometry
