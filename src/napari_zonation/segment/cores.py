@@ -2,7 +2,9 @@
 
 On the coarse block image the detection image departs from the reference level (the
 groundmass mode, or a masked background) by more than the contrast: bright and dark cores
-are found separately (near-black blocks are vesicles or epoxy, never dark cores), opened
+are found separately (near-black holes, :func:`.background.near_black_blocks`, are vesicles or
+epoxy, never dark cores; a dark lath below the near-black level that never reaches the image's
+own black is a dark core), opened
 (microlites), closed (cracks) and hole-filled (inclusions), then kept when large enough, smooth
 enough (a microlite cluster is textured) and not hugging a near-black disc (a vesicle's
 polished wall).
