@@ -157,7 +157,9 @@ def final_labels(
             lit = ~asked | (grey >= dark_thr * area)
             if np.isfinite(lv.black_thr) and lv.black_thr < dark_thr:
                 # a crystal's dark zone never reaches the image's own black; a vesicle does
-                black = labels[(smooth < np.float64(lv.black_thr)) & (labels > 0)]
+                # (judged on pixels: the black level plus three sigmas of the pixel noise)
+                level = lv.black_thr + 3.0 * (lv.noise or 0.0)
+                black = labels[(smooth < np.float64(level)) & (labels > 0)]
                 reached = np.zeros(area.size, dtype=bool)
                 reached[black] = True
                 lit |= ~reached
