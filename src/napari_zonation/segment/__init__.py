@@ -19,8 +19,9 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
    of the groundmass peak, at least four noise sigmas) on the detection-smoothed image, bright
    and dark separately, not near-black (vesicles, epoxy: near-black parts that reach the
    image's own black or are round or crescent-shaped; a solid dark lath is a crystal);
-   opened (microlites), closed and hole-filled (cracks, inclusions); kept when large enough, smooth enough (microlite clusters
-   are textured) and not hugging a near-black disc (vesicle walls).
+   opened (microlites), closed and hole-filled (cracks, inclusions); kept when large enough,
+   smooth enough (microlite clusters are textured) and not hugging a near-black disc
+   (vesicle walls).
 5. Touching crystals: the cores are cut by a watershed of their distance transform from its
    h-maxima; the pieces grow back to the edges by a gradient watershed against a background
    marker (groundmass-level or near-black blocks).
