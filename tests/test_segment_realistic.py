@@ -68,6 +68,49 @@ def test_edge_halos_stay_inside_their_crystal(seed):
     assert inside / total >= 0.8, inside / total
 
 
+def _dark_lath_scene(seed: int, lath_factor: float):
+    """Glass at 0.6 with black epoxy along the left edge, a dark lath 12 um beside it (its
+    grey ``lath_factor`` x the glass's), a bright crystal and a black vesicle; blurred and
+    noisy, 8 bits at 1 um/px. Returns the image, the true labels (1 lath, 2 crystal) and the
+    epoxy and vesicle masks."""
+    h = w = 400
+    glass = 0.6
+    img = np.full((h, w), glass)
+    truth = np.zeros((h, w), np.int32)
+    epoxy = np.zeros((h, w), bool)
+    rr, cc = polygon([0, 0, 400, 400, 300, 220, 120], [0, 70, 90, 0, 50, 85, 60], (h, w))
+    epoxy[rr, cc] = True
+    img[epoxy] = 0.02
+    rr, cc = polygon([60, 60, 340, 340], [102, 137, 137, 102], (h, w))
+    img[rr, cc] = lath_factor * glass
+    truth[rr, cc] = 1
+    rr, cc = polygon([80, 60, 120, 200, 220, 160], [250, 320, 370, 350, 280, 230], (h, w))
+    img[rr, cc] = 0.85
+    truth[rr, cc] = 2
+    vesicle = np.zeros((h, w), bool)
+    vesicle[disk((300, 300), 25, shape=(h, w))] = True
+    img[vesicle] = 0.02
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(img, 1.0) + rng.normal(0.0, 0.02, (h, w))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8), truth, epoxy, vesicle
+
+
+@pytest.mark.parametrize("seed,lath_factor", [(0, 0.4), (1, 0.35), (2, 0.45)])
+def test_a_dark_lath_beside_epoxy_is_a_crystal_the_epoxy_and_vesicle_are_not(seed, lath_factor):
+    # the lath is below the near-black level (0.45 x the glass's grey) but far above the
+    # image's own black: it is a crystal, the epoxy and the vesicle are not
+    img, truth, epoxy, vesicle = _dark_lath_scene(seed, lath_factor)
+    lab = segment_crystals(img, 1.0)
+    m = match_instances(truth, lab)
+    assert 1 in m["pairs"] and 2 in m["pairs"], m
+    for t in (1, 2):
+        a, b = truth == t, lab == m["pairs"][t]
+        assert (a & b).sum() / (a | b).sum() > 0.9
+    assert np.mean(lab[epoxy] > 0) < 0.01
+    assert np.mean(lab[vesicle] > 0) < 0.01
+    assert int(lab.max()) == 2
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_epoxy_and_plucked_holes_are_not_crystals(seed):
     s = _scene("epoxy", seed)

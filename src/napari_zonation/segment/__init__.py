@@ -17,9 +17,11 @@ another pixel size gives the same crystals. The steps of :func:`segment_crystals
    whole image, so it is the same whether the image is segmented whole or in tiles.
 4. Crystal cores: deviation from the reference beyond ``contrast`` (automatic: three widths
    of the groundmass peak, at least four noise sigmas) on the detection-smoothed image, bright
-   and dark separately, not near-black (vesicles, epoxy); opened (microlites), closed and
-   hole-filled (cracks, inclusions); kept when large enough, smooth enough (microlite clusters
-   are textured) and not hugging a near-black disc (vesicle walls).
+   and dark separately, not near-black (vesicles, epoxy: near-black parts that reach the
+   image's own black or are round or crescent-shaped; a solid dark lath is a crystal);
+   opened (microlites), closed and hole-filled (cracks, inclusions); kept when large enough,
+   smooth enough (microlite clusters are textured) and not hugging a near-black disc
+   (vesicle walls).
 5. Touching crystals: the cores are cut by a watershed of their distance transform from its
    h-maxima; the pieces grow back to the edges by a gradient watershed against a background
    marker (groundmass-level or near-black blocks).

@@ -9,6 +9,61 @@ from scipy import ndimage as ndi
 from skimage import measure
 from skimage.draw import disk as draw_disk
 
+from .state import Levels
+
+
+def near_black_blocks(
+    smooth_c: np.ndarray,
+    lv: Levels,
+    fin_c: np.ndarray | None = None,
+    min_solidity: float = 0.85,
+) -> np.ndarray:
+    """Blocks that are near-black holes: epoxy, plucked holes, vesicles and their dark rims.
+
+    A connected part of the blocks below the near-black level ``lv.dark_thr`` (with the
+    blocks less than one contrast ``lv.c`` above it that join it) is a hole when
+    it reaches the image's own black (a block below ``lv.black_thr``, the darkest mode and its
+    spread), is round (a disc or an arc of one, :func:`vesicle_discs`: a vesicle whose floor
+    is not black) or is not solid (its holes filled, under ``min_solidity`` of its convex
+    hull: a crescent of shading). Shapes are judged on parts of a 10 um disc or more. Any
+    other part is the dark zone of a crystal (a plagioclase lath darker than the glass, solid
+    and straight-sided), not a hole. Non-finite blocks are no hole here.
+    """
+    dark = smooth_c < lv.dark_thr
+    if fin_c is not None:
+        dark &= fin_c
+    if not dark.any() or not np.isfinite(lv.black_thr) or lv.black_thr >= lv.dark_thr:
+        return dark
+    # the parts, with the blocks up to one contrast above the level (hysteresis): a zone
+    # whose grey sits at the level is judged whole, not as the specks the noise cuts it into
+    wide = smooth_c < lv.dark_thr + (lv.c if np.isfinite(lv.c) else 0.0)
+    if fin_c is not None:
+        wide &= fin_c
+    parts, n = ndi.label(wide)
+    black = np.zeros(n + 1, dtype=bool)
+    black[np.unique(parts[dark & (smooth_c < lv.black_thr)])] = True
+    black[0] = False
+    # a part that is not a solid, straight-sided lath is a vesicle even when its floor,
+    # seen through it, is not black: a disc, an arc of one, a crescent; a speck smaller than
+    # a 10 um disc that never reaches black is a crystal's dark zone seen through the noise
+    asked = np.zeros(n + 1, dtype=bool)
+    asked[np.unique(parts[dark])] = True
+    asked[0] = False
+    rest = (asked & ~black)[parts]
+    min_px = np.pi * (5.0 / lv.pc) ** 2
+    if rest.any():
+        discs = vesicle_discs(rest, min_px)
+        black[np.unique(parts[rest & discs])] = True
+        for region in measure.regionprops(np.where(rest, parts, 0)):
+            if black[region.label] or region.area < min_px:
+                continue
+            filled = ndi.binary_fill_holes(region.image)
+            hull = region.image_convex
+            if filled.sum() < min_solidity * hull.sum():
+                black[region.label] = True
+        black[0] = False
+    return dark & black[parts]
+
 
 def vesicle_discs(
     dark: np.ndarray,

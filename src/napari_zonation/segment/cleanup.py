@@ -128,8 +128,9 @@ def final_labels(
 
     Each crystal's outline is opened (``trim_um``, :func:`open_labels`); NaN pixels are no
     crystal; pieces below the size limit join the crystal that holds most of their outline
-    (:func:`adopt_enclosed`), others are dropped; near-black labels (the filled interiors of
-    vesicles) are dropped. ``area`` holds the pixels of each label.
+    (:func:`adopt_enclosed`), others are dropped; near-black labels that reach the image's
+    own black (the filled interiors of vesicles) are dropped. ``area`` holds the pixels of
+    each label.
     """
     px, dark_thr = lv.px, lv.dark_thr
     if opts.trim_um > 0:
@@ -153,7 +154,16 @@ def final_labels(
             asked[low] = True
             sel = index_lut(asked, labels)
             grey = np.bincount(labels[sel], weights=smooth[sel], minlength=area.size)
-            keep &= ~asked | (grey >= dark_thr * area)
+            lit = ~asked | (grey >= dark_thr * area)
+            if np.isfinite(lv.black_thr) and lv.black_thr < dark_thr:
+                # a crystal's dark zone never reaches the image's own black; a vesicle does
+                # (judged on pixels: the black level plus three sigmas of the pixel noise)
+                level = lv.black_thr + 3.0 * (lv.noise or 0.0)
+                black = labels[(smooth < np.float64(level)) & (labels > 0)]
+                reached = np.zeros(area.size, dtype=bool)
+                reached[black] = True
+                lit |= ~reached
+            keep &= lit
     # the kept labels, renumbered 1..n in order, in one look-up
     lut = (np.cumsum(keep) * keep).astype(np.int32)
     return index_lut(lut, labels)

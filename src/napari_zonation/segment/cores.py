@@ -2,7 +2,9 @@
 
 On the coarse block image the detection image departs from the reference level (the
 groundmass mode, or a masked background) by more than the contrast: bright and dark cores
-are found separately (near-black blocks are vesicles or epoxy, never dark cores), opened
+are found separately (near-black holes, :func:`.background.near_black_blocks`, are vesicles or
+epoxy, never dark cores; a dark lath below the near-black level that never reaches the image's
+own black is a dark core), opened
 (microlites), closed (cracks) and hole-filled (inclusions), then kept when large enough, smooth
 enough (a microlite cluster is textured) and not hugging a near-black disc (a vesicle's
 polished wall).
@@ -14,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._threads import Workers
-from .background import vesicle_cores, vesicle_discs
+from .background import near_black_blocks, vesicle_cores, vesicle_discs
 from .labelops import index_lut
 from .morphology import close_mask, near_mask, open_mask
 from .runs import fill_holes
@@ -51,11 +53,14 @@ def crystal_cores(
         pos = det > ref + c
         neg = np.zeros_like(pos)
         bg_marker = smooth_c < ref + 0.5 * c
+        black = None
     else:
         dev = det - ref
         pos = dev > c
-        neg = (dev < -c) & (det > dark_thr)
-        bg_marker = (np.abs(smooth_c - ref) < 0.5 * c) | (smooth_c < dark_thr)
+        # near-black parts that never reach the image's black are a crystal's dark zones
+        black = near_black_blocks(smooth_c, lv, fin_c)
+        neg = (dev < -c) & ~black & ((det > dark_thr) | (smooth_c < dark_thr))
+        bg_marker = (np.abs(smooth_c - ref) < 0.5 * c) | black
     if fin_c is not None:
         pos &= fin_c
         neg &= fin_c
@@ -83,9 +88,7 @@ def crystal_cores(
             ) / np.maximum(area, 1)
             keep &= smooth_share >= opts.min_smooth_share
             # the bright polished walls of vesicles hug a near-black disc: not crystals
-            dark = smooth_c < dark_thr
-            if fin_c is not None:
-                dark &= fin_c
+            dark = black if black is not None else np.zeros(smooth_c.shape, bool)
             if dark.any():
                 near_dark = near_mask(dark, max(1.0, 6.0 / pc))
                 dark_share = np.bincount(
@@ -156,9 +159,7 @@ def add_cores(
 
 def bg_near_black(fl: CoarseFields, lv: Levels) -> np.ndarray:
     """Blocks within 6 um of near-black blocks (vesicle walls and halos, epoxy edges)."""
-    dark = fl.smooth_c < lv.dark_thr
-    if fl.fin_c is not None:
-        dark &= fl.fin_c
+    dark = near_black_blocks(fl.smooth_c, lv, fl.fin_c)
     if not dark.any():
         return dark
     return near_mask(dark, max(1.0, 6.0 / lv.pc))

@@ -77,6 +77,24 @@ def histogram_mode(values: np.ndarray, lo: float, hi: float, bins: int = 256, ne
     return float(centres[k]), float(width), hist, centres
 
 
+def black_level(values: np.ndarray, dark_thr: float, noise: float) -> float:
+    """Upper edge of the image's own black (epoxy, holes, vesicle interiors).
+
+    The darkest mode of a sample of normalised greys below ``dark_thr`` (the near-black
+    level), plus three times its spread (half width at half maximum, as a sigma, and never
+    less than the noise ``noise``). Near-black blocks that never reach it are no hole: they
+    are the dark zones of a crystal. ``-inf`` when no sample lies below ``dark_thr``.
+    """
+    dark = values[values < dark_thr]
+    if dark.size == 0:
+        return -np.inf
+    lo = float(dark.min())
+    top = max(float(dark_thr), lo + 1e-6)
+    mode, width, _, _ = histogram_mode(dark, lo, top, bins=64)
+    sigma = max(width / 1.1774, float(noise) if np.isfinite(noise) else 0.0)
+    return float(min(mode + 3.0 * sigma, dark_thr))
+
+
 def work_factor(px: float, work_um: float) -> int:
     """Integer block size that brings the pixel size near ``work_um`` for the coarse stages."""
     if work_um is None or work_um <= 0:
@@ -230,6 +248,8 @@ def set_levels(lv: Levels, opts: Options, contrast, background: str, info: dict)
     lit = sm_fin > dark_thr
     tex_low = float(np.percentile(t_fin[lit] if lit.any() else t_fin, 5))
     lv.ref, lv.c, lv.dark_thr = ref, c, dark_thr
+    lv.black_thr = black_level(s_fin, dark_thr, lv.noise_d)
+    info["black_level"] = lv.black_thr * span + lo
     info.update(reference=ref * span + lo, contrast=c, dark_level=dark_thr * span + lo)
     if opts.texture:
         # smooth crystal interiors set the low texture level, the groundmass the high one

@@ -94,6 +94,7 @@ class Levels:
     ref: float = np.nan  # reference grey: the groundmass (or masked background) mode
     c: float = np.nan  # contrast: deviation from ref that counts as crystal
     dark_thr: float = -np.inf  # near-black level (vesicles, epoxy)
+    black_thr: float = -np.inf  # the image's own black: its darkest mode and spread
 
 
 @dataclass
