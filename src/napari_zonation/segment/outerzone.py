@@ -410,9 +410,9 @@ def excess_scatter(
     ok = (n >= 3) & np.isfinite(v)
     if ok.sum() < 8:
         return 1.0
-    with np.errstate(invalid="ignore", divide="ignore"):  # noise-free: 0 / 0
+    with np.errstate(invalid="ignore", divide="ignore"):  # noise-free: 0 / 0, inf - inf
         z = (v[ok] - g0) / (SE_ONE * noise / np.sqrt(n[ok]))
-    spread = 1.4826 * float(np.median(np.abs(z - np.median(z))))
+        spread = 1.4826 * float(np.median(np.abs(z - np.median(z))))
     return max(1.0, spread)
 
 
