@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from .._validation import ZonationInputError, check_labels, check_pixel_size
+from ..vocabulary import parse_quantity
 from ._shell_stats import IQR_SIGMA
 
 #: ``geometry_note`` of the crystals described on their rim-distance shells without a test
@@ -234,8 +235,10 @@ def profiles_in_own_geometry(
     The rows of the crystals :func:`zoning_geometry` finds ``scaled`` are replaced by their
     relative-radius profile; the others are ``prof``'s rows unchanged. A ``depth_geometry``
     column says which (and ``geometry_note`` why a crystal kept the distance geometry
-    without a test). Tables with several channels, or not from :func:`rim_profiles`'
-    shells, are returned with every crystal in the ``distance`` geometry.
+    without a test). Tables with several channels, not from :func:`rim_profiles`' shells, or
+    calibrated to a composition (a ``quantity`` other than grey: the relative-radius profile
+    is read from the image's grey) are returned with every crystal in the ``distance``
+    geometry.
 
     Parameters
     ----------
@@ -259,6 +262,11 @@ def profiles_in_own_geometry(
     shells = "source" in prof and set(prof["source"]) <= {"rim"}
     if img.ndim != 2 or len(channels) != 1 or not shells or prof.empty:
         out["geometry_note"] = "not a single-channel shells table"
+        return out
+    if "quantity" in prof and any(
+        parse_quantity(q).kind != "grey" for q in prof["quantity"].dropna().unique()
+    ):  # the relative-radius profiles are read from the image: grey, not the calibration
+        out["geometry_note"] = "not tested: calibrated profiles"
         return out
     geo, scaled = zoning_geometry(image, labels, pixel_size_um, **options)
     geo = geo[geo["label"].isin(prof["label"])]

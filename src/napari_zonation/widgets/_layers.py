@@ -43,6 +43,9 @@ class MetaKeys:
     profiles: str = "profiles"
     profiles_calibrated: str = "profiles_calibrated"
     profile_options: str = "profile_options"
+    #: the profiles Describe read, each crystal in the geometry its image shows (rim-distance
+    #: shells or relative radius); Cluster embeds these, as ``run_pipeline`` does
+    profiles_described: str = "profiles_described"
     #: the traverse table of the core (traverse profiles)
     traverses: str = "traverses"
     #: a fitted grey -> composition calibration and the spots it was fitted on

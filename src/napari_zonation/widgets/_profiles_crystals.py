@@ -144,6 +144,7 @@ class CrystalsTool:
         prof, trav = r["prof"], r["traverses"]
         md = zmeta(labels)
         md[KEY.profiles] = prof
+        md.pop(KEY.profiles_described, None)  # Describe reads the new profiles again
         md[KEY.profile_options] = {
             "method": p["method"],
             "width_um": p["width_um"],
@@ -297,6 +298,7 @@ class CrystalsTool:
                 )
         lmd[KEY.traverses] = new_trav
         lmd[KEY.profiles] = concat(parts)
+        lmd.pop(KEY.profiles_described, None)
         self.set_status(
             f"Re-profiled crystal(s) {', '.join(map(str, changed)) or '-'}"
             + (f"; dropped {', '.join(map(str, removed))}" if removed else "")

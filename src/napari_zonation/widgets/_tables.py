@@ -77,6 +77,19 @@ def profiles_of(layer, calibrated: bool = False) -> pd.DataFrame | None:
     return prof if isinstance(prof, pd.DataFrame) else None
 
 
+def described_profiles_of(layer) -> pd.DataFrame | None:
+    """The profiles Describe read on a layer (each crystal in the geometry its image shows,
+    see :func:`~napari_zonation.profiles.profiles_in_own_geometry`), else its profiles.
+
+    Cluster embeds these, so that the widgets cluster what ``run_pipeline`` clusters.
+    """
+    md = zmeta(layer, create=False) if layer is not None else {}
+    described = md.get(KEY.profiles_described)
+    if isinstance(described, pd.DataFrame):
+        return described
+    return profiles_of(layer)
+
+
 def quantity_of(prof: pd.DataFrame | None) -> str | None:
     """The calibrated quantity of a profiles table (e.g. ``Fo (mol%)``), or None."""
     if prof is None or "quantity" not in prof.columns or not len(prof):

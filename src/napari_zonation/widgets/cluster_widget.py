@@ -31,7 +31,14 @@ from ._colors import TRANSPARENT, legend_html, to_hex
 from ._forms import layer_combo
 from ._layers import KEY, unwrap, writable_crystals, zmeta
 from ._layers import is_crystals as _is_crystals
-from ._tables import first_channel, merge_table, profiles_of, set_table, table_of
+from ._tables import (
+    described_profiles_of,
+    first_channel,
+    merge_table,
+    profiles_of,
+    set_table,
+    table_of,
+)
 
 METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
 #: a principal component explaining less than this fraction of the variance is noise (its
@@ -111,7 +118,8 @@ class ClusterWidget(ZonationWidget):
         return {
             "labels_layer": labels,
             "table": table,
-            "prof": profiles_of(labels),
+            # the profiles Describe read (each crystal in its own geometry) when it left them
+            "prof": described_profiles_of(labels),
             "method": self.method.currentText(),
             "n_clusters": None if n == 0 else n,
         }

@@ -252,9 +252,16 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
         if "label" not in table.columns:
             table = None
         backend = self.backend.currentText()
+        opts = zmeta(labels, create=False).get(KEY.profile_options) or {}
         p = {
             "labels_layer": labels,
             "prof": prof,
+            # the layer's profiles are its rim-distance shells in grey: the geometry test
+            # reads them as the shells Describe computes itself
+            "grey_shells": prof is not None
+            and quantity != "composition"
+            and opts.get("method") == "shells"
+            and float(opts.get("pixel_size_um") or 0.0) == float(px),
             "table": table,
             "backend": backend,
             "quantity": quantity,
@@ -262,6 +269,13 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
             "labels": np.array(labels.data, copy=True),
             "image": layer_image(image) if image is not None else None,
         }
+        img = p["image"]
+        p["own_geometry"] = bool(
+            (prof is None or p["grey_shells"])
+            and img is not None
+            and np.ndim(img) == 2
+            and np.shape(img) == p["labels"].shape
+        )
         p["reference"] = self.reference.value() or None
         p["criteria"] = self._criteria_list() or None
         p["highlight"] = self.highlight.isChecked()
@@ -280,7 +294,7 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
 
     def _steps(self, p: dict) -> int:
         n = len(self._labels_in(p))
-        extra = 1 if p["prof"] is None else 0
+        extra = 1 if p["prof"] is None or p["own_geometry"] else 0
         if p["backend"] == "openai":
             return extra + 1 + n
         return extra + len(chunks(range(n), N_CHUNKS))
@@ -296,12 +310,14 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
                 prof = zprof.rim_profiles(p["image"], p["labels"], p["pixel_size_um"])
             notes += _user_warnings(caught)
             computed = prof
-            if np.ndim(p["image"]) == 2:  # each crystal read in the geometry its image shows
-                described = zprof.profiles_in_own_geometry(
-                    prof, p["image"], p["labels"], p["pixel_size_um"]
-                )
+        own = p["own_geometry"]
+        if own:  # each crystal read in the geometry its image shows, as run_pipeline does
+            described = zprof.profiles_in_own_geometry(
+                prof, p["image"], p["labels"], p["pixel_size_um"]
+            )
+        if computed is not None or own:
             self.check_cancel()
-            yield "Shells profiles computed; describing…"
+            yield "Profiles and their geometry read from the image; describing…"
         table = p["table"]
         if p["backend"] == "offline":
             # the crystals that have a profile (the table's others get no row)
@@ -338,9 +354,10 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
                     result = apply_criteria(result, p["criteria"])
                 notes += _user_warnings(caught)
         else:
-            result, llm_notes = yield from self._work_llm(p, prof, table)
+            result, llm_notes = yield from self._work_llm(p, described, table)
             notes += llm_notes
         return {"table": result, "computed_profiles": computed,
+                "described_profiles": described if own else None,
                 "notes": list(dict.fromkeys(notes))}
 
     def _apply(self, p: dict, r: dict) -> None:
@@ -352,6 +369,11 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
             md = zmeta(labels)
             md[KEY.profiles] = r["computed_profiles"]
             md[KEY.profile_options] = {"method": "shells", "pixel_size_um": p["pixel_size_um"]}
+        md = zmeta(labels)
+        if r.get("described_profiles") is not None:  # what Cluster embeds
+            md[KEY.profiles_described] = r["described_profiles"]
+        else:
+            md.pop(KEY.profiles_described, None)
         result = r["table"]
         merged = merge_table(table_of(labels), result)
         if "describe_status" in merged.columns:

@@ -330,7 +330,8 @@ class SegmentWidget(SegmentQA, ZonationWidget):
         crystals = find_owned(self.viewer, ROLE.crystals, image)
         if crystals is not None:
             cmd = zmeta(crystals)
-            for key in (KEY.profiles, KEY.traverses, KEY.profile_options):
+            for key in (KEY.profiles, KEY.profiles_described, KEY.traverses,
+                        KEY.profile_options):
                 cmd.pop(key, None)
             if cmd.pop(KEY.cluster_colored, False):
                 from napari.utils.colormaps import label_colormap
