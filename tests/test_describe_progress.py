@@ -8,7 +8,7 @@ import pytest
 from napari_helpers import PX, dock, make_sample, segmented
 
 from napari_zonation import descriptors
-from napari_zonation.profiles import rim_profiles
+from napari_zonation.profiles import profiles_in_own_geometry, rim_profiles
 from napari_zonation.widgets._base import Progress
 
 pytest.importorskip("napari")
@@ -47,10 +47,13 @@ def test_offline_describe_reports_every_crystal(make_napari_viewer, sample):
     # one report per crystal, in order, against the number of crystals
     assert [(m.done, m.total) for m in steps] == [(i, n) for i in range(1, n + 1)]
     assert steps[-1].text == f"Described {n} of {n} crystals…"
-    # the one call describes what describe_zoning describes
+    # the one call describes what describe_zoning describes, each crystal in the geometry
+    # its image shows (the shells here are of the dock's own image and labels)
+    assert p["own_geometry"]
     table = p["table"]
     cry = None if table is None else table[table["label"].isin(prof["label"])]
-    direct = descriptors.describe_zoning(prof, crystals=cry, quantity=p["quantity"])
+    own = profiles_in_own_geometry(prof, p["image"], p["labels"], PX)
+    direct = descriptors.describe_zoning(own, crystals=cry, quantity=p["quantity"])
     got = result["table"]
     assert list(got["label"]) == list(direct["label"])
     assert list(got["zoning_type"]) == list(direct["zoning_type"])
