@@ -10,13 +10,14 @@ the profiles Describe read. Ground truth: the painted zoning of the laths.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
-
-from napari_zonation.profiles import profiles_in_own_geometry, rim_profiles
 
 # the painted laths of the geometry tests: a gradient from the rim over 30 % of the
 # relative radius to a core plateau, zoned with the outline scaled about its centre
-from test_zoning_geometry import _ellipse, _hinge_scaled, _image  # noqa: E402
+from test_zoning_geometry import _ellipse, _hinge_scaled, _image
+
+from napari_zonation.profiles import profiles_in_own_geometry, rim_profiles
 
 
 def _two_laths(seed: int = 0):
@@ -96,3 +97,36 @@ def test_profiles_then_describe_reads_the_laths_scaled_and_cluster_embeds_that(
     # new profiles make the described ones stale: Cluster then embeds the new record
     assert prw.run(blocking=True) is not None, prw.status.text()
     assert "profiles_described" not in crystals.metadata["napari_zonation"]
+
+
+def test_streamed_stages_read_each_lath_in_its_own_geometry_as_in_memory(tmp_path):
+    """The whole-section stages read the geometry in each batch's window: four laths in four
+    batches are described as the in-memory description of the same profiles describes them,
+    and as painted (gradients in the scaled geometry)."""
+    from napari_zonation.descriptors import describe_zoning
+    from napari_zonation.profiles.geometry import NOT_TESTED
+    from napari_zonation.streaming import iter_profiles, stream_stages
+
+    lab, rho = _ellipse((220, 220), 90, 24)
+    zone = _hinge_scaled(lab, rho, 0.3)
+    labels = np.block([[lab, 2 * lab], [3 * lab, 4 * lab]]).astype(np.int32)
+    img = _image(labels, np.block([[zone, zone], [zone, zone]]), 3)
+
+    res = stream_stages(img, labels, 1.0, tmp_path / "auto", batch_px=200)
+    assert res.stats["n_batches"] == 4
+    got = res.crystals.set_index("label")
+    assert list(got["depth_geometry"]) == ["scaled"] * 4
+    assert list(got["zoning_type"]) == ["gradient"] * 4  # as painted
+    # the same as the in-memory description of the same profiles
+    prof = rim_profiles(img, labels, 1.0)
+    ref = describe_zoning(profiles_in_own_geometry(prof, img, labels, 1.0)).set_index("label")
+    assert list(got["zoning_type"]) == list(ref["zoning_type"])
+    np.testing.assert_allclose(got["contrast"], ref["contrast"], rtol=1e-9)
+    # the profiles of record stay the rim-distance shells
+    record = pd.concat(list(iter_profiles(res.profile_files)), ignore_index=True)
+    np.testing.assert_array_equal(record["value"], prof["value"])
+
+    plain = stream_stages(img, labels, 1.0, tmp_path / "distance", batch_px=200,
+                          depth_geometry="distance").crystals
+    assert set(plain["geometry_note"]) == {NOT_TESTED}
+    assert "gradient" not in set(plain["zoning_type"])  # the shells alone misread them

@@ -234,10 +234,8 @@ def test_a_cancelled_run_leaves_no_store_that_looks_complete(section, tmp_path):
 def test_streamed_tables_equal_the_in_memory_pipeline(section, store, tmp_path):
     s, img = section
     labels = store[1]
-    # the streamed stages describe on the rim-distance shells (the zoning-geometry test reads
-    # each crystal's image and is not streamed): compared with the in-memory run doing the same
-    ref = run_pipeline(img, s.pixel_size_um, segment_options={"tile_size": TILE},
-                       depth_geometry="distance")
+    # each crystal described in the geometry its image shows, read in its batch's window
+    ref = run_pipeline(img, s.pixel_size_um, segment_options={"tile_size": TILE})
     np.testing.assert_array_equal(ref.labels, labels)
     mosaic = open_mosaic(store[0])
     res = stream_stages(mosaic.data, da.from_array(labels, chunks=256), s.pixel_size_um,

@@ -73,6 +73,7 @@ def run_mosaic_pipeline(
     cluster_method: str = "kmeans",
     diffusion_options: dict | None = None,
     date_border_crystals: bool = False,
+    depth_geometry: str = "auto",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> MosaicResult:
     """The whole pipeline on a section too large for memory, window by window.
@@ -101,7 +102,7 @@ def run_mosaic_pipeline(
     threads : int, optional
         Threads of this process when no cluster is used (default: automatic).
     segment_options, profile_method, profile_options, describe_options, n_clusters,
-    cluster_method, diffusion_options, date_border_crystals
+    cluster_method, diffusion_options, date_border_crystals, depth_geometry
         As for :func:`run_pipeline` (offline description only).
     progress : callable, optional
         ``progress(stage, done, total)`` as tiles, strips and batches finish (stages in
@@ -182,7 +183,8 @@ def run_mosaic_pipeline(
             profile_method=profile_method, profile_options=profile_options,
             describe_options=describe_options, n_clusters=n_clusters,
             cluster_method=cluster_method, diffusion_options=diffusion_options,
-            date_border_crystals=date_border_crystals, runner=runner, progress=progress,
+            date_border_crystals=date_border_crystals, depth_geometry=depth_geometry,
+            runner=runner, progress=progress,
         )
     timings.update(streamed.timings)
     stats.update({k: v for k, v in streamed.stats.items() if k != "levels"})

@@ -4,10 +4,13 @@ one batch, the phases over the whole table, the description of one batch.
 3. :func:`plan_batches`: crystals grouped by the tile of a grid that holds their bounding
    box's top-left corner; a batch's window holds its crystals with a margin.
 4. :func:`measure_batch`: the crystal table's rows and the rim profiles of one batch, from
-   its window. Everything they measure lies within a few micrometres of the crystal, which
-   the margin holds, except the distance to the nearest free face of a crystal touching
-   others (``contacts="exclude"``): that is checked per crystal, and a crystal whose free
-   face may lie beyond the window is profiled again in a window large enough.
+   its window, and the profiles to describe (each crystal in the geometry its image shows,
+   :func:`~napari_zonation.profiles.profiles_in_own_geometry`, which reads only the
+   crystal's own pixels). Everything they measure lies within a few micrometres of the
+   crystal, which the margin holds, except the distance to the nearest free face of a
+   crystal touching others (``contacts="exclude"``): that is checked per crystal, and a
+   crystal whose free face may lie beyond the window is profiled again in a window large
+   enough.
 5. :func:`assign_phases`: the phases, from all crystals' grey (one threshold over the whole
    table).
 6. :func:`describe_batch`: the zoning description and diffusion fits of one batch.
@@ -25,7 +28,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ._validation import ZonationInputError, check_labels
-from .profiles import rim_profiles
+from .profiles import profiles_in_own_geometry, rim_profiles
+from .profiles.geometry import NOT_TESTED
 from .section_passes import Box, SectionLevels, _read
 from .segment.labelops import adjacent_pairs
 from .segment.qa import rim_qa
@@ -286,14 +290,50 @@ def table_batch(shared, batch: Batch) -> pd.DataFrame:
     return _batch_table(raw, lab, lut, local, batch, lv, px)
 
 
+def _described_of(raw, lab, lut, local, prof: pd.DataFrame, px: float, options: dict,
+                  depth_geometry: str) -> pd.DataFrame:
+    """The batch's profiles to describe, as ``run_pipeline`` makes them: each crystal in the
+    geometry its image shows (``depth_geometry="auto"``, shells of a 2D image), else every
+    crystal on its rim-distance shells, marked not tested."""
+    if depth_geometry != "auto" or options.get("method", "shells") != "shells" or raw.ndim != 2:
+        return prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
+    # the batch's crystals only (the test reads each crystal's own pixels; the neighbours
+    # cut by the window are another batch's), in the window's compact numbering
+    own = np.where(np.isin(lab, local), lab, 0)
+    mine = prof.assign(label=np.searchsorted(lut, prof["label"].to_numpy()))
+    out = profiles_in_own_geometry(mine, raw, own, px)
+    out["label"] = lut[out["label"].to_numpy()].astype(prof["label"].dtype)
+    return out
+
+
+def _regrown_described(described: pd.DataFrame, prof: pd.DataFrame, regrown: set
+                       ) -> pd.DataFrame:
+    """``described`` with the rows of the ``regrown`` crystals read on their rim-distance
+    shells replaced by their new profiles of record (a crystal's scaled profile reads only
+    its own pixels, which the batch's window held)."""
+    first = described.groupby("label", sort=False)[["depth_geometry", "geometry_note"]].first()
+    stale = first.index[first.index.isin(list(regrown)) & (first["depth_geometry"] != "scaled")]
+    if stale.empty:
+        return described
+    new = prof[prof["label"].isin(stale)]
+    new = new.assign(depth_geometry="distance",
+                     geometry_note=new["label"].map(first["geometry_note"]).to_numpy())
+    out = pd.concat([described[~described["label"].isin(stale)], new], ignore_index=True)
+    return out.sort_values("label", kind="stable").reset_index(drop=True)
+
+
 def measure_batch(shared, batch: Batch) -> dict:
     """The crystal table rows (without phase) and rim profiles of one batch.
 
-    ``shared``: ``(image, labels, px, levels, profile_options)``. Returns ``table``,
-    ``profiles``, ``failures`` (crystals without a profile, and why) and ``n_regrown``
-    (crystals profiled again in a larger window).
+    ``shared``: ``(image, labels, px, levels, profile_options)``, and optionally
+    ``depth_geometry`` (``"auto"``, the default, or ``"distance"``, as for
+    :func:`~napari_zonation.pipeline.run_pipeline`). Returns ``table``, ``profiles`` (of
+    record: the rim-distance shells), ``described`` (the profiles to describe, with
+    ``depth_geometry`` and ``geometry_note``), ``failures`` (crystals without a profile, and
+    why) and ``n_regrown`` (crystals profiled again in a larger window).
     """
-    image, labels, px, lv, options = shared
+    image, labels, px, lv, options, *rest = shared
+    depth_geometry = rest[0] if rest else "auto"
     raw, lab, lut, local = _batch_window(image, labels, batch)
     table = _batch_table(raw, lab, lut, local, batch, lv, px)
     prof = _profiles_of(raw, lab, lut, batch.labels, lv, px, options)
@@ -301,6 +341,7 @@ def measure_batch(shared, batch: Batch) -> dict:
     exclude = options.get("method", "shells") == "shells" and options.get(
         "contacts", "exclude"
     ) == "exclude"
+    described = _described_of(raw, lab, lut, local, prof, px, options, depth_geometry)
     if exclude:
         far, need = _far_free_faces(lab, local, batch.window, lv.shape)
         if far.size:
@@ -322,8 +363,9 @@ def measure_batch(shared, batch: Batch) -> dict:
             prof = pd.concat(parts, ignore_index=True)
             prof = prof.sort_values("label", kind="stable").reset_index(drop=True)
             prof.attrs["failures"] = tuple(sorted(failures))
-    return {"table": table, "profiles": prof, "failures": prof.attrs["failures"],
-            "n_regrown": n_regrown}
+            described = _regrown_described(described, prof, drop)
+    return {"table": table, "profiles": prof, "described": described,
+            "failures": prof.attrs["failures"], "n_regrown": n_regrown}
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,17 +399,20 @@ def describe_batch(shared, item) -> dict:
     """Zoning description (and diffusion fits) of one batch's profiles.
 
     ``shared``: ``(backend, describe_options, diffusion_options, date_border_crystals)``;
-    ``item``: ``(profiles, crystals)`` of the batch. Returns ``table`` (the description
-    merged with the crystals' rows) and ``fits`` (None without diffusion options).
+    ``item``: ``(profiles, crystals)`` or ``(profiles, crystals, described)`` of the batch:
+    the profiles of record (diffusion is fitted on them) and the profiles to describe
+    (:func:`measure_batch`'s ``described``; without them, the profiles of record, marked
+    not tested). Returns ``table`` (the description merged with the crystals' rows) and
+    ``fits`` (None without diffusion options).
     """
     from .descriptors import describe_zoning
     from .diffusion import fit_diffusion
-    from .profiles.geometry import NOT_TESTED
 
     backend, describe_options, diffusion_options, date_border = shared
-    prof, crystals = item
-    # described on the rim-distance shells: the zoning-geometry test is not streamed
-    described = prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
+    prof, crystals, *rest = item
+    described = rest[0] if rest and rest[0] is not None else None
+    if described is None:
+        described = prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
     table = describe_zoning(described, backend=backend, crystals=crystals,
                             **(describe_options or {}))
     fits = None

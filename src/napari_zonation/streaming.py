@@ -99,8 +99,10 @@ class StreamResult:
         The crystal table with descriptors, ``cluster`` and (with diffusion options) the
         diffusion columns, by label.
     profile_files : list of pathlib.Path
-        The profiles, one pickled DataFrame per batch, in batch order (each crystal's rows
-        together); :func:`iter_profiles` reads them back.
+        The profiles of record, one pickled DataFrame per batch, in batch order (each
+        crystal's rows together); :func:`iter_profiles` reads them back. The profiles
+        described (each crystal in the geometry its image shows) lie beside them, as
+        ``described-*.pkl``.
     n_profile_rows : int
         Rows in all of them.
     failures : tuple
@@ -151,6 +153,7 @@ def stream_stages(
     cluster_method: str = "kmeans",
     diffusion_options: dict | None = None,
     date_border_crystals: bool = False,
+    depth_geometry: str = "auto",
     runner=None,
     progress: ProgressFn | None = None,
     batch_px: int = BATCH_PX,
@@ -170,8 +173,10 @@ def stream_stages(
         A folder for the batches' profiles (created; on storage the workers can reach when
         they run on other machines is not needed: results come back to this process).
     profile_method, profile_options, backend, describe_options, n_clusters, cluster_method,
-    diffusion_options, date_border_crystals
-        As for :func:`~napari_zonation.pipeline.run_pipeline` (``backend="offline"`` only).
+    diffusion_options, date_border_crystals, depth_geometry
+        As for :func:`~napari_zonation.pipeline.run_pipeline` (``backend="offline"`` only):
+        each crystal is described and clustered in the geometry its image shows, read in its
+        batch's window; diffusion is fitted on the profiles of record.
     runner : Runner, optional
         Threads of this process or a dask cluster (default: automatic threads).
     progress : callable, optional
@@ -193,6 +198,8 @@ def stream_stages(
     from ._threads import auto_threads
     from .cluster import cluster_crystals
 
+    if depth_geometry not in ("auto", "distance"):
+        raise ZonationInputError(f"depth_geometry={depth_geometry!r}; choose 'auto' or 'distance'.")
     if backend != "offline":
         raise ZonationInputError(
             "a whole-section mosaic is described with backend='offline'; run the LLM "
@@ -221,8 +228,8 @@ def stream_stages(
     options = {"method": profile_method, **(profile_options or {})}
     t = time.perf_counter()
     rows, files, failures, n_rows, n_regrown = [], [], [], 0, 0
-    measured = runner.map(measure_batch, (image, labels, px, lv, options), batches,
-                          progress=step("measure"))
+    measured = runner.map(measure_batch, (image, labels, px, lv, options, depth_geometry),
+                          batches, progress=step("measure"))
     with warnings.catch_warnings():  # process-wide: the batches' threads see it too
         # the profiles each batch skips are told once, for the whole section, below
         warnings.filterwarnings("ignore", message=r"\d+ profile\(s\) skipped",
@@ -232,6 +239,8 @@ def stream_stages(
             path = workdir / f"profiles-{batch.index:06d}.pkl"
             got["profiles"].to_pickle(path)  # on disk as they come: memory holds one batch
             files.append(path)
+            # the profiles to describe (each crystal in the geometry its image shows)
+            got["described"].to_pickle(workdir / f"described-{batch.index:06d}.pkl")
             failures.extend(got["failures"])
             n_rows += len(got["profiles"])
             n_regrown += got["n_regrown"]
@@ -253,9 +262,12 @@ def stream_stages(
     t = time.perf_counter()
     by_label = table.set_index("label", drop=False)
 
+    described_files = [workdir / f"described-{batch.index:06d}.pkl" for batch in batches]
+
     def described():
-        for batch, path in zip(batches, files, strict=True):
-            yield pd.read_pickle(path), by_label.loc[batch.labels].reset_index(drop=True)
+        for batch, path, dpath in zip(batches, files, described_files, strict=True):
+            yield (pd.read_pickle(path), by_label.loc[batch.labels].reset_index(drop=True),
+                   pd.read_pickle(dpath))
 
     shared = (backend, describe_options, diffusion_options, date_border_crystals)
     parts, fits = [], []
@@ -272,7 +284,8 @@ def stream_stages(
     t = time.perf_counter()
     if progress is not None:
         progress("cluster", 0, 1)
-    shapes = pd.concat(list(iter_profiles(files, SHAPE_COLUMNS)), ignore_index=True)
+    # clustered on the profiles described, as run_pipeline clusters
+    shapes = pd.concat(list(iter_profiles(described_files, SHAPE_COLUMNS)), ignore_index=True)
     clustered = cluster_crystals(described_table, n_clusters=n_clusters, method=cluster_method,
                                  profiles=shapes)
     del shapes
