@@ -157,8 +157,10 @@ def test_pipeline_through_thread_workers(make_napari_viewer, qtbot, sample, tmp_
     pd.testing.assert_frame_equal(
         feats[["label", "phase", "area_um2"]].reset_index(drop=True), before
     )
+    # each crystal in the geometry its image shows, as run_pipeline describes it
+    own = profiles.profiles_in_own_geometry(prof, sample.image, lab, PX)
     direct = descriptors.describe_zoning(
-        prof, "offline", crystals=segment.crystal_table(sample.image, lab, PX)
+        own, "offline", crystals=segment.crystal_table(sample.image, lab, PX)
     )
     merged = feats.set_index("label").loc[direct["label"]]
     assert list(merged["zoning_type"]) == list(direct["zoning_type"])
