@@ -220,3 +220,61 @@ def geometric_blur(image, labels, pixel_size_um: float = 1.0, *,
 
 
 __all__ = ["geometric_blur"]
+
+
+def contour_blur(image, labels, pixel_size_um: float, steps_um: dict, *,
+                 smooth_px: float = 0.7) -> pd.DataFrame:
+    """The geometric blur from a sub-pixel outline (an experiment of issue #25).
+
+    Each crystal's outline is traced at sub-pixel precision on the lightly smoothed image, as
+    the iso-grey line half way between the crystal's outer shells (2-3.5 px in) and the
+    groundmass next to it (2-3.5 px out), kept where it runs within 1.5 px of the segmented
+    outline's free faces. The blur is the robust sd (interquartile range / 1.349) of the
+    difference between each pixel's distance to that line and its pixel-exact distance to the
+    segmented outline, over the pixels of the shell at ``steps_um[label]``: how much the
+    rasterised outline moves the shell's pixels off a smooth outline's depth.
+    """
+    from scipy.spatial import cKDTree
+    from skimage.measure import find_contours
+
+    px = float(pixel_size_um)
+    lab = np.asarray(labels)
+    rows = []
+    for label, step_um in steps_um.items():
+        sl = ndi.find_objects((lab == label).astype(np.int8))
+        if not sl or sl[0] is None:
+            continue
+        sl = tuple(slice(max(a.start - 4, 0), min(a.stop + 4, n))
+                   for a, n in zip(sl[0], lab.shape, strict=True))
+        sub = lab[sl]
+        own = sub == label
+        img = ndi.gaussian_filter(np.asarray(image, dtype=float)[sl], smooth_px)
+        d_any = ndi.distance_transform_edt(own)
+        d_free = ndi.distance_transform_edt(sub != 0)
+        d = np.where(d_any < d_free, 0.0, d_free) if (own & (d_free <= 1)).any() else d_any
+        d_out = ndi.distance_transform_edt(~own)
+        inner = own & (d >= 2) & (d <= 3.5)
+        outer = (sub == 0) & (d_out >= 2) & (d_out <= 3.5)
+        if inner.sum() < 10 or outer.sum() < 10:
+            rows.append((label, math.nan))
+            continue
+        level = 0.5 * (float(np.median(img[inner])) + float(np.median(img[outer])))
+        pts = []
+        for c in find_contours(img, level):
+            r = np.clip(np.round(c[:, 0]).astype(int), 0, own.shape[0] - 1)
+            k = np.clip(np.round(c[:, 1]).astype(int), 0, own.shape[1] - 1)
+            near = (((d[r, k] > 0) & (d[r, k] <= 1.5))
+                    | ((sub[r, k] == 0) & (d_out[r, k] <= 1.5)))
+            for a, b, ok in zip(c[:-1], c[1:], near[:-1] & near[1:], strict=True):
+                if ok:
+                    n = max(2, int(np.hypot(*(b - a)) / 0.1))
+                    pts.append(a + np.linspace(0.0, 1.0, n)[:, None] * (b - a))
+        rr, cc = np.nonzero(own & (d > 0) & (np.abs(d * px - step_um) <= 0.75 * px))
+        if not pts or rr.size < 5:
+            rows.append((label, math.nan))
+            continue
+        dist, _ = cKDTree(np.vstack(pts)).query(np.column_stack([rr, cc]))
+        off = dist - d[rr, cc]
+        q1, q3 = np.percentile(off, [25, 75])
+        rows.append((label, float((q3 - q1) / 1.349) * px * 2.3548))
+    return pd.DataFrame(rows, columns=["label", "geometric_blur_um"])

@@ -391,7 +391,7 @@ def smear_whatif(seeds) -> pd.DataFrame:
     sector estimate from the image alone (``_sector_smear.geometric_blur``), and the fit
     repeated with each added in quadrature to the default blur. Coverage here is
     |pull| < 1.645 (the fits have no Monte Carlo)."""
-    from _sector_smear import geometric_blur
+    from _sector_smear import contour_blur, geometric_blur
 
     from napari_zonation.diffusion.options import IMAGE_BLUR_SIGMA_PX
     from napari_zonation.metrics import match_instances
@@ -416,21 +416,25 @@ def smear_whatif(seeds) -> pd.DataFrame:
               and base.loc[p, "fit_status"] == "ok"}
         steps = {p: float(base.loc[p, "step_position_um"]) for p in ok.values()}
         sector = geometric_blur(s.image, seg, px, steps_um=steps).set_index("label")
+        contour = contour_blur(s.image, seg, px, steps).set_index("label")
         probe = IMAGE_BLUR_SIGMA_PX * px
         for t, p in ok.items():
             st = float(truth.loc[t, "sqrt_dt_um"])
             sd, robust, between = _true_depth_scatter(seg, s.labels, p, t, steps[p], px)
             est = float(sector.loc[p, "geometric_blur_um"]) / 2.3548 if p in sector.index \
                 else math.nan
+            cont = float(contour.loc[p, "geometric_blur_um"]) / 2.3548 \
+                if p in contour.index else math.nan
             row = dict(seed=seed, label=t, s_true=st,
                        p_true=float(truth.loc[t, "step_positions_um"][0]),
                        cracked=truth.loc[t, "cracked"], touching=truth.loc[t, "touching"],
                        smear_sd=sd, smear_robust=robust, smear_between=between,
-                       smear_sector=est)
+                       smear_sector=est, smear_contour=cont)
             f = base.loc[p]
             row["pull_default"] = (f.sqrt_dt_um - st) / f.sqrt_dt_err_um
             row["err_default"] = f.sqrt_dt_um / st - 1
-            for name, g in (("sd", sd), ("robust", robust), ("sector", est)):
+            for name, g in (("sd", sd), ("robust", robust), ("sector", est),
+                            ("contour", cont)):
                 if not np.isfinite(g):
                     g = 0.0
                 with warnings.catch_warnings():
@@ -451,11 +455,13 @@ def smear_whatif(seeds) -> pd.DataFrame:
           f"{res.smear_between.median():.2f}; sector estimate from the image "
           f"{res.smear_sector.median():.2f} (0 for {(res.smear_sector == 0).mean():.0%} of "
           f"the crystals); correlation of the sector estimate with the true sd "
-          f"{res[['smear_sd', 'smear_sector']].corr().iloc[0, 1]:+.2f}")
+          f"{res[['smear_sd', 'smear_sector']].corr().iloc[0, 1]:+.2f}; sub-pixel contour "
+          f"estimate {res.smear_contour.median():.2f} (correlation with the robust truth "
+          f"{res[['smear_robust', 'smear_contour']].corr().iloc[0, 1]:+.2f})")
     ratio = res.p_true / res.s_true
     print("fit with the blur added (n, share |pull| < 1.645, pulls sd, median |error|; "
           "pull mean by p/s <=3.5, 3.5-5, 5-8, >8):")
-    for name in ("default", "sd", "robust", "sector"):
+    for name in ("default", "sd", "robust", "sector", "contour"):
         p, e = res[f"pull_{name}"], res[f"err_{name}"]
         parts = [f"{p[(ratio > lo) & (ratio <= hi)].mean():+.2f}"
                  for lo, hi in ((0, 3.5), (3.5, 5), (5, 8), (8, np.inf))]
