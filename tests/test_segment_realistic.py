@@ -265,39 +265,3 @@ def test_a_data_bar_is_found_at_the_bottom_and_nowhere_else():
     assert data_bar_rows(img, img.shape, 0.0, 1.0, 0.2) == 0
     img[-4:] = 0.0  # a few black rows are no data bar
     assert data_bar_rows(img, img.shape, 0.0, 1.0, 0.2) == 0
-
-
-def test_a_lath_against_a_vesicle_stops_at_the_vesicles_shade():
-    """A dark lath with a vesicle against its side (glassy scene, seed 12, 1 um/px: truth
-    label 12, marked ``vesicle_contact``): the vesicle's shaded side is near-black but never
-    black, so it is no hole; the lath's core must not take it in and grow over the vesicle."""
-    s = _scene("glassy", 12, 768)
-    assert bool(s.truth.set_index("label").loc[12, "vesicle_contact"])
-    lab = segment_crystals(s.image, 1.0)
-    t = s.labels == 12
-    ids, counts = np.unique(lab[t], return_counts=True)
-    counts[ids == 0] = 0
-    p = lab == ids[np.argmax(counts)]
-    assert (t & p).sum() / (t | p).sum() >= 0.97
-    # what the lath's label holds outside the lath: under 2 % of the lath
-    assert (p & ~t).sum() < 0.02 * t.sum()
-
-
-def test_shaded_parts_are_near_black_parts_no_crystal_holds():
-    """Near-black block parts: inside a core all around, or most of a core of their own (a
-    dark lath), they are a crystal's dark zone; at the edge of a core they are a small share
-    of, or in no core, they are shade."""
-    from napari_zonation.segment.cores import shaded_parts
-
-    cores = np.zeros((40, 40), np.int32)
-    dark = np.zeros((40, 40), bool)
-    cores[5:25, 5:15] = 1  # a lath
-    dark[10:13, 8:11] = True  # a dark zone inside it (held all around): crystal
-    dark[18:21, 13:17] = True  # a shade at its edge, half outside it: shade
-    cores[30:36, 20:34] = 2  # a dark lath: its core is all near-black
-    dark[30:36, 20:34] = True
-    dark[2:4, 30:33] = True  # in no core: shade
-    want = np.zeros((40, 40), bool)
-    want[18:21, 13:17] = True
-    want[2:4, 30:33] = True
-    assert np.array_equal(shaded_parts(dark, cores), want)

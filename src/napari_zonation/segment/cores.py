@@ -60,15 +60,11 @@ def crystal_cores(
         # near-black parts that never reach the image's black are a crystal's dark zones
         black = near_black_of(fl, lv)
         neg = (dev < -c) & ~black & ((det > dark_thr) | (smooth_c < dark_thr))
-        # the other near-black blocks: a crystal's dark zone or a vesicle's shade
-        shade_of = (smooth_c < dark_thr) & ~black
         bg_marker = (np.abs(smooth_c - ref) < 0.5 * c) | black
     if fin_c is not None:
         pos &= fin_c
         neg &= fin_c
         bg_marker |= ~fin_c
-        if black is not None:
-            shade_of &= fin_c
 
     # open away microlites, bridge cracks, fill inclusions; sign by sign
     open_px, close_px = opts.open_um / pc, close_um / pc
@@ -113,50 +109,7 @@ def crystal_cores(
                     reach_px=max(2, int(round(6.0 / pc))),
                 )
         cores = np.where(index_lut(keep, cores), cores, 0)
-    if black is not None:
-        # near-black parts (no holes) that are no crystal's dark zone: the shade of a vesicle
-        # beside a crystal or in the groundmass; background, which the crystal cannot cross
-        shade = shaded_parts(shade_of, cores)
-        if shade.any():
-            cores = np.where(shade, 0, cores)
-            bg_marker |= shade
     return cores, bg_marker
-
-
-def shaded_parts(dark: np.ndarray, cores: np.ndarray, min_share: float = 0.5) -> np.ndarray:
-    """The connected parts of the near-black blocks ``dark`` (holes left out) that are no
-    crystal's dark zone.
-
-    A near-black part is a crystal's dark zone when the cores hold it all around (each of its
-    8-neighbours is a core block: a dark zone inside a crystal) or when it makes at least
-    ``min_share`` of the core blocks it lies on (a dark lath whose core it is). Any other
-    part (one in no core, or one at the edge of a crystal it is a small share of, where a
-    core's closing took it in) is the shade of something that is not crystal: a vesicle's
-    dark side beside the crystal. Returns the mask of those parts.
-    """
-    parts, n = ndi.label(dark)
-    if n == 0:
-        return np.zeros(dark.shape, dtype=bool)
-    on = cores > 0
-    ring = ndi.binary_dilation(dark, np.ones((3, 3), bool)) & ~dark
-    # each ring block to the part beside it (the nearest part's label, by a grey dilation)
-    beside = np.where(ring, ndi.grey_dilation(parts, size=(3, 3)), 0)
-    open_ = np.zeros(n + 1, dtype=bool)
-    open_[beside[ring & ~on]] = True
-    # the share of its cores' blocks that each part makes
-    held = parts[on & dark]
-    own = np.bincount(held, minlength=n + 1)
-    total = np.zeros(n + 1)
-    if held.size:
-        # the cores each part lies on, and their blocks
-        core_area = np.bincount(cores.ravel(), minlength=int(cores.max()) + 1)
-        pairs = np.unique(np.stack([held, cores[on & dark]], axis=1), axis=0)
-        np.add.at(total, pairs[:, 0], core_area[pairs[:, 1]])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = own / total
-    shade = (own == 0) | (open_ & ~(share >= min_share))
-    shade[0] = False
-    return shade[parts]
 
 
 def add_cores(
