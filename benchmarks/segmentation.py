@@ -28,7 +28,9 @@ looked at while developing, run once at the end, and their figures are reported 
 ``--new-held-out`` runs seeds 2000-2002 and 2000-2001, never run before (the 1000s have been
 seen at the end of earlier rounds). ``--fresh-held-out`` runs seeds 3000-3002 and 3000-3001,
 never run before (the 2000s have been seen at the end of earlier rounds); run it once, with
-the method frozen, and report it separately.
+the method frozen, and report it separately. ``--final-held-out`` runs seeds 4000-4002 and
+4000-4001, never run before (the 3000s have been seen too): once, with the method frozen,
+on the new code and on the code it is compared with.
 
 ``--reference`` adds the one-shot path: ``segment_crystals(image, px, reference=mask)`` with
 the true mask of one crystal of the scene (the largest one clear of the frame and of other
@@ -223,6 +225,7 @@ DEV_SEEDS = {"default": (0, 1, 2), "kinds": (0, 1)}
 HELD_OUT_SEEDS = {"default": (1000, 1001, 1002), "kinds": (1000, 1001)}
 NEW_HELD_OUT_SEEDS = {"default": (2000, 2001, 2002), "kinds": (2000, 2001)}
 FRESH_HELD_OUT_SEEDS = {"default": (3000, 3001, 3002), "kinds": (3000, 3001)}
+FINAL_HELD_OUT_SEEDS = {"default": (4000, 4001, 4002), "kinds": (4000, 4001)}
 KIND_NOISE = 0.03
 PIXEL_SIZES = (0.5, 1.0, 2.0)
 GOALS = {"f1": 0.95, "iou": 0.95, "outline_px": 1.0}
@@ -234,10 +237,12 @@ def scene_grid(
     kinds: list[str],
     new_held_out: bool = False,
     fresh_held_out: bool = False,
+    final_held_out: bool = False,
 ) -> list[dict]:
     """The scenes to run: ``kind, seed, noise, bits, px`` per scene."""
     seeds = (
-        FRESH_HELD_OUT_SEEDS if fresh_held_out
+        FINAL_HELD_OUT_SEEDS if final_held_out
+        else FRESH_HELD_OUT_SEEDS if fresh_held_out
         else NEW_HELD_OUT_SEEDS if new_held_out
         else HELD_OUT_SEEDS if held_out
         else DEV_SEEDS
@@ -384,6 +389,9 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--fresh-held-out", action="store_true",
                         help="seeds 3000+, never run before (once, at the end, with the "
                         "method frozen; report separately)")
+    parser.add_argument("--final-held-out", action="store_true",
+                        help="seeds 4000+, never run before (once, at the end, with the "
+                        "method frozen, and main's code on the same seeds; report separately)")
     parser.add_argument("--kinds", default=None,
                         help="comma-separated classes: default and/or " + ",".join(SCENE_KINDS))
     parser.add_argument("--reference", action="store_true",
@@ -424,13 +432,17 @@ def main(argv=None) -> pd.DataFrame:
     if unknown:
         raise SystemExit(f"--kinds: unknown {unknown}; choose from default, "
                          + ", ".join(SCENE_KINDS))
-    if args.new_held_out or args.fresh_held_out:
+    if args.new_held_out or args.fresh_held_out or args.final_held_out:
         args.held_out = True
-    grid = scene_grid(args.quick, args.held_out, kinds, args.new_held_out, args.fresh_held_out)
+    grid = scene_grid(
+        args.quick, args.held_out, kinds, args.new_held_out, args.fresh_held_out,
+        args.final_held_out,
+    )
     size = min(args.size, 640) if args.quick else args.size
     repeat = 1 if args.quick else args.repeat
     tag = (
-        "FRESH HELD-OUT" if args.fresh_held_out
+        "FINAL HELD-OUT" if args.final_held_out
+        else "FRESH HELD-OUT" if args.fresh_held_out
         else "NEW HELD-OUT" if args.new_held_out
         else "HELD-OUT" if args.held_out
         else "development"

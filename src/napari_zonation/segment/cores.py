@@ -58,7 +58,7 @@ def crystal_cores(
         dev = det - ref
         pos = dev > c
         # near-black parts that never reach the image's black are a crystal's dark zones
-        black = near_black_blocks(smooth_c, lv, fin_c)
+        black = near_black_of(fl, lv)
         neg = (dev < -c) & ~black & ((det > dark_thr) | (smooth_c < dark_thr))
         bg_marker = (np.abs(smooth_c - ref) < 0.5 * c) | black
     if fin_c is not None:
@@ -157,9 +157,23 @@ def add_cores(
     return np.where(rest, parts + n0, grown).astype(np.int32)
 
 
+def near_black_of(fl: CoarseFields, lv: Levels) -> np.ndarray:
+    """The near-black holes of a window's blocks (:func:`.background.near_black_blocks`).
+
+    Computed once per window with the image's levels ``lv`` and kept on ``fl``
+    (``fl.near_black``, read-only): the cores and the reference model's extra blocks ask for
+    the same mask.
+    """
+    if fl.near_black is None:
+        black = near_black_blocks(fl.smooth_c, lv, fl.fin_c)
+        black.flags.writeable = False
+        fl.near_black = black
+    return fl.near_black
+
+
 def bg_near_black(fl: CoarseFields, lv: Levels) -> np.ndarray:
     """Blocks within 6 um of near-black blocks (vesicle walls and halos, epoxy edges)."""
-    dark = near_black_blocks(fl.smooth_c, lv, fl.fin_c)
+    dark = near_black_of(fl, lv)
     if not dark.any():
         return dark
     return near_mask(dark, max(1.0, 6.0 / lv.pc))

@@ -102,7 +102,9 @@ class CoarseFields:
     """Block fields of one window: block means ``cm``, their finite share ``fin_c`` (None:
     every pixel finite), the smoothed means ``smooth_c``, the detection image ``det`` and
     the block texture ``tex``; with the window's normalised grey ``norm`` and its finite mask
-    ``finite`` when the whole image was read in one window (kept for the segmentation)."""
+    ``finite`` when the whole image was read in one window (kept for the segmentation), and
+    the near-black holes ``near_black`` once asked for (read-only,
+    :func:`~napari_zonation.segment.cores.near_black_of`)."""
 
     cm: np.ndarray
     fin_c: np.ndarray | None
@@ -111,3 +113,4 @@ class CoarseFields:
     tex: np.ndarray
     norm: np.ndarray | None = None
     finite: np.ndarray | None = None
+    near_black: np.ndarray | None = None
