@@ -205,46 +205,49 @@ def run_1d(seeds, n_per_family: int, families, cache=None) -> pd.DataFrame:
 
 def _scene(seed, families, labels_kind, cache, project=False):
     path = None
+    scene = None
     if cache:
         held = any(f in HELD_OUT_FAMILIES for f in families)
         tag = "project" if project else ("heldout" if held else "train")
-        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}_{GEOMETRY}.pkl"
+        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}.pkl"
         if path.exists():
             with open(path, "rb") as fh:
-                return pickle.load(fh)
-    t0 = time.perf_counter()
-    if project:
-        s = make_thin_section((768, 768), n_crystals=22, noise=0.02, seed=seed)
-        image, true_labels = s.image, s.labels.astype(np.int32)
-        truth = s.truth[["label", "phase", "zoning_type", "n_plateaus"]].assign(
-            family="project", geometry="distance"
-        )
-    else:
-        image, true_labels, truth = make_scene(seed, families)
-    labels = true_labels if labels_kind == "truth" else segment_crystals(image, 1.0)
-    crystals = crystal_table(image, labels, 1.0)
-    prof = rim_profiles(image, labels, 1.0)
+                scene = pickle.load(fh)
+    if scene is None:
+        t0 = time.perf_counter()
+        if project:
+            s = make_thin_section((768, 768), n_crystals=22, noise=0.02, seed=seed)
+            image, true_labels = s.image, s.labels.astype(np.int32)
+            truth = s.truth[["label", "phase", "zoning_type", "n_plateaus"]].assign(
+                family="project", geometry="distance"
+            )
+        else:
+            image, true_labels, truth = make_scene(seed, families)
+        labels = true_labels if labels_kind == "truth" else segment_crystals(image, 1.0)
+        scene = {
+            "seed": seed,
+            "truth": truth,
+            "image": image,
+            "true_labels": true_labels,
+            "labels": labels,
+            "crystals": crystal_table(image, labels, 1.0),
+            "prof": rim_profiles(image, labels, 1.0),
+            "seconds": time.perf_counter() - t0,
+        }
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                pickle.dump(scene, fh)
     # the profiles described: each crystal's in the geometry its image shows (run_pipeline's
-    # default); ``prof`` stays the rim-distance profile of record
-    described = None
+    # default; computed on every run, so a cached scene follows the code); ``prof`` stays the
+    # rim-distance profile of record
+    scene["described"] = None
     if GEOMETRY == "own":
         from napari_zonation.profiles import profiles_in_own_geometry
 
-        described = profiles_in_own_geometry(prof, image, labels, 1.0)
-    scene = {
-        "seed": seed,
-        "truth": truth,
-        "true_labels": true_labels,
-        "labels": labels,
-        "crystals": crystals,
-        "prof": prof,
-        "described": described,
-        "seconds": time.perf_counter() - t0,
-    }
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            pickle.dump(scene, fh)
+        scene["described"] = profiles_in_own_geometry(
+            scene["prof"], scene["image"], scene["labels"], 1.0
+        )
     return scene
 
 
