@@ -48,7 +48,9 @@ them with ``--seeds`` to compare.) Those held-out seeds have been run twice and 
 ``--new-held-out`` runs the same held-out families on seeds never run before (1D 940-942,
 physical 950-952, scenes 90-99): once, with the method frozen, reported separately. Those
 have been seen too; ``--fresh-held-out`` runs them on seeds never run before the zoning
-geometry was read from the image (1D 960-962, physical 970-972, scenes 120-129).
+geometry was read from the image (1D 960-962, physical 970-972, scenes 120-129); and
+``--final-held-out`` on seeds never run before a non-held step's rim level had to be seen
+(1D 980-982, physical 990-992, scenes 130-139).
 
 The scenes are described as ``run_pipeline`` does: each crystal on its profile in the
 geometry its image shows (``profiles_in_own_geometry``); ``--geometry distance`` describes
@@ -63,7 +65,8 @@ the rim-distance shells alone, as before.
     python benchmarks/zoning.py --part calibrate
     python benchmarks/zoning.py --held-out                # seen (old held-out seeds)
     python benchmarks/zoning.py --new-held-out            # seen
-    python benchmarks/zoning.py --fresh-held-out          # once, at the end
+    python benchmarks/zoning.py --fresh-held-out          # seen
+    python benchmarks/zoning.py --final-held-out          # once, at the end
 """
 
 from __future__ import annotations
@@ -517,6 +520,12 @@ def main() -> None:
         help="held-out families on seeds never run before the zoning geometry was read from "
         "the image (1D 960-962, physical 970-972, scenes 120-129): run once, method frozen",
     )
+    ap.add_argument(
+        "--final-held-out",
+        action="store_true",
+        help="held-out families on scenes 130-139, never run before (1D 980-982, physical "
+        "990-992): run once, method frozen",
+    )
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument(
         "--geometry",
@@ -532,20 +541,21 @@ def main() -> None:
     GEOMETRY = args.geometry
     parts = args.part or ["1d", "physical", "scenes", "kilauea"]
     kinds = args.labels or ["truth", "own"]
+    final = args.final_held_out
     fresh = args.fresh_held_out
     new = args.new_held_out
-    held = args.held_out or new or fresh
+    held = args.held_out or new or fresh or final
     fams = TRAIN_FAMILIES + HELD_OUT_FAMILIES if held else TRAIN_FAMILIES
     if held:
-        print(
-            f"{'FRESH ' if fresh else 'NEW ' if new else ''}HELD-OUT run: held-out families "
-            "mixed with the training ones, unseen seeds"
-        )
+        tag = "FINAL " if final else "FRESH " if fresh else "NEW " if new else ""
+        print(f"{tag}HELD-OUT run: held-out families mixed with the training ones, unseen seeds")
     if "calibrate" in parts:
         run_calibrate(cache=args.cache)
     if "1d" in parts:
         seeds = args.seeds or (
-            [960, 961, 962]
+            [980, 981, 982]
+            if final
+            else [960, 961, 962]
             if fresh
             else [940, 941, 942]
             if new
@@ -559,7 +569,9 @@ def main() -> None:
         run_1d(seeds, n, fams, args.cache)
     if "physical" in parts:
         seeds = args.seeds or (
-            [970, 971, 972]
+            [990, 991, 992]
+            if final
+            else [970, 971, 972]
             if fresh
             else [950, 951, 952]
             if new
@@ -574,6 +586,8 @@ def main() -> None:
     if "scenes" in parts:
         if args.seeds:
             seeds = args.seeds
+        elif final:
+            seeds = list(range(130, 140))
         elif fresh:
             seeds = list(range(120, 130))
         elif new:
