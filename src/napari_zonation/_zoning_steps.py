@@ -11,6 +11,11 @@ from scipy.special import erf
 
 from ._zoning_base import Fit, ProfileData
 
+#: the rim level of a step not held at the rim is seen when the first step lies at least
+#: this many widths inside the first point (the model there within erfc(1.5) / 2 = 1.7 % of
+#: the step from the rim level)
+RIM_SEEN_WIDTHS = 1.5
+
 
 def segment_partitions(y: np.ndarray, kmax: int, min_size: int, w: np.ndarray) -> list:
     """Optimal weighted piecewise-constant partitions with 1..kmax segments; for each K the
@@ -294,7 +299,7 @@ def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     # an asymmetric step has its own width on each side
     wl = np.asarray(fit.info.get("widths_rim", ws), float)
     wr = np.asarray(fit.info.get("widths_core", ws), float)
-    if not held and (ps[0] - p.d0 < wl[0] or int(np.sum(d < ps[0] - 0.5 * wl[0])) < 2):
+    if not held and (ps[0] - p.d0 < RIM_SEEN_WIDTHS * wl[0] or int(np.sum(d < ps[0] - 0.5 * wl[0])) < 2):
         return False, "the rim level is not reached before the first step"
     for i in range(len(ps) - 1):
         gap = ps[i + 1] - ps[i]
