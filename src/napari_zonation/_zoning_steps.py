@@ -11,12 +11,6 @@ from scipy.special import erf
 
 from ._zoning_base import Fit, ProfileData
 
-#: the rim level of a step not held at the rim is seen when the first step lies at least
-#: this many widths inside the first point (the model there within erfc(1.5) / 2 = 1.7 % of
-#: the step from the rim level): a slope from the rim is fitted about as well by a wide step
-#: whose rim level lies just beyond the profile, a level no point shows
-RIM_SEEN_WIDTHS = 1.5
-
 
 def segment_partitions(y: np.ndarray, kmax: int, min_size: int, w: np.ndarray) -> list:
     """Optimal weighted piecewise-constant partitions with 1..kmax segments; for each K the
@@ -293,7 +287,7 @@ def step_grid_start(p: ProfileData, held: bool) -> tuple | None:
 
 def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     """Is each level a plateau: the rim level seen on two points before the first step, the
-    step :data:`RIM_SEEN_WIDTHS` widths inside the first point (or held at the rim), each
+    step ``p.rim_seen_widths`` widths inside the first point (or held at the rim), each
     inner level seen between two steps at least half their widths apart, the core level
     reached on three points?"""
     d = p.d
@@ -301,7 +295,8 @@ def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
     # an asymmetric step has its own width on each side
     wl = np.asarray(fit.info.get("widths_rim", ws), float)
     wr = np.asarray(fit.info.get("widths_core", ws), float)
-    rim_seen = ps[0] - p.d0 >= RIM_SEEN_WIDTHS * wl[0] and int(np.sum(d < ps[0] - 0.5 * wl[0])) >= 2
+    deep = ps[0] - p.d0 >= p.rim_seen_widths * wl[0]
+    rim_seen = deep and int(np.sum(d < ps[0] - 0.5 * wl[0])) >= 2
     if not held and not rim_seen:
         return False, "the rim level is not reached before the first step"
     for i in range(len(ps) - 1):
