@@ -48,7 +48,9 @@ them with ``--seeds`` to compare.) Those held-out seeds have been run twice and 
 ``--new-held-out`` runs the same held-out families on seeds never run before (1D 940-942,
 physical 950-952, scenes 90-99): once, with the method frozen, reported separately. Those
 have been seen too; ``--fresh-held-out`` runs them on seeds never run before the zoning
-geometry was read from the image (1D 960-962, physical 970-972, scenes 120-129).
+geometry was read from the image (1D 960-962, physical 970-972, scenes 120-129); and
+``--final-held-out`` on seeds never run before a non-held step's rim level had to be seen
+(1D 980-982, physical 990-992, scenes 130-139).
 
 The scenes are described as ``run_pipeline`` does: each crystal on its profile in the
 geometry its image shows (``profiles_in_own_geometry``); ``--geometry distance`` describes
@@ -63,7 +65,8 @@ the rim-distance shells alone, as before.
     python benchmarks/zoning.py --part calibrate
     python benchmarks/zoning.py --held-out                # seen (old held-out seeds)
     python benchmarks/zoning.py --new-held-out            # seen
-    python benchmarks/zoning.py --fresh-held-out          # once, at the end
+    python benchmarks/zoning.py --fresh-held-out          # seen
+    python benchmarks/zoning.py --final-held-out          # once, at the end
 """
 
 from __future__ import annotations
@@ -205,46 +208,49 @@ def run_1d(seeds, n_per_family: int, families, cache=None) -> pd.DataFrame:
 
 def _scene(seed, families, labels_kind, cache, project=False):
     path = None
+    scene = None
     if cache:
         held = any(f in HELD_OUT_FAMILIES for f in families)
         tag = "project" if project else ("heldout" if held else "train")
-        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}_{GEOMETRY}.pkl"
+        path = Path(cache) / f"zscene_{tag}_{seed}_{labels_kind}.pkl"
         if path.exists():
             with open(path, "rb") as fh:
-                return pickle.load(fh)
-    t0 = time.perf_counter()
-    if project:
-        s = make_thin_section((768, 768), n_crystals=22, noise=0.02, seed=seed)
-        image, true_labels = s.image, s.labels.astype(np.int32)
-        truth = s.truth[["label", "phase", "zoning_type", "n_plateaus"]].assign(
-            family="project", geometry="distance"
-        )
-    else:
-        image, true_labels, truth = make_scene(seed, families)
-    labels = true_labels if labels_kind == "truth" else segment_crystals(image, 1.0)
-    crystals = crystal_table(image, labels, 1.0)
-    prof = rim_profiles(image, labels, 1.0)
+                scene = pickle.load(fh)
+    if scene is None:
+        t0 = time.perf_counter()
+        if project:
+            s = make_thin_section((768, 768), n_crystals=22, noise=0.02, seed=seed)
+            image, true_labels = s.image, s.labels.astype(np.int32)
+            truth = s.truth[["label", "phase", "zoning_type", "n_plateaus"]].assign(
+                family="project", geometry="distance"
+            )
+        else:
+            image, true_labels, truth = make_scene(seed, families)
+        labels = true_labels if labels_kind == "truth" else segment_crystals(image, 1.0)
+        scene = {
+            "seed": seed,
+            "truth": truth,
+            "image": image,
+            "true_labels": true_labels,
+            "labels": labels,
+            "crystals": crystal_table(image, labels, 1.0),
+            "prof": rim_profiles(image, labels, 1.0),
+            "seconds": time.perf_counter() - t0,
+        }
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                pickle.dump(scene, fh)
     # the profiles described: each crystal's in the geometry its image shows (run_pipeline's
-    # default); ``prof`` stays the rim-distance profile of record
-    described = None
+    # default; computed on every run, so a cached scene follows the code); ``prof`` stays the
+    # rim-distance profile of record
+    scene["described"] = None
     if GEOMETRY == "own":
         from napari_zonation.profiles import profiles_in_own_geometry
 
-        described = profiles_in_own_geometry(prof, image, labels, 1.0)
-    scene = {
-        "seed": seed,
-        "truth": truth,
-        "true_labels": true_labels,
-        "labels": labels,
-        "crystals": crystals,
-        "prof": prof,
-        "described": described,
-        "seconds": time.perf_counter() - t0,
-    }
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            pickle.dump(scene, fh)
+        scene["described"] = profiles_in_own_geometry(
+            scene["prof"], scene["image"], scene["labels"], 1.0
+        )
     return scene
 
 
@@ -514,6 +520,12 @@ def main() -> None:
         help="held-out families on seeds never run before the zoning geometry was read from "
         "the image (1D 960-962, physical 970-972, scenes 120-129): run once, method frozen",
     )
+    ap.add_argument(
+        "--final-held-out",
+        action="store_true",
+        help="held-out families on scenes 130-139, never run before (1D 980-982, physical "
+        "990-992): run once, method frozen",
+    )
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument(
         "--geometry",
@@ -529,20 +541,21 @@ def main() -> None:
     GEOMETRY = args.geometry
     parts = args.part or ["1d", "physical", "scenes", "kilauea"]
     kinds = args.labels or ["truth", "own"]
+    final = args.final_held_out
     fresh = args.fresh_held_out
     new = args.new_held_out
-    held = args.held_out or new or fresh
+    held = args.held_out or new or fresh or final
     fams = TRAIN_FAMILIES + HELD_OUT_FAMILIES if held else TRAIN_FAMILIES
     if held:
-        print(
-            f"{'FRESH ' if fresh else 'NEW ' if new else ''}HELD-OUT run: held-out families "
-            "mixed with the training ones, unseen seeds"
-        )
+        tag = "FINAL " if final else "FRESH " if fresh else "NEW " if new else ""
+        print(f"{tag}HELD-OUT run: held-out families mixed with the training ones, unseen seeds")
     if "calibrate" in parts:
         run_calibrate(cache=args.cache)
     if "1d" in parts:
         seeds = args.seeds or (
-            [960, 961, 962]
+            [980, 981, 982]
+            if final
+            else [960, 961, 962]
             if fresh
             else [940, 941, 942]
             if new
@@ -556,7 +569,9 @@ def main() -> None:
         run_1d(seeds, n, fams, args.cache)
     if "physical" in parts:
         seeds = args.seeds or (
-            [970, 971, 972]
+            [990, 991, 992]
+            if final
+            else [970, 971, 972]
             if fresh
             else [950, 951, 952]
             if new
@@ -571,6 +586,8 @@ def main() -> None:
     if "scenes" in parts:
         if args.seeds:
             seeds = args.seeds
+        elif final:
+            seeds = list(range(130, 140))
         elif fresh:
             seeds = list(range(120, 130))
         elif new:

@@ -152,3 +152,52 @@ def test_run_pipeline_describes_in_the_geometry_the_image_shows():
     assert plain["zoning_type"].iloc[0] != "gradient"  # the shells alone misread it
     with pytest.raises(Exception, match="depth_geometry"):
         run_pipeline(img, 1.0, depth_geometry="radius")
+
+
+def _hinge_distance(labels, knee):
+    """A gradient from the rim over ``knee`` of the depth to a core plateau, painted on the
+    distance to the outline."""
+    dist = ndi.distance_transform_edt(np.pad(labels > 0, 1))[1:-1, 1:-1]
+    return RIM + (CORE - RIM) * np.clip(dist / dist.max() / knee, 0.0, 1.0)
+
+
+def _off_outline(labels, seed):
+    """The outline a pixel off, as a segmentation draws it: stretches of the boundary a
+    pixel inside, others a pixel outside, the rest exact."""
+    rng = np.random.default_rng(seed)
+    m = labels > 0
+    field = ndi.gaussian_filter(rng.normal(size=m.shape), 3.0)
+    field /= field.std()
+    out = np.where(
+        field > 0.6, ndi.binary_dilation(m), np.where(field < -0.6, ndi.binary_erosion(m), m)
+    )
+    return out.astype(np.int32)
+
+
+# a slope from the rim is fitted about as well by a wide erf step whose rim level lies just
+# beyond the first shell (the model there still several percent of the step from it): such
+# a step is not seen to start from a rim plateau, and the slope is kept
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_gradient_lath_on_an_outline_a_pixel_off_is_a_gradient(seed):
+    labels, _ = _rectangle((200, 200), 80, 22)
+    img = _image(labels, _hinge_distance(labels, 0.5), seed, noise=8.0)
+    own = _off_outline(labels, seed)
+    prof = rim_profiles(img, own, 1.0, threads=1)
+    row = describe_zoning(profiles_in_own_geometry(prof, img, own, 1.0)).iloc[0]
+    assert row["zoning_type"] == "gradient", row["model_detail"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_steps_on_an_outline_a_pixel_off_stay_steps(seed):
+    # diffusion from a rim held at RIM, and an erf step inside a rim plateau
+    labels, _ = _rectangle((200, 200), 80, 22)
+    dist = ndi.distance_transform_edt(np.pad(labels > 0, 1))[1:-1, 1:-1]
+    own = _off_outline(labels, seed)
+    for zone in (
+        _rim_held_distance(labels, 6.0),
+        RIM + (CORE - RIM) * 0.5 * (1.0 + erf((dist - 9.0) / 3.0)),
+    ):
+        img = _image(labels, zone, seed, noise=8.0)
+        prof = rim_profiles(img, own, 1.0, threads=1)
+        row = describe_zoning(profiles_in_own_geometry(prof, img, own, 1.0)).iloc[0]
+        assert row["zoning_type"] == "rim_darker", row["model_detail"]
