@@ -203,14 +203,6 @@ def _rounding_floor(v: np.ndarray) -> float:
     return 0.0
 
 
-#: an image shell profile's step not held at the rim must lie this many widths inside the
-#: first shell (its rim level seen within erfc(1.5) / 2 = 1.7 % of the step; one width,
-#: 7.9 %, for traverses): a slope from the rim, its start rounded by the shell averaging
-#: along an outline a pixel off, is fitted about as well by a wide step whose rim level lies
-#: just beyond the first shell, a level no shell shows
-SHELL_RIM_SEEN_WIDTHS = 1.5
-
-
 def _profile_data(d, v, s, npx, opts) -> tuple[zm.ProfileData, dict]:
     """Weights, noise and the shell-profile guards of one profile."""
     pixel_sigma = _pixel_sigma(s, npx)
@@ -237,7 +229,6 @@ def _profile_data(d, v, s, npx, opts) -> tuple[zm.ProfileData, dict]:
         min_core_um=float(opts["min_core_fraction"]) * length if shell else 0.0,
         min_range=float(opts["min_contrast_sigmas"]) * pixel_sigma,
         min_gradient_fraction=float(opts["min_gradient_fraction"]),
-        rim_seen_widths=SHELL_RIM_SEEN_WIDTHS if shell else 1.0,
         variance_floor=(floor**2 if not known else 0.0) + (1e-6 * float(np.ptp(v))) ** 2,
     )
     return data, {"sigma_floor": sigma_floor, "pixel_sigma": pixel_sigma}

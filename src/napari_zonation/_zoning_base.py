@@ -21,8 +21,6 @@ class ProfileData:
     ones. ``min_core_um`` is the shortest core level a step or a ramp's core plateau must
     leave (image shell profiles: their deepest shells are unreliable); ``min_range`` the
     smallest zoning span a zoned model must have (shell systematics); both 0 for traverses.
-    ``rim_seen_widths``: how many widths inside the first point a step not held at the rim
-    must lie (its rim level seen; more for image shell profiles).
     """
 
     d: np.ndarray
@@ -32,7 +30,6 @@ class ProfileData:
     min_core_um: float = 0.0
     min_range: float = 0.0
     min_gradient_fraction: float = 0.2
-    rim_seen_widths: float = 1.0
     variance_floor: float = 0.0
 
     @property

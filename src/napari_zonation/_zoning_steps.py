@@ -286,18 +286,15 @@ def step_grid_start(p: ProfileData, held: bool) -> tuple | None:
 
 
 def check_steps(fit: Fit, p: ProfileData) -> tuple[bool, str]:
-    """Is each level a plateau: the rim level seen on two points before the first step, the
-    step ``p.rim_seen_widths`` widths inside the first point (or held at the rim), each
-    inner level seen between two steps at least half their widths apart, the core level
-    reached on three points?"""
+    """Is each level a plateau: the rim level seen on two points before the first step (or
+    held at the rim), each inner level seen between two steps at least half their widths
+    apart, the core level reached on three points?"""
     d = p.d
     lv, ps, ws, held = (fit.info[x] for x in ("levels", "positions", "widths", "held"))
     # an asymmetric step has its own width on each side
     wl = np.asarray(fit.info.get("widths_rim", ws), float)
     wr = np.asarray(fit.info.get("widths_core", ws), float)
-    deep = ps[0] - p.d0 >= p.rim_seen_widths * wl[0]
-    rim_seen = deep and int(np.sum(d < ps[0] - 0.5 * wl[0])) >= 2
-    if not held and not rim_seen:
+    if not held and (ps[0] - p.d0 < wl[0] or int(np.sum(d < ps[0] - 0.5 * wl[0])) < 2):
         return False, "the rim level is not reached before the first step"
     for i in range(len(ps) - 1):
         gap = ps[i + 1] - ps[i]
