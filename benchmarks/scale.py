@@ -183,7 +183,7 @@ def run_one(kind: str, store: Path, size: int, work: Path) -> dict:
         base = _peak_mb()
         clock = CpuClock()
         t = time.perf_counter()
-        r = run_pipeline(image, 1.0, depth_geometry="distance")  # as streamed
+        r = run_pipeline(image, 1.0)
         out["seconds"] = time.perf_counter() - t
         clock.stop()
         out["timings"] = r.timings

@@ -29,15 +29,14 @@ from ._pipeline_shared import (  # noqa: F401 - importable from here
     merge_fits,
 )
 from ._validation import (
-    ZonationInputError,
     as_image,
     check_image_content,
 )
 from .cluster import cluster_crystals
 from .descriptors import describe_zoning
 from .mosaic_pipeline import MOSAIC_STAGES, MosaicResult, run_mosaic_pipeline  # noqa: F401
-from .profiles import profiles_in_own_geometry, rim_profiles
-from .profiles.geometry import NOT_TESTED
+from .profiles import rim_profiles
+from .profiles.geometry import check_depth_geometry, profiles_to_describe
 from .segment import crystal_table, segment_crystals
 
 STAGES = ("segment", "profiles", "describe", "cluster", "diffusion")
@@ -145,8 +144,7 @@ def run_pipeline(
         For what :func:`check_pipeline` refuses, and a constant or all-NaN image; all before
         the first stage.
     """
-    if depth_geometry not in ("auto", "distance"):
-        raise ZonationInputError(f"depth_geometry={depth_geometry!r}; choose 'auto' or 'distance'.")
+    check_depth_geometry(depth_geometry)  # before the long stages
     arr = np.asarray(image)
     if arr.ndim not in (2, 3) or arr.size == 0 or not (
         np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
@@ -213,10 +211,7 @@ def run_pipeline(
     if backend == "openai":  # the crops show the channel the numbers describe
         opts.setdefault("image", img)
         opts.setdefault("labels", labels)
-    if depth_geometry == "auto" and profile_method == "shells" and np.ndim(img) == 2:
-        described = profiles_in_own_geometry(prof, img, labels, px)
-    else:
-        described = prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
+    described = profiles_to_describe(prof, img, labels, px, depth_geometry)
     table = describe_zoning(described, backend=backend, crystals=crystals, **opts)
     timings["describe"] = time.perf_counter() - t
 

@@ -28,8 +28,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ._validation import ZonationInputError, check_labels
-from .profiles import profiles_in_own_geometry, rim_profiles
-from .profiles.geometry import NOT_TESTED
+from .profiles import rim_profiles
+from .profiles.geometry import NOT_TESTED, profiles_to_describe
 from .section_passes import Box, SectionLevels, _read
 from .segment.labelops import adjacent_pairs
 from .segment.qa import rim_qa
@@ -290,18 +290,17 @@ def table_batch(shared, batch: Batch) -> pd.DataFrame:
     return _batch_table(raw, lab, lut, local, batch, lv, px)
 
 
-def _described_of(raw, lab, lut, local, prof: pd.DataFrame, px: float, options: dict,
+def _described_of(raw, lab, lut, local, prof: pd.DataFrame, px: float,
                   depth_geometry: str) -> pd.DataFrame:
-    """The batch's profiles to describe, as ``run_pipeline`` makes them: each crystal in the
-    geometry its image shows (``depth_geometry="auto"``, shells of a 2D image), else every
-    crystal on its rim-distance shells, marked not tested."""
-    if depth_geometry != "auto" or options.get("method", "shells") != "shells" or raw.ndim != 2:
-        return prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
+    """The batch's profiles to describe, as ``run_pipeline`` makes them
+    (:func:`~napari_zonation.profiles.geometry.profiles_to_describe`)."""
+    if depth_geometry == "distance":
+        return profiles_to_describe(prof, raw, lab, px, depth_geometry)
     # the batch's crystals only (the test reads each crystal's own pixels; the neighbours
     # cut by the window are another batch's), in the window's compact numbering
     own = np.where(np.isin(lab, local), lab, 0)
     mine = prof.assign(label=np.searchsorted(lut, prof["label"].to_numpy()))
-    out = profiles_in_own_geometry(mine, raw, own, px)
+    out = profiles_to_describe(mine, raw, own, px, depth_geometry)
     out["label"] = lut[out["label"].to_numpy()].astype(prof["label"].dtype)
     return out
 
@@ -341,7 +340,7 @@ def measure_batch(shared, batch: Batch) -> dict:
     exclude = options.get("method", "shells") == "shells" and options.get(
         "contacts", "exclude"
     ) == "exclude"
-    described = _described_of(raw, lab, lut, local, prof, px, options, depth_geometry)
+    described = _described_of(raw, lab, lut, local, prof, px, depth_geometry)
     if exclude:
         far, need = _far_free_faces(lab, local, batch.window, lv.shape)
         if far.size:
@@ -410,7 +409,7 @@ def describe_batch(shared, item) -> dict:
 
     backend, describe_options, diffusion_options, date_border = shared
     prof, crystals, *rest = item
-    described = rest[0] if rest and rest[0] is not None else None
+    described = rest[0] if rest else None
     if described is None:
         described = prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
     table = describe_zoning(described, backend=backend, crystals=crystals,

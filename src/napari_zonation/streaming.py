@@ -197,9 +197,9 @@ def stream_stages(
     from ._runner import Runner
     from ._threads import auto_threads
     from .cluster import cluster_crystals
+    from .profiles.geometry import check_depth_geometry
 
-    if depth_geometry not in ("auto", "distance"):
-        raise ZonationInputError(f"depth_geometry={depth_geometry!r}; choose 'auto' or 'distance'.")
+    check_depth_geometry(depth_geometry)
     if backend != "offline":
         raise ZonationInputError(
             "a whole-section mosaic is described with backend='offline'; run the LLM "

@@ -31,6 +31,8 @@ from ._shell_stats import IQR_SIGMA
 #: ``geometry_note`` of the crystals described on their rim-distance shells without a test
 #: (``run_pipeline(depth_geometry="distance")``, the streamed whole-section stages).
 NOT_TESTED = "not tested: described on the rim-distance shells"
+#: ``depth_geometry`` choices of the pipelines: read from the image, or the distance alone.
+DEPTH_GEOMETRIES = ("auto", "distance")
 #: Least depth (deepest distance to the outline, in pixels) for a geometry test.
 MIN_DEPTH_PX = 8.0
 #: The scaled geometry is kept when the variance it explains beyond the distance geometry
@@ -284,3 +286,33 @@ def profiles_in_own_geometry(
     res = res.sort_values(["label", "distance_um"], kind="stable").reset_index(drop=True)
     res.attrs = dict(prof.attrs)
     return res
+
+
+def check_depth_geometry(depth_geometry: str) -> str:
+    """``depth_geometry`` if it is one of :data:`DEPTH_GEOMETRIES`, else a clear error."""
+    if depth_geometry not in DEPTH_GEOMETRIES:
+        raise ZonationInputError(
+            f"depth_geometry={depth_geometry!r}; choose 'auto' or 'distance'."
+        )
+    return depth_geometry
+
+
+def profiles_to_describe(
+    prof: pd.DataFrame,
+    image,
+    labels,
+    pixel_size_um: float = 1.0,
+    depth_geometry: str = "auto",
+) -> pd.DataFrame:
+    """The profiles a pipeline describes and clusters (``run_pipeline``, the streamed stages).
+
+    With ``depth_geometry="auto"``, :func:`profiles_in_own_geometry` (each crystal in the
+    geometry its image shows; tables that are not single-channel grey shells keep the
+    distance, and say why); with ``"distance"``, ``prof`` on its rim-distance shells, every
+    crystal's ``geometry_note`` :data:`NOT_TESTED`. Either way the table has the
+    ``depth_geometry`` and ``geometry_note`` columns, so that tables of several runs
+    concatenate.
+    """
+    if check_depth_geometry(depth_geometry) == "distance":
+        return prof.assign(depth_geometry="distance", geometry_note=NOT_TESTED)
+    return profiles_in_own_geometry(prof, image, labels, pixel_size_um)

@@ -365,11 +365,10 @@ class DescribeWidget(DescribeLLM, ZonationWidget):
         if labels not in self.viewer.layers:
             raise ZonationInputError(f"the layer '{labels.name}' was removed meanwhile.")
         labels = p["labels_layer"] = writable_crystals(self.viewer, labels)
+        md = zmeta(labels)
         if r["computed_profiles"] is not None:
-            md = zmeta(labels)
             md[KEY.profiles] = r["computed_profiles"]
             md[KEY.profile_options] = {"method": "shells", "pixel_size_um": p["pixel_size_um"]}
-        md = zmeta(labels)
         if r.get("described_profiles") is not None:  # what Cluster embeds
             md[KEY.profiles_described] = r["described_profiles"]
         else:
